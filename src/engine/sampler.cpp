@@ -1,0 +1,94 @@
+#include "engine/sampler.h"
+
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+#include <unordered_set>
+
+#include "util/error.h"
+
+namespace fkv {
+
+Sampler::Sampler(const SamplerOptions& o) : o_(o), rng_(o.seed) {
+  require(std::isfinite(o.temperature), ErrorCode::kInvalidArgument, "temperature must be finite");
+  require(o.top_p > 0, ErrorCode::kInvalidArgument,
+          "top-p must be in (0, 1]");
+  require(o.repetition_penalty > 0, ErrorCode::kInvalidArgument, "repetition penalty must be positive");
+  require(o.repeat_last_n >= 0, ErrorCode::kInvalidArgument, "repeat_last_n must not be negative");
+}
+
+void Sampler::reset() {
+  rng_.seed(o_.seed);
+  recent_.clear();
+}
+
+void Sampler::accept(int32_t id) {
+  if (o_.repeat_last_n == 0) return;
+  recent_.push_back(id);
+  while (int(recent_.size()) > o_.repeat_last_n) recent_.pop_front();
+}
+
+int32_t Sampler::argmax(const float* logits, int64_t n) {
+  return int32_t(std::max_element(logits, logits + n) - logits);
+}
+
+int32_t Sampler::sample(const std::vector<float>& logits) {
+  require(!logits.empty(), ErrorCode::kInvalidArgument, "no logits to sample from");
+  work_ = logits;
+  if (o_.repetition_penalty != 1.0f) {
+    // As in CTRL: shrink positive logits and push negative ones further down, once per distinct token.
+    std::unordered_set<int32_t> seen(recent_.begin(), recent_.end());
+    for (int32_t id : seen) {
+      if (id < 0 || size_t(id) >= work_.size()) continue;
+      float& l = work_[size_t(id)];
+      l = l > 0 ? l / o_.repetition_penalty : l * o_.repetition_penalty;
+    }
+  }
+  int32_t chosen;
+  if (o_.temperature <= 0) {
+    chosen = argmax(work_.data(), int64_t(work_.size()));
+  } else {
+    ids_.resize(work_.size());
+    std::iota(ids_.begin(), ids_.end(), 0);
+    size_t keep = ids_.size();
+    auto by_logit = [&](int32_t a, int32_t b) { return work_[size_t(a)] > work_[size_t(b)]; };
+    if (o_.top_k > 0 && size_t(o_.top_k) < keep) {
+      keep = size_t(o_.top_k);
+      std::partial_sort(ids_.begin(), ids_.begin() + keep, ids_.end(), by_logit);
+    } else {
+      std::sort(ids_.begin(), ids_.end(), by_logit);
+    }
+    // Softmax over the survivors at the given temperature.
+    std::vector<double> p(keep);
+    const double top = work_[size_t(ids_[0])];
+    double total = 0;
+    for (size_t i = 0; i < keep; ++i) total += p[i] = std::exp((work_[size_t(ids_[i])] - top) / o_.temperature);
+    if (o_.top_p < 1.0f) {
+      double cumulative = 0;
+      size_t cut = keep;
+      for (size_t i = 0; i < keep; ++i) {
+        cumulative += p[i] / total;
+        if (cumulative >= o_.top_p) {
+          cut = i + 1;
+          break;
+        }
+      }
+      keep = cut;
+      total = std::accumulate(p.begin(), p.begin() + keep, 0.0);
+    }
+    std::uniform_real_distribution<double> uniform(0.0, total);
+    double r = uniform(rng_);
+    chosen = ids_[keep - 1];
+    for (size_t i = 0; i < keep; ++i) {
+      if (r < p[i]) {
+        chosen = ids_[i];
+        break;
+      }
+      r -= p[i];
+    }
+  }
+  accept(chosen);
+  return chosen;
+}
+
+}  // namespace fkv

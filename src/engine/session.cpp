@@ -1,0 +1,117 @@
+#include "engine/session.h"
+
+#include <algorithm>
+#include <string>
+
+#include "util/error.h"
+
+namespace fkv {
+
+Session::Session(const LlamaModel& model, const SessionOptions& o) : model_(model), backend_(model.backend()) {
+  const LlamaHparams& hp = model.hparams();
+  require(o.ctx >= 0, ErrorCode::kInvalidArgument, "context length must not be negative");
+  require(o.max_batch > 0, ErrorCode::kInvalidArgument, "max_batch must be positive");
+  ctx_ = o.ctx > 0 ? o.ctx : std::min(hp.context_length, 8192);
+  require(ctx_ <= hp.context_length, ErrorCode::kInvalidArgument,
+          "context length " + std::to_string(ctx_) + " is longer than the model allows (" +
+              std::to_string(hp.context_length) + ")");
+  max_batch_ = std::min(o.max_batch, ctx_);
+  kv_ = make_kv_cache(backend_, hp, o.kv, ctx_);
+
+  const size_t b = size_t(max_batch_) * sizeof(float);
+  const size_t q_dim = size_t(hp.n_heads) * hp.head_dim;
+  tokens_ = backend_.alloc(size_t(max_batch_) * sizeof(int32_t), "token ids");
+  x_ = backend_.alloc(b * hp.dim, "activations (residual)");
+  xb_ = backend_.alloc(b * std::max<size_t>(hp.dim, q_dim), "activations (normed)");
+  q_ = backend_.alloc(b * q_dim, "activations (q)");
+  k_ = backend_.alloc(b * hp.kv_dim(), "activations (k)");
+  v_ = backend_.alloc(b * hp.kv_dim(), "activations (v)");
+  att_ = backend_.alloc(b * q_dim, "activations (attention)");
+  hb_ = backend_.alloc(b * hp.ffn_dim, "activations (ffn gate)");
+  hb2_ = backend_.alloc(b * hp.ffn_dim, "activations (ffn up)");
+  last_ = backend_.alloc(sizeof(float) * hp.dim, "activations (last token)");
+  logits_ = backend_.alloc(sizeof(float) * size_t(hp.vocab), "logits");
+}
+
+Session::~Session() = default;
+
+void Session::reset() {
+  n_past_ = 0;
+  kv_->clear();
+}
+
+const std::vector<float>& Session::eval(std::span<const int32_t> tokens, bool all_logits) {
+  const int vocab = model_.hparams().vocab;
+  require(!tokens.empty(), ErrorCode::kInvalidArgument, "eval needs at least one token");
+  require(tokens.size() <= size_t(ctx_ - n_past_), ErrorCode::kContextFull,
+          "context full: " + std::to_string(n_past_) + " + " + std::to_string(tokens.size()) +
+              " tokens exceed the context length " + std::to_string(ctx_));
+  for (int32_t id : tokens)
+    require(id >= 0 && id < vocab, ErrorCode::kInvalidArgument,
+            "token id " + std::to_string(id) + " is outside the vocabulary (" + std::to_string(vocab) + ")");
+  logits_host_.assign(all_logits ? tokens.size() * size_t(vocab) : size_t(vocab), 0.0f);
+  for (size_t start = 0; start < tokens.size(); start += size_t(max_batch_)) {
+    const size_t n = std::min(tokens.size() - start, size_t(max_batch_));
+    const bool want = all_logits || start + n == tokens.size();
+    float* out = !want ? nullptr : all_logits ? logits_host_.data() + start * vocab : logits_host_.data();
+    forward_chunk(tokens.subspan(start, n), all_logits, out);
+  }
+  return logits_host_;
+}
+
+void Session::report_hidden(int layer, int n) {
+  if (!on_hidden) return;
+  const int dim = model_.hparams().dim;
+  hidden_host_.resize(size_t(n) * dim);
+  backend_.download(*x_, 0, hidden_host_.data(), hidden_host_.size() * sizeof(float));
+  on_hidden(layer, hidden_host_.data(), n, dim);
+}
+
+void Session::forward_chunk(std::span<const int32_t> tokens, bool all_logits, float* logits_out) {
+  const LlamaHparams& hp = model_.hparams();
+  const int n = int(tokens.size());
+  const int pos0 = n_past_;
+  Backend& be = backend_;
+
+  be.upload(*tokens_, 0, tokens.data(), tokens.size_bytes());
+  be.embed(model_.token_embedding(), *tokens_, n, *x_);
+  report_hidden(-1, n);
+  for (int l = 0; l < hp.n_layers; ++l) {
+    const LayerWeights& w = model_.layer(l);
+    be.rms_norm(*x_, *w.attn_norm, n, hp.dim, hp.rms_eps, *xb_);
+    be.matmul(w.wq, *xb_, n, *q_);
+    be.matmul(w.wk, *xb_, n, *k_);
+    be.matmul(w.wv, *xb_, n, *v_);
+    be.rope(*q_, n, hp.n_heads, pos0, hp.rope);
+    be.rope(*k_, n, hp.n_kv_heads, pos0, hp.rope);
+    kv_->store(l, *k_, *v_, n, pos0);
+    kv_->attend(l, *q_, n, pos0, *att_);
+    be.matmul(w.wo, *att_, n, *xb_);
+    be.add(*x_, *xb_, int64_t(n) * hp.dim, *x_);
+
+    be.rms_norm(*x_, *w.ffn_norm, n, hp.dim, hp.rms_eps, *xb_);
+    be.matmul(w.w_gate, *xb_, n, *hb_);
+    be.matmul(w.w_up, *xb_, n, *hb2_);
+    be.swiglu(*hb_, *hb2_, int64_t(n) * hp.ffn_dim, *hb_);
+    be.matmul(w.w_down, *hb_, n, *xb_);
+    be.add(*x_, *xb_, int64_t(n) * hp.dim, *x_);
+    report_hidden(l, n);
+  }
+  n_past_ += n;
+  if (!logits_out) return;
+
+  const size_t vocab = size_t(hp.vocab);
+  if (all_logits) {
+    if (!logits_all_) logits_all_ = be.alloc(size_t(max_batch_) * vocab * sizeof(float), "logits (all positions)");
+    be.rms_norm(*x_, model_.output_norm(), n, hp.dim, hp.rms_eps, *xb_);
+    be.matmul(model_.output(), *xb_, n, *logits_all_);
+    be.download(*logits_all_, 0, logits_out, size_t(n) * vocab * sizeof(float));
+    return;
+  }
+  be.copy(*x_, size_t(n - 1) * hp.dim * sizeof(float), *last_, 0, size_t(hp.dim) * sizeof(float));
+  be.rms_norm(*last_, model_.output_norm(), 1, hp.dim, hp.rms_eps, *xb_);
+  be.matmul(model_.output(), *xb_, 1, *logits_);
+  be.download(*logits_, 0, logits_out, vocab * sizeof(float));
+}
+
+}  // namespace fkv

@@ -1,0 +1,28 @@
+// A session's KV cache policy and its budget, as chosen on the command line or through the C API.
+#pragma once
+#include <memory>
+#include <string>
+
+#include "backend/backend.h"
+#include "kv/kv_cache.h"
+
+namespace fkv {
+
+struct LlamaHparams;
+
+struct KvOptions {
+  std::string policy = "full";  // full | window | fourier
+  KvType type = KvType::kF16;   // exact parts' storage; kF32 is a test option
+  int sink = 4;
+  int window = 1020;
+  int fourier_n = 512;
+  double fourier_ratio = -1;    // <0: the profile's own fractions
+  std::string fourier_profile;  // JSON from fkv-calibrate; empty: the built-in heuristic
+};
+
+// Builds the policy's cache for a session of `capacity` positions. Throws fkv::Error (kInvalidArgument for
+// an unknown policy or inconsistent budget, kUnsupported for a policy this build does not have yet).
+std::unique_ptr<KvCache> make_kv_cache(Backend& backend, const LlamaHparams& hp, const KvOptions& options,
+                                       int capacity);
+
+}  // namespace fkv
