@@ -51,6 +51,13 @@ void matmul(ThreadPool& pool, GgmlType type, const uint8_t* w, int64_t rows, int
             float* out) {
   const size_t row_size = row_bytes(type, cols);
   // Each weight row is decoded once and dotted with every token's activations.
+  if (n == 1) {
+    // Decode: a fused decode-and-dot reads each weight byte once, with no scratch row.
+    pool.parallel_for(rows, 64, [&](int64_t begin, int64_t end) {
+      for (int64_t r = begin; r < end; ++r) out[r] = dot_row(type, w + row_size * size_t(r), x, cols);
+    });
+    return;
+  }
   pool.parallel_for(rows, 16, [&](int64_t begin, int64_t end) {
     std::vector<float> decoded(static_cast<size_t>(cols));
     for (int64_t r = begin; r < end; ++r) {

@@ -1,0 +1,100 @@
+#include "engine/sampler.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+
+#include <vector>
+
+#include "util/error.h"
+
+namespace fkv {
+namespace {
+
+std::vector<float> logits_of(std::initializer_list<float> v) { return std::vector<float>(v); }
+
+TEST(Sampler, GreedyTakesTheArgmax) {
+  SamplerOptions o;
+  o.temperature = 0;
+  o.repetition_penalty = 1;
+  Sampler s(o);
+  EXPECT_EQ(s.sample(logits_of({0.1f, 3.0f, -1.0f, 2.9f})), 1);
+}
+
+TEST(Sampler, SameSeedSameTokens) {
+  SamplerOptions o;
+  o.temperature = 1.0f;
+  o.top_k = 0;
+  o.top_p = 1.0f;
+  o.seed = 42;
+  std::vector<float> logits(100);
+  for (size_t i = 0; i < logits.size(); ++i) logits[i] = float(i % 7) * 0.3f;
+  Sampler a(o), b(o);
+  std::vector<int32_t> ta, tb;
+  for (int i = 0; i < 50; ++i) {
+    ta.push_back(a.sample(logits));
+    tb.push_back(b.sample(logits));
+  }
+  EXPECT_EQ(ta, tb);
+  a.reset();
+  for (int i = 0; i < 50; ++i) EXPECT_EQ(a.sample(logits), ta[size_t(i)]);
+}
+
+TEST(Sampler, TopKOneIsGreedy) {
+  SamplerOptions o;
+  o.temperature = 5.0f;
+  o.top_k = 1;
+  o.repetition_penalty = 1;
+  Sampler s(o);
+  for (int i = 0; i < 20; ++i) EXPECT_EQ(s.sample(logits_of({1.0f, 1.5f, 1.4f})), 1);
+}
+
+TEST(Sampler, TinyTopPKeepsOnlyTheMostLikely) {
+  SamplerOptions o;
+  o.temperature = 1.0f;
+  o.top_k = 0;
+  o.top_p = 0.01f;
+  o.repetition_penalty = 1;
+  Sampler s(o);
+  for (int i = 0; i < 20; ++i) EXPECT_EQ(s.sample(logits_of({0.0f, 0.2f, 0.1f})), 1);
+}
+
+TEST(Sampler, RespectsTheDistribution) {
+  SamplerOptions o;
+  o.temperature = 1.0f;
+  o.top_k = 0;
+  o.top_p = 1.0f;
+  o.repetition_penalty = 1;
+  o.seed = 7;
+  Sampler s(o);
+  // p = softmax(log 1, log 3) = (0.25, 0.75)
+  const std::vector<float> logits = {0.0f, std::log(3.0f)};
+  int ones = 0;
+  const int n = 4000;
+  for (int i = 0; i < n; ++i) ones += s.sample(logits);
+  EXPECT_NEAR(double(ones) / n, 0.75, 0.03);
+}
+
+TEST(Sampler, RepetitionPenaltyDiscouragesRecentTokens) {
+  SamplerOptions o;
+  o.temperature = 0;
+  o.repetition_penalty = 2.0f;
+  Sampler s(o);
+  s.accept(0);
+  // 3.0 / 2 = 1.5 < 2.0: token 1 wins once token 0 was seen.
+  EXPECT_EQ(s.sample(logits_of({3.0f, 2.0f})), 1);
+}
+
+TEST(Sampler, RejectsBadOptions) {
+  SamplerOptions o;
+  o.top_p = 0;
+  EXPECT_THROW(Sampler{o}, Error);
+  o = SamplerOptions{};
+  o.repetition_penalty = -1;
+  EXPECT_THROW(Sampler{o}, Error);
+  Sampler ok{SamplerOptions{}};
+  EXPECT_THROW(ok.sample({}), Error);
+}
+
+}  // namespace
+}  // namespace fkv
