@@ -4,6 +4,7 @@
 #include <cmath>
 #include <vector>
 
+#include "backend/cpu/cpu_dot.h"
 #include "model/quant.h"
 #include "util/half.h"
 #include "util/thread_pool.h"
@@ -54,7 +55,7 @@ void matmul(ThreadPool& pool, GgmlType type, const uint8_t* w, int64_t rows, int
   if (n == 1) {
     // Decode: a fused decode-and-dot reads each weight byte once, with no scratch row.
     pool.parallel_for(rows, 64, [&](int64_t begin, int64_t end) {
-      for (int64_t r = begin; r < end; ++r) out[r] = dot_row(type, w + row_size * size_t(r), x, cols);
+      for (int64_t r = begin; r < end; ++r) out[r] = dot_quantized(type, w + row_size * size_t(r), x, cols);
     });
     return;
   }
