@@ -18,7 +18,8 @@ TEST(CpuDot, MatchesReferenceForEveryType) {
   for (GgmlType type : {GgmlType::F32, GgmlType::F16, GgmlType::BF16, GgmlType::Q8_0, GgmlType::Q4_0,
                         GgmlType::Q4_1, GgmlType::Q4_K, GgmlType::Q6_K}) {
     for (int64_t n : {256, 512, 2304}) {
-      std::vector<float> w(size_t(n)), x(size_t(n)), decoded(size_t(n));
+      const size_t count = static_cast<size_t>(n);
+      std::vector<float> w(count), x(count), decoded(count);
       for (auto& v : w) v = d(rng);
       for (auto& v : x) v = d(rng);
       std::vector<uint8_t> q(row_bytes(type, n));
