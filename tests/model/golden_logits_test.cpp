@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <vector>
@@ -13,6 +14,7 @@
 #include "backend/cpu/cpu_backend.h"
 #include "engine/session.h"
 #include "gguf/gguf_reader.h"
+#include "model/llama2c_convert.h"
 #include "model/llama_model.h"
 #include "test_paths.h"
 
@@ -116,6 +118,20 @@ TEST(GoldenLogits, SmolLM2CpuFp32CacheMatchesTransformers) {
 
 TEST(GoldenLogits, SmolLM2CpuF16CacheMatchesTransformers) {
   check_model(test::default_model_path(), "golden_smollm2.json", KvType::kF16, 1e-2);
+}
+
+// stories260K (llama2.c, odd shape: head_dim 8, GQA 2:1) through our converter, against the numpy reference.
+std::string converted_stories260k() {
+  const std::string out = (std::filesystem::temp_directory_path() / "fkv_test_stories260k.gguf").string();
+  convert_llama2c(test::shared_dir() + "/models/stories260K.bin", out);
+  return out;
+}
+
+TEST(GoldenLogits, Stories260kCpuMatchesNumpy) {
+  const std::string path = converted_stories260k();
+  check_model(path, "golden_stories260k.json", KvType::kF32, 1e-3);
+  check_model(path, "golden_stories260k.json", KvType::kF16, 1e-2);
+  std::filesystem::remove(path);
 }
 
 }  // namespace
