@@ -29,6 +29,17 @@ class Tokenizer {
   virtual std::string token_text(int32_t id) const = 0;  // the vocabulary's string, for debugging
 
   std::string decode(const std::vector<int32_t>& ids) const;  // concatenated token_bytes
+
+  // Additions to the agreed interface:
+  // Control tokens (<s>, <|im_end|>, ...) render as nothing in token_bytes; this says which they are.
+  virtual bool is_control(int32_t id) const { return false; }
+  // decode with render_special: control tokens are written as their text (token_text), as the Hugging
+  // Face decode(skip_special_tokens=False) does. decode() = decode(ids, false).
+  // SentencePiece vocabularies with add_space_prefix drop the one space that encode prepended, from the
+  // first token that renders any bytes (as llama.cpp's detokenizer and HF's Metaspace decoder do), so
+  // decode(encode(s)) == s; token_bytes and streaming keep that space.
+  std::string decode(const std::vector<int32_t>& ids, bool render_special) const;
+  virtual bool decode_strips_leading_space() const { return false; }
 };
 
 // Streams token bytes as complete UTF-8: holds back an incomplete trailing sequence until the next
