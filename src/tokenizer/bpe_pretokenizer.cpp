@@ -12,8 +12,7 @@ namespace fkv {
 namespace {
 
 // GPT-2's pattern; the same one the Hugging Face ByteLevel pre-tokenizer applies.
-constexpr const char* kGpt2 =
-    R"('s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+)";
+constexpr const char* kGpt2 = R"('s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+)";
 // Llama 3: case-insensitive contractions, numbers in groups of up to three digits.
 constexpr const char* kLlama3 =
     R"((?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+)";
@@ -63,8 +62,8 @@ BpePreTokenizer::BpePreTokenizer(const std::string& name) {
     std::string known;
     for (const auto& [key, value] : pre_types())
       if (!key.empty()) known += (known.empty() ? "" : ", ") + key;
-    throw Error(ErrorCode::kUnsupported,
-                "tokenizer.ggml.pre = \"" + name + "\" is not a known BPE pre-tokenizer (known: " + known + ")");
+    throw Error(ErrorCode::kUnsupported, "tokenizer.ggml.pre = \"" + name +
+                                             "\" is not a known BPE pre-tokenizer (known: " + known + ")");
   }
   ignore_merges_ = it->second.ignore_merges;
   for (const char* pattern : it->second.patterns) {
@@ -78,8 +77,8 @@ BpePreTokenizer::BpePreTokenizer(const std::string& name) {
     if (!regex->code) {
       PCRE2_UCHAR message[256];
       pcre2_get_error_message(error, message, sizeof message);
-      throw Error(ErrorCode::kInternal, "pre-tokenizer regex for \"" + name + "\" does not compile: " +
-                                            reinterpret_cast<const char*>(message));
+      throw Error(ErrorCode::kInternal, "pre-tokenizer regex for \"" + name +
+                                            "\" does not compile: " + reinterpret_cast<const char*>(message));
     }
     pcre2_jit_compile(regex->code, PCRE2_JIT_COMPLETE);  // optional speed-up; the interpreter is the fallback
     regexes_.push_back(std::move(regex));
@@ -91,7 +90,8 @@ BpePreTokenizer::~BpePreTokenizer() = default;
 namespace {
 
 // Splits one piece into matches and the gaps between them.
-void split_one(pcre2_code* code, pcre2_match_data* match, std::string_view text, std::vector<std::string_view>& out) {
+void split_one(pcre2_code* code, pcre2_match_data* match, std::string_view text,
+               std::vector<std::string_view>& out) {
   const auto* subject = reinterpret_cast<PCRE2_SPTR>(text.data());
   size_t pos = 0;
   size_t gap = 0;
@@ -109,7 +109,8 @@ void split_one(pcre2_code* code, pcre2_match_data* match, std::string_view text,
     const PCRE2_SIZE* ov = pcre2_get_ovector_pointer(match);
     const size_t begin = ov[0], end = ov[1];
     if (end == begin) {  // cannot happen with these patterns; step over a character to stay safe
-      pos = begin + std::min(utf8_sequence_length(static_cast<unsigned char>(text[begin])), text.size() - begin);
+      pos = begin +
+            std::min(utf8_sequence_length(static_cast<unsigned char>(text[begin])), text.size() - begin);
       continue;
     }
     if (begin > gap) out.push_back(text.substr(gap, begin - gap));

@@ -32,11 +32,17 @@ const Table& table() {
 
 }  // namespace
 
-uint32_t byte_to_codepoint(uint8_t b) { return table().cp[b]; }
+uint32_t byte_to_codepoint(uint8_t b) {
+  return table().cp[b];
+}
 
-const std::string& byte_to_unicode_text(uint8_t b) { return table().text[b]; }
+const std::string& byte_to_unicode_text(uint8_t b) {
+  return table().text[b];
+}
 
-int codepoint_to_byte(uint32_t cp) { return cp < 512 ? table().back[cp] : -1; }
+int codepoint_to_byte(uint32_t cp) {
+  return cp < 512 ? table().back[cp] : -1;
+}
 
 std::string byte_level_text_to_bytes(std::string_view text) {
   std::string out;

@@ -54,7 +54,10 @@ std::string render_llama2(const std::vector<ChatMessage>& messages) {
       out += (i == first ? "" : "<s>");
       out += "[INST] " + strip(content) + " [/INST]";
     } else if (messages[i].role == "assistant") {
-      out += " " + strip(content) + " </s>";
+      // Appended piece by piece: GCC 12 warns falsely (-Wrestrict) on "literal" + std::string temporaries.
+      out += ' ';
+      out += strip(content);
+      out += " </s>";
     }
   }
   return out;
@@ -82,7 +85,8 @@ ChatTemplate parse_chat_template(const std::string& jinja) {
       const size_t end = jinja.find("<|im_end|>", text);
       if (end != std::string::npos) {
         const std::string prompt = jinja.substr(text, end - text);
-        if (!prompt.empty() && prompt.find_first_of("'\"{}+") == std::string::npos) t.default_system_prompt = prompt;
+        if (!prompt.empty() && prompt.find_first_of("'\"{}+") == std::string::npos)
+          t.default_system_prompt = prompt;
       }
     }
   }

@@ -17,10 +17,14 @@ int parse_byte_token(std::string_view text) {
   int value = 0;
   for (char c : text.substr(3, 2)) {
     value <<= 4;
-    if (c >= '0' && c <= '9') value |= c - '0';
-    else if (c >= 'A' && c <= 'F') value |= c - 'A' + 10;
-    else if (c >= 'a' && c <= 'f') value |= c - 'a' + 10;
-    else return -1;
+    if (c >= '0' && c <= '9')
+      value |= c - '0';
+    else if (c >= 'A' && c <= 'F')
+      value |= c - 'A' + 10;
+    else if (c >= 'a' && c <= 'f')
+      value |= c - 'a' + 10;
+    else
+      return -1;
   }
   return value;
 }
@@ -80,14 +84,15 @@ void SpmTokenizer::emit_bytes(std::string_view text, std::vector<int32_t>& out) 
     if (id >= 0) {
       out.push_back(id);
     } else {
-      require(vocab().unk_id >= 0, ErrorCode::kInvalidArgument,
-              "the text has a character this vocabulary cannot represent (no byte token <0x" +
-                  [&] {
-                    char hex[3];
-                    std::snprintf(hex, sizeof hex, "%02X", static_cast<unsigned char>(c));
-                    return std::string(hex);
-                  }() +
-                  ">, no unknown token)");
+      require(
+          vocab().unk_id >= 0, ErrorCode::kInvalidArgument,
+          "the text has a character this vocabulary cannot represent (no byte token <0x" +
+              [&] {
+                char hex[3];
+                std::snprintf(hex, sizeof hex, "%02X", static_cast<unsigned char>(c));
+                return std::string(hex);
+              }() +
+              ">, no unknown token)");
       out.push_back(vocab().unk_id);
       return;  // one unknown token for the whole character, as SentencePiece does
     }
@@ -99,8 +104,10 @@ void SpmTokenizer::encode_fragment(std::string_view raw, bool first, std::vector
   text.reserve(raw.size() + 8);
   if (first && vocab().add_space_prefix) text += kSpaceMarker;
   for (char c : raw) {
-    if (c == ' ') text += kSpaceMarker;
-    else text += c;
+    if (c == ' ')
+      text += kSpaceMarker;
+    else
+      text += c;
   }
 
   std::vector<Symbol> symbols;
@@ -141,8 +148,10 @@ void SpmTokenizer::encode_fragment(std::string_view raw, bool first, std::vector
   for (int i = 0; i >= 0; i = symbols[i].next) {
     const std::string_view piece = std::string_view(text).substr(symbols[i].start, symbols[i].n);
     const int32_t id = find_piece(piece);
-    if (id >= 0) out.push_back(id);
-    else emit_bytes(piece, out);
+    if (id >= 0)
+      out.push_back(id);
+    else
+      emit_bytes(piece, out);
   }
 }
 

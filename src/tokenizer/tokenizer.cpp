@@ -2,7 +2,9 @@
 
 namespace fkv {
 
-std::string Tokenizer::decode(const std::vector<int32_t>& ids) const { return decode(ids, false); }
+std::string Tokenizer::decode(const std::vector<int32_t>& ids) const {
+  return decode(ids, false);
+}
 
 std::string Tokenizer::decode(const std::vector<int32_t>& ids, bool render_special) const {
   std::string out;

@@ -22,8 +22,8 @@ class Tokenizer {
   // The bytes of one token (byte-fallback and byte-level tokens decoded to raw bytes; may be partial UTF-8).
   virtual std::string token_bytes(int32_t id) const = 0;
   virtual int32_t vocab_size() const = 0;
-  virtual int32_t bos_id() const = 0;  // -1 when none
-  virtual int32_t eos_id() const = 0;  // -1 when none
+  virtual int32_t bos_id() const = 0;                       // -1 when none
+  virtual int32_t eos_id() const = 0;                       // -1 when none
   virtual bool is_end_of_generation(int32_t id) const = 0;  // EOS, EOT, <|im_end|>, <|eot_id|> ...
   virtual bool add_bos_by_default() const = 0;
   virtual std::string token_text(int32_t id) const = 0;  // the vocabulary's string, for debugging
@@ -32,7 +32,7 @@ class Tokenizer {
 
   // Additions to the agreed interface:
   // Control tokens (<s>, <|im_end|>, ...) render as nothing in token_bytes; this says which they are.
-  virtual bool is_control(int32_t id) const { return false; }
+  virtual bool is_control(int32_t /*id*/) const { return false; }
   // decode with render_special: control tokens are written as their text (token_text), as the Hugging
   // Face decode(skip_special_tokens=False) does. decode() = decode(ids, false).
   // SentencePiece vocabularies with add_space_prefix drop the one space that encode prepended, from the
@@ -47,7 +47,7 @@ class Tokenizer {
 class Utf8StreamDecoder {
  public:
   std::string push(const std::string& bytes);  // returns what is safe to print now
-  std::string flush();                          // at the end of generation
+  std::string flush();                         // at the end of generation
  private:
   std::string pending_;
 };

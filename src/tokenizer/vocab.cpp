@@ -2,6 +2,7 @@
 
 #include "tokenizer/bpe_tokenizer.h"
 #include "tokenizer/spm_tokenizer.h"
+#include "util/error.h"
 
 namespace fkv {
 

@@ -7,7 +7,8 @@
 namespace fkv {
 namespace {
 
-const GgufArray& require_array(const GgufFile& file, const std::string& key, GgufValueType elem, const char* what) {
+const GgufArray& require_array(const GgufFile& file, const std::string& key, GgufValueType elem,
+                               const char* what) {
   const GgufArray* array = file.get_array(key);
   require(array != nullptr, ErrorCode::kBadFile, key + " is missing");
   require(array->elem_type == elem, ErrorCode::kBadFile, key + " must be an array of " + what);
@@ -41,8 +42,9 @@ const GgufArray* optional_numbers(const GgufFile& file, const std::string& key, 
   const GgufArray* array = file.get_array(key);
   if (!array) return nullptr;
   require(numeric(array->elem_type), ErrorCode::kBadFile, key + " must be an array of numbers");
-  require(array->items.size() == n, ErrorCode::kBadFile,
-          key + " has " + std::to_string(array->items.size()) + " entries for " + std::to_string(n) + " tokens");
+  require(
+      array->items.size() == n, ErrorCode::kBadFile,
+      key + " has " + std::to_string(array->items.size()) + " entries for " + std::to_string(n) + " tokens");
   return array;
 }
 
@@ -51,8 +53,9 @@ int32_t read_id(const GgufFile& file, const std::string& key, size_t n) {
   if (!id) return -1;
   // -1 (or its uint32 spelling) is how some converters write "none".
   if (*id == -1 || *id == 0xFFFFFFFFll) return -1;
-  require(*id >= 0 && *id < static_cast<int64_t>(n), ErrorCode::kBadFile,
-          key + " = " + std::to_string(*id) + " is outside the vocabulary of " + std::to_string(n) + " tokens");
+  require(
+      *id >= 0 && *id < static_cast<int64_t>(n), ErrorCode::kBadFile,
+      key + " = " + std::to_string(*id) + " is outside the vocabulary of " + std::to_string(n) + " tokens");
   return static_cast<int32_t>(*id);
 }
 
@@ -83,7 +86,8 @@ Vocab read_vocab(const GgufFile& file) {
 
   if (const GgufArray* scores = optional_numbers(file, "tokenizer.ggml.scores", n)) {
     v.scores.reserve(n);
-    for (const GgufValue& s : scores->items) v.scores.push_back(static_cast<float>(number(s, "tokenizer.ggml.scores")));
+    for (const GgufValue& s : scores->items)
+      v.scores.push_back(static_cast<float>(number(s, "tokenizer.ggml.scores")));
   }
   if (const GgufArray* types = optional_numbers(file, "tokenizer.ggml.token_type", n)) {
     v.types.reserve(n);
@@ -114,6 +118,8 @@ Vocab read_vocab(const GgufFile& file) {
   return v;
 }
 
-std::unique_ptr<Tokenizer> Tokenizer::from_gguf(const GgufFile& file) { return make_tokenizer(read_vocab(file)); }
+std::unique_ptr<Tokenizer> Tokenizer::from_gguf(const GgufFile& file) {
+  return make_tokenizer(read_vocab(file));
+}
 
 }  // namespace fkv

@@ -7,8 +7,8 @@ namespace {
 
 void check_special_id(int32_t id, size_t n, const char* key) {
   require(id >= -1 && id < static_cast<int64_t>(n), ErrorCode::kBadFile,
-          std::string(key) + " = " + std::to_string(id) + " is outside the vocabulary of " + std::to_string(n) +
-              " tokens");
+          std::string(key) + " = " + std::to_string(id) + " is outside the vocabulary of " +
+              std::to_string(n) + " tokens");
 }
 
 }  // namespace
@@ -26,7 +26,8 @@ VocabTokenizer::VocabTokenizer(Vocab vocab) : vocab_(std::move(vocab)) {
   for (size_t i = 0; i < vocab_.types.size(); ++i) {
     const auto t = static_cast<int32_t>(vocab_.types[i]);
     require(t >= 0 && t <= 6, ErrorCode::kBadFile,
-            "tokenizer.ggml.token_type[" + std::to_string(i) + "] = " + std::to_string(t) + " is not a token type");
+            "tokenizer.ggml.token_type[" + std::to_string(i) + "] = " + std::to_string(t) +
+                " is not a token type");
   }
   check_special_id(vocab_.bos_id, n, "tokenizer.ggml.bos_token_id");
   check_special_id(vocab_.eos_id, n, "tokenizer.ggml.eos_token_id");
@@ -40,8 +41,8 @@ VocabTokenizer::VocabTokenizer(Vocab vocab) : vocab_(std::move(vocab)) {
   ids_.reserve(n);
   for (size_t i = 0; i < n; ++i) ids_.emplace(vocab_.tokens[i], static_cast<int32_t>(i));  // first wins
 
-  static const char* const kEndTexts[] = {"<|im_end|>", "<|eot_id|>",  "<|end_of_text|>",
-                                          "<|endoftext|>", "</s>", "<|eom_id|>"};
+  static const char* const kEndTexts[] = {"<|im_end|>",    "<|eot_id|>", "<|end_of_text|>",
+                                          "<|endoftext|>", "</s>",       "<|eom_id|>"};
   for (int32_t id : {vocab_.eos_id, vocab_.eot_id, vocab_.eom_id})
     if (id >= 0) eog_.insert(id);
   for (const char* text : kEndTexts) {
