@@ -68,8 +68,8 @@ void check_model(const std::string& shape_name, GgmlType type) {
 }
 
 TEST(RandomModel, TinyEveryType) {
-  for (GgmlType t : {GgmlType::F32, GgmlType::F16, GgmlType::BF16, GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q8_0,
-                     GgmlType::Q4_K, GgmlType::Q6_K})
+  for (GgmlType t : {GgmlType::F32, GgmlType::F16, GgmlType::BF16, GgmlType::Q4_0, GgmlType::Q4_1,
+                     GgmlType::Q8_0, GgmlType::Q4_K, GgmlType::Q6_K})
     check_model("tiny", t);
 }
 
