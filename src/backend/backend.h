@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "model/ggml_type.h"
 
@@ -47,6 +48,9 @@ struct RopeParams {
   float low_freq_factor = 1.0f;
   float high_freq_factor = 4.0f;
   int original_context = 8192;
+  // Per-pair frequency divisors from a `rope_freqs.weight` tensor (how llama.cpp stores Llama 3.1 scaling);
+  // empty when the file has none. Applied instead of the llama3 formula when present.
+  std::vector<float> freq_factors;
 };
 
 struct AttentionShape {
