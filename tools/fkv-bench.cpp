@@ -1,0 +1,186 @@
+// fkv-bench: prefill and decode speed at chosen context depths, with the memory it takes.
+//
+//   fkv-bench --n-prompt N --n-gen N --depth 0,4096,32768 --reps R [--backend B] [--kv P] [--json]
+//
+// For each depth and repetition: a fresh session is filled to the depth with untimed prefill, then
+// n-prompt tokens are prefilled (timed) and n-gen tokens decoded one at a time (timed, so decode starts at
+// depth + n-prompt). Token ids are pseudo-random, so random-weight models without a tokenizer work; the
+// speed does not depend on the ids. Reports the median tokens/s with min, max and standard deviation.
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "common/cli_options.h"
+#include "common/cli_parse.h"
+#include "common/memory_estimate.h"
+#include "common/model_loader.h"
+#include "common/prompt_tokens.h"
+#include "common/stats.h"
+#include "engine/sampler.h"
+#include "engine/session.h"
+#include "util/error.h"
+
+namespace {
+
+using namespace fkv;
+using namespace fkv::tools;
+using json = nlohmann::json;
+using Clock = std::chrono::steady_clock;
+
+constexpr double kMiB = 1024.0 * 1024.0;
+
+struct DepthResult {
+  int depth = 0;
+  Summary prefill, decode;  // tokens/s over the repetitions
+  KvMemoryReport kv;        // after the last repetition's decode
+  size_t activations = 0;
+};
+
+double seconds_since(Clock::time_point t0) {
+  return std::chrono::duration<double>(Clock::now() - t0).count();
+}
+
+json summary_json(const Summary& s) {
+  return {{"median", s.median}, {"min", s.min}, {"max", s.max}, {"mean", s.mean}, {"stdev", s.stdev}};
+}
+
+int bench_main(int argc, char** argv) {
+  CLI::App app{"Prefill and decode speed at several context depths"};
+  CommonOptions opts;
+  add_common_options(app, opts, /*with_json=*/true);
+  int n_prompt = 512, n_gen = 128, reps = 3, batch = 256;
+  std::vector<int> depths{0};
+  uint64_t seed = 1;
+  app.add_option("--n-prompt,-p", n_prompt, "tokens prefilled (timed) at each depth; 0: skip")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
+  app.add_option("--n-gen,-n", n_gen, "tokens decoded (timed) after the prefill; 0: skip")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
+  app.add_option("--depth,-d", depths, "comma-separated context depths to fill before timing")
+      ->delimiter(',')
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
+  app.add_option("--reps,-r", reps, "repetitions per depth")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  app.add_option("--batch", batch, "prefill chunk (tokens per forward pass)")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  app.add_option("--seed", seed, "seed of the token ids")->capture_default_str();
+  if (auto rc = parse_command_line(app, argc, argv)) return *rc;
+  if (n_prompt == 0 && n_gen == 0) {
+    std::fprintf(stderr, "fkv-bench: nothing to time: --n-prompt and --n-gen are both 0\n");
+    return kExitBadInput;
+  }
+
+  const int max_depth = *std::max_element(depths.begin(), depths.end());
+  const int needed = max_depth + n_prompt + n_gen;
+  if (opts.ctx > 0 && opts.ctx < needed) {
+    std::fprintf(stderr, "fkv-bench: --ctx %d is too small for depth %d + %d prompt + %d generated tokens\n",
+                 opts.ctx, max_depth, n_prompt, n_gen);
+    return kExitBadInput;
+  }
+  LoadedModel m = load_model(opts, opts.json);
+  const LlamaHparams& hp = m.model->hparams();
+  SessionOptions so;
+  so.ctx = opts.ctx > 0 ? opts.ctx : needed;  // just enough: the KV cache is allocated for all of it
+  so.max_batch = batch;
+  so.kv = kv_options(opts);
+  Session session(*m.model, so);
+  const std::vector<int32_t> fill = random_tokens(max_depth, hp.vocab, seed);
+  const std::vector<int32_t> prompt = random_tokens(n_prompt, hp.vocab, seed + 1);
+
+  if (!opts.json)
+    std::fprintf(stderr, "%s on %s (%s), kv %s, ctx %d: %d prompt + %d generated tokens, %d reps\n",
+                 hp.name.empty() ? "model" : hp.name.c_str(), m.backend->name().c_str(),
+                 m.backend->device_name().c_str(), opts.kv.c_str(), session.ctx(), n_prompt, n_gen, reps);
+  std::vector<DepthResult> results;
+  for (int depth : depths) {
+    DepthResult r;
+    r.depth = depth;
+    std::vector<double> pp, tg;
+    for (int rep = 0; rep < reps; ++rep) {
+      session.reset();
+      const std::vector<float>* logits = nullptr;
+      if (depth > 0) logits = &session.eval(std::span(fill.data(), size_t(depth)));
+      if (n_prompt > 0) {
+        const auto t0 = Clock::now();
+        logits = &session.eval(prompt);  // returns after the logits are read back: the work is done
+        pp.push_back(n_prompt / seconds_since(t0));
+      }
+      if (n_gen > 0) {
+        int32_t next = logits           ? Sampler::argmax(logits->data(), int64_t(logits->size()))
+                       : prompt.empty() ? 1
+                                        : prompt[0];
+        const auto t0 = Clock::now();
+        for (int i = 0; i < n_gen; ++i) {
+          logits = &session.eval(std::span(&next, 1));
+          next = Sampler::argmax(logits->data(), int64_t(logits->size()));
+        }
+        tg.push_back(n_gen / seconds_since(t0));
+      }
+    }
+    r.prefill = summarize(pp);
+    r.decode = summarize(tg);
+    r.kv = session.kv_memory();
+    r.activations = activation_bytes_estimate(hp, std::min(batch, session.ctx()));
+    results.push_back(r);
+    if (!opts.json) std::fprintf(stderr, "depth %d done\n", depth);
+  }
+
+  const size_t weights = m.model->weight_bytes();
+  if (opts.json) {
+    json j = {{"model", opts.model.empty() ? resolve_model_path(opts) : opts.model},
+              {"backend", m.backend->name()},
+              {"device", m.backend->device_name()},
+              {"kv", opts.kv},
+              {"ctx", session.ctx()},
+              {"n_prompt", n_prompt},
+              {"n_gen", n_gen},
+              {"reps", reps},
+              {"batch", batch},
+              {"weight_bytes", weights},
+              {"results", json::array()}};
+    for (const DepthResult& r : results) {
+      json d = {{"depth", r.depth},
+                {"kv_allocated_bytes", r.kv.allocated},
+                {"kv_used_bytes", r.kv.used()},
+                {"kv_parts",
+                 {{"sink", r.kv.sink},
+                  {"middle_kept", r.kv.middle_kept},
+                  {"coefficients", r.kv.coefficients},
+                  {"window", r.kv.window}}},
+                {"activation_bytes_estimate", r.activations},
+                {"device_bytes_total", weights + r.kv.allocated + r.activations}};
+      if (n_prompt > 0) d["prefill_tokens_per_s"] = summary_json(r.prefill);
+      if (n_gen > 0) d["decode_tokens_per_s"] = summary_json(r.decode);
+      j["results"].push_back(d);
+    }
+    std::printf("%s\n", j.dump(2).c_str());
+    return kExitOk;
+  }
+  std::printf("%s %s, kv %s, weights %.1f MiB\n", m.backend->name().c_str(), m.backend->device_name().c_str(),
+              opts.kv.c_str(), weights / kMiB);
+  std::printf("%8s %22s %22s %11s %11s %11s\n", "depth", "prefill t/s [min-max]", "decode t/s [min-max]",
+              "KV used MiB", "KV res. MiB", "total MiB");
+  for (const DepthResult& r : results) {
+    char pp[64] = "-", tg[64] = "-";
+    if (n_prompt > 0)
+      std::snprintf(pp, sizeof pp, "%.1f [%.1f-%.1f]", r.prefill.median, r.prefill.min, r.prefill.max);
+    if (n_gen > 0)
+      std::snprintf(tg, sizeof tg, "%.2f [%.2f-%.2f]", r.decode.median, r.decode.min, r.decode.max);
+    std::printf("%8d %22s %22s %11.2f %11.2f %11.1f\n", r.depth, pp, tg, r.kv.used() / kMiB,
+                r.kv.allocated / kMiB, (weights + r.kv.allocated + r.activations) / kMiB);
+  }
+  return kExitOk;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  return fkv::tools::run_tool("fkv-bench", bench_main, argc, argv);
+}
