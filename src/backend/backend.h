@@ -12,7 +12,9 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
+#include "backend/split_kv_layer.h"
 #include "model/ggml_type.h"
 
 namespace fkv {
@@ -47,6 +49,9 @@ struct RopeParams {
   float low_freq_factor = 1.0f;
   float high_freq_factor = 4.0f;
   int original_context = 8192;
+  // Per-pair frequency divisors from a `rope_freqs.weight` tensor (how llama.cpp stores Llama 3.1 scaling);
+  // empty when the file has none. Applied instead of the llama3 formula when present.
+  std::vector<float> freq_factors;
 };
 
 struct AttentionShape {
@@ -59,7 +64,8 @@ struct AttentionShape {
 enum class KvType { kF16, kF32 };
 size_t kv_type_bytes(KvType t);
 
-// One layer's full KV cache: K and V, each [capacity, n_kv_heads, head_dim] in `type`; row r holds position r.
+// One layer's full KV cache: K and V, each [capacity, n_kv_heads, head_dim] in `type`; row r holds position
+// r.
 struct KvLayer {
   DeviceBuffer* k = nullptr;
   DeviceBuffer* v = nullptr;
@@ -105,14 +111,53 @@ class Backend {
 
   // Writes k, v: fp32 [n, s.n_kv_heads, s.head_dim] into cache rows pos0 .. pos0+n-1 (converted to the
   // cache's type, f16 rounding to nearest even). Requires pos0 + n <= cache.capacity.
-  virtual void kv_store(const DeviceBuffer& k, const DeviceBuffer& v, int n, int pos0, const AttentionShape& s,
-                        KvLayer& cache) = 0;
+  virtual void kv_store(const DeviceBuffer& k, const DeviceBuffer& v, int n, int pos0,
+                        const AttentionShape& s, KvLayer& cache) = 0;
 
   // Causal attention over a full cache. q, out: [n, s.n_heads, s.head_dim]. Query i (position pos0 + i)
-  // attends cache rows 0 .. pos0+i: out = softmax(scale * q·K^T) V, with the cache values read in its type and
-  // everything else in fp32.
-  virtual void attention(const DeviceBuffer& q, int n, int pos0, const AttentionShape& s, const KvLayer& cache,
-                         DeviceBuffer& out) = 0;
+  // attends cache rows 0 .. pos0+i: out = softmax(scale * q·K^T) V, with the cache values read in its type
+  // and everything else in fp32.
+  virtual void attention(const DeviceBuffer& q, int n, int pos0, const AttentionShape& s,
+                         const KvLayer& cache, DeviceBuffer& out) = 0;
+
+  // ---- Split KV cache: the `window` and `fourier` policies (backend/split_kv_layer.h has the layout,
+  // ../shared/FOURIER.md the math). Unlike the ops above these are not pure virtual: the default runs the
+  // CPU reference (backend/cpu/split_kv_kernels.h) on downloaded copies of what the op reads and uploads what
+  // it writes. Correct on every backend, slow (whole-layer transfers per call): backends override them.
+
+  // Appends positions pos0 .. pos0+n-1 (k, v: fp32 [n, s.n_kv_heads, s.head_dim], K after RoPE) to a split
+  // cache that holds positions 0 .. pos0-1, with the same result as appending them one at a time:
+  //  - position p < S goes to sink row p;
+  //  - the window keeps the last W positions; positions that leave it (window_begin(pos0) ..
+  //    window_begin(pos0+n)-1, oldest first, values rounded to cache.type) enter the middle at m = p - S:
+  //    kept dims to `kept` row m; compressed dims to `pending` row m while m < fit_tokens; when
+  //    m + 1 == fit_tokens, the fit: coef = projection of pending rows 0..m (fourier_project with m0 = 0),
+  //    norm = (μ, ρ, μ̃, ρ̃) of every compressed dim over those rows; after the fit each row is added to coef
+  //    (fourier_accumulate at position m). With cache.middle == 0 leaving positions are dropped;
+  //  - positions >= window_begin(pos0+n) go to the window ring.
+  // Throws kContextFull when the cache has a middle and pos0 + n > S + W + T.
+  virtual void split_kv_append(const DeviceBuffer& k, const DeviceBuffer& v, int n, int pos0,
+                               const AttentionShape& s, SplitKvLayer& cache);
+
+  // Causal attention of q (fp32 [n, s.n_heads, s.head_dim], positions pos0 ..) over a split cache holding
+  // positions 0 .. pos0-1 and over the chunk's own k, v (fp32 [n, s.n_kv_heads, s.head_dim], read rounded to
+  // cache.type), before split_kv_append commits them. Query i sees the cache's sink, middle and window as
+  // they are, then chunk rows 0..i. A middle row's kept dims are exact; its compressed dims are the pending
+  // values before the fit, after it x̂(m) = a·x̃(m) + b (split_kv_layer.h, FOURIER.md "Reconstruction").
+  // One softmax over all rows (scale s.scale); out: [n, s.n_heads, s.head_dim]. Every `path` computes this
+  // function (fp32 rounding aside); kReference with no compressed dims is bit-for-bit attention() on a full
+  // cache of cache.type holding the same rows.
+  virtual void split_attention(const DeviceBuffer& q, const DeviceBuffer& k, const DeviceBuffer& v, int n,
+                               int pos0, const AttentionShape& s, const SplitKvLayer& cache,
+                               SplitAttentionPath path, DeviceBuffer& out);
+
+  // Fourier projection: coef[c, f] = Σ_i values[i, c]·cos(2π f (m0+i) / T), coef[c, N + f] = the same with
+  // sin, for f < N. values: fp32 [rows, n_comp]; coef: fp32 [n_comp, 2N], overwritten.
+  virtual void fourier_project(const DeviceBuffer& values, int rows, int n_comp, int m0, int period,
+                               int n_freq, DeviceBuffer& coef);
+  // Coefficient accumulation: the same sums added to coef (rows in order, one at a time).
+  virtual void fourier_accumulate(const DeviceBuffer& values, int rows, int n_comp, int m0, int period,
+                                  int n_freq, DeviceBuffer& coef);
 };
 
 }  // namespace fkv

@@ -7,7 +7,8 @@
 
 namespace fkv {
 
-Session::Session(const LlamaModel& model, const SessionOptions& o) : model_(model), backend_(model.backend()) {
+Session::Session(const LlamaModel& model, const SessionOptions& o)
+    : model_(model), backend_(model.backend()) {
   const LlamaHparams& hp = model.hparams();
   require(o.ctx >= 0, ErrorCode::kInvalidArgument, "context length must not be negative");
   require(o.max_batch > 0, ErrorCode::kInvalidArgument, "max_batch must be positive");
@@ -67,6 +68,16 @@ void Session::report_hidden(int layer, int n) {
   on_hidden(layer, hidden_host_.data(), n, dim);
 }
 
+void Session::report_kv(int layer, int n, int pos0) {
+  if (!on_kv) return;
+  const size_t count = size_t(n) * model_.hparams().kv_dim();
+  k_host_.resize(count);
+  v_host_.resize(count);
+  backend_.download(*k_, 0, k_host_.data(), count * sizeof(float));
+  backend_.download(*v_, 0, v_host_.data(), count * sizeof(float));
+  on_kv(layer, k_host_.data(), v_host_.data(), n, pos0);
+}
+
 void Session::forward_chunk(std::span<const int32_t> tokens, bool all_logits, float* logits_out) {
   const LlamaHparams& hp = model_.hparams();
   const int n = int(tokens.size());
@@ -84,6 +95,7 @@ void Session::forward_chunk(std::span<const int32_t> tokens, bool all_logits, fl
     be.matmul(w.wv, *xb_, n, *v_);
     be.rope(*q_, n, hp.n_heads, pos0, hp.rope);
     be.rope(*k_, n, hp.n_kv_heads, pos0, hp.rope);
+    report_kv(l, n, pos0);
     kv_->store(l, *k_, *v_, n, pos0);
     kv_->attend(l, *q_, n, pos0, *att_);
     be.matmul(w.wo, *att_, n, *xb_);
@@ -102,7 +114,8 @@ void Session::forward_chunk(std::span<const int32_t> tokens, bool all_logits, fl
 
   const size_t vocab = size_t(hp.vocab);
   if (all_logits) {
-    if (!logits_all_) logits_all_ = be.alloc(size_t(max_batch_) * vocab * sizeof(float), "logits (all positions)");
+    if (!logits_all_)
+      logits_all_ = be.alloc(size_t(max_batch_) * vocab * sizeof(float), "logits (all positions)");
     be.rms_norm(*x_, model_.output_norm(), n, hp.dim, hp.rms_eps, *xb_);
     be.matmul(model_.output(), *xb_, n, *logits_all_);
     be.download(*logits_all_, 0, logits_out, size_t(n) * vocab * sizeof(float));

@@ -21,6 +21,9 @@ struct SessionOptions {
 // Called after each layer (and once after the embedding, layer = -1) with the residual stream [n, dim],
 // downloaded to the host. For the parity runner; slows the forward pass down.
 using HiddenStateHook = std::function<void(int layer, const float* hidden, int n, int dim)>;
+// Called in each layer with the k (after RoPE) and v about to be stored in the KV cache, fp32
+// [n, n_kv_heads, head_dim] each, positions pos0 .., downloaded to the host. For fkv-calibrate and KV tests.
+using KvHook = std::function<void(int layer, const float* k, const float* v, int n, int pos0)>;
 
 class Session {
  public:
@@ -40,10 +43,12 @@ class Session {
   const LlamaModel& model() const { return model_; }
 
   HiddenStateHook on_hidden;
+  KvHook on_kv;
 
  private:
   void forward_chunk(std::span<const int32_t> tokens, bool all_logits, float* logits_out);
   void report_hidden(int layer, int n);
+  void report_kv(int layer, int n, int pos0);
 
   const LlamaModel& model_;
   Backend& backend_;
@@ -56,6 +61,7 @@ class Session {
   BufferPtr logits_all_;  // [max_batch, vocab], allocated on the first all_logits eval
   std::vector<float> logits_host_;
   std::vector<float> hidden_host_;
+  std::vector<float> k_host_, v_host_;
 };
 
 }  // namespace fkv

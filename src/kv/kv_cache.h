@@ -13,12 +13,15 @@ namespace fkv {
 
 // Bytes the cache holds now, by part. A full cache reports everything under `window`-free `exact`.
 struct KvMemoryReport {
-  size_t allocated = 0;   // device bytes reserved by the policy
-  size_t sink = 0;        // exact rows of the sink tokens
-  size_t middle_kept = 0; // exact rows of the middle's kept dims
-  size_t coefficients = 0;// Fourier coefficients and range-normalisation numbers
-  size_t window = 0;      // exact rows of the recent tokens (for `full`: every token)
-  size_t used() const { return sink + middle_kept + coefficients + window; }
+  size_t allocated = 0;     // device bytes reserved by the policy
+  size_t sink = 0;          // exact rows of the sink tokens
+  size_t middle_kept = 0;   // exact rows of the middle's kept dims
+  size_t coefficients = 0;  // Fourier coefficients and range-normalisation numbers
+  size_t window = 0;        // exact rows of the recent tokens (for `full`: every token)
+  // fourier: compressed dims of the first middle tokens, held exact (fp32) until the range normalisation is
+  // fitted (docs/FOURIER-IMPL.md); zero once it is.
+  size_t middle_pending = 0;
+  size_t used() const { return sink + middle_kept + coefficients + window + middle_pending; }
 };
 
 class KvCache {

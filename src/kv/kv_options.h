@@ -18,10 +18,17 @@ struct KvOptions {
   int fourier_n = 512;
   double fourier_ratio = -1;    // <0: the profile's own fractions
   std::string fourier_profile;  // JSON from fkv-calibrate; empty: the built-in heuristic
+  // fkv's rule for a middle that forms gradually (chunked prefill, decode): its compressed dims stay exact
+  // until it holds min(T, fourier_fit_tokens) tokens, then the range normalisation is fitted on those.
+  int fourier_fit_tokens = 256;
+  std::string fourier_path = "auto";  // split attention: reference | fused | spectral | auto
 };
 
 // Builds the policy's cache for a session of `capacity` positions. Throws fkv::Error (kInvalidArgument for
 // an unknown policy or inconsistent budget, kUnsupported for a policy this build does not have yet).
+// "reference" | "fused" | "spectral" | "auto" -> the path; anything else: kInvalidArgument.
+SplitAttentionPath parse_split_path(const std::string& name);
+
 std::unique_ptr<KvCache> make_kv_cache(Backend& backend, const LlamaHparams& hp, const KvOptions& options,
                                        int capacity);
 

@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "gguf/gguf_reader.h"
+#include "model/quant.h"
 #include "util/error.h"
 
 namespace fkv {
@@ -74,6 +75,15 @@ LlamaHparams read_llama_hparams(const GgufFile& f) {
             ErrorCode::kBadFile, "llama3 rope scaling parameters out of range");
   } else {
     require(scaling == "none", ErrorCode::kUnsupported, "rope scaling '" + scaling + "' is not supported");
+  }
+
+  if (const GgufTensorInfo* factors = f.find_tensor("rope_freqs.weight")) {
+    require(factors->dims.size() == 1 && factors->dims[0] == hp.head_dim / 2, ErrorCode::kBadFile,
+            "rope_freqs.weight must hold head_dim/2 = " + std::to_string(hp.head_dim / 2) + " values");
+    hp.rope.freq_factors.resize(size_t(hp.head_dim / 2));
+    dequantize_row(factors->type, factors->data, hp.rope.freq_factors.data(), hp.head_dim / 2);
+    for (float v : hp.rope.freq_factors)
+      require(std::isfinite(v) && v > 0, ErrorCode::kBadFile, "rope_freqs.weight holds a non-positive value");
   }
 
   const GgufTensorInfo* embd = f.find_tensor("token_embd.weight");

@@ -114,6 +114,15 @@ TEST_F(CpuBackendTest, Llama3RopeScalingKeepsHighAndDividesLowFrequencies) {
   EXPECT_FLOAT_EQ(rope_frequency(p, 63), rope_frequency(plain, 63) / 8.0f);  // longest wavelength: divided
 }
 
+TEST_F(CpuBackendTest, RopeFreqFactorsDivideEachPairsFrequency) {
+  RopeParams p;
+  p.head_dim = 8;
+  p.theta = 10000.0f;
+  RopeParams plain = p;
+  p.freq_factors = {1.0f, 2.0f, 4.0f, 8.0f};
+  for (int k = 0; k < 4; ++k) EXPECT_FLOAT_EQ(rope_frequency(p, k), rope_frequency(plain, k) / p.freq_factors[size_t(k)]);
+}
+
 TEST_F(CpuBackendTest, AttentionMatchesSoftmaxFormulaWithGqa) {
   AttentionShape s;
   s.n_heads = 6;

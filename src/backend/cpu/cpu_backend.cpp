@@ -7,6 +7,9 @@
 #include <vector>
 
 #include "backend/cpu/cpu_kernels.h"
+#include "backend/cpu/split_kv_kernels.h"
+#include "fourier/fourier_basis.h"
+#include "fourier/fourier_transform.h"
 #include "model/quant.h"
 #include "util/error.h"
 #include "util/half.h"
@@ -17,7 +20,8 @@ namespace {
 
 class CpuBuffer : public DeviceBuffer {
  public:
-  explicit CpuBuffer(size_t bytes) : DeviceBuffer(bytes), data_(new (std::nothrow) uint8_t[bytes ? bytes : 1]) {}
+  explicit CpuBuffer(size_t bytes)
+      : DeviceBuffer(bytes), data_(new (std::nothrow) uint8_t[bytes ? bytes : 1]) {}
   uint8_t* data() { return data_.get(); }
   const uint8_t* data() const { return data_.get(); }
   bool ok() const { return data_ != nullptr; }
@@ -26,10 +30,18 @@ class CpuBuffer : public DeviceBuffer {
   std::unique_ptr<uint8_t[]> data_;
 };
 
-const uint8_t* bytes_of(const DeviceBuffer& b) { return static_cast<const CpuBuffer&>(b).data(); }
-uint8_t* bytes_of(DeviceBuffer& b) { return static_cast<CpuBuffer&>(b).data(); }
-const float* floats_of(const DeviceBuffer& b) { return reinterpret_cast<const float*>(bytes_of(b)); }
-float* floats_of(DeviceBuffer& b) { return reinterpret_cast<float*>(bytes_of(b)); }
+const uint8_t* bytes_of(const DeviceBuffer& b) {
+  return static_cast<const CpuBuffer&>(b).data();
+}
+uint8_t* bytes_of(DeviceBuffer& b) {
+  return static_cast<CpuBuffer&>(b).data();
+}
+const float* floats_of(const DeviceBuffer& b) {
+  return reinterpret_cast<const float*>(bytes_of(b));
+}
+float* floats_of(DeviceBuffer& b) {
+  return reinterpret_cast<float*>(bytes_of(b));
+}
 
 void check_range(const DeviceBuffer& b, size_t offset, size_t bytes, const char* op) {
   require(offset <= b.size() && bytes <= b.size() - offset, ErrorCode::kInvalidArgument,
@@ -71,8 +83,8 @@ class CpuBackend : public Backend {
     for (int i = 0; i < n; ++i) {
       require(ids[i] >= 0 && ids[i] < table.rows, ErrorCode::kInvalidArgument,
               "token id " + std::to_string(ids[i]) + " is outside the vocabulary");
-      dequantize_row(table.type, bytes_of(*table.buf) + row * size_t(ids[i]), floats_of(out) + size_t(i) * table.cols,
-                     table.cols);
+      dequantize_row(table.type, bytes_of(*table.buf) + row * size_t(ids[i]),
+                     floats_of(out) + size_t(i) * table.cols, table.cols);
     }
   }
 
@@ -120,14 +132,47 @@ class CpuBackend : public Backend {
                    floats_of(out));
   }
 
+  void split_kv_append(const DeviceBuffer& k, const DeviceBuffer& v, int n, int pos0, const AttentionShape& s,
+                       SplitKvLayer& cache) override {
+    cpu::HostSplitPart hk = host_part(cache.k), hv = host_part(cache.v);
+    cpu::split_kv_append(floats_of(k), floats_of(v), n, pos0, s, cache, hk, hv);
+  }
+
+  void split_attention(const DeviceBuffer& q, const DeviceBuffer& k, const DeviceBuffer& v, int n, int pos0,
+                       const AttentionShape& s, const SplitKvLayer& cache, SplitAttentionPath path,
+                       DeviceBuffer& out) override {
+    cpu::split_attention(&pool_, floats_of(q), floats_of(k), floats_of(v), n, pos0, s, cache,
+                         host_part(cache.k), host_part(cache.v), path, floats_of(out));
+  }
+
+  void fourier_project(const DeviceBuffer& values, int rows, int n_comp, int m0, int period, int n_freq,
+                       DeviceBuffer& coef) override {
+    fkv::fourier_project(FourierBasis(period, n_freq), floats_of(values), rows, n_comp, n_comp, m0,
+                         floats_of(coef));
+  }
+  void fourier_accumulate(const DeviceBuffer& values, int rows, int n_comp, int m0, int period, int n_freq,
+                          DeviceBuffer& coef) override {
+    fkv::fourier_accumulate(FourierBasis(period, n_freq), floats_of(values), rows, n_comp, n_comp, m0,
+                            floats_of(coef));
+  }
+
  private:
+  static cpu::HostSplitPart host_part(const SplitKvPart& p) {
+    auto b = [](DeviceBuffer* x) { return x ? bytes_of(*x) : nullptr; };
+    auto f = [](DeviceBuffer* x) { return x ? floats_of(*x) : nullptr; };
+    return {b(p.sink), b(p.window), b(p.kept), f(p.pending), f(p.coef), f(p.norm)};
+  }
   ThreadPool pool_;
 };
 
 }  // namespace
 
-std::unique_ptr<Backend> create_cpu_backend(int n_threads) { return std::make_unique<CpuBackend>(n_threads); }
+std::unique_ptr<Backend> create_cpu_backend(int n_threads) {
+  return std::make_unique<CpuBackend>(n_threads);
+}
 
-float* cpu_buffer_floats(DeviceBuffer& buf) { return floats_of(buf); }
+float* cpu_buffer_floats(DeviceBuffer& buf) {
+  return floats_of(buf);
+}
 
 }  // namespace fkv

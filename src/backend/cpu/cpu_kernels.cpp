@@ -13,6 +13,7 @@ namespace fkv {
 
 float rope_frequency(const RopeParams& p, int pair) {
   float freq = std::pow(p.theta, -2.0f * float(pair) / float(p.head_dim));
+  if (!p.freq_factors.empty()) return freq / p.freq_factors[size_t(pair)];
   if (!p.llama3) return freq;
   // Llama 3: keep high frequencies, divide low ones by `factor`, blend smoothly in between.
   const float two_pi = 6.28318530717958647692f;
