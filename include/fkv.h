@@ -84,6 +84,8 @@ typedef struct fkv_context_options {
   int32_t fourier_n;           /* fourier: frequencies per compressed dimension (default 512) */
   double fourier_ratio;        /* fourier: fraction of dims compressed; < 0: the profile's (default -1) */
   const char* fourier_profile; /* fourier: calibration profile (JSON) path; NULL: built-in heuristic */
+  int32_t fourier_fit_tokens;  /* fourier: middle tokens held exact before the range normalisation is
+                                  fitted on them (default 256) */
 } fkv_context_options;
 
 typedef struct fkv_model_options {
@@ -229,6 +231,7 @@ typedef struct fkv_memory_report {
   uint64_t kv_middle_kept_bytes;/* exact rows of the middle's kept dimensions (fourier) */
   uint64_t kv_coefficient_bytes;/* Fourier coefficients and normalisation numbers */
   uint64_t kv_window_bytes;     /* exact rows of the recent tokens (full: every token) */
+  uint64_t kv_middle_pending_bytes; /* fourier: middle rows held exact until the fit; 0 afterwards */
 } fkv_memory_report;
 
 FKV_EXPORT fkv_status fkv_context_memory(const fkv_context* context, fkv_memory_report* out_report);

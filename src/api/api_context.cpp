@@ -138,6 +138,7 @@ fkv_status fkv_context_memory(const fkv_context* c, fkv_memory_report* out) {
     r.kv_middle_kept_bytes = kv.middle_kept;
     r.kv_coefficient_bytes = kv.coefficients;
     r.kv_window_bytes = kv.window;
+    r.kv_middle_pending_bytes = kv.middle_pending;
     *out = r;
     return FKV_OK;
   });

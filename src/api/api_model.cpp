@@ -42,6 +42,8 @@ SessionOptions session_options_from(const fkv_context_options& o) {
   s.kv.fourier_n = o.fourier_n;
   s.kv.fourier_ratio = o.fourier_ratio;
   s.kv.fourier_profile = o.fourier_profile ? o.fourier_profile : "";
+  require(o.fourier_fit_tokens > 0, ErrorCode::kInvalidArgument, "fourier_fit_tokens must be positive");
+  s.kv.fourier_fit_tokens = o.fourier_fit_tokens;
   return s;
 }
 
@@ -60,6 +62,7 @@ fkv_status fkv_context_options_init(fkv_context_options* o) {
     o->kv_window = kv.window;
     o->fourier_n = kv.fourier_n;
     o->fourier_ratio = kv.fourier_ratio;
+    o->fourier_fit_tokens = kv.fourier_fit_tokens;
     return FKV_OK;
   });
 }

@@ -209,5 +209,58 @@ TEST_F(CApiLifecycle, SaveAndRestoreGiveTheSameNextLogits) {
   FKV_ASSERT_OK(fkv_context_free(c));
 }
 
+// Compressed policies keep state that depends on how tokens arrived (the Fourier fit happens once enough
+// middle tokens exist); a restore replays the same evaluations, so it must still match exactly.
+class CApiPolicies : public ApiTest, public ::testing::WithParamInterface<const char*> {};
+
+TEST_P(CApiPolicies, SaveAndRestoreMatchAndMemoryIsReportedByPart) {
+  fkv_context_options o;
+  fkv_context_options_init(&o);
+  o.n_ctx = 96;
+  o.kv_policy = GetParam();
+  o.kv_sink = 4;
+  o.kv_window = 16;
+  o.fourier_n = 16;
+  o.fourier_fit_tokens = 8;
+  fkv_context* c = nullptr;
+  FKV_ASSERT_OK(fkv_context_create(model_, &o, &c));
+  fkv_kv_info kv;
+  FKV_ASSERT_OK(fkv_context_kv_info(c, &kv));
+  EXPECT_STREQ(kv.policy, GetParam());
+  EXPECT_EQ(kv.exact, 0);
+  EXPECT_EQ(kv.can_shift_positions, 0);
+
+  const std::vector<int32_t> prompt = tokenize(
+      "It was the best of times, it was the worst of times, it was the age of wisdom, it was the age of "
+      "foolishness, it was the epoch of belief, it was the epoch of incredulity.");
+  ASSERT_GT(prompt.size(), 30u);  // past sink + window: the middle is in play
+  FKV_ASSERT_OK(fkv_prefill(c, prompt.data(), 20));
+  FKV_ASSERT_OK(fkv_prefill(c, prompt.data() + 20, prompt.size() - 20));
+  FKV_ASSERT_OK(fkv_decode(c, 13));
+  size_t size = 0;
+  ASSERT_EQ(fkv_state_save(c, nullptr, 0, &size), FKV_ERR_BUFFER_TOO_SMALL);
+  std::vector<unsigned char> state(size);
+  FKV_ASSERT_OK(fkv_state_save(c, state.data(), state.size(), &size));
+  FKV_ASSERT_OK(fkv_decode(c, 42));
+  const std::vector<float> next = logits_of(c);
+
+  fkv_memory_report mem;
+  FKV_ASSERT_OK(fkv_context_memory(c, &mem));
+  EXPECT_EQ(mem.kv_window_bytes, uint64_t(16) * 30 * 2 * 3 * 64 * 2);  // exactly the window's rows
+  EXPECT_EQ(mem.kv_sink_bytes, uint64_t(4) * 30 * 2 * 3 * 64 * 2);
+  EXPECT_EQ(mem.kv_used_bytes, mem.kv_window_bytes + mem.kv_sink_bytes + mem.kv_middle_kept_bytes +
+                                   mem.kv_coefficient_bytes + mem.kv_middle_pending_bytes);
+
+  fkv_context* other = nullptr;
+  FKV_ASSERT_OK(fkv_context_create(model_, &o, &other));
+  FKV_ASSERT_OK(fkv_state_restore(other, state.data(), state.size()));
+  FKV_ASSERT_OK(fkv_decode(other, 42));
+  EXPECT_EQ(logits_of(other), next);
+  FKV_ASSERT_OK(fkv_context_free(other));
+  FKV_ASSERT_OK(fkv_context_free(c));
+}
+
+INSTANTIATE_TEST_SUITE_P(WindowAndFourier, CApiPolicies, ::testing::Values("window", "fourier"));
+
 }  // namespace
 }  // namespace fkv::test

@@ -25,7 +25,8 @@ struct Result {
 // subcommand (fkv-eval's) comes before the shared options.
 Result run_tool(const std::string& env, const std::string& tool, const std::string& args,
                 const std::string& subcommand = "") {
-  const std::string out_file = std::string(::testing::TempDir()) + "/fkv-tool-" + tool + "-" + std::to_string(::getpid()) + ".out";
+  const std::string out_file =
+      std::string(::testing::TempDir()) + "/fkv-tool-" + tool + "-" + std::to_string(::getpid()) + ".out";
   const std::string cmd = env + " '" + std::string(FKV_BINARY_DIR) + "/" + tool + "' " + subcommand +
                           " --model '" + default_model_path() + "' --threads 2 " + args + " > '" + out_file +
                           "'";
@@ -55,6 +56,14 @@ TEST(ParityTool, CpuAgainstCpuPasses) {
   EXPECT_EQ(c["layers"].size(), 31u);  // embedding + 30 blocks
   EXPECT_EQ(c["logits"]["argmax_agreement"].get<double>(), 1.0);
   EXPECT_TRUE(c["first_failing_layer"].is_null());
+
+  // Every policy runs through the same comparison (a Fourier cache with a small window and budget).
+  const Result f =
+      run_tool("", "fkv-parity",
+               "--backends cpu,cpu --kv fourier --sink 4 --window 8 --fourier-n 16 --prompt "
+               "'It was the best of times, it was the worst of times, it was the age of wisdom.' --json");
+  ASSERT_EQ(f.exit_code, 0) << f.out;
+  EXPECT_EQ(parse(f)["kv"].get<std::string>(), "fourier");
 }
 
 TEST(ParityTool, APerturbedBackendFailsAtTheLayerItBroke) {
