@@ -153,7 +153,8 @@ int bench_main(int argc, char** argv) {
                  {{"sink", r.kv.sink},
                   {"middle_kept", r.kv.middle_kept},
                   {"coefficients", r.kv.coefficients},
-                  {"window", r.kv.window}}},
+                  {"window", r.kv.window},
+                  {"middle_pending", r.kv.middle_pending}}},
                 {"activation_bytes_estimate", r.activations},
                 {"device_bytes_total", weights + r.kv.allocated + r.activations}};
       if (n_prompt > 0) d["prefill_tokens_per_s"] = summary_json(r.prefill);
