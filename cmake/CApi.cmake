@@ -66,6 +66,10 @@ function(fkv_api_wire_tests)
   # The example runs a short greedy reply on the default model.
   add_test(NAME api.simple_chat_example
            COMMAND fkv-simple-chat --n-predict 8 --prompt "What is 2+2?")
-  set_tests_properties(api.header_is_c99 api.simple_chat_example PROPERTIES LABELS api)
+  # Install into a temporary prefix; build the example through fkv.pc and through fkv-config.cmake.
+  add_test(NAME api.install_and_consume
+           COMMAND bash ${PROJECT_SOURCE_DIR}/tests/api/install_test.sh ${PROJECT_BINARY_DIR} ${PROJECT_SOURCE_DIR}
+                   ${CMAKE_C_COMPILER})
+  set_tests_properties(api.header_is_c99 api.simple_chat_example api.install_and_consume PROPERTIES LABELS api)
 endfunction()
 cmake_language(DEFER DIRECTORY ${PROJECT_SOURCE_DIR} CALL fkv_api_wire_tests)
