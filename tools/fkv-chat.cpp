@@ -174,6 +174,11 @@ const char* kHelp =
 bool read_line(std::string& line) {
   if (isatty(STDIN_FILENO)) {
     char* raw = readline("> ");
+    // Ctrl-C interrupts the terminal read (our handler has no SA_RESTART): offer a fresh prompt.
+    while (!raw && g_interrupted.exchange(false)) {
+      std::fputc('\n', stdout);
+      raw = readline("> ");
+    }
     if (!raw) return false;
     line = raw;
     if (!line.empty()) add_history(raw);
