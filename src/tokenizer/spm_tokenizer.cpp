@@ -1,5 +1,6 @@
 #include "tokenizer/spm_tokenizer.h"
 
+#include <algorithm>
 #include <cstdio>
 #include <queue>
 
@@ -113,7 +114,10 @@ void SpmTokenizer::encode_fragment(std::string_view raw, bool first, std::vector
   std::vector<Symbol> symbols;
   symbols.reserve(text.size());
   for (size_t pos = 0; pos < text.size();) {
-    const size_t n = std::min(utf8_sequence_length(static_cast<unsigned char>(text[pos])), text.size() - pos);
+    // One symbol per character; a byte of invalid UTF-8 is a symbol of its own (it must not swallow the
+    // start of a following "▁").
+    uint32_t cp = 0;
+    const size_t n = std::max<size_t>(1, utf8_decode(text, pos, cp));
     const int index = static_cast<int>(symbols.size());
     symbols.push_back({index - 1, index + 1, pos, n});
     pos += n;

@@ -141,3 +141,31 @@ TEST(BpePreTokenizer, UnknownNameIsUnsupported) {
 
 }  // namespace
 }  // namespace fkv
+
+namespace fkv {
+namespace {
+
+// Arbitrary bytes (invalid UTF-8, NULs, special-token fragments) never break encoding, and byte-level
+// BPE gives them back exactly.
+TEST(BpeTokenizer, RandomBytesRoundTrip) {
+  BpeBuilder b;
+  b.merge("a", "b");
+  b.merge("\xC4\xA0", "a");
+  b.add("<|x|>", TokenType::kControl);
+  auto tok = make_tokenizer(b.v);
+  uint32_t state = 12345;
+  auto next = [&] { return state = state * 1664525u + 1013904223u; };
+  const std::string alphabet = "ab <|x> \n\t1\xC3\xA9\xF0\x9F\x98\x80\xFF\x80";
+  for (int round = 0; round < 300; ++round) {
+    std::string text;
+    const size_t n = next() % 40;
+    for (size_t i = 0; i < n; ++i)
+      text +=
+          (next() % 4 == 0) ? static_cast<char>(next() >> 24) : alphabet[(next() >> 16) % alphabet.size()];
+    EXPECT_EQ(tok->decode(tok->encode(text, false, false)), text);
+    EXPECT_EQ(tok->decode(tok->encode(text, false, true), true), text);
+  }
+}
+
+}  // namespace
+}  // namespace fkv
