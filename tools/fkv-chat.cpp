@@ -46,7 +46,7 @@ class Chat {
       : m_(m),
         o_(o),
         tokenizer_(Tokenizer::from_gguf(*m.file)),
-        chat_template_(detect_chat_template(*m.file)),
+        chat_template_(chat_template_from_gguf(*m.file)),
         session_(*m.model, session_options(o)),
         sampler_(o.sampling) {
     if (!o.system.empty()) messages_.push_back({"system", o.system});
@@ -154,7 +154,7 @@ class Chat {
   LoadedModel& m_;
   const ChatOptions& o_;
   std::unique_ptr<Tokenizer> tokenizer_;
-  ChatTemplateKind chat_template_;
+  ChatTemplate chat_template_;  // with the model's default system prompt, as its own template renders
   Session session_;
   Sampler sampler_;
   std::vector<ChatMessage> messages_;

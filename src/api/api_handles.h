@@ -18,7 +18,7 @@ struct fkv_model {
   std::unique_ptr<fkv::Backend> backend;
   std::unique_ptr<fkv::LlamaModel> weights;   // declared after backend: freed before it
   std::unique_ptr<fkv::Tokenizer> tokenizer;  // null for models without a vocabulary
-  fkv::ChatTemplateKind chat_template = fkv::ChatTemplateKind::kChatML;
+  fkv::ChatTemplate chat_template;  // with the default system prompt the model's own template adds
   fkv::SessionOptions context_defaults;
   // Contexts of one model share its backend (and the CPU backend's thread pool), which is not safe to
   // drive from two threads at once: every call that runs the model holds this lock. Recursive so that a

@@ -111,7 +111,7 @@ fkv_status fkv_model_load(const char* path, const fkv_model_options* options, fk
     // Benchmark models written with random weights carry no vocabulary; they still run on token ids.
     if (file->find("tokenizer.ggml.model")) {
       model->tokenizer = Tokenizer::from_gguf(*file);
-      model->chat_template = detect_chat_template(*file);
+      model->chat_template = chat_template_from_gguf(*file);
     }
     *out_model = model.release();
     return FKV_OK;
@@ -147,7 +147,7 @@ fkv_status fkv_model_get_info(const fkv_model* model, fkv_model_info* out) {
     info.weight_bytes = model->weights->weight_bytes();
     copy_fixed(info.backend, sizeof info.backend, model->backend->name());
     copy_fixed(info.device, sizeof info.device, model->backend->device_name());
-    copy_fixed(info.chat_template, sizeof info.chat_template, chat_template_name(model->chat_template));
+    copy_fixed(info.chat_template, sizeof info.chat_template, chat_template_name(model->chat_template.kind));
     *out = info;
     return FKV_OK;
   });
