@@ -27,7 +27,8 @@ cmake -S "$root" -B "$asan" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DFKV_SAN
   -DFKV_CUDA=OFF >/dev/null
 cmake --build "$asan" -j "$jobs" --target fkv_unit_tests
 step "tests (ASan + UBSan)"
-ASAN_OPTIONS=detect_leaks=1 ctest --test-dir "$asan" -L unit -j "$jobs" --output-on-failure --timeout 900
+# allocator_may_return_null: out-of-memory tests expect a failed allocation to come back as an error.
+ASAN_OPTIONS=detect_leaks=1:allocator_may_return_null=1 ctest --test-dir "$asan" -L unit -j "$jobs" --output-on-failure --timeout 900
 
 if [ -f "$root/tools/golden/check_numpy_reference.py" ]; then
   step "numpy reference vs committed golden fixtures"
