@@ -1,0 +1,441 @@
+// The CUDA backend class: buffers, transfers, and each op of backend.h turned into an Op record that runs
+// through the decode-graph recorder (one-token ops) or at once (everything else).
+//
+// Choices:
+//  - decode matvec: hand-written bandwidth-bound kernels per weight type (matvec.cu);
+//  - prefill GEMM: weights dequantized to f16 in row chunks (F16 used in place), activations rounded to f16,
+//    cuBLAS GemmEx with fp32 accumulation and fp32 output on the tensor cores. F32 and BF16 weights go
+//    through fp32 (BF16 widened to fp32) so that no range is lost. The error of the f16 rounding (about 5e-4
+//    relative) is within the tolerance of f16 storage; prefill is compute bound, and cuBLAS is the fastest
+//    correct GEMM we can have without writing one;
+//  - attention: flash-decoding for few tokens, a tiled kernel for prefill, both split over the cache.
+#include "cuda_backend.h"
+
+#include <cublas_v2.h>
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+#include <vector>
+
+#include "backend/cpu/cpu_kernels.h"
+#include "cuda_buffer.h"
+#include "cuda_check.h"
+#include "cuda_kernels.h"
+#include "decode_graph.h"
+#include "util/error.h"
+
+namespace fkv {
+namespace cuda {
+namespace {
+
+constexpr int kMatvecMaxTokens = 2;                 // more tokens than this: dequantize + GEMM
+constexpr size_t kGemmScratchElems = size_t(32) << 20;  // weight rows decoded per GEMM chunk (64 MiB of f16)
+
+void check_range(const DeviceBuffer& b, size_t offset, size_t bytes, const char* op) {
+  require(offset <= b.size() && bytes <= b.size() - offset, ErrorCode::kInvalidArgument,
+          std::string(op) + ": range past the end of the buffer");
+}
+
+void check_floats(const DeviceBuffer& b, int64_t count, const char* op, const char* which) {
+  require(count >= 0 && size_t(count) * sizeof(float) <= b.size(), ErrorCode::kInvalidArgument,
+          std::string(op) + ": buffer '" + which + "' is smaller than the op's size");
+}
+
+bool env_flag(const char* name, bool fallback) {
+  const char* v = std::getenv(name);
+  if (!v || !*v) return fallback;
+  return !(std::strcmp(v, "0") == 0 || std::strcmp(v, "off") == 0 || std::strcmp(v, "false") == 0);
+}
+
+class CudaBackend : public Backend {
+ public:
+  explicit CudaBackend(int device) : device_(device) {
+    FKV_CUDA_CHECK(cudaSetDevice(device_), "selecting CUDA device " + std::to_string(device_));
+    cudaDeviceProp prop{};
+    FKV_CUDA_CHECK(cudaGetDeviceProperties(&prop, device_), "reading the device properties");
+    device_name_ = std::string(prop.name) + " (sm_" + std::to_string(prop.major) + std::to_string(prop.minor) +
+                   ", " + std::to_string(prop.totalGlobalMem >> 20) + " MiB)";
+    sm_count_ = prop.multiProcessorCount;
+    FKV_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking), "creating the CUDA stream");
+    FKV_CUDA_CHECK(cublasCreate(&cublas_), "creating the cuBLAS handle");
+    FKV_CUDA_CHECK(cublasSetStream(cublas_, stream_), "binding cuBLAS to the stream");
+    graph_ = std::make_unique<DecodeGraph>(
+        stream_, [this](const Op& op, bool capturing) { run(op, capturing); }, env_flag("FKV_CUDA_GRAPH", true));
+  }
+
+  ~CudaBackend() override {
+    (void)cudaStreamSynchronize(stream_);
+    graph_.reset();
+    rope_tables_.clear();
+    if (cublas_) (void)cublasDestroy(cublas_);
+    if (stream_) (void)cudaStreamDestroy(stream_);
+  }
+
+  std::string name() const override { return "cuda"; }
+  std::string device_name() const override { return device_name_; }
+  int graph_replays() const { return graph_->replays(); }
+
+  BufferPtr alloc(size_t bytes, const std::string& what) override {
+    return std::make_shared<CudaBuffer>(bytes, what);
+  }
+
+  void upload(DeviceBuffer& dst, size_t offset, const void* src, size_t bytes) override {
+    check_range(dst, offset, bytes, "upload");
+    graph_->host_write();
+    if (bytes == 0) return;
+    // From pageable memory the copy is staged before the call returns, so src may be reused at once.
+    FKV_CUDA_CHECK(cudaMemcpyAsync(static_cast<char*>(dev(dst)) + offset, src, bytes, cudaMemcpyHostToDevice,
+                                   stream_),
+                   "uploading " + std::to_string(bytes) + " bytes");
+  }
+
+  void download(const DeviceBuffer& src, size_t offset, void* dst, size_t bytes) override {
+    check_range(src, offset, bytes, "download");
+    graph_->end_step(generation());
+    if (bytes)
+      FKV_CUDA_CHECK(cudaMemcpyAsync(dst, static_cast<const char*>(dev(src)) + offset, bytes,
+                                     cudaMemcpyDeviceToHost, stream_),
+                     "downloading " + std::to_string(bytes) + " bytes");
+    FKV_CUDA_CHECK(cudaStreamSynchronize(stream_), "waiting for the GPU (download)");
+  }
+
+  void copy(const DeviceBuffer& src, size_t src_offset, DeviceBuffer& dst, size_t dst_offset,
+            size_t bytes) override {
+    check_range(src, src_offset, bytes, "copy");
+    check_range(dst, dst_offset, bytes, "copy");
+    Op op;
+    op.kind = OpKind::kCopy;
+    op.p[0] = static_cast<const char*>(dev(src)) + src_offset;
+    op.p[1] = static_cast<char*>(dev(dst)) + dst_offset;
+    op.i[0] = int64_t(bytes);
+    graph_->submit(op, generation());
+  }
+
+  void synchronize() override {
+    graph_->end_step(generation());
+    FKV_CUDA_CHECK(cudaStreamSynchronize(stream_), "waiting for the GPU");
+  }
+
+  void embed(const Weight& table, const DeviceBuffer& tokens, int n, DeviceBuffer& out) override {
+    check_weight(table, "embed");
+    require(size_t(n) * sizeof(int32_t) <= tokens.size(), ErrorCode::kInvalidArgument, "embed: too few token ids");
+    check_floats(out, int64_t(n) * table.cols, "embed", "out");
+    Op op;
+    op.kind = OpKind::kEmbed;
+    op.p[0] = dev(*table.buf);
+    op.p[1] = dev(tokens);
+    op.p[2] = dev(out);
+    op.i[0] = int64_t(table.type);
+    op.i[1] = table.rows;
+    op.i[2] = table.cols;
+    op.i[3] = n;
+    submit(op, n == 1);
+  }
+
+  void rms_norm(const DeviceBuffer& x, const DeviceBuffer& w, int n, int dim, float eps,
+                DeviceBuffer& out) override {
+    check_floats(x, int64_t(n) * dim, "rms_norm", "x");
+    check_floats(w, dim, "rms_norm", "w");
+    check_floats(out, int64_t(n) * dim, "rms_norm", "out");
+    Op op;
+    op.kind = OpKind::kRmsNorm;
+    op.p[0] = dev(x);
+    op.p[1] = dev(w);
+    op.p[2] = dev(out);
+    op.i[0] = n;
+    op.i[1] = dim;
+    op.f[0] = eps;
+    submit(op, n == 1);
+  }
+
+  void matmul(const Weight& w, const DeviceBuffer& x, int n, DeviceBuffer& out) override {
+    check_weight(w, "matmul");
+    check_floats(x, int64_t(n) * w.cols, "matmul", "x");
+    check_floats(out, int64_t(n) * w.rows, "matmul", "out");
+    if (n <= kMatvecMaxTokens) {
+      for (int i = 0; i < n; ++i) {
+        Op op;
+        op.kind = OpKind::kMatvec;
+        op.p[0] = dev(*w.buf);
+        op.p[1] = dev_f(x) + size_t(i) * w.cols;
+        op.p[2] = dev_f(out) + size_t(i) * w.rows;
+        op.i[0] = int64_t(w.type);
+        op.i[1] = w.rows;
+        op.i[2] = w.cols;
+        submit(op, n == 1);
+      }
+      return;
+    }
+    graph_->barrier();
+    gemm(w, dev_f(x), n, dev_f(out));
+  }
+
+  void rope(DeviceBuffer& x, int n, int n_heads, int pos0, const RopeParams& p) override {
+    require(p.head_dim > 0 && p.head_dim % 2 == 0, ErrorCode::kInvalidArgument, "rope: head_dim must be even");
+    check_floats(x, int64_t(n) * n_heads * p.head_dim, "rope", "x");
+    Op op;
+    op.kind = OpKind::kRope;
+    op.uses_pos = 1;
+    op.pos0 = pos0;
+    op.p[0] = dev(x);
+    op.p[1] = rope_table(p);
+    op.i[0] = n;
+    op.i[1] = n_heads;
+    op.i[2] = p.head_dim;
+    submit(op, n == 1);
+  }
+
+  void swiglu(const DeviceBuffer& gate, const DeviceBuffer& up, int64_t count, DeviceBuffer& out) override {
+    check_floats(gate, count, "swiglu", "gate");
+    check_floats(up, count, "swiglu", "up");
+    check_floats(out, count, "swiglu", "out");
+    Op op;
+    op.kind = OpKind::kSwiglu;
+    op.p[0] = dev(gate);
+    op.p[1] = dev(up);
+    op.p[2] = dev(out);
+    op.i[0] = count;
+    submit(op, true);
+  }
+
+  void add(const DeviceBuffer& a, const DeviceBuffer& b, int64_t count, DeviceBuffer& out) override {
+    check_floats(a, count, "add", "a");
+    check_floats(b, count, "add", "b");
+    check_floats(out, count, "add", "out");
+    Op op;
+    op.kind = OpKind::kAdd;
+    op.p[0] = dev(a);
+    op.p[1] = dev(b);
+    op.p[2] = dev(out);
+    op.i[0] = count;
+    submit(op, true);
+  }
+
+  void kv_store(const DeviceBuffer& k, const DeviceBuffer& v, int n, int pos0, const AttentionShape& s,
+                KvLayer& cache) override {
+    require(pos0 >= 0 && pos0 + n <= cache.capacity, ErrorCode::kContextFull,
+            "KV cache holds " + std::to_string(cache.capacity) + " positions; asked to store up to " +
+                std::to_string(pos0 + n));
+    const int64_t row = int64_t(s.n_kv_heads) * s.head_dim;
+    require(size_t(cache.capacity) * row * kv_type_bytes(cache.type) <= cache.k->size() &&
+                size_t(cache.capacity) * row * kv_type_bytes(cache.type) <= cache.v->size(),
+            ErrorCode::kInvalidArgument, "kv_store: cache buffers are smaller than capacity rows");
+    check_floats(k, n * row, "kv_store", "k");
+    check_floats(v, n * row, "kv_store", "v");
+    for (int which = 0; which < 2; ++which) {
+      Op op;
+      op.kind = OpKind::kKvStore;
+      op.uses_pos = 1;
+      op.pos0 = pos0;
+      op.p[0] = dev(which == 0 ? k : v);
+      op.p[1] = dev(which == 0 ? *cache.k : *cache.v);
+      op.i[0] = n;
+      op.i[1] = row;
+      op.i[2] = cache.type == KvType::kF16;
+      submit(op, n == 1);
+    }
+  }
+
+  void attention(const DeviceBuffer& q, int n, int pos0, const AttentionShape& s, const KvLayer& cache,
+                 DeviceBuffer& out) override {
+    require(pos0 >= 0 && pos0 + n <= cache.capacity, ErrorCode::kContextFull, "attention past the KV cache");
+    check_floats(q, int64_t(n) * s.n_heads * s.head_dim, "attention", "q");
+    check_floats(out, int64_t(n) * s.n_heads * s.head_dim, "attention", "out");
+    Op op;
+    op.kind = OpKind::kAttention;
+    op.uses_pos = 1;
+    op.pos0 = pos0;
+    op.p[0] = dev(q);
+    op.p[1] = dev(*cache.k);
+    op.p[2] = dev(*cache.v);
+    op.p[3] = dev(out);
+    // One-token steps size the workspace for the whole cache, so that one allocation serves every step (and
+    // a captured graph's pointer stays valid); a growth first runs any deferred op that points at the old one.
+    const bool one = n == 1;
+    const size_t ws_bytes =
+        sizeof(float) * attention_workspace_floats(n, s, one ? cache.capacity : pos0 + n, sm_count_);
+    if (one && !decode_ws_.fits(ws_bytes)) graph_->barrier();
+    op.p[4] = (one ? decode_ws_ : prefill_ws_).get(ws_bytes, stream_);
+    op.i[0] = n;
+    op.i[1] = s.n_heads;
+    op.i[2] = s.n_kv_heads;
+    op.i[3] = s.head_dim;
+    op.i[4] = cache.type == KvType::kF16;
+    op.i[5] = cache.capacity;
+    op.f[0] = s.scale;
+    submit(op, n == 1);
+  }
+
+ private:
+  size_t generation() const { return decode_ws_.generation(); }
+
+  void submit(const Op& op, bool one_token) {
+    if (one_token) return graph_->submit(op, generation());
+    graph_->barrier();
+    run(op, false);
+  }
+
+  void check_weight(const Weight& w, const char* op) {
+    require(w.buf != nullptr, ErrorCode::kInvalidArgument, std::string(op) + ": weight has no buffer");
+    require(weight_type_supported(w.type), ErrorCode::kUnsupported,
+            std::string(op) + ": the CUDA backend cannot read weights of type " + type_name(uint32_t(w.type)));
+    require(size_t(w.rows) * row_bytes(w.type, w.cols) <= w.buf->size(), ErrorCode::kInvalidArgument,
+            std::string(op) + ": weight buffer is smaller than its rows");
+  }
+
+  // Executes one op on the stream. capturing: inside a graph capture (pos0 from the device scalar,
+  // attention split for the whole cache).
+  void run(const Op& op, bool capturing) {
+    const int* pos_dev = capturing ? graph_->pos0_device() : nullptr;
+    switch (op.kind) {
+      case OpKind::kCopy:
+        FKV_CUDA_CHECK(cudaMemcpyAsync(const_cast<void*>(op.p[1]), op.p[0], size_t(op.i[0]),
+                                       cudaMemcpyDeviceToDevice, stream_),
+                       "copying between device buffers");
+        return;
+      case OpKind::kEmbed:
+        return cuda::embed(GgmlType(op.i[0]), op.p[0], op.i[1], op.i[2], static_cast<const int32_t*>(op.p[1]),
+                           int(op.i[3]), mut(op.p[2]), stream_);
+      case OpKind::kRmsNorm:
+        return cuda::rms_norm(static_cast<const float*>(op.p[0]), static_cast<const float*>(op.p[1]), int(op.i[0]),
+                              int(op.i[1]), op.f[0], mut(op.p[2]), stream_);
+      case OpKind::kMatvec:
+        return cuda::matvec(GgmlType(op.i[0]), op.p[0], op.i[1], op.i[2], static_cast<const float*>(op.p[1]),
+                            mut(op.p[2]), sm_count_, stream_);
+      case OpKind::kRope:
+        return cuda::rope(mut(op.p[0]), int(op.i[0]), int(op.i[1]), int(op.i[2]), op.pos0, pos_dev,
+                          static_cast<const float*>(op.p[1]), stream_);
+      case OpKind::kSwiglu:
+        return cuda::swiglu(static_cast<const float*>(op.p[0]), static_cast<const float*>(op.p[1]), op.i[0],
+                            mut(op.p[2]), stream_);
+      case OpKind::kAdd:
+        return cuda::add(static_cast<const float*>(op.p[0]), static_cast<const float*>(op.p[1]), op.i[0],
+                         mut(op.p[2]), stream_);
+      case OpKind::kKvStore:
+        return cuda::kv_store(static_cast<const float*>(op.p[0]), int(op.i[0]), op.i[1], op.pos0, pos_dev,
+                              op.i[2] != 0, const_cast<void*>(op.p[1]), stream_);
+      case OpKind::kAttention: {
+        AttentionArgs a{};
+        a.q = static_cast<const float*>(op.p[0]);
+        a.k = op.p[1];
+        a.v = op.p[2];
+        a.out = mut(op.p[3]);
+        a.workspace = mut(op.p[4]);
+        a.n = int(op.i[0]);
+        a.s.n_heads = int(op.i[1]);
+        a.s.n_kv_heads = int(op.i[2]);
+        a.s.head_dim = int(op.i[3]);
+        a.s.scale = op.f[0];
+        a.f16 = op.i[4] != 0;
+        a.pos0 = op.pos0;
+        a.pos0_dev = pos_dev;
+        // Eager: split for the positions in use; captured: for the whole cache, since pos0 moves.
+        a.max_len = capturing ? int(op.i[5]) : op.pos0 + a.n;
+        return cuda::attention(a, sm_count_, stream_);
+      }
+    }
+    throw Error(ErrorCode::kInternal, "CUDA backend: unknown op kind");
+  }
+
+  static float* mut(const void* p) { return static_cast<float*>(const_cast<void*>(p)); }
+
+  void gemm(const Weight& w, const float* x, int n, float* out) {
+    const bool fp32 = w.type == GgmlType::F32 || w.type == GgmlType::BF16;
+    const cudaDataType_t ab_type = fp32 ? CUDA_R_32F : CUDA_R_16F;
+    const size_t elem = fp32 ? 4 : 2;
+    const void* b = x;
+    if (!fp32) {
+      void* xh = x_half_.get(size_t(n) * w.cols * 2, stream_);
+      to_half(x, int64_t(n) * w.cols, xh, stream_);
+      b = xh;
+    }
+    const bool in_place = w.type == GgmlType::F32 || w.type == GgmlType::F16;
+    const int64_t chunk_rows =
+        in_place ? w.rows : std::max<int64_t>(1, std::min<int64_t>(w.rows, int64_t(kGemmScratchElems) / w.cols));
+    const float alpha = 1.0f, beta = 0.0f;
+    for (int64_t r0 = 0; r0 < w.rows; r0 += chunk_rows) {
+      const int64_t rows = std::min(chunk_rows, w.rows - r0);
+      const void* a;
+      if (in_place) {
+        a = dev(*w.buf);
+      } else {
+        void* scratch = w_scratch_.get(size_t(chunk_rows) * w.cols * elem, stream_);
+        dequantize_rows(w.type, dev(*w.buf), r0, rows, w.cols, scratch, !fp32, stream_);
+        a = scratch;
+      }
+      // Column-major view: C[rows x n] (ldc = w.rows) = A^T[rows x cols] * B[cols x n]; A is W's rows.
+      FKV_CUDA_CHECK(cublasGemmEx(cublas_, CUBLAS_OP_T, CUBLAS_OP_N, int(rows), n, int(w.cols), &alpha, a, ab_type,
+                                  int(w.cols), b, ab_type, int(w.cols), &beta, out + r0, CUDA_R_32F, int(w.rows),
+                                  CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
+                     "multiplying " + std::to_string(n) + " tokens by a " + std::to_string(w.rows) + "x" +
+                         std::to_string(w.cols) + " " + type_name(uint32_t(w.type)) + " weight");
+    }
+  }
+
+  // Device table of rope_frequency() for these parameters, built once: the CPU's definition, so the backends
+  // agree on the angles bit for bit.
+  const float* rope_table(const RopeParams& p) {
+    for (auto& [key, buf] : rope_tables_)
+      if (key.head_dim == p.head_dim && key.theta == p.theta && key.llama3 == p.llama3 && key.factor == p.factor &&
+          key.low_freq_factor == p.low_freq_factor && key.high_freq_factor == p.high_freq_factor &&
+          key.original_context == p.original_context)
+        return static_cast<const float*>(buf->data());
+    std::vector<float> freqs(size_t(p.head_dim / 2));
+    for (int k = 0; k < p.head_dim / 2; ++k) freqs[size_t(k)] = rope_frequency(p, k);
+    auto buf = std::make_unique<CudaBuffer>(freqs.size() * sizeof(float), "RoPE frequencies");
+    FKV_CUDA_CHECK(cudaMemcpy(buf->data(), freqs.data(), freqs.size() * sizeof(float), cudaMemcpyHostToDevice),
+                   "uploading RoPE frequencies");
+    rope_tables_.emplace_back(p, std::move(buf));
+    return static_cast<const float*>(rope_tables_.back().second->data());
+  }
+
+  int device_;
+  std::string device_name_;
+  int sm_count_ = 0;
+  cudaStream_t stream_ = nullptr;
+  cublasHandle_t cublas_ = nullptr;
+  Scratch decode_ws_{"attention split workspace (decode)"};
+  Scratch prefill_ws_{"attention split workspace (prefill)"};
+  Scratch w_scratch_{"dequantized weight scratch (prefill GEMM)"};
+  Scratch x_half_{"f16 activations (prefill GEMM)"};
+  std::vector<std::pair<RopeParams, std::unique_ptr<CudaBuffer>>> rope_tables_;
+  std::unique_ptr<DecodeGraph> graph_;
+};
+
+}  // namespace
+}  // namespace cuda
+
+int cuda_device_count() {
+  int n = 0;
+  if (cudaGetDeviceCount(&n) != cudaSuccess) {
+    (void)cudaGetLastError();
+    return 0;
+  }
+  return n;
+}
+
+int cuda_graph_replays(const Backend& backend) {
+  const auto* b = dynamic_cast<const cuda::CudaBackend*>(&backend);
+  return b ? b->graph_replays() : 0;
+}
+
+std::unique_ptr<Backend> create_cuda_backend(int device) {
+  int n = 0;
+  const cudaError_t st = cudaGetDeviceCount(&n);
+  if (st != cudaSuccess || n == 0) {
+    (void)cudaGetLastError();
+    throw Error(ErrorCode::kBackend, std::string("no CUDA device: ") +
+                                         (st != cudaSuccess ? cudaGetErrorString(st) : "the driver reports none"));
+  }
+  if (device < 0) {
+    const char* env = std::getenv("FKV_CUDA_DEVICE");
+    device = env && *env ? std::atoi(env) : 0;
+  }
+  require(device >= 0 && device < n, ErrorCode::kInvalidArgument,
+          "CUDA device " + std::to_string(device) + " does not exist (" + std::to_string(n) + " found)");
+  return std::make_unique<cuda::CudaBackend>(device);
+}
+
+}  // namespace fkv

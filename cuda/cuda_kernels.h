@@ -1,0 +1,57 @@
+// Host-side launchers of the CUDA kernels (implemented in the *.cu files). All launch on `stream` and return
+// at once; a launch failure throws fkv::Error through check_launch.
+#pragma once
+#include <cuda_runtime.h>
+
+#include <cstddef>
+#include <cstdint>
+
+#include "backend/backend.h"
+
+namespace fkv::cuda {
+
+// True when the matvec/dequant kernels know the type (every GgmlType of ggml_type.h).
+bool weight_type_supported(GgmlType type);
+
+// out[r] = sum_c W[r, c] x[c] for one token (matvec.cu). w: rows of row_bytes bytes.
+void matvec(GgmlType type, const void* w, int64_t rows, int64_t cols, const float* x, float* out,
+            int sm_count, cudaStream_t stream);
+
+// Decodes rows [row0, row0 + n_rows) of W into dst (dequant.cu): f16 for `to_half`, else fp32.
+void dequantize_rows(GgmlType type, const void* w, int64_t row0, int64_t n_rows, int64_t cols, void* dst,
+                     bool to_half, cudaStream_t stream);
+// out[i, :] = dequantize(table row ids[i]); ids out of range give NaN rows (the host validates ids first).
+void embed(GgmlType type, const void* table, int64_t rows, int64_t cols, const int32_t* ids, int n, float* out,
+           cudaStream_t stream);
+// fp32 -> f16 (round to nearest even), count values.
+void to_half(const float* src, int64_t count, void* dst, cudaStream_t stream);
+
+// elementwise.cu
+void rms_norm(const float* x, const float* w, int n, int dim, float eps, float* out, cudaStream_t stream);
+// freqs: [head_dim / 2] from rope_frequency(); pos0 read from *pos0_dev when non-null (graph replay).
+void rope(float* x, int n, int n_heads, int head_dim, int pos0, const int* pos0_dev, const float* freqs,
+          cudaStream_t stream);
+void swiglu(const float* gate, const float* up, int64_t count, float* out, cudaStream_t stream);
+void add(const float* a, const float* b, int64_t count, float* out, cudaStream_t stream);
+// Writes n rows of row_len values to cache rows pos0.. (f16 with round-to-nearest-even, or fp32).
+void kv_store(const float* src, int n, int64_t row_len, int pos0, const int* pos0_dev, bool f16, void* cache,
+              cudaStream_t stream);
+
+// attention.cu. Scratch for the split-KV partials: attention_workspace_floats() floats.
+struct AttentionArgs {
+  const float* q;
+  float* out;
+  const void* k;
+  const void* v;
+  bool f16;  // cache type
+  int n;     // query tokens
+  int pos0;  // position of query 0 (ignored when pos0_dev is set)
+  const int* pos0_dev;
+  int max_len;  // an upper bound of pos0 + n (fixes the split count, so that a graph replays unchanged)
+  AttentionShape s;
+  float* workspace;
+};
+size_t attention_workspace_floats(int n, const AttentionShape& s, int max_len, int sm_count);
+void attention(const AttentionArgs& a, int sm_count, cudaStream_t stream);
+
+}  // namespace fkv::cuda

@@ -1,0 +1,113 @@
+// The small ops of a layer: RMSNorm, RoPE, SwiGLU, residual add and the KV-cache store. Each reads and
+// writes its tensors once; they are cheap next to the matmuls but are many launches per token, which the
+// decode graph (decode_graph.cpp) removes.
+#include <cuda_fp16.h>
+
+#include "cuda_check.h"
+#include "cuda_kernels.h"
+
+namespace fkv::cuda {
+namespace {
+
+constexpr int kNormThreads = 256;
+
+// One block per row: sum of squares through warp shuffles and shared memory, then the scaled write.
+__global__ void rms_norm_kernel(const float* __restrict__ x, const float* __restrict__ w, int dim, float eps,
+                                float* __restrict__ out) {
+  const float* xi = x + size_t(blockIdx.x) * dim;
+  float* oi = out + size_t(blockIdx.x) * dim;
+  float s = 0.0f;
+  for (int j = threadIdx.x; j < dim; j += blockDim.x) s = fmaf(xi[j], xi[j], s);
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
+  __shared__ float partial[kNormThreads / 32];
+  if ((threadIdx.x & 31) == 0) partial[threadIdx.x >> 5] = s;
+  __syncthreads();
+  float total = 0.0f;
+#pragma unroll
+  for (int i = 0; i < kNormThreads / 32; ++i) total += partial[i];
+  const float scale = 1.0f / sqrtf(total / float(dim) + eps);
+  for (int j = threadIdx.x; j < dim; j += blockDim.x) oi[j] = xi[j] * scale * w[j];
+}
+
+// One thread per (token, head, pair). Angles as the CPU computes them: float(pos) * freq, then accurate
+// sincosf (full range reduction: positions reach tens of thousands of radians).
+__global__ void rope_kernel(float* __restrict__ x, int n, int n_heads, int head_dim, int pos0,
+                            const int* __restrict__ pos0_dev, const float* __restrict__ freqs) {
+  const int pairs = head_dim / 2;
+  const int64_t idx = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (idx >= int64_t(n) * n_heads * pairs) return;
+  const int k = int(idx % pairs);
+  const int64_t th = idx / pairs;  // token * n_heads + head
+  const int i = int(th / n_heads);
+  const int p0 = pos0_dev ? *pos0_dev : pos0;
+  const float angle = float(p0 + i) * freqs[k];
+  float s, c;
+  sincosf(angle, &s, &c);
+  float2* v = reinterpret_cast<float2*>(x + th * head_dim) + k;
+  const float2 ab = *v;
+  *v = make_float2(ab.x * c - ab.y * s, ab.x * s + ab.y * c);
+}
+
+__global__ void swiglu_kernel(const float* gate, const float* up, int64_t count, float* out) {
+  const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i >= count) return;
+  const float g = gate[i];
+  out[i] = g / (1.0f + expf(-g)) * up[i];
+}
+
+__global__ void add_kernel(const float* a, const float* b, int64_t count, float* out) {
+  const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i < count) out[i] = a[i] + b[i];
+}
+
+__global__ void kv_store_kernel(const float* __restrict__ src, int64_t count, int64_t row_len, int pos0,
+                                const int* __restrict__ pos0_dev, bool f16, void* __restrict__ cache) {
+  const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i >= count) return;
+  const int64_t dst = int64_t(pos0_dev ? *pos0_dev : pos0) * row_len + i;
+  if (f16)
+    static_cast<__half*>(cache)[dst] = __float2half_rn(src[i]);
+  else
+    static_cast<float*>(cache)[dst] = src[i];
+}
+
+unsigned blocks_for(int64_t items) { return unsigned((items + 255) / 256); }
+
+}  // namespace
+
+void rms_norm(const float* x, const float* w, int n, int dim, float eps, float* out, cudaStream_t st) {
+  if (n == 0) return;
+  rms_norm_kernel<<<n, kNormThreads, 0, st>>>(x, w, dim, eps, out);
+  check_launch("rms_norm");
+}
+
+void rope(float* x, int n, int n_heads, int head_dim, int pos0, const int* pos0_dev, const float* freqs,
+          cudaStream_t st) {
+  const int64_t items = int64_t(n) * n_heads * (head_dim / 2);
+  if (items == 0) return;
+  rope_kernel<<<blocks_for(items), 256, 0, st>>>(x, n, n_heads, head_dim, pos0, pos0_dev, freqs);
+  check_launch("rope");
+}
+
+void swiglu(const float* gate, const float* up, int64_t count, float* out, cudaStream_t st) {
+  if (count == 0) return;
+  swiglu_kernel<<<blocks_for(count), 256, 0, st>>>(gate, up, count, out);
+  check_launch("swiglu");
+}
+
+void add(const float* a, const float* b, int64_t count, float* out, cudaStream_t st) {
+  if (count == 0) return;
+  add_kernel<<<blocks_for(count), 256, 0, st>>>(a, b, count, out);
+  check_launch("add");
+}
+
+void kv_store(const float* src, int n, int64_t row_len, int pos0, const int* pos0_dev, bool f16, void* cache,
+              cudaStream_t st) {
+  const int64_t count = int64_t(n) * row_len;
+  if (count == 0) return;
+  kv_store_kernel<<<blocks_for(count), 256, 0, st>>>(src, count, row_len, pos0, pos0_dev, f16, cache);
+  check_launch("kv_store");
+}
+
+}  // namespace fkv::cuda

@@ -1,0 +1,240 @@
+// Decode matvec: out[r] = W[r, :] . x for one token. Memory-bandwidth bound, so every kernel here is about
+// streaming the weights once with wide, coalesced loads and enough loads in flight, with fp32 accumulation.
+//
+// Layout: a block is (32 * warps_per_row) x rows_per_block threads; the warps of a row split its columns
+// and reduce through shared memory. Small matrices get more warps per row so that the grid still fills the
+// GPU (bytes in flight, not arithmetic, set the speed).
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+
+#include <algorithm>
+
+#include "cuda_check.h"
+#include "cuda_kernels.h"
+#include "quant_device.cuh"
+
+namespace fkv::cuda {
+namespace {
+
+constexpr int kBlockThreads = 256;
+
+__device__ __forceinline__ float warp_sum(float v) {
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  return v;
+}
+
+// Adds the partial sums of a row's warps and writes the row's result.
+__device__ __forceinline__ void finish_row(float acc, int64_t row, int64_t rows, float* out) {
+  __shared__ float partial[kBlockThreads / 32];
+  acc = warp_sum(acc);
+  const int warps_per_row = blockDim.x >> 5;
+  if (warps_per_row == 1) {
+    if (threadIdx.x == 0 && row < rows) out[row] = acc;
+    return;
+  }
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  if (lane == 0) partial[threadIdx.y * warps_per_row + warp] = acc;
+  __syncthreads();
+  if (threadIdx.x == 0 && row < rows) {
+    float s = 0.0f;
+    for (int i = 0; i < warps_per_row; ++i) s += partial[threadIdx.y * warps_per_row + i];
+    out[row] = s;
+  }
+}
+
+// 8 values of a 16-byte chunk as fp32.
+__device__ __forceinline__ void widen8(const uint4& c, const __half*, float* f) {
+  const __half2* h = reinterpret_cast<const __half2*>(&c);
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    const float2 p = __half22float2(h[i]);
+    f[2 * i] = p.x;
+    f[2 * i + 1] = p.y;
+  }
+}
+__device__ __forceinline__ void widen8(const uint4& c, const __nv_bfloat16*, float* f) {
+  const uint32_t w[4] = {c.x, c.y, c.z, c.w};
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    f[2 * i] = __uint_as_float(w[i] << 16);
+    f[2 * i + 1] = __uint_as_float(w[i] & 0xffff0000u);
+  }
+}
+
+// F16 / BF16 rows whose length is a multiple of 8: each thread streams 16-byte chunks (8 values) with
+// two chunks in flight per iteration; x is read as float4 (it stays in L1/L2: every row reads it).
+template <class T>
+__global__ void matvec_half_kernel(const T* __restrict__ w, int64_t rows, int64_t cols,
+                                   const float* __restrict__ x, float* __restrict__ out) {
+  const int64_t row = int64_t(blockIdx.x) * blockDim.y + threadIdx.y;
+  float acc = 0.0f;
+  if (row < rows) {
+    const uint4* wr = reinterpret_cast<const uint4*>(w + row * cols);
+    const float4* x4 = reinterpret_cast<const float4*>(x);
+    const int64_t chunks = cols / 8;
+    int64_t c = threadIdx.x;
+    const int stride = blockDim.x;
+    for (; c + stride < chunks; c += 2 * stride) {
+      const uint4 a = __ldcs(wr + c), b = __ldcs(wr + c + stride);  // weights: streamed, read once
+      float fa[8], fb[8];
+      widen8(a, static_cast<const T*>(nullptr), fa);
+      widen8(b, static_cast<const T*>(nullptr), fb);
+      const float4 xa0 = x4[2 * c], xa1 = x4[2 * c + 1];
+      const float4 xb0 = x4[2 * (c + stride)], xb1 = x4[2 * (c + stride) + 1];
+      acc = fmaf(fa[0], xa0.x, acc); acc = fmaf(fa[1], xa0.y, acc); acc = fmaf(fa[2], xa0.z, acc);
+      acc = fmaf(fa[3], xa0.w, acc); acc = fmaf(fa[4], xa1.x, acc); acc = fmaf(fa[5], xa1.y, acc);
+      acc = fmaf(fa[6], xa1.z, acc); acc = fmaf(fa[7], xa1.w, acc);
+      acc = fmaf(fb[0], xb0.x, acc); acc = fmaf(fb[1], xb0.y, acc); acc = fmaf(fb[2], xb0.z, acc);
+      acc = fmaf(fb[3], xb0.w, acc); acc = fmaf(fb[4], xb1.x, acc); acc = fmaf(fb[5], xb1.y, acc);
+      acc = fmaf(fb[6], xb1.z, acc); acc = fmaf(fb[7], xb1.w, acc);
+    }
+    for (; c < chunks; c += stride) {
+      float f[8];
+      widen8(__ldcs(wr + c), static_cast<const T*>(nullptr), f);
+      const float4 x0 = x4[2 * c], x1 = x4[2 * c + 1];
+      acc = fmaf(f[0], x0.x, acc); acc = fmaf(f[1], x0.y, acc); acc = fmaf(f[2], x0.z, acc);
+      acc = fmaf(f[3], x0.w, acc); acc = fmaf(f[4], x1.x, acc); acc = fmaf(f[5], x1.y, acc);
+      acc = fmaf(f[6], x1.z, acc); acc = fmaf(f[7], x1.w, acc);
+    }
+  }
+  finish_row(acc, row, rows, out);
+}
+
+// F32 rows whose length is a multiple of 4: float4 chunks.
+__global__ void matvec_f32_kernel(const float* __restrict__ w, int64_t rows, int64_t cols,
+                                  const float* __restrict__ x, float* __restrict__ out) {
+  const int64_t row = int64_t(blockIdx.x) * blockDim.y + threadIdx.y;
+  float acc = 0.0f;
+  if (row < rows) {
+    const float4* wr = reinterpret_cast<const float4*>(w + row * cols);
+    const float4* x4 = reinterpret_cast<const float4*>(x);
+    for (int64_t c = threadIdx.x; c < cols / 4; c += blockDim.x) {
+      const float4 a = __ldcs(wr + c), b = x4[c];
+      acc = fmaf(a.x, b.x, acc);
+      acc = fmaf(a.y, b.y, acc);
+      acc = fmaf(a.z, b.z, acc);
+      acc = fmaf(a.w, b.w, acc);
+    }
+  }
+  finish_row(acc, row, rows, out);
+}
+
+__device__ __forceinline__ float scalar_value(const float* p, int64_t i) { return p[i]; }
+__device__ __forceinline__ float scalar_value(const __half* p, int64_t i) { return __half2float(p[i]); }
+__device__ __forceinline__ float scalar_value(const __nv_bfloat16* p, int64_t i) {
+  return __bfloat162float(p[i]);
+}
+
+// Any row length (odd sizes): one value per thread and step.
+template <class T>
+__global__ void matvec_scalar_kernel(const T* __restrict__ w, int64_t rows, int64_t cols,
+                                     const float* __restrict__ x, float* __restrict__ out) {
+  const int64_t row = int64_t(blockIdx.x) * blockDim.y + threadIdx.y;
+  float acc = 0.0f;
+  if (row < rows)
+    for (int64_t c = threadIdx.x; c < cols; c += blockDim.x) acc = fmaf(scalar_value(w + row * cols, c), x[c], acc);
+  finish_row(acc, row, rows, out);
+}
+
+// Quantized rows: each thread decodes 32-value units (quant_device.cuh), two in flight per iteration.
+template <class F>
+__global__ void matvec_quant_kernel(const uint8_t* __restrict__ w, int64_t rows, int64_t units,
+                                    size_t row_bytes, const float* __restrict__ x, float* __restrict__ out) {
+  const int64_t row = int64_t(blockIdx.x) * blockDim.y + threadIdx.y;
+  float acc = 0.0f;
+  if (row < rows) {
+    const uint8_t* wr = w + size_t(row) * row_bytes;
+    int64_t u = threadIdx.x;
+    const int stride = blockDim.x;
+    for (; u + stride < units; u += 2 * stride) {
+      Unit a, b;
+      F::load(wr, int(u), a);
+      F::load(wr, int(u + stride), b);
+      acc += unit_dot<F>(a, x + 32 * u) + unit_dot<F>(b, x + 32 * (u + stride));
+    }
+    if (u < units) {
+      Unit a;
+      F::load(wr, int(u), a);
+      acc += unit_dot<F>(a, x + 32 * u);
+    }
+  }
+  finish_row(acc, row, rows, out);
+}
+
+// Chooses warps per row so that the grid has enough warps to keep memory busy, without giving a warp
+// fewer than two work items per pass.
+dim3 block_shape(int64_t rows, int64_t items_per_row, int sm_count) {
+  const int64_t target_warps = int64_t(sm_count) * 48;
+  int wpr = 1;
+  while (wpr < 8 && rows * wpr < target_warps && items_per_row >= int64_t(64) * wpr * 2) wpr *= 2;
+  return dim3(32 * wpr, kBlockThreads / (32 * wpr));
+}
+
+template <class K, class... Args>
+void launch(K kernel, const char* name, int64_t rows, int64_t items_per_row, int sm_count, cudaStream_t stream,
+            Args... args) {
+  const dim3 block = block_shape(rows, items_per_row, sm_count);
+  const int64_t grid = (rows + block.y - 1) / block.y;
+  kernel<<<unsigned(grid), block, 0, stream>>>(args...);
+  check_launch(name);
+}
+
+template <class F>
+void matvec_quant(const void* w, int64_t rows, int64_t cols, const float* x, float* out, int sm, cudaStream_t st) {
+  const int64_t units = cols / 32;
+  const size_t row_bytes = size_t(cols / (32 * F::kUnitsPerBlock)) * F::kBlockBytes;
+  launch(matvec_quant_kernel<F>, "matvec_quant", rows, units, sm, st, static_cast<const uint8_t*>(w), rows, units,
+         row_bytes, x, out);
+}
+
+template <class T>
+void matvec_half(const void* w, int64_t rows, int64_t cols, const float* x, float* out, int sm, cudaStream_t st) {
+  const T* wt = static_cast<const T*>(w);
+  if (cols % 8 == 0)
+    launch(matvec_half_kernel<T>, "matvec_half", rows, cols / 8, sm, st, wt, rows, cols, x, out);
+  else
+    launch(matvec_scalar_kernel<T>, "matvec_scalar", rows, cols, sm, st, wt, rows, cols, x, out);
+}
+
+}  // namespace
+
+bool weight_type_supported(GgmlType type) {
+  switch (type) {
+    case GgmlType::F32:
+    case GgmlType::F16:
+    case GgmlType::BF16:
+    case GgmlType::Q4_0:
+    case GgmlType::Q4_1:
+    case GgmlType::Q8_0:
+    case GgmlType::Q4_K:
+    case GgmlType::Q6_K:
+      return true;
+  }
+  return false;
+}
+
+void matvec(GgmlType type, const void* w, int64_t rows, int64_t cols, const float* x, float* out, int sm,
+            cudaStream_t st) {
+  if (rows == 0) return;
+  switch (type) {
+    case GgmlType::F32: {
+      const float* wf = static_cast<const float*>(w);
+      if (cols % 4 == 0)
+        launch(matvec_f32_kernel, "matvec_f32", rows, cols / 4, sm, st, wf, rows, cols, x, out);
+      else
+        launch(matvec_scalar_kernel<float>, "matvec_scalar", rows, cols, sm, st, wf, rows, cols, x, out);
+      return;
+    }
+    case GgmlType::F16: return matvec_half<__half>(w, rows, cols, x, out, sm, st);
+    case GgmlType::BF16: return matvec_half<__nv_bfloat16>(w, rows, cols, x, out, sm, st);
+    case GgmlType::Q4_0: return matvec_quant<Q4_0>(w, rows, cols, x, out, sm, st);
+    case GgmlType::Q4_1: return matvec_quant<Q4_1>(w, rows, cols, x, out, sm, st);
+    case GgmlType::Q8_0: return matvec_quant<Q8_0>(w, rows, cols, x, out, sm, st);
+    case GgmlType::Q4_K: return matvec_quant<Q4_K>(w, rows, cols, x, out, sm, st);
+    case GgmlType::Q6_K: return matvec_quant<Q6_K>(w, rows, cols, x, out, sm, st);
+  }
+  throw Error(ErrorCode::kUnsupported, "CUDA matvec: unsupported weight type " + type_name(uint32_t(type)));
+}
+
+}  // namespace fkv::cuda

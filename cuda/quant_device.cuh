@@ -1,0 +1,181 @@
+// Device-side decoding of GGUF weight blocks, in units of 32 consecutive values of a row.
+//
+// Every quantized format reads as 32-value units whose values are affine in small integers:
+//   value[j] = a0 * q[j] + b0 for j < 16, a1 * q[j] + b1 for j >= 16,
+// so that a dot product needs sum(q * x) per half (fp32 FMAs) and, only for formats with an offset,
+// sum(x). The byte layouts follow ggml's block structs (model/quant.h is the host reference).
+// Loads use the widest width the block's alignment allows (ggml blocks are only 2-byte aligned).
+#pragma once
+#include <cuda_fp16.h>
+
+#include <cstdint>
+
+namespace fkv::cuda {
+
+struct Unit {
+  float q[32];
+  float a0, b0, a1, b1;
+};
+
+__device__ __forceinline__ float half_at(const uint8_t* p) {
+  return __half2float(__ushort_as_half(*reinterpret_cast<const uint16_t*>(p)));
+}
+__device__ __forceinline__ uint32_t u16_at(const uint8_t* p) { return *reinterpret_cast<const uint16_t*>(p); }
+__device__ __forceinline__ uint32_t u32_at(const uint8_t* p) { return *reinterpret_cast<const uint32_t*>(p); }
+
+// Exact small-integer to float without the slow I2F: 2^23 + n has n in its low mantissa bits.
+__device__ __forceinline__ float small_uint_to_float(uint32_t n, float minus) {
+  return __uint_as_float(0x4B000000u | n) - (8388608.0f + minus);
+}
+
+// Q4_0: 18 bytes per 32 values: f16 d, 16 bytes of nibbles (value j low nibble of byte j, j+16 high).
+struct Q4_0 {
+  static constexpr int kBlockBytes = 18;
+  static constexpr int kUnitsPerBlock = 1;
+  static constexpr bool kOffset = false;
+  __device__ static void load(const uint8_t* row, int u, Unit& r) {
+    const uint8_t* b = row + size_t(u) * kBlockBytes;
+    r.a0 = r.a1 = half_at(b);
+    r.b0 = r.b1 = 0.0f;
+#pragma unroll
+    for (int i = 0; i < 8; ++i) {
+      const uint32_t w = u16_at(b + 2 + 2 * i);
+      r.q[2 * i] = small_uint_to_float(w & 15, 8.0f);
+      r.q[2 * i + 1] = small_uint_to_float((w >> 8) & 15, 8.0f);
+      r.q[2 * i + 16] = small_uint_to_float((w >> 4) & 15, 8.0f);
+      r.q[2 * i + 17] = small_uint_to_float((w >> 12) & 15, 8.0f);
+    }
+  }
+};
+
+// Q4_1: 20 bytes: f16 d, f16 m, 16 bytes of nibbles; value = d * q + m.
+struct Q4_1 {
+  static constexpr int kBlockBytes = 20;
+  static constexpr int kUnitsPerBlock = 1;
+  static constexpr bool kOffset = true;
+  __device__ static void load(const uint8_t* row, int u, Unit& r) {
+    const uint8_t* b = row + size_t(u) * kBlockBytes;  // 4-byte aligned: 20 * u
+    const uint32_t dm = u32_at(b);
+    r.a0 = r.a1 = __half2float(__ushort_as_half(uint16_t(dm & 0xffff)));
+    r.b0 = r.b1 = __half2float(__ushort_as_half(uint16_t(dm >> 16)));
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      const uint32_t w = u32_at(b + 4 + 4 * i);
+#pragma unroll
+      for (int k = 0; k < 4; ++k) {
+        r.q[4 * i + k] = small_uint_to_float((w >> (8 * k)) & 15, 0.0f);
+        r.q[4 * i + k + 16] = small_uint_to_float((w >> (8 * k + 4)) & 15, 0.0f);
+      }
+    }
+  }
+};
+
+// Q8_0: 34 bytes: f16 d, 32 int8.
+struct Q8_0 {
+  static constexpr int kBlockBytes = 34;
+  static constexpr int kUnitsPerBlock = 1;
+  static constexpr bool kOffset = false;
+  __device__ static void load(const uint8_t* row, int u, Unit& r) {
+    const uint8_t* b = row + size_t(u) * kBlockBytes;
+    r.a0 = r.a1 = half_at(b);
+    r.b0 = r.b1 = 0.0f;
+#pragma unroll
+    for (int i = 0; i < 16; ++i) {
+      const uint32_t w = u16_at(b + 2 + 2 * i);
+      // int8 -> float: flip the sign bit to get an offset-128 unsigned byte.
+      r.q[2 * i] = small_uint_to_float((w & 0xff) ^ 0x80, 128.0f);
+      r.q[2 * i + 1] = small_uint_to_float(((w >> 8) & 0xff) ^ 0x80, 128.0f);
+    }
+  }
+};
+
+// Q4_K: 144 bytes per 256 values: f16 d, f16 dmin, 12 bytes of packed 6-bit scales and mins, 128 bytes of
+// nibbles. Sub-block j (32 values) has scale d*sc_j and offset -dmin*m_j; its nibbles are the low (j even)
+// or high (j odd) halves of bytes 32*(j/2) .. +32.
+struct Q4_K {
+  static constexpr int kBlockBytes = 144;
+  static constexpr int kUnitsPerBlock = 8;
+  static constexpr bool kOffset = true;
+  __device__ static void load(const uint8_t* row, int u, Unit& r) {
+    const uint8_t* b = row + size_t(u >> 3) * kBlockBytes;  // 16-byte aligned
+    const int j = u & 7;
+    const uint32_t dm = u32_at(b);
+    const float d = __half2float(__ushort_as_half(uint16_t(dm & 0xffff)));
+    const float dmin = __half2float(__ushort_as_half(uint16_t(dm >> 16)));
+    const uint8_t* s = b + 4;
+    uint32_t sc, m;
+    if (j < 4) {
+      sc = s[j] & 63;
+      m = s[j + 4] & 63;
+    } else {
+      sc = (s[j + 4] & 0xF) | ((s[j - 4] >> 6) << 4);
+      m = (s[j + 4] >> 4) | ((s[j] >> 6) << 4);
+    }
+    r.a0 = r.a1 = d * float(sc);
+    r.b0 = r.b1 = -dmin * float(m);
+    const uint4* qs = reinterpret_cast<const uint4*>(b + 16 + 32 * (j >> 1));
+    const int shift = (j & 1) * 4;
+    const uint4 lo = qs[0], hi = qs[1];
+    const uint32_t words[8] = {lo.x, lo.y, lo.z, lo.w, hi.x, hi.y, hi.z, hi.w};
+#pragma unroll
+    for (int i = 0; i < 8; ++i)
+#pragma unroll
+      for (int k = 0; k < 4; ++k) r.q[4 * i + k] = small_uint_to_float((words[i] >> (8 * k + shift)) & 15, 0.0f);
+  }
+};
+
+// Q6_K: 210 bytes per 256 values: ql[128] low nibbles, qh[64] high 2-bit pairs, int8 scales[16], f16 d.
+// Value 128h + 32c + l (h < 2, c < 4, l < 32): low nibble of ql[64h + l + 32(c&1)] shifted by 4(c>>1),
+// high bits (qh[32h + l] >> 2c) & 3, minus 32, times d * scales[8h + 2c + l/16].
+struct Q6_K {
+  static constexpr int kBlockBytes = 210;
+  static constexpr int kUnitsPerBlock = 8;
+  static constexpr bool kOffset = false;
+  __device__ static void load(const uint8_t* row, int u, Unit& r) {
+    const uint8_t* b = row + size_t(u >> 3) * kBlockBytes;  // 2-byte aligned
+    const int h = (u & 7) >> 2, c = u & 3;
+    const float d = half_at(b + 208);
+    const uint32_t sc = u16_at(b + 192 + 8 * h + 2 * c);
+    r.a0 = d * float(int8_t(sc & 0xff));
+    r.a1 = d * float(int8_t(sc >> 8));
+    r.b0 = r.b1 = 0.0f;
+    const uint8_t* ql = b + 64 * h + 32 * (c & 1);
+    const uint8_t* qh = b + 128 + 32 * h;
+    const int lshift = 4 * (c >> 1), hshift = 2 * c;
+#pragma unroll
+    for (int i = 0; i < 16; ++i) {
+      const uint32_t lw = u16_at(ql + 2 * i), hw = u16_at(qh + 2 * i);
+#pragma unroll
+      for (int k = 0; k < 2; ++k) {
+        const uint32_t lo = (lw >> (8 * k + lshift)) & 15, hi = (hw >> (8 * k + hshift)) & 3;
+        r.q[2 * i + k] = small_uint_to_float(lo | (hi << 4), 32.0f);
+      }
+    }
+  }
+};
+
+// sum_j value[j] * x[j] for one unit; x points at the unit's 32 activations (16-byte aligned).
+template <class F>
+__device__ __forceinline__ float unit_dot(const Unit& r, const float* x) {
+  const float4* x4 = reinterpret_cast<const float4*>(x);
+  float s[2] = {0.0f, 0.0f}, sx[2] = {0.0f, 0.0f};
+#pragma unroll
+  for (int i = 0; i < 8; ++i) {
+    const float4 v = x4[i];
+    const int h = i >> 2;
+    s[h] = fmaf(r.q[4 * i], v.x, s[h]);
+    s[h] = fmaf(r.q[4 * i + 1], v.y, s[h]);
+    s[h] = fmaf(r.q[4 * i + 2], v.z, s[h]);
+    s[h] = fmaf(r.q[4 * i + 3], v.w, s[h]);
+    if constexpr (F::kOffset) sx[h] += (v.x + v.y) + (v.z + v.w);
+  }
+  float out = r.a0 * s[0] + r.a1 * s[1];
+  if constexpr (F::kOffset) out += r.b0 * sx[0] + r.b1 * sx[1];
+  return out;
+}
+
+__device__ __forceinline__ float unit_value(const Unit& r, int j) {
+  return j < 16 ? fmaf(r.a0, r.q[j], r.b0) : fmaf(r.a1, r.q[j], r.b1);
+}
+
+}  // namespace fkv::cuda
