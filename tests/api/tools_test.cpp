@@ -4,6 +4,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
@@ -11,6 +12,7 @@
 #include <sstream>
 #include <string>
 
+#include "backend/registry.h"
 #include "test_paths.h"
 
 namespace fkv::test {
@@ -64,6 +66,16 @@ TEST(ParityTool, CpuAgainstCpuPasses) {
                "'It was the best of times, it was the worst of times, it was the age of wisdom.' --json");
   ASSERT_EQ(f.exit_code, 0) << f.out;
   EXPECT_EQ(parse(f)["kv"].get<std::string>(), "fourier");
+}
+
+// The product backend against the reference, wherever this build has it (lavapipe in CI).
+TEST(ParityTool, CpuAgainstVulkanPasses) {
+  const auto built = compiled_backends();
+  if (std::find(built.begin(), built.end(), "vulkan") == built.end())
+    GTEST_SKIP() << "this build has no Vulkan backend";
+  const Result r = run_tool("", "fkv-parity", "--backends cpu,vulkan --prompt 'Hello there, friend.' --json");
+  ASSERT_EQ(r.exit_code, 0) << r.out;
+  EXPECT_TRUE(parse(r)["passed"].get<bool>());
 }
 
 TEST(ParityTool, APerturbedBackendFailsAtTheLayerItBroke) {
