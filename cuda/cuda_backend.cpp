@@ -66,6 +66,7 @@ class CudaBackend : public Backend {
   }
 
   ~CudaBackend() override {
+    (void)cudaSetDevice(device_);
     (void)cudaStreamSynchronize(stream_);
     graph_.reset();
     rope_tables_.clear();
@@ -78,11 +79,13 @@ class CudaBackend : public Backend {
   int graph_replays() const { return graph_->replays(); }
 
   BufferPtr alloc(size_t bytes, const std::string& what) override {
+    use_device();
     return std::make_shared<CudaBuffer>(bytes, what);
   }
 
   void upload(DeviceBuffer& dst, size_t offset, const void* src, size_t bytes) override {
     check_range(dst, offset, bytes, "upload");
+    use_device();
     graph_->host_write();
     if (bytes == 0) return;
     // From pageable memory the copy is staged before the call returns, so src may be reused at once.
@@ -93,6 +96,7 @@ class CudaBackend : public Backend {
 
   void download(const DeviceBuffer& src, size_t offset, void* dst, size_t bytes) override {
     check_range(src, offset, bytes, "download");
+    use_device();
     graph_->end_step(generation());
     if (bytes)
       FKV_CUDA_CHECK(cudaMemcpyAsync(dst, static_cast<const char*>(dev(src)) + offset, bytes,
@@ -103,6 +107,7 @@ class CudaBackend : public Backend {
 
   void copy(const DeviceBuffer& src, size_t src_offset, DeviceBuffer& dst, size_t dst_offset,
             size_t bytes) override {
+    use_device();
     check_range(src, src_offset, bytes, "copy");
     check_range(dst, dst_offset, bytes, "copy");
     Op op;
@@ -114,11 +119,13 @@ class CudaBackend : public Backend {
   }
 
   void synchronize() override {
+    use_device();
     graph_->end_step(generation());
     FKV_CUDA_CHECK(cudaStreamSynchronize(stream_), "waiting for the GPU");
   }
 
   void embed(const Weight& table, const DeviceBuffer& tokens, int n, DeviceBuffer& out) override {
+    use_device();
     check_weight(table, "embed");
     require(size_t(n) * sizeof(int32_t) <= tokens.size(), ErrorCode::kInvalidArgument, "embed: too few token ids");
     check_floats(out, int64_t(n) * table.cols, "embed", "out");
@@ -136,6 +143,7 @@ class CudaBackend : public Backend {
 
   void rms_norm(const DeviceBuffer& x, const DeviceBuffer& w, int n, int dim, float eps,
                 DeviceBuffer& out) override {
+    use_device();
     check_floats(x, int64_t(n) * dim, "rms_norm", "x");
     check_floats(w, dim, "rms_norm", "w");
     check_floats(out, int64_t(n) * dim, "rms_norm", "out");
@@ -151,6 +159,7 @@ class CudaBackend : public Backend {
   }
 
   void matmul(const Weight& w, const DeviceBuffer& x, int n, DeviceBuffer& out) override {
+    use_device();
     check_weight(w, "matmul");
     check_floats(x, int64_t(n) * w.cols, "matmul", "x");
     check_floats(out, int64_t(n) * w.rows, "matmul", "out");
@@ -173,6 +182,7 @@ class CudaBackend : public Backend {
   }
 
   void rope(DeviceBuffer& x, int n, int n_heads, int pos0, const RopeParams& p) override {
+    use_device();
     require(p.head_dim > 0 && p.head_dim % 2 == 0, ErrorCode::kInvalidArgument, "rope: head_dim must be even");
     check_floats(x, int64_t(n) * n_heads * p.head_dim, "rope", "x");
     Op op;
@@ -188,6 +198,7 @@ class CudaBackend : public Backend {
   }
 
   void swiglu(const DeviceBuffer& gate, const DeviceBuffer& up, int64_t count, DeviceBuffer& out) override {
+    use_device();
     check_floats(gate, count, "swiglu", "gate");
     check_floats(up, count, "swiglu", "up");
     check_floats(out, count, "swiglu", "out");
@@ -201,6 +212,7 @@ class CudaBackend : public Backend {
   }
 
   void add(const DeviceBuffer& a, const DeviceBuffer& b, int64_t count, DeviceBuffer& out) override {
+    use_device();
     check_floats(a, count, "add", "a");
     check_floats(b, count, "add", "b");
     check_floats(out, count, "add", "out");
@@ -215,6 +227,7 @@ class CudaBackend : public Backend {
 
   void kv_store(const DeviceBuffer& k, const DeviceBuffer& v, int n, int pos0, const AttentionShape& s,
                 KvLayer& cache) override {
+    use_device();
     require(pos0 >= 0 && pos0 + n <= cache.capacity, ErrorCode::kContextFull,
             "KV cache holds " + std::to_string(cache.capacity) + " positions; asked to store up to " +
                 std::to_string(pos0 + n));
@@ -240,6 +253,7 @@ class CudaBackend : public Backend {
 
   void attention(const DeviceBuffer& q, int n, int pos0, const AttentionShape& s, const KvLayer& cache,
                  DeviceBuffer& out) override {
+    use_device();
     require(pos0 >= 0 && pos0 + n <= cache.capacity, ErrorCode::kContextFull, "attention past the KV cache");
     check_floats(q, int64_t(n) * s.n_heads * s.head_dim, "attention", "q");
     check_floats(out, int64_t(n) * s.n_heads * s.head_dim, "attention", "out");
@@ -271,7 +285,15 @@ class CudaBackend : public Backend {
  private:
   size_t generation() const { return decode_ws_.generation(); }
 
+  // Makes this backend's GPU current for the calling thread: a process may hold backends on several GPUs.
+  void use_device() {
+    int current = -1;
+    if (cudaGetDevice(&current) == cudaSuccess && current == device_) return;
+    FKV_CUDA_CHECK(cudaSetDevice(device_), "selecting CUDA device " + std::to_string(device_));
+  }
+
   void submit(const Op& op, bool one_token) {
+    use_device();
     if (one_token) return graph_->submit(op, generation());
     graph_->barrier();
     run(op, false);
