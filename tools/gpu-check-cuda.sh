@@ -7,6 +7,9 @@
 #   tools/gpu-check-cuda.sh                 # build here (arch from FKV_CUDA_ARCH, default 90), test, bench
 #   FKV_PREBUILT=dir tools/gpu-check-cuda.sh  # use dir/fkv_cuda_tests built elsewhere (no toolchain deps here)
 #   FKV_SKIP_BENCH=1 ...                    # tests only
+#   FKV_E2E=0 ...                           # skip fkv-parity cpu vs cuda on a random small model
+#   FKV_BENCH_8B=1 ...                      # also fkv-bench on random Llama-3-8B-shape models (F16, Q4_0;
+#                                           # depths 0 and 32K; needs ~25 GB of disk and several minutes)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 LOGS=${OUT:-$PWD/build-gpu-check/logs}
@@ -18,14 +21,16 @@ cat "$LOGS/gpu.txt"
 
 if [[ -n "${FKV_PREBUILT:-}" ]]; then
   TESTS=$FKV_PREBUILT/fkv_cuda_tests
+  TOOLS=$FKV_PREBUILT
 else
   BUILD=${FKV_BUILD_DIR:-build-gpu-check}
   cmake -S . -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release -DFKV_CUDA=ON -DFKV_VULKAN=OFF \
     -DCMAKE_CUDA_ARCHITECTURES="${FKV_CUDA_ARCH:-90}" >"$LOGS/configure.log" 2>&1 ||
     { tail -30 "$LOGS/configure.log"; exit 1; }
-  cmake --build "$BUILD" -j"$(nproc)" --target fkv_cuda_tests >"$LOGS/build.log" 2>&1 ||
-    { grep -E "error|FAILED" "$LOGS/build.log" | head -40; exit 1; }
+  cmake --build "$BUILD" -j"$(nproc)" --target fkv_cuda_tests fkv-bench fkv-parity fkv-make-random-model \
+    >"$LOGS/build.log" 2>&1 || { grep -E "error|FAILED" "$LOGS/build.log" | head -40; exit 1; }
   TESTS=$BUILD/tests/fkv_cuda_tests
+  TOOLS=$BUILD
 fi
 
 # Each test runs alone under a time limit, so that a hang names its test and the rest still run.
@@ -59,6 +64,32 @@ if [[ -z "${FKV_SKIP_BENCH:-}" ]]; then
   run_bench decode_eager 'Bench.DISABLED_Decode8B' FKV_CUDA_GRAPH=0
   run_bench attention_gemm 'Bench.DISABLED_Attention32K:Bench.DISABLED_PrefillGemm'
   run_bench matvec 'Bench.DISABLED_MatvecBandwidth'
+fi
+# End to end through the engine and the C API's tools (when they were built or carried).
+models=${FKV_MODEL_DIR:-/tmp/fkv-gpu-check-models}
+if [[ "${FKV_E2E:-1}" != 0 && -x "$TOOLS/fkv-parity" && -x "$TOOLS/fkv-make-random-model" ]]; then
+  mkdir -p "$models"
+  {
+    "$TOOLS/fkv-make-random-model" --shape small --type q4_0 "$models/small-q4_0.gguf" &&
+      for kv in full fourier; do
+        echo "== fkv-parity cpu,cuda small q4_0 --kv $kv"
+        "$TOOLS/fkv-parity" --model "$models/small-q4_0.gguf" --backends cpu,cuda --kv $kv || echo "PARITY FAILED ($kv)"
+      done
+  } >"$LOGS/e2e.log" 2>&1
+  grep -q "PARITY FAILED" "$LOGS/e2e.log" && status=1
+  tail -20 "$LOGS/e2e.log"
+fi
+if [[ -n "${FKV_BENCH_8B:-}" && -x "$TOOLS/fkv-bench" ]]; then
+  mkdir -p "$models"
+  for type in f16 q4_0; do
+    f=$models/llama3-8b-$type.gguf
+    [[ -f $f ]] || "$TOOLS/fkv-make-random-model" --shape llama3-8b --type $type "$f" >>"$LOGS/fkv_bench.log" 2>&1
+    echo "== fkv-bench llama3-8b $type" | tee -a "$LOGS/fkv_bench.log"
+    "$TOOLS/fkv-bench" --model "$f" --backend cuda --ctx 33280 --depth 0,32768 -p 512 -n 64 -r 1 \
+      >>"$LOGS/fkv_bench.log" 2>&1 || echo "fkv-bench $type failed"
+    rm -f "$f"  # disk: the 8B F16 file alone is 16 GB
+  done
+  grep -vE "^\s*$" "$LOGS/fkv_bench.log" | tail -20
 fi
 echo "cuda tests: $([[ $status == 0 ]] && echo passed || echo FAILED)"
 exit $status
