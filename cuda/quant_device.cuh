@@ -9,6 +9,16 @@
 #include <cuda_fp16.h>
 
 #include <cstdint>
+#include <cstring>
+
+// Host and device: the decoders also compile for the host, where tests/cuda/quant_decode_test.cpp checks them
+// against model/quant.h's dequantize_row on every machine, GPU or not.
+#define FKV_HD __host__ __device__
+#ifdef __CUDA_ARCH__  // the device pass; host compilers warn about the pragma
+#define FKV_UNROLL _Pragma("unroll")
+#else
+#define FKV_UNROLL
+#endif
 
 namespace fkv::cuda {
 
@@ -17,15 +27,33 @@ struct Unit {
   float a0, b0, a1, b1;
 };
 
-__device__ __forceinline__ float half_at(const uint8_t* p) {
+// Four consecutive values 4p .. 4p+3 of a unit (p < 8): value = a * q + b. The matvec gives each unit to 8
+// adjacent lanes, so that a warp's loads of weights and of x are contiguous (coalesced) rather than
+// strided by a unit's size.
+struct Quad {
+  float q[4];
+  float a, b;
+};
+
+FKV_HD inline float bits_float(uint32_t u) {
+#ifdef __CUDA_ARCH__
+  return __uint_as_float(u);
+#else
+  float f;
+  std::memcpy(&f, &u, 4);
+  return f;
+#endif
+}
+
+FKV_HD inline float half_at(const uint8_t* p) {
   return __half2float(__ushort_as_half(*reinterpret_cast<const uint16_t*>(p)));
 }
-__device__ __forceinline__ uint32_t u16_at(const uint8_t* p) { return *reinterpret_cast<const uint16_t*>(p); }
-__device__ __forceinline__ uint32_t u32_at(const uint8_t* p) { return *reinterpret_cast<const uint32_t*>(p); }
+FKV_HD inline uint32_t u16_at(const uint8_t* p) { return *reinterpret_cast<const uint16_t*>(p); }
+FKV_HD inline uint32_t u32_at(const uint8_t* p) { return *reinterpret_cast<const uint32_t*>(p); }
 
 // Exact small-integer to float without the slow I2F: 2^23 + n has n in its low mantissa bits.
-__device__ __forceinline__ float small_uint_to_float(uint32_t n, float minus) {
-  return __uint_as_float(0x4B000000u | n) - (8388608.0f + minus);
+FKV_HD inline float small_uint_to_float(uint32_t n, float minus) {
+  return bits_float(0x4B000000u | n) - (8388608.0f + minus);
 }
 
 // Q4_0: 18 bytes per 32 values: f16 d, 16 bytes of nibbles (value j low nibble of byte j, j+16 high).
@@ -33,11 +61,11 @@ struct Q4_0 {
   static constexpr int kBlockBytes = 18;
   static constexpr int kUnitsPerBlock = 1;
   static constexpr bool kOffset = false;
-  __device__ static void load(const uint8_t* row, int u, Unit& r) {
+  FKV_HD static void load(const uint8_t* row, int u, Unit& r) {
     const uint8_t* b = row + size_t(u) * kBlockBytes;
     r.a0 = r.a1 = half_at(b);
     r.b0 = r.b1 = 0.0f;
-#pragma unroll
+FKV_UNROLL
     for (int i = 0; i < 8; ++i) {
       const uint32_t w = u16_at(b + 2 + 2 * i);
       r.q[2 * i] = small_uint_to_float(w & 15, 8.0f);
@@ -46,6 +74,17 @@ struct Q4_0 {
       r.q[2 * i + 17] = small_uint_to_float((w >> 12) & 15, 8.0f);
     }
   }
+  FKV_HD static void load4(const uint8_t* row, int u, int p, Quad& r) {
+    const uint8_t* b = row + size_t(u) * kBlockBytes;
+    r.a = half_at(b);
+    r.b = 0.0f;
+    const uint32_t w0 = u16_at(b + 2 + 4 * (p & 3)), w1 = u16_at(b + 4 + 4 * (p & 3));
+    const int shift = (p >> 2) * 4;  // values 16.. are the high nibbles
+    r.q[0] = small_uint_to_float((w0 >> shift) & 15, 8.0f);
+    r.q[1] = small_uint_to_float((w0 >> (8 + shift)) & 15, 8.0f);
+    r.q[2] = small_uint_to_float((w1 >> shift) & 15, 8.0f);
+    r.q[3] = small_uint_to_float((w1 >> (8 + shift)) & 15, 8.0f);
+  }
 };
 
 // Q4_1: 20 bytes: f16 d, f16 m, 16 bytes of nibbles; value = d * q + m.
@@ -53,20 +92,30 @@ struct Q4_1 {
   static constexpr int kBlockBytes = 20;
   static constexpr int kUnitsPerBlock = 1;
   static constexpr bool kOffset = true;
-  __device__ static void load(const uint8_t* row, int u, Unit& r) {
+  FKV_HD static void load(const uint8_t* row, int u, Unit& r) {
     const uint8_t* b = row + size_t(u) * kBlockBytes;  // 4-byte aligned: 20 * u
     const uint32_t dm = u32_at(b);
     r.a0 = r.a1 = __half2float(__ushort_as_half(uint16_t(dm & 0xffff)));
     r.b0 = r.b1 = __half2float(__ushort_as_half(uint16_t(dm >> 16)));
-#pragma unroll
+FKV_UNROLL
     for (int i = 0; i < 4; ++i) {
       const uint32_t w = u32_at(b + 4 + 4 * i);
-#pragma unroll
+FKV_UNROLL
       for (int k = 0; k < 4; ++k) {
         r.q[4 * i + k] = small_uint_to_float((w >> (8 * k)) & 15, 0.0f);
         r.q[4 * i + k + 16] = small_uint_to_float((w >> (8 * k + 4)) & 15, 0.0f);
       }
     }
+  }
+  FKV_HD static void load4(const uint8_t* row, int u, int p, Quad& r) {
+    const uint8_t* b = row + size_t(u) * kBlockBytes;
+    const uint32_t dm = u32_at(b);
+    r.a = __half2float(__ushort_as_half(uint16_t(dm & 0xffff)));
+    r.b = __half2float(__ushort_as_half(uint16_t(dm >> 16)));
+    const uint32_t w = u32_at(b + 4 + 4 * (p & 3));
+    const int shift = (p >> 2) * 4;
+FKV_UNROLL
+    for (int k = 0; k < 4; ++k) r.q[k] = small_uint_to_float((w >> (8 * k + shift)) & 15, 0.0f);
   }
 };
 
@@ -75,17 +124,25 @@ struct Q8_0 {
   static constexpr int kBlockBytes = 34;
   static constexpr int kUnitsPerBlock = 1;
   static constexpr bool kOffset = false;
-  __device__ static void load(const uint8_t* row, int u, Unit& r) {
+  FKV_HD static void load(const uint8_t* row, int u, Unit& r) {
     const uint8_t* b = row + size_t(u) * kBlockBytes;
     r.a0 = r.a1 = half_at(b);
     r.b0 = r.b1 = 0.0f;
-#pragma unroll
+FKV_UNROLL
     for (int i = 0; i < 16; ++i) {
       const uint32_t w = u16_at(b + 2 + 2 * i);
       // int8 -> float: flip the sign bit to get an offset-128 unsigned byte.
       r.q[2 * i] = small_uint_to_float((w & 0xff) ^ 0x80, 128.0f);
       r.q[2 * i + 1] = small_uint_to_float(((w >> 8) & 0xff) ^ 0x80, 128.0f);
     }
+  }
+  FKV_HD static void load4(const uint8_t* row, int u, int p, Quad& r) {
+    const uint8_t* b = row + size_t(u) * kBlockBytes;
+    r.a = half_at(b);
+    r.b = 0.0f;
+    const uint32_t w = u16_at(b + 2 + 4 * p) | (u16_at(b + 4 + 4 * p) << 16);
+FKV_UNROLL
+    for (int k = 0; k < 4; ++k) r.q[k] = small_uint_to_float(((w >> (8 * k)) & 0xff) ^ 0x80, 128.0f);
   }
 };
 
@@ -96,7 +153,7 @@ struct Q4_K {
   static constexpr int kBlockBytes = 144;
   static constexpr int kUnitsPerBlock = 8;
   static constexpr bool kOffset = true;
-  __device__ static void load(const uint8_t* row, int u, Unit& r) {
+  FKV_HD static void load(const uint8_t* row, int u, Unit& r) {
     const uint8_t* b = row + size_t(u >> 3) * kBlockBytes;  // 16-byte aligned
     const int j = u & 7;
     const uint32_t dm = u32_at(b);
@@ -117,10 +174,32 @@ struct Q4_K {
     const int shift = (j & 1) * 4;
     const uint4 lo = qs[0], hi = qs[1];
     const uint32_t words[8] = {lo.x, lo.y, lo.z, lo.w, hi.x, hi.y, hi.z, hi.w};
-#pragma unroll
+FKV_UNROLL
     for (int i = 0; i < 8; ++i)
-#pragma unroll
+FKV_UNROLL
       for (int k = 0; k < 4; ++k) r.q[4 * i + k] = small_uint_to_float((words[i] >> (8 * k + shift)) & 15, 0.0f);
+  }
+  FKV_HD static void load4(const uint8_t* row, int u, int p, Quad& r) {
+    const uint8_t* b = row + size_t(u >> 3) * kBlockBytes;
+    const int j = u & 7;
+    const uint32_t dm = u32_at(b);
+    const float d = __half2float(__ushort_as_half(uint16_t(dm & 0xffff)));
+    const float dmin = __half2float(__ushort_as_half(uint16_t(dm >> 16)));
+    const uint8_t* s = b + 4;
+    uint32_t sc, m;
+    if (j < 4) {
+      sc = s[j] & 63;
+      m = s[j + 4] & 63;
+    } else {
+      sc = (s[j + 4] & 0xF) | ((s[j - 4] >> 6) << 4);
+      m = (s[j + 4] >> 4) | ((s[j] >> 6) << 4);
+    }
+    r.a = d * float(sc);
+    r.b = -dmin * float(m);
+    const uint32_t w = u32_at(b + 16 + 32 * (j >> 1) + 4 * p);
+    const int shift = (j & 1) * 4;
+FKV_UNROLL
+    for (int k = 0; k < 4; ++k) r.q[k] = small_uint_to_float((w >> (8 * k + shift)) & 15, 0.0f);
   }
 };
 
@@ -131,7 +210,7 @@ struct Q6_K {
   static constexpr int kBlockBytes = 210;
   static constexpr int kUnitsPerBlock = 8;
   static constexpr bool kOffset = false;
-  __device__ static void load(const uint8_t* row, int u, Unit& r) {
+  FKV_HD static void load(const uint8_t* row, int u, Unit& r) {
     const uint8_t* b = row + size_t(u >> 3) * kBlockBytes;  // 2-byte aligned
     const int h = (u & 7) >> 2, c = u & 3;
     const float d = half_at(b + 208);
@@ -142,14 +221,29 @@ struct Q6_K {
     const uint8_t* ql = b + 64 * h + 32 * (c & 1);
     const uint8_t* qh = b + 128 + 32 * h;
     const int lshift = 4 * (c >> 1), hshift = 2 * c;
-#pragma unroll
+FKV_UNROLL
     for (int i = 0; i < 16; ++i) {
       const uint32_t lw = u16_at(ql + 2 * i), hw = u16_at(qh + 2 * i);
-#pragma unroll
+FKV_UNROLL
       for (int k = 0; k < 2; ++k) {
         const uint32_t lo = (lw >> (8 * k + lshift)) & 15, hi = (hw >> (8 * k + hshift)) & 3;
         r.q[2 * i + k] = small_uint_to_float(lo | (hi << 4), 32.0f);
       }
+    }
+  }
+  FKV_HD static void load4(const uint8_t* row, int u, int p, Quad& r) {
+    const uint8_t* b = row + size_t(u >> 3) * kBlockBytes;
+    const int h = (u & 7) >> 2, c = u & 3, l0 = 4 * p;
+    r.a = half_at(b + 208) * float(int8_t(b[192 + 8 * h + 2 * c + (p >> 2)]));
+    r.b = 0.0f;
+    const uint8_t* ql = b + 64 * h + 32 * (c & 1) + l0;
+    const uint8_t* qh = b + 128 + 32 * h + l0;
+    const uint32_t lw = u16_at(ql) | (u16_at(ql + 2) << 16), hw = u16_at(qh) | (u16_at(qh + 2) << 16);
+    const int lshift = 4 * (c >> 1), hshift = 2 * c;
+FKV_UNROLL
+    for (int k = 0; k < 4; ++k) {
+      const uint32_t lo = (lw >> (8 * k + lshift)) & 15, hi = (hw >> (8 * k + hshift)) & 3;
+      r.q[k] = small_uint_to_float(lo | (hi << 4), 32.0f);
     }
   }
 };
@@ -159,7 +253,7 @@ template <class F>
 __device__ __forceinline__ float unit_dot(const Unit& r, const float* x) {
   const float4* x4 = reinterpret_cast<const float4*>(x);
   float s[2] = {0.0f, 0.0f}, sx[2] = {0.0f, 0.0f};
-#pragma unroll
+FKV_UNROLL
   for (int i = 0; i < 8; ++i) {
     const float4 v = x4[i];
     const int h = i >> 2;
@@ -174,7 +268,16 @@ __device__ __forceinline__ float unit_dot(const Unit& r, const float* x) {
   return out;
 }
 
-__device__ __forceinline__ float unit_value(const Unit& r, int j) {
+// sum_k value[k] * x[k] for one quad; x points at its 4 activations (16-byte aligned).
+template <class F>
+__device__ __forceinline__ float quad_dot(const Quad& r, const float* x) {
+  const float4 v = *reinterpret_cast<const float4*>(x);
+  const float s = fmaf(r.q[0], v.x, fmaf(r.q[1], v.y, fmaf(r.q[2], v.z, r.q[3] * v.w)));
+  if constexpr (F::kOffset) return fmaf(r.a, s, r.b * ((v.x + v.y) + (v.z + v.w)));
+  return r.a * s;
+}
+
+FKV_HD inline float unit_value(const Unit& r, int j) {
   return j < 16 ? fmaf(r.a0, r.q[j], r.b0) : fmaf(r.a1, r.q[j], r.b1);
 }
 
