@@ -1,0 +1,38 @@
+#version 450
+// Causal attention, second pass: combines the chunk partials of attention_split.comp for one
+// (query, head) with a log-sum-exp: out = sum_c exp(m_c - M) acc_c / sum_c exp(m_c - M) l_c.
+#extension GL_GOOGLE_include_directive : require
+
+layout(local_size_x_id = 0) in;
+layout(constant_id = 1) const uint D = 64u;  // head_dim
+
+layout(std430, binding = 0) readonly buffer Partial { float part[]; };
+layout(std430, binding = 1) writeonly buffer Out { float o[]; };
+
+layout(push_constant) uniform Params {
+  uint chunks;
+  uint count;  // queries * heads
+} p;
+
+#include "common/grid.glsl"
+
+void main() {
+  const uint qh = linear_workgroup();  // i * heads + h
+  if (qh >= p.count) return;
+  const uint base = qh * p.chunks * (D + 2u);
+  float mx = kNegBig;
+  for (uint c = 0u; c < p.chunks; ++c) mx = max(mx, part[base + c * (D + 2u)]);
+  float total = 0.0;
+  for (uint c = 0u; c < p.chunks; ++c) {
+    const uint b = base + c * (D + 2u);
+    total += part[b + 1u] * exp(part[b] - mx);
+  }
+  for (uint d = gl_LocalInvocationID.x; d < D; d += gl_WorkGroupSize.x) {
+    float a = 0.0;
+    for (uint c = 0u; c < p.chunks; ++c) {
+      const uint b = base + c * (D + 2u);
+      a += part[b + 2u + d] * exp(part[b] - mx);
+    }
+    o[qh * D + d] = a / total;
+  }
+}

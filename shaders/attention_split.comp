@@ -1,0 +1,129 @@
+#version 450
+// Causal attention, first pass: workgroup (chunk c, head h, query i) attends the cache rows of its chunk,
+// [c * chunk_len, min((c + 1) * chunk_len, pos0 + i + 1)), with an online softmax, and writes the partial
+// result (max score m, sum of exp l, unnormalised output acc) for attention_merge.comp to combine with a
+// log-sum-exp. Splitting the sequence over workgroups lets one decode query fill the GPU.
+#extension GL_GOOGLE_include_directive : require
+
+layout(local_size_x_id = 0) in;
+layout(constant_id = 1) const uint WG = 64u;  // equals local_size_x; a power of two; keys per tile
+layout(constant_id = 2) const uint D = 64u;   // head_dim
+layout(constant_id = 3) const bool KV_F16 = true;
+
+layout(std430, binding = 0) readonly buffer Q { float q[]; };
+layout(std430, binding = 1) readonly buffer K { uint kc[]; };
+layout(std430, binding = 2) readonly buffer V { uint vc[]; };
+layout(std430, binding = 3) writeonly buffer Partial { float part[]; };  // [n, heads, chunks, D + 2]
+
+layout(push_constant) uniform Params {
+  uint pos0;
+  uint heads;
+  uint kv_heads;
+  float scale;
+  uint chunk_len;
+  uint chunks;
+} p;
+
+#include "common/grid.glsl"
+
+const uint DPT = (D + WG - 1u) / WG;  // output dims per thread
+
+shared float q_s[D];
+shared float p_s[WG];
+shared float red[WG];
+
+
+float key_dot(uint e0) {
+  float s = 0.0;
+  if (KV_F16) {
+    for (uint j = 0u; j < D; j += 2u) {
+      const vec2 k2 = unpackHalf2x16(kc[(e0 + j) >> 1]);
+      s += q_s[j] * k2.x + q_s[j + 1u] * k2.y;
+    }
+  } else {
+    for (uint j = 0u; j < D; ++j) s += q_s[j] * uintBitsToFloat(kc[e0 + j]);
+  }
+  return s;
+}
+
+float value_at(uint e) {
+  if (KV_F16) {
+    const vec2 v2 = unpackHalf2x16(vc[e >> 1]);
+    return (e & 1u) == 0u ? v2.x : v2.y;
+  }
+  return uintBitsToFloat(vc[e]);
+}
+
+float reduce_max(float v, uint tid) {
+  red[tid] = v;
+  barrier();
+  for (uint k = WG / 2u; k > 0u; k >>= 1) {
+    if (tid < k) red[tid] = max(red[tid], red[tid + k]);
+    barrier();
+  }
+  const float r = red[0];
+  barrier();
+  return r;
+}
+
+float reduce_sum(float v, uint tid) {
+  red[tid] = v;
+  barrier();
+  for (uint k = WG / 2u; k > 0u; k >>= 1) {
+    if (tid < k) red[tid] += red[tid + k];
+    barrier();
+  }
+  const float r = red[0];
+  barrier();
+  return r;
+}
+
+void main() {
+  const uint tid = gl_LocalInvocationID.x;
+  const uint c = gl_WorkGroupID.x, h = gl_WorkGroupID.y, i = gl_WorkGroupID.z;
+  const uint kvh = h / (p.heads / p.kv_heads);
+  const uint kv_row = p.kv_heads * D;
+  const uint len = p.pos0 + i + 1u;
+  const uint start = c * p.chunk_len;
+  const uint end = min(start + p.chunk_len, len);
+
+  for (uint j = tid; j < D; j += WG) q_s[j] = q[(i * p.heads + h) * D + j];
+  barrier();
+
+  float m = kNegBig, l = 0.0;
+  float acc[DPT];
+  for (uint k = 0u; k < DPT; ++k) acc[k] = 0.0;
+
+  for (uint t0 = start; t0 < end; t0 += WG) {
+    const uint t = t0 + tid;
+    const bool live = t < end;
+    const float s = live ? key_dot(t * kv_row + kvh * D) * p.scale : kNegBig;
+    const float m_new = max(m, reduce_max(s, tid));
+    const float pr = live ? exp(s - m_new) : 0.0;
+    p_s[tid] = pr;
+    const float tile_sum = reduce_sum(pr, tid);  // its barriers also publish p_s
+    const float alpha = exp(m - m_new);
+    l = l * alpha + tile_sum;
+    const uint tile = min(WG, end - t0);
+    for (uint k = 0u; k < DPT; ++k) {
+      const uint d = tid + k * WG;
+      if (d < D) {
+        float a = acc[k] * alpha;
+        for (uint j = 0u; j < tile; ++j) a += p_s[j] * value_at((t0 + j) * kv_row + kvh * D + d);
+        acc[k] = a;
+      }
+    }
+    m = m_new;
+    barrier();  // p_s is rewritten by the next tile
+  }
+
+  const uint base = ((i * p.heads + h) * p.chunks + c) * (D + 2u);
+  if (tid == 0u) {
+    part[base] = m;
+    part[base + 1u] = l;
+  }
+  for (uint k = 0u; k < DPT; ++k) {
+    const uint d = tid + k * WG;
+    if (d < D) part[base + 2u + d] = acc[k];
+  }
+}

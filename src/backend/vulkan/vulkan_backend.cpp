@@ -1,0 +1,301 @@
+// The Vulkan Backend: each op of backend.h becomes one or two compute dispatches recorded by
+// CommandRecorder. Tensors larger than one storage binding may cover (maxStorageBufferRange) are bound in
+// pieces: weights by row ranges, the embedding table by row ranges with each piece serving the tokens
+// that fall in it.
+#include "backend/vulkan/vulkan_backend.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <vector>
+
+#include "backend/cpu/cpu_kernels.h"
+#include "backend/vulkan/vulkan_commands.h"
+#include "backend/vulkan/vulkan_context.h"
+#include "backend/vulkan/vulkan_memory.h"
+#include "backend/vulkan/vulkan_pipelines.h"
+#include "util/error.h"
+
+namespace fkv {
+namespace {
+
+constexpr uint32_t kWorkgroup = 128;          // matmul, norms, element-wise: the Vulkan minimum maximum
+constexpr uint32_t kAttnWorkgroup = 64;       // keys per attention tile
+constexpr uint32_t kMatmulTokens = 8;         // tokens per workgroup, prefill
+constexpr uint32_t kAttnTargetGroups = 2048;  // enough attention workgroups to fill a large GPU
+constexpr uint32_t kMaxGroupsX = 65535;
+
+const VulkanBuffer& vk(const DeviceBuffer& b) {
+  return static_cast<const VulkanBuffer&>(b);
+}
+
+void check_range(const DeviceBuffer& b, size_t offset, size_t bytes, const char* op) {
+  require(offset <= b.size() && bytes <= b.size() - offset, ErrorCode::kInvalidArgument,
+          std::string(op) + ": range past the end of the buffer");
+}
+
+uint32_t u32(float f) {
+  uint32_t u;
+  std::memcpy(&u, &f, 4);
+  return u;
+}
+
+class VulkanBackend : public Backend {
+ public:
+  explicit VulkanBackend(int device)
+      : ctx_(std::make_shared<VulkanContext>(device)),
+        pipelines_(ctx_),
+        rec_(ctx_),
+        cpu_device_(ctx_->properties().deviceType == VK_PHYSICAL_DEVICE_TYPE_CPU) {}
+  ~VulkanBackend() override = default;
+
+  std::string name() const override { return "vulkan"; }
+  std::string device_name() const override { return ctx_->device_name(); }
+
+  BufferPtr alloc(size_t bytes, const std::string& what) override {
+    return std::make_shared<VulkanBuffer>(ctx_, bytes, MemoryKind::kDevice, what);
+  }
+  void upload(DeviceBuffer& dst, size_t offset, const void* src, size_t bytes) override {
+    check_range(dst, offset, bytes, "upload");
+    rec_.upload(vk(dst), offset, src, bytes);
+  }
+  void download(const DeviceBuffer& src, size_t offset, void* dst, size_t bytes) override {
+    check_range(src, offset, bytes, "download");
+    rec_.download(vk(src), offset, dst, bytes);
+  }
+  void copy(const DeviceBuffer& src, size_t src_offset, DeviceBuffer& dst, size_t dst_offset,
+            size_t bytes) override {
+    check_range(src, src_offset, bytes, "copy");
+    check_range(dst, dst_offset, bytes, "copy");
+    rec_.copy(vk(src), src_offset, vk(dst), dst_offset, bytes);
+  }
+  void synchronize() override { rec_.flush(); }
+
+  void embed(const Weight& table, const DeviceBuffer& tokens, int n, DeviceBuffer& out) override {
+    if (n <= 0) return;
+    const size_t rb = row_bytes(table.type, table.cols);
+    const Pipeline& p = pipelines_.get("embed", {kWorkgroup, uint32_t(table.type)}, 3);
+    const Binding tok = window(tokens, 0, size_t(n) * 4, false);
+    const Binding dst = window(out, 0, size_t(n) * table.cols * 4, true);
+    const int64_t piece = rows_per_binding(rb);
+    for (int64_t lo = 0; lo < table.rows; lo += piece) {
+      const int64_t hi = std::min(table.rows, lo + piece);
+      const Binding w = window(*table.buf, size_t(lo) * rb, size_t(hi - lo) * rb, false);
+      const uint32_t pc[] = {uint32_t(table.cols), uint32_t(lo), uint32_t(hi), delta(w, size_t(lo) * rb)};
+      rec_.dispatch(p, {w, tok, dst}, pc, sizeof(pc), uint32_t(n), 1, 1);
+    }
+  }
+
+  void rms_norm(const DeviceBuffer& x, const DeviceBuffer& w, int n, int dim, float eps,
+                DeviceBuffer& out) override {
+    if (n <= 0) return;
+    const Pipeline& p = pipelines_.get("rms_norm", {kWorkgroup, kWorkgroup}, 3);
+    const size_t bytes = size_t(n) * dim * 4;
+    const uint32_t pc[] = {uint32_t(dim), u32(eps)};
+    rec_.dispatch(
+        p, {window(x, 0, bytes, false), window(w, 0, size_t(dim) * 4, false), window(out, 0, bytes, true)},
+        pc, sizeof(pc), uint32_t(n), 1, 1);
+  }
+
+  void matmul(const Weight& w, const DeviceBuffer& x, int n, DeviceBuffer& out) override {
+    if (n <= 0 || w.rows == 0) return;
+    const size_t rb = row_bytes(w.type, w.cols);
+    const uint32_t nt = n == 1 ? 1 : kMatmulTokens;
+    const uint32_t tpr = cpu_device_ ? 1 : 32, wg = cpu_device_ ? 32 : kWorkgroup, rows_per_group = wg / tpr;
+    const Pipeline& p = pipelines_.get("matmul", {wg, uint32_t(w.type), tpr, nt, wg}, 3);
+    const int64_t row_piece = rows_per_binding(rb);
+    const size_t out_row = size_t(w.rows) * 4, x_row = size_t(w.cols) * 4;
+    const int64_t tok_piece =
+        int64_t((ctx_->max_binding() - ctx_->binding_alignment()) / std::max(out_row, x_row));
+    require(tok_piece >= 1, ErrorCode::kUnsupported,
+            "matmul: one row of activations exceeds a storage binding");
+    for (int64_t i0 = 0; i0 < n; i0 += tok_piece) {
+      const int64_t ni = std::min<int64_t>(n - i0, tok_piece);
+      const Binding xb = window(x, size_t(i0) * x_row, size_t(ni) * x_row, false);
+      const Binding ob = window(out, size_t(i0) * out_row, size_t(ni) * out_row, true);
+      for (int64_t r0 = 0; r0 < w.rows; r0 += row_piece) {
+        const int64_t nr = std::min(w.rows - r0, row_piece);
+        const Binding wb = window(*w.buf, size_t(r0) * rb, size_t(nr) * rb, false);
+        const uint32_t pc[] = {uint32_t(nr),
+                               uint32_t(w.cols),
+                               uint32_t(ni),
+                               delta(wb, size_t(r0) * rb),
+                               delta(xb, size_t(i0) * x_row) / 4,
+                               delta(ob, size_t(i0) * out_row) / 4 + uint32_t(r0),
+                               uint32_t(w.rows)};
+        const uint32_t groups = uint32_t((nr + rows_per_group - 1) / rows_per_group);
+        const auto [gx, gz] = split(groups);
+        rec_.dispatch(p, {wb, xb, ob}, pc, sizeof(pc), gx, uint32_t((ni + nt - 1) / nt), gz);
+      }
+    }
+  }
+
+  void rope(DeviceBuffer& x, int n, int n_heads, int pos0, const RopeParams& rp) override {
+    if (n <= 0) return;
+    const int pairs = rp.head_dim / 2;
+    const Buffer& table = rope_table(n, pos0, rp);
+    const Pipeline& p = pipelines_.get("rope", {kWorkgroup}, 2);
+    const uint32_t pc[] = {uint32_t(n), uint32_t(n_heads), uint32_t(pairs)};
+    const size_t total = size_t(n) * n_heads * pairs;
+    const auto [gx, gz] = split(uint32_t(std::min<size_t>((total + kWorkgroup - 1) / kWorkgroup, 16384)));
+    rec_.dispatch(p,
+                  {window(x, 0, size_t(n) * n_heads * rp.head_dim * 4, true),
+                   window(*table, 0, size_t(n) * pairs * 8, false)},
+                  pc, sizeof(pc), gx, 1, gz);
+  }
+
+  void swiglu(const DeviceBuffer& gate, const DeviceBuffer& up, int64_t count, DeviceBuffer& out) override {
+    elementwise(1, gate, up, count, out);
+  }
+  void add(const DeviceBuffer& a, const DeviceBuffer& b, int64_t count, DeviceBuffer& out) override {
+    elementwise(0, a, b, count, out);
+  }
+
+  void kv_store(const DeviceBuffer& k, const DeviceBuffer& v, int n, int pos0, const AttentionShape& s,
+                KvLayer& cache) override {
+    require(pos0 >= 0 && pos0 + n <= cache.capacity, ErrorCode::kContextFull,
+            "KV cache holds " + std::to_string(cache.capacity) + " positions; asked to store up to " +
+                std::to_string(pos0 + n));
+    if (n <= 0) return;
+    const size_t row = size_t(s.n_kv_heads) * s.head_dim;
+    const size_t count = size_t(n) * row;
+    if (cache.type == KvType::kF32) {
+      copy(k, 0, *cache.k, size_t(pos0) * row * 4, count * 4);
+      copy(v, 0, *cache.v, size_t(pos0) * row * 4, count * 4);
+      return;
+    }
+    require(row % 2 == 0, ErrorCode::kUnsupported, "kv_store: an f16 cache row must hold an even count");
+    const Pipeline& p = pipelines_.get("kv_store", {kWorkgroup}, 2);
+    const auto [gx, gz] = split(uint32_t(std::min<size_t>((count / 2 + kWorkgroup - 1) / kWorkgroup, 16384)));
+    for (int kv = 0; kv < 2; ++kv) {
+      const DeviceBuffer& src = kv == 0 ? k : v;
+      const DeviceBuffer& dst = kv == 0 ? *cache.k : *cache.v;
+      const size_t first = size_t(pos0) * row * 2;
+      const Binding db = window(dst, first, count * 2, true);
+      const uint32_t pc[] = {uint32_t(count / 2), delta(db, first) / 4};
+      rec_.dispatch(p, {window(src, 0, count * 4, false), db}, pc, sizeof(pc), gx, 1, gz);
+    }
+  }
+
+  void attention(const DeviceBuffer& q, int n, int pos0, const AttentionShape& s, const KvLayer& cache,
+                 DeviceBuffer& out) override {
+    require(pos0 >= 0 && pos0 + n <= cache.capacity, ErrorCode::kContextFull, "attention past the KV cache");
+    require(s.n_kv_heads > 0 && s.n_heads % s.n_kv_heads == 0 && s.head_dim > 0 && s.head_dim % 2 == 0,
+            ErrorCode::kInvalidArgument, "attention: bad head shape");
+    if (n <= 0) return;
+    const uint32_t d = uint32_t(s.head_dim);
+    const size_t heads = size_t(s.n_heads);
+    const uint32_t max_len = uint32_t(pos0 + n);
+    // Split the keys so that n * heads * chunks workgroups fill the GPU; prefill has enough rows already.
+    const uint32_t want =
+        std::max<uint32_t>(1, kAttnTargetGroups / uint32_t(std::min<size_t>(n * heads, kAttnTargetGroups)));
+    uint32_t chunk_len = (max_len + want - 1) / want;
+    chunk_len = std::max<uint32_t>(kAttnWorkgroup,
+                                   (chunk_len + kAttnWorkgroup - 1) / kAttnWorkgroup * kAttnWorkgroup);
+    const size_t partial_row = size_t(d + 2) * 4;
+    // Keep the partials within one binding.
+    while (size_t(n) * heads * ((max_len + chunk_len - 1) / chunk_len) * partial_row > ctx_->max_binding())
+      chunk_len *= 2;
+    const uint32_t chunks = (max_len + chunk_len - 1) / chunk_len;
+    const size_t partial_bytes = size_t(n) * heads * chunks * partial_row;
+    if (!partials_ || partials_->size() < partial_bytes)
+      partials_ = std::make_shared<VulkanBuffer>(ctx_, std::max(partial_bytes, size_t(1) << 20),
+                                                 MemoryKind::kDevice, "attention partials");
+    const size_t kv_bytes = size_t(cache.capacity) * s.n_kv_heads * d * kv_type_bytes(cache.type);
+    const Pipeline& split_p = pipelines_.get(
+        "attention_split", {kAttnWorkgroup, kAttnWorkgroup, d, cache.type == KvType::kF16 ? 1u : 0u}, 4);
+    const uint32_t pc[] = {uint32_t(pos0), uint32_t(s.n_heads), uint32_t(s.n_kv_heads),
+                           u32(s.scale),   chunk_len,           chunks};
+    const size_t qo_bytes = size_t(n) * heads * d * 4;
+    const Binding part = window(*partials_, 0, partial_bytes, true);
+    rec_.dispatch(split_p,
+                  {window(q, 0, qo_bytes, false), window(*cache.k, 0, kv_bytes, false),
+                   window(*cache.v, 0, kv_bytes, false), part},
+                  pc, sizeof(pc), chunks, uint32_t(heads), uint32_t(n));
+    const Pipeline& merge_p = pipelines_.get("attention_merge", {kAttnWorkgroup, d}, 2);
+    const uint32_t mc[] = {chunks, uint32_t(n * heads)};
+    const auto [gx, gz] = split(uint32_t(n * heads));
+    Binding part_in = part;
+    part_in.write = false;
+    rec_.dispatch(merge_p, {part_in, window(out, 0, qo_bytes, true)}, mc, sizeof(mc), gx, 1, gz);
+  }
+
+ private:
+  using Buffer = std::shared_ptr<VulkanBuffer>;
+
+  // A binding that covers [offset, offset + bytes) of buf, starting at the aligned offset at or below.
+  Binding window(const DeviceBuffer& buf, size_t offset, size_t bytes, bool write) const {
+    const VulkanBuffer& b = vk(buf);
+    const VkDeviceSize start = offset - offset % ctx_->binding_alignment();
+    const VkDeviceSize range = std::min(b.capacity() - start, ctx_->max_binding());
+    require(offset + bytes <= b.capacity() && offset + bytes - start <= range, ErrorCode::kUnsupported,
+            "a tensor of " + std::to_string(bytes) + " bytes is larger than one Vulkan storage binding (" +
+                std::to_string(ctx_->max_binding()) + " bytes on " + ctx_->device_name() + ")");
+    return Binding{&b, start, range, write};
+  }
+  static uint32_t delta(const Binding& b, size_t offset) { return uint32_t(offset - b.offset); }
+
+  int64_t rows_per_binding(size_t row_bytes) const {
+    const int64_t rows = int64_t((ctx_->max_binding() - ctx_->binding_alignment()) / row_bytes);
+    require(rows >= 1, ErrorCode::kUnsupported, "a weight row is larger than one Vulkan storage binding");
+    return rows;
+  }
+
+  // Workgroup counts over x (at most 65535) and z.
+  static std::pair<uint32_t, uint32_t> split(uint32_t groups) {
+    if (groups <= kMaxGroupsX) return {groups, 1};
+    return {kMaxGroupsX, (groups + kMaxGroupsX - 1) / kMaxGroupsX};
+  }
+
+  void elementwise(uint32_t op, const DeviceBuffer& a, const DeviceBuffer& b, int64_t count,
+                   DeviceBuffer& out) {
+    if (count <= 0) return;
+    const Pipeline& p = pipelines_.get("elementwise", {kWorkgroup, op}, 3);
+    const size_t bytes = size_t(count) * 4;
+    const uint32_t pc[] = {uint32_t(count)};
+    const auto [gx, gz] = split(uint32_t(std::min<int64_t>((count + kWorkgroup - 1) / kWorkgroup, 16384)));
+    rec_.dispatch(p, {window(a, 0, bytes, false), window(b, 0, bytes, false), window(out, 0, bytes, true)},
+                  pc, sizeof(pc), gx, 1, gz);
+  }
+
+  // cos/sin of every (token, pair) angle, computed like the CPU reference so that every backend rotates by
+  // the same values; re-uploaded only when the positions or parameters change (each layer reuses it).
+  const Buffer& rope_table(int n, int pos0, const RopeParams& p) {
+    const std::vector<float> key = {float(n),          float(pos0),        float(p.head_dim),
+                                    p.theta,           float(p.llama3),    p.factor,
+                                    p.low_freq_factor, p.high_freq_factor, float(p.original_context)};
+    if (rope_table_ && key == rope_key_) return rope_table_;
+    const int pairs = p.head_dim / 2;
+    std::vector<float> freq(static_cast<size_t>(pairs)), cs(static_cast<size_t>(n) * pairs * 2);
+    for (int k = 0; k < pairs; ++k) freq[k] = rope_frequency(p, k);
+    for (int i = 0; i < n; ++i)
+      for (int k = 0; k < pairs; ++k) {
+        const float angle = float(pos0 + i) * freq[k];
+        cs[(size_t(i) * pairs + k) * 2] = std::cos(angle);
+        cs[(size_t(i) * pairs + k) * 2 + 1] = std::sin(angle);
+      }
+    const size_t bytes = cs.size() * 4;
+    if (!rope_table_ || rope_table_->size() < bytes)
+      rope_table_ = std::make_shared<VulkanBuffer>(ctx_, std::max<size_t>(bytes, 4096), MemoryKind::kDevice,
+                                                   "RoPE table");
+    rec_.upload(*rope_table_, 0, cs.data(), bytes);
+    rope_key_ = key;
+    return rope_table_;
+  }
+
+  std::shared_ptr<VulkanContext> ctx_;
+  PipelineCache pipelines_;
+  CommandRecorder rec_;
+  Buffer rope_table_, partials_;
+  std::vector<float> rope_key_;
+  // CPU implementations (lavapipe) run one row per invocation: their barriers cost more than GPUs'.
+  bool cpu_device_ = false;
+};
+
+}  // namespace
+
+std::unique_ptr<Backend> create_vulkan_backend(int device) {
+  return std::make_unique<VulkanBackend>(device);
+}
+
+}  // namespace fkv

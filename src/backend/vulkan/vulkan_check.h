@@ -1,0 +1,18 @@
+// Checking Vulkan results: every call's VkResult goes through vk_check, which throws fkv::Error naming the
+// call, the result and what fkv was doing (kOutOfMemory for the out-of-memory results, kBackend otherwise).
+#pragma once
+#include <vulkan/vulkan.h>
+
+#include <string>
+
+namespace fkv {
+
+const char* vk_result_name(VkResult r);
+
+[[noreturn]] void vk_fail(VkResult r, const char* call, const std::string& what);
+
+inline void vk_check(VkResult r, const char* call, const std::string& what) {
+  if (r != VK_SUCCESS) vk_fail(r, call, what);
+}
+
+}  // namespace fkv

@@ -1,0 +1,235 @@
+#include "backend/vulkan/vulkan_commands.h"
+
+#include <algorithm>
+#include <cstring>
+
+#include "backend/vulkan/vulkan_check.h"
+#include "util/error.h"
+
+namespace fkv {
+namespace {
+
+constexpr VkDeviceSize kStagingBytes = VkDeviceSize(32) << 20;
+constexpr VkDeviceSize kReadbackBytes = VkDeviceSize(32) << 20;
+constexpr uint32_t kDescriptorSets = 4096;  // per submit, without push descriptors
+
+}  // namespace
+
+CommandRecorder::CommandRecorder(std::shared_ptr<VulkanContext> ctx) : ctx_(std::move(ctx)) {
+  VkDevice dev = ctx_->device();
+  VkCommandPoolCreateInfo pci{};
+  pci.sType = VK_STRUCTURE_TYPE_COMMAND_POOL_CREATE_INFO;
+  pci.flags = VK_COMMAND_POOL_CREATE_TRANSIENT_BIT;
+  pci.queueFamilyIndex = ctx_->queue_family();
+  vk_check(vkCreateCommandPool(dev, &pci, nullptr, &pool_), "vkCreateCommandPool",
+           "creating the command pool");
+  VkCommandBufferAllocateInfo ai{};
+  ai.sType = VK_STRUCTURE_TYPE_COMMAND_BUFFER_ALLOCATE_INFO;
+  ai.commandPool = pool_;
+  ai.level = VK_COMMAND_BUFFER_LEVEL_PRIMARY;
+  ai.commandBufferCount = 1;
+  vk_check(vkAllocateCommandBuffers(dev, &ai, &cmd_), "vkAllocateCommandBuffers",
+           "allocating the command buffer");
+  VkFenceCreateInfo fci{};
+  fci.sType = VK_STRUCTURE_TYPE_FENCE_CREATE_INFO;
+  vk_check(vkCreateFence(dev, &fci, nullptr, &fence_), "vkCreateFence", "creating the submit fence");
+  if (!ctx_->push_descriptor_fn()) {
+    VkDescriptorPoolSize size{VK_DESCRIPTOR_TYPE_STORAGE_BUFFER, kDescriptorSets * 6};
+    VkDescriptorPoolCreateInfo dci{};
+    dci.sType = VK_STRUCTURE_TYPE_DESCRIPTOR_POOL_CREATE_INFO;
+    dci.maxSets = kDescriptorSets;
+    dci.poolSizeCount = 1;
+    dci.pPoolSizes = &size;
+    vk_check(vkCreateDescriptorPool(dev, &dci, nullptr, &descriptor_pool_), "vkCreateDescriptorPool",
+             "creating the descriptor pool");
+  }
+}
+
+CommandRecorder::~CommandRecorder() {
+  VkDevice dev = ctx_->device();
+  if (recording_) {
+    // Nothing may be left half-recorded; submitting here could throw, so the work is dropped.
+    vkEndCommandBuffer(cmd_);
+  }
+  vkQueueWaitIdle(ctx_->queue());
+  if (descriptor_pool_) vkDestroyDescriptorPool(dev, descriptor_pool_, nullptr);
+  vkDestroyFence(dev, fence_, nullptr);
+  vkDestroyCommandPool(dev, pool_, nullptr);
+}
+
+void CommandRecorder::begin() {
+  if (recording_) return;
+  VkCommandBufferBeginInfo bi{};
+  bi.sType = VK_STRUCTURE_TYPE_COMMAND_BUFFER_BEGIN_INFO;
+  bi.flags = VK_COMMAND_BUFFER_USAGE_ONE_TIME_SUBMIT_BIT;
+  vk_check(vkBeginCommandBuffer(cmd_, &bi), "vkBeginCommandBuffer", "starting to record commands");
+  recording_ = true;
+  bound_ = VK_NULL_HANDLE;
+}
+
+void CommandRecorder::barrier() {
+  VkMemoryBarrier mb{};
+  mb.sType = VK_STRUCTURE_TYPE_MEMORY_BARRIER;
+  mb.srcAccessMask = VK_ACCESS_SHADER_WRITE_BIT | VK_ACCESS_TRANSFER_WRITE_BIT;
+  mb.dstAccessMask = VK_ACCESS_SHADER_READ_BIT | VK_ACCESS_SHADER_WRITE_BIT | VK_ACCESS_TRANSFER_READ_BIT |
+                     VK_ACCESS_TRANSFER_WRITE_BIT;
+  const VkPipelineStageFlags stages = VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT | VK_PIPELINE_STAGE_TRANSFER_BIT;
+  vkCmdPipelineBarrier(cmd_, stages, stages, 0, 1, &mb, 0, nullptr, 0, nullptr);
+  written_.clear();
+  read_.clear();
+}
+
+void CommandRecorder::track(const std::vector<std::pair<const VulkanBuffer*, bool>>& accesses) {
+  bool hazard = false;
+  for (auto [buf, write] : accesses)
+    if (written_.count(buf) || (write && read_.count(buf))) hazard = true;
+  if (hazard) barrier();
+  for (auto [buf, write] : accesses) (write ? written_ : read_).insert(buf);
+}
+
+VkDescriptorSet CommandRecorder::allocate_set(const Pipeline& p) {
+  VkDescriptorSetAllocateInfo ai{};
+  ai.sType = VK_STRUCTURE_TYPE_DESCRIPTOR_SET_ALLOCATE_INFO;
+  ai.descriptorPool = descriptor_pool_;
+  ai.descriptorSetCount = 1;
+  ai.pSetLayouts = &p.set_layout;
+  VkDescriptorSet set;
+  VkResult r = vkAllocateDescriptorSets(ctx_->device(), &ai, &set);
+  if (r == VK_ERROR_OUT_OF_POOL_MEMORY || r == VK_ERROR_FRAGMENTED_POOL) {
+    flush();  // resets the pool
+    begin();
+    r = vkAllocateDescriptorSets(ctx_->device(), &ai, &set);
+  }
+  vk_check(r, "vkAllocateDescriptorSets", "allocating a descriptor set");
+  return set;
+}
+
+void CommandRecorder::dispatch(const Pipeline& p, const std::vector<Binding>& bindings, const void* push,
+                               uint32_t push_bytes, uint32_t gx, uint32_t gy, uint32_t gz) {
+  if (gx == 0 || gy == 0 || gz == 0) return;
+  require(bindings.size() == p.n_bindings && push_bytes <= kPushConstantBytes, ErrorCode::kInternal,
+          "dispatch does not match its pipeline's layout");
+  const auto& lim = ctx_->properties().limits;
+  require(gx <= lim.maxComputeWorkGroupCount[0] && gy <= lim.maxComputeWorkGroupCount[1] &&
+              gz <= lim.maxComputeWorkGroupCount[2],
+          ErrorCode::kInternal, "dispatch exceeds maxComputeWorkGroupCount");
+  std::vector<VkDescriptorBufferInfo> infos(bindings.size());
+  std::vector<std::pair<const VulkanBuffer*, bool>> accesses;
+  for (size_t i = 0; i < bindings.size(); ++i) {
+    const Binding& b = bindings[i];
+    require(b.offset % ctx_->binding_alignment() == 0 && b.range > 0 && b.range <= ctx_->max_binding() &&
+                b.offset + b.range <= b.buf->capacity(),
+            ErrorCode::kInternal, "storage binding outside its buffer or the device's limits");
+    infos[i] = {b.buf->handle(), b.offset, b.range};
+    accesses.emplace_back(b.buf, b.write);
+  }
+  VkDescriptorSet set = VK_NULL_HANDLE;
+  if (!ctx_->push_descriptor_fn()) set = allocate_set(p);
+  begin();
+  track(accesses);
+  std::vector<VkWriteDescriptorSet> writes(bindings.size());
+  for (size_t i = 0; i < bindings.size(); ++i) {
+    writes[i] = {};
+    writes[i].sType = VK_STRUCTURE_TYPE_WRITE_DESCRIPTOR_SET;
+    writes[i].dstSet = set;
+    writes[i].dstBinding = uint32_t(i);
+    writes[i].descriptorCount = 1;
+    writes[i].descriptorType = VK_DESCRIPTOR_TYPE_STORAGE_BUFFER;
+    writes[i].pBufferInfo = &infos[i];
+  }
+  if (bound_ != p.pipeline) {
+    vkCmdBindPipeline(cmd_, VK_PIPELINE_BIND_POINT_COMPUTE, p.pipeline);
+    bound_ = p.pipeline;
+  }
+  if (ctx_->push_descriptor_fn()) {
+    ctx_->push_descriptor_fn()(cmd_, VK_PIPELINE_BIND_POINT_COMPUTE, p.layout, 0, uint32_t(writes.size()),
+                               writes.data());
+  } else {
+    vkUpdateDescriptorSets(ctx_->device(), uint32_t(writes.size()), writes.data(), 0, nullptr);
+    vkCmdBindDescriptorSets(cmd_, VK_PIPELINE_BIND_POINT_COMPUTE, p.layout, 0, 1, &set, 0, nullptr);
+  }
+  if (push_bytes) vkCmdPushConstants(cmd_, p.layout, VK_SHADER_STAGE_COMPUTE_BIT, 0, push_bytes, push);
+  vkCmdDispatch(cmd_, gx, gy, gz);
+}
+
+void CommandRecorder::copy(const VulkanBuffer& src, VkDeviceSize so, const VulkanBuffer& dst,
+                           VkDeviceSize dof, VkDeviceSize bytes) {
+  if (bytes == 0) return;
+  begin();
+  track({{&src, false}, {&dst, true}});
+  VkBufferCopy region{so, dof, bytes};
+  vkCmdCopyBuffer(cmd_, src.handle(), dst.handle(), 1, &region);
+}
+
+void CommandRecorder::upload(const VulkanBuffer& dst, VkDeviceSize offset, const void* src, size_t bytes) {
+  if (!staging_)
+    staging_ = std::make_unique<VulkanBuffer>(ctx_, kStagingBytes, MemoryKind::kUpload, "staging ring");
+  const uint8_t* p = static_cast<const uint8_t*>(src);
+  while (bytes > 0) {
+    if (staging_head_ >= kStagingBytes) flush();  // everything staged so far has been consumed
+    const size_t chunk = std::min<size_t>(bytes, kStagingBytes - staging_head_);
+    std::memcpy(staging_->mapped() + staging_head_, p, chunk);
+    begin();
+    track({{&dst, true}});
+    VkBufferCopy region{staging_head_, offset, chunk};
+    vkCmdCopyBuffer(cmd_, staging_->handle(), dst.handle(), 1, &region);
+    staging_head_ = (staging_head_ + chunk + 15) / 16 * 16;
+    p += chunk;
+    offset += chunk;
+    bytes -= chunk;
+  }
+}
+
+void CommandRecorder::download(const VulkanBuffer& src, VkDeviceSize offset, void* dst, size_t bytes) {
+  if (!readback_)
+    readback_ =
+        std::make_unique<VulkanBuffer>(ctx_, kReadbackBytes, MemoryKind::kReadback, "readback buffer");
+  uint8_t* out = static_cast<uint8_t*>(dst);
+  while (bytes > 0) {
+    const size_t chunk = std::min<size_t>(bytes, kReadbackBytes);
+    begin();
+    track({{&src, false}});
+    VkBufferCopy region{offset, 0, chunk};
+    vkCmdCopyBuffer(cmd_, src.handle(), readback_->handle(), 1, &region);
+    VkMemoryBarrier mb{};
+    mb.sType = VK_STRUCTURE_TYPE_MEMORY_BARRIER;
+    mb.srcAccessMask = VK_ACCESS_TRANSFER_WRITE_BIT;
+    mb.dstAccessMask = VK_ACCESS_HOST_READ_BIT;
+    vkCmdPipelineBarrier(cmd_, VK_PIPELINE_STAGE_TRANSFER_BIT, VK_PIPELINE_STAGE_HOST_BIT, 0, 1, &mb, 0,
+                         nullptr, 0, nullptr);
+    flush();
+    std::memcpy(out, readback_->mapped(), chunk);
+    out += chunk;
+    offset += chunk;
+    bytes -= chunk;
+  }
+}
+
+void CommandRecorder::flush() {
+  if (recording_) {
+    recording_ = false;
+    vk_check(vkEndCommandBuffer(cmd_), "vkEndCommandBuffer", "finishing the command buffer");
+    VkSubmitInfo si{};
+    si.sType = VK_STRUCTURE_TYPE_SUBMIT_INFO;
+    si.commandBufferCount = 1;
+    si.pCommandBuffers = &cmd_;
+    vk_check(vkQueueSubmit(ctx_->queue(), 1, &si, fence_), "vkQueueSubmit", "submitting recorded ops");
+    VkResult r;
+    do {
+      r = vkWaitForFences(ctx_->device(), 1, &fence_, VK_TRUE, 10'000'000'000ull);
+    } while (r == VK_TIMEOUT);
+    vk_check(r, "vkWaitForFences", "waiting for the GPU");
+    vk_check(vkResetFences(ctx_->device(), 1, &fence_), "vkResetFences", "recycling the submit fence");
+    vk_check(vkResetCommandPool(ctx_->device(), pool_, 0), "vkResetCommandPool",
+             "recycling the command buffer");
+    if (descriptor_pool_)
+      vk_check(vkResetDescriptorPool(ctx_->device(), descriptor_pool_, 0), "vkResetDescriptorPool",
+               "recycling descriptor sets");
+  }
+  written_.clear();
+  read_.clear();
+  staging_head_ = 0;
+  ctx_->collect_garbage();
+}
+
+}  // namespace fkv

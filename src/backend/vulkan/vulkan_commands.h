@@ -1,0 +1,66 @@
+// Command recording: ops append dispatches, copies and uploads to one command buffer, which is submitted
+// (and waited for) only at flush(): download(), synchronize(), or when the staging ring or descriptor pool
+// fills. A whole forward pass therefore becomes one submit.
+//
+// Barriers go only where data flows: the recorder remembers which buffers were written and read since the
+// last barrier and inserts one before an access that would race (read-after-write, write-after-write,
+// write-after-read). Independent ops (the q, k and v projections) run without barriers between them.
+#pragma once
+#include <vulkan/vulkan.h>
+
+#include <memory>
+#include <unordered_set>
+#include <vector>
+
+#include "backend/vulkan/vulkan_context.h"
+#include "backend/vulkan/vulkan_memory.h"
+#include "backend/vulkan/vulkan_pipelines.h"
+
+namespace fkv {
+
+// One storage-buffer binding: [offset, offset + range) of buf. offset is a multiple of the device's
+// binding alignment and range at most its max_binding().
+struct Binding {
+  const VulkanBuffer* buf = nullptr;
+  VkDeviceSize offset = 0;
+  VkDeviceSize range = 0;
+  bool write = false;
+};
+
+class CommandRecorder {
+ public:
+  explicit CommandRecorder(std::shared_ptr<VulkanContext> ctx);
+  ~CommandRecorder();
+  CommandRecorder(const CommandRecorder&) = delete;
+  CommandRecorder& operator=(const CommandRecorder&) = delete;
+
+  void dispatch(const Pipeline& p, const std::vector<Binding>& bindings, const void* push,
+                uint32_t push_bytes, uint32_t groups_x, uint32_t groups_y, uint32_t groups_z);
+  void copy(const VulkanBuffer& src, VkDeviceSize src_offset, const VulkanBuffer& dst,
+            VkDeviceSize dst_offset, VkDeviceSize bytes);
+  // Copies src into the staging ring now (the caller may reuse src at once) and records the transfer.
+  void upload(const VulkanBuffer& dst, VkDeviceSize offset, const void* src, size_t bytes);
+  // Runs everything recorded, then copies the bytes out through the readback buffer.
+  void download(const VulkanBuffer& src, VkDeviceSize offset, void* dst, size_t bytes);
+  // Submits what is recorded and waits for it.
+  void flush();
+
+ private:
+  void begin();
+  void track(const std::vector<std::pair<const VulkanBuffer*, bool>>& accesses);
+  void barrier();
+  VkDescriptorSet allocate_set(const Pipeline& p);
+
+  std::shared_ptr<VulkanContext> ctx_;
+  VkCommandPool pool_ = VK_NULL_HANDLE;
+  VkCommandBuffer cmd_ = VK_NULL_HANDLE;
+  VkFence fence_ = VK_NULL_HANDLE;
+  VkDescriptorPool descriptor_pool_ = VK_NULL_HANDLE;  // without VK_KHR_push_descriptor only
+  bool recording_ = false;
+  VkPipeline bound_ = VK_NULL_HANDLE;
+  std::unordered_set<const VulkanBuffer*> written_, read_;
+  std::unique_ptr<VulkanBuffer> staging_, readback_;
+  VkDeviceSize staging_head_ = 0;
+};
+
+}  // namespace fkv

@@ -1,0 +1,59 @@
+// The Vulkan instance, the chosen physical device, its logical device and compute queue, and the limits
+// the rest of the backend respects. Shared (shared_ptr) by everything that holds Vulkan objects, so that
+// buffers outliving the backend object still free their memory before the device goes away.
+#pragma once
+#include <vulkan/vulkan.h>
+
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+namespace fkv {
+
+class VulkanContext {
+ public:
+  // device -1: FKV_VULKAN_DEVICE, else the best device. Throws kBackend when none is usable.
+  explicit VulkanContext(int device);
+  ~VulkanContext();
+  VulkanContext(const VulkanContext&) = delete;
+  VulkanContext& operator=(const VulkanContext&) = delete;
+
+  VkDevice device() const { return device_; }
+  VkPhysicalDevice physical() const { return physical_; }
+  VkQueue queue() const { return queue_; }
+  uint32_t queue_family() const { return queue_family_; }
+  const VkPhysicalDeviceProperties& properties() const { return props_; }
+  const VkPhysicalDeviceMemoryProperties& memory_properties() const { return mem_props_; }
+  std::string device_name() const { return props_.deviceName; }
+
+  // The largest range one storage-buffer binding may cover (maxStorageBufferRange, capped at 1 GiB so that
+  // byte addresses inside a binding fit in 32 bits with room to spare), and the offset alignment.
+  VkDeviceSize max_binding() const { return max_binding_; }
+  VkDeviceSize binding_alignment() const { return binding_alignment_; }
+  uint32_t max_workgroup_size() const { return props_.limits.maxComputeWorkGroupInvocations; }
+
+  // VK_KHR_push_descriptor when the device has it (nullptr otherwise: descriptor sets from a pool).
+  PFN_vkCmdPushDescriptorSetKHR push_descriptor_fn() const { return push_descriptor_; }
+
+  // Buffers released while the GPU may still use them: destroyed by collect_garbage() after a fence wait.
+  void retire(VkBuffer buffer, VkDeviceMemory memory);
+  void collect_garbage();
+
+ private:
+  VkInstance instance_ = VK_NULL_HANDLE;
+  VkDebugUtilsMessengerEXT messenger_ = VK_NULL_HANDLE;
+  VkPhysicalDevice physical_ = VK_NULL_HANDLE;
+  VkDevice device_ = VK_NULL_HANDLE;
+  VkQueue queue_ = VK_NULL_HANDLE;
+  uint32_t queue_family_ = 0;
+  VkPhysicalDeviceProperties props_{};
+  VkPhysicalDeviceMemoryProperties mem_props_{};
+  VkDeviceSize max_binding_ = 0;
+  VkDeviceSize binding_alignment_ = 16;
+  PFN_vkCmdPushDescriptorSetKHR push_descriptor_ = nullptr;
+  std::mutex garbage_mutex_;
+  std::vector<std::pair<VkBuffer, VkDeviceMemory>> garbage_;
+};
+
+}  // namespace fkv

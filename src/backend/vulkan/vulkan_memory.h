@@ -1,0 +1,38 @@
+// Vulkan buffers: device-local storage for weights, KV cache and activations, and host-visible buffers
+// for the staging ring (uploads) and readback (downloads).
+#pragma once
+#include <vulkan/vulkan.h>
+
+#include <memory>
+#include <string>
+
+#include "backend/backend.h"
+#include "backend/vulkan/vulkan_context.h"
+
+namespace fkv {
+
+enum class MemoryKind {
+  kDevice,    // device-local, the GPU's own memory
+  kUpload,    // host-visible and coherent, written by the CPU
+  kReadback,  // host-visible, cached where the device offers it, read by the CPU
+};
+
+class VulkanBuffer : public DeviceBuffer {
+ public:
+  // Throws kOutOfMemory naming `what` when the device or host has no room.
+  VulkanBuffer(std::shared_ptr<VulkanContext> ctx, size_t bytes, MemoryKind kind, const std::string& what);
+  ~VulkanBuffer() override;
+
+  VkBuffer handle() const { return buffer_; }
+  VkDeviceSize capacity() const { return capacity_; }  // size() rounded up to whole 32-bit words
+  uint8_t* mapped() const { return mapped_; }          // host-visible kinds only
+
+ private:
+  std::shared_ptr<VulkanContext> ctx_;
+  VkBuffer buffer_ = VK_NULL_HANDLE;
+  VkDeviceMemory memory_ = VK_NULL_HANDLE;
+  VkDeviceSize capacity_ = 0;
+  uint8_t* mapped_ = nullptr;
+};
+
+}  // namespace fkv

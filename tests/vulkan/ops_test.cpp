@@ -1,0 +1,186 @@
+// Each Vulkan op against the CPU reference on fresh random inputs, poisoned outputs and odd sizes.
+#include <string>
+
+#include "model/ggml_type.h"
+#include "model/quant.h"
+#include "util/error.h"
+#include "util/half.h"
+#include "vulkan_test_util.h"
+
+namespace fkv::test {
+namespace {
+
+const GgmlType kAllTypes[] = {GgmlType::F32,  GgmlType::F16,  GgmlType::BF16, GgmlType::Q8_0,
+                              GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q4_K, GgmlType::Q6_K};
+
+// A random weight matrix in `type`, as GGUF bytes.
+std::vector<uint8_t> random_weight(GgmlType type, int64_t rows, int64_t cols, uint32_t seed) {
+  const std::vector<float> v = random_floats(size_t(rows * cols), seed, 0.5f);
+  const size_t rb = row_bytes(type, cols);
+  std::vector<uint8_t> out(rb * size_t(rows));
+  for (int64_t r = 0; r < rows; ++r) quantize_row(type, v.data() + r * cols, out.data() + rb * r, cols);
+  return out;
+}
+
+int64_t block_cols(GgmlType t, int64_t want) {
+  const int64_t b = type_traits(t).block_elems;
+  return (want + b - 1) / b * b;
+}
+
+class TypeTest : public VulkanTest, public ::testing::WithParamInterface<GgmlType> {};
+
+TEST_P(TypeTest, EmbedMatchesCpu) {
+  const GgmlType type = GetParam();
+  const int64_t rows = 37;
+  for (int64_t want_cols : {int64_t(256), int64_t(173)}) {
+    const int64_t cols = block_cols(type, want_cols);
+    const auto bytes = random_weight(type, rows, cols, 11);
+    auto [wv, wc] = both_bytes(bytes.data(), bytes.size(), "table");
+    const std::vector<int32_t> ids = {3, 0, 36, 17, 3, 29, 8};
+    const int n = int(ids.size());
+    auto [tv, tc] = both_bytes(ids.data(), ids.size() * 4, "tokens");
+    BufferPtr ov = poisoned(size_t(n * cols) * 4, "out");
+    BufferPtr oc = cpu->alloc(size_t(n * cols) * 4, "out");
+    vk->embed(Weight{wv.get(), type, rows, cols}, *tv, n, *ov);
+    cpu->embed(Weight{wc.get(), type, rows, cols}, *tc, n, *oc);
+    EXPECT_LT(max_rel_error(read(*vk, *ov, n * cols), read(*cpu, *oc, n * cols)), 1e-6)
+        << type_name(uint32_t(type)) << " cols " << cols;
+  }
+}
+
+TEST_P(TypeTest, MatmulMatchesCpu) {
+  const GgmlType type = GetParam();
+  for (int64_t want_cols : {int64_t(512), int64_t(173)}) {
+    const int64_t cols = block_cols(type, want_cols), rows = 67;
+    const auto bytes = random_weight(type, rows, cols, 5);
+    auto [wv, wc] = both_bytes(bytes.data(), bytes.size(), "weight");
+    for (int n : {1, 3, 17}) {
+      auto [xv, xc] = both(random_floats(size_t(n * cols), uint32_t(n)), "x");
+      BufferPtr ov = poisoned(size_t(n * rows) * 4, "out");
+      BufferPtr oc = cpu->alloc(size_t(n * rows) * 4, "out");
+      vk->matmul(Weight{wv.get(), type, rows, cols}, *xv, n, *ov);
+      cpu->matmul(Weight{wc.get(), type, rows, cols}, *xc, n, *oc);
+      EXPECT_LT(max_rel_error(read(*vk, *ov, n * rows), read(*cpu, *oc, n * rows)), 1e-4)
+          << type_name(uint32_t(type)) << " cols " << cols << " n " << n;
+    }
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(AllTypes, TypeTest, ::testing::ValuesIn(kAllTypes),
+                         [](const auto& info) { return type_name(uint32_t(info.param)); });
+
+TEST_F(VulkanTest, RmsNormMatchesCpu) {
+  const int n = 5, dim = 577;
+  auto [xv, xc] = both(random_floats(n * dim, 1, 3.0f), "x");
+  auto [wv, wc] = both(random_floats(dim, 2), "w");
+  BufferPtr ov = poisoned(n * dim * 4, "out"), oc = cpu->alloc(n * dim * 4, "out");
+  vk->rms_norm(*xv, *wv, n, dim, 1e-5f, *ov);
+  cpu->rms_norm(*xc, *wc, n, dim, 1e-5f, *oc);
+  EXPECT_LT(max_rel_error(read(*vk, *ov, n * dim), read(*cpu, *oc, n * dim)), 1e-5);
+}
+
+TEST_F(VulkanTest, RopeMatchesCpu) {
+  for (int head_dim : {64, 128}) {
+    for (bool llama3 : {false, true}) {
+      RopeParams p;
+      p.head_dim = head_dim;
+      p.theta = llama3 ? 500000.0f : 10000.0f;
+      p.llama3 = llama3;
+      p.factor = 8.0f;
+      const int n = 7, heads = 5;
+      for (int pos0 : {0, 4093}) {
+        const size_t count = size_t(n) * heads * head_dim;
+        auto [xv, xc] = both(random_floats(count, uint32_t(pos0 + head_dim)), "x");
+        vk->rope(*xv, n, heads, pos0, p);
+        cpu->rope(*xc, n, heads, pos0, p);
+        EXPECT_LT(max_rel_error(read(*vk, *xv, count), read(*cpu, *xc, count)), 1e-6)
+            << "head_dim " << head_dim << " llama3 " << llama3 << " pos0 " << pos0;
+      }
+    }
+  }
+}
+
+TEST_F(VulkanTest, ElementwiseMatchesCpu) {
+  const int64_t count = 100003;
+  auto [av, ac] = both(random_floats(count, 1, 4.0f), "a");
+  auto [bv, bc] = both(random_floats(count, 2), "b");
+  BufferPtr ov = poisoned(count * 4, "out"), oc = cpu->alloc(count * 4, "out");
+  vk->add(*av, *bv, count, *ov);
+  cpu->add(*ac, *bc, count, *oc);
+  EXPECT_EQ(max_rel_error(read(*vk, *ov, count), read(*cpu, *oc, count)), 0.0);
+  vk->swiglu(*av, *bv, count, *ov);
+  cpu->swiglu(*ac, *bc, count, *oc);
+  EXPECT_LT(max_rel_error(read(*vk, *ov, count), read(*cpu, *oc, count)), 1e-6);
+  // Aliased output, as the engine uses them.
+  vk->swiglu(*av, *bv, count, *av);
+  cpu->swiglu(*ac, *bc, count, *ac);
+  vk->add(*av, *bv, count, *av);
+  cpu->add(*ac, *bc, count, *ac);
+  EXPECT_LT(max_rel_error(read(*vk, *av, count), read(*cpu, *ac, count)), 1e-6);
+}
+
+TEST_F(VulkanTest, CopyUploadDownloadRanges) {
+  std::vector<uint8_t> bytes(40u << 20);  // larger than the staging ring
+  for (size_t i = 0; i < bytes.size(); ++i) bytes[i] = uint8_t(i * 2654435761u >> 13);
+  BufferPtr a = vk->alloc(bytes.size() + 3, "a"), b = vk->alloc(1001, "b");
+  vk->upload(*a, 3, bytes.data(), bytes.size());
+  vk->copy(*a, 4, *b, 1, 997);
+  std::vector<uint8_t> got(bytes.size()), got_b(997);
+  vk->download(*a, 3, got.data(), got.size());
+  vk->download(*b, 1, got_b.data(), got_b.size());
+  EXPECT_TRUE(got == bytes);
+  EXPECT_TRUE(std::equal(got_b.begin(), got_b.end(), bytes.begin() + 1));
+}
+
+TEST_F(VulkanTest, KvStoreMatchesCpuBitForBit) {
+  AttentionShape s{4, 2, 64, 0.125f};
+  const int cap = 40, n = 9, pos0 = 13;
+  const size_t row = size_t(s.n_kv_heads) * s.head_dim;
+  std::vector<float> k = random_floats(n * row, 3, 2.0f), v = random_floats(n * row, 4, 1e-4f);
+  // Edge values of the f16 conversion: ties, subnormals, overflow, infinities, NaN.
+  const float edge[] = {65504.0f,       65520.0f, 1e6f,      -1e6f, 6.1e-5f,         5.96e-8f,
+                        2.98e-8f,       2.99e-8f, 1e-9f,     -0.0f, 1.0009765625f,   1.00048828125f,
+                        1.00146484375f, INFINITY, -INFINITY, NAN,   3.0517578125e-5f};
+  for (size_t i = 0; i < std::size(edge); ++i) k[i] = edge[i];
+  for (KvType type : {KvType::kF16, KvType::kF32}) {
+    const size_t bytes = size_t(cap) * row * kv_type_bytes(type);
+    std::vector<uint8_t> init(bytes, 0x5A);
+    auto [kv_, kc] = both_bytes(init.data(), bytes, "K");
+    auto [vv, vc] = both_bytes(init.data(), bytes, "V");
+    auto [srck_v, srck_c] = both(k, "k");
+    auto [srcv_v, srcv_c] = both(v, "v");
+    KvLayer lv{kv_.get(), vv.get(), type, cap}, lc{kc.get(), vc.get(), type, cap};
+    vk->kv_store(*srck_v, *srcv_v, n, pos0, s, lv);
+    cpu->kv_store(*srck_c, *srcv_c, n, pos0, s, lc);
+    for (auto [a, b] : {std::pair{kv_, kc}, std::pair{vv, vc}}) {
+      std::vector<uint8_t> ga(bytes), gb(bytes);
+      vk->download(*a, 0, ga.data(), bytes);
+      cpu->download(*b, 0, gb.data(), bytes);
+      EXPECT_TRUE(ga == gb) << (type == KvType::kF16 ? "f16" : "f32");
+    }
+    EXPECT_THROW(vk->kv_store(*srck_v, *srcv_v, n, cap - n + 1, s, lv), Error);
+  }
+}
+
+TEST_F(VulkanTest, MatmulAndEmbedBindLargeWeightsInPieces) {
+  // A weight of more than 128 MiB (lavapipe's maxStorageBufferRange) must be split over bindings.
+  const int64_t rows = 8500, cols = 4096;
+  const GgmlType type = GgmlType::F32;
+  std::vector<float> w = random_floats(size_t(rows * cols), 9);
+  auto [wv, wc] = both(w, "big weight");
+  w.clear();
+  auto [xv, xc] = both(random_floats(2 * cols, 10), "x");
+  BufferPtr ov = poisoned(2 * rows * 4, "out"), oc = cpu->alloc(2 * rows * 4, "out");
+  vk->matmul(Weight{wv.get(), type, rows, cols}, *xv, 2, *ov);
+  cpu->matmul(Weight{wc.get(), type, rows, cols}, *xc, 2, *oc);
+  EXPECT_LT(max_rel_error(read(*vk, *ov, 2 * rows), read(*cpu, *oc, 2 * rows)), 1e-4);
+  const std::vector<int32_t> ids = {0, 8499, 4321, 8000};
+  auto [tv, tc] = both_bytes(ids.data(), 16, "tokens");
+  BufferPtr ev = poisoned(4 * cols * 4, "out"), ec = cpu->alloc(4 * cols * 4, "out");
+  vk->embed(Weight{wv.get(), type, rows, cols}, *tv, 4, *ev);
+  cpu->embed(Weight{wc.get(), type, rows, cols}, *tc, 4, *ec);
+  EXPECT_EQ(max_rel_error(read(*vk, *ev, 4 * cols), read(*cpu, *ec, 4 * cols)), 0.0);
+}
+
+}  // namespace
+}  // namespace fkv::test

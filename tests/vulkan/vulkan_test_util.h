@@ -1,0 +1,88 @@
+// Shared helpers for the Vulkan tests: a fixture holding a Vulkan and a CPU backend, validation layers on
+// (FKV_VULKAN_VALIDATE=1 unless the environment says otherwise) with zero messages expected per test,
+// random data, and error metrics.
+#pragma once
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+#include <random>
+#include <vector>
+
+#include "backend/backend.h"
+#include "backend/cpu/cpu_backend.h"
+#include "backend/vulkan/vulkan_backend.h"
+
+namespace fkv::test {
+
+// Before main: validation on for the whole test program unless the caller set the variable (the GPU run,
+// which has no validation layer installed, sets it to 0).
+inline const bool kValidationRequested = [] {
+  setenv("FKV_VULKAN_VALIDATE", "1", 0);
+  return true;
+}();
+
+class VulkanTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    messages_before_ = vulkan_validation_message_count();
+    vk = create_vulkan_backend(-1);
+    cpu = create_cpu_backend(2);
+  }
+  void TearDown() override {
+    if (vk) vk->synchronize();
+    vk.reset();  // destruction is validated too
+    EXPECT_EQ(vulkan_validation_message_count(), messages_before_) << "Vulkan validation layer messages";
+  }
+
+  // A buffer on each backend holding the same floats.
+  std::pair<BufferPtr, BufferPtr> both(const std::vector<float>& v, const char* what) {
+    return both_bytes(v.data(), v.size() * 4, what);
+  }
+  std::pair<BufferPtr, BufferPtr> both_bytes(const void* p, size_t bytes, const char* what) {
+    BufferPtr a = vk->alloc(bytes, what), b = cpu->alloc(bytes, what);
+    vk->upload(*a, 0, p, bytes);
+    cpu->upload(*b, 0, p, bytes);
+    return {a, b};
+  }
+  // A Vulkan buffer filled with NaN, so that elements an op fails to write show up in the comparison.
+  BufferPtr poisoned(size_t bytes, const char* what) {
+    BufferPtr b = vk->alloc(bytes, what);
+    std::vector<uint8_t> nan(bytes, 0xFF);
+    vk->upload(*b, 0, nan.data(), bytes);
+    return b;
+  }
+  std::vector<float> read(Backend& be, const DeviceBuffer& b, size_t count) {
+    std::vector<float> out(count);
+    be.download(b, 0, out.data(), count * 4);
+    return out;
+  }
+
+  std::unique_ptr<Backend> vk, cpu;
+  uint64_t messages_before_ = 0;
+};
+
+inline std::vector<float> random_floats(size_t n, uint32_t seed, float scale = 1.0f) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> dist(0.0f, scale);
+  std::vector<float> v(n);
+  for (auto& x : v) x = dist(rng);
+  return v;
+}
+
+// max |a - b| / max |b|; infinite when a holds a NaN (an unwritten, poisoned element) or sizes differ.
+inline double max_rel_error(const std::vector<float>& a, const std::vector<float>& b) {
+  if (a.size() != b.size()) return INFINITY;
+  double diff = 0, ref = 0;
+  for (size_t i = 0; i < a.size(); ++i) {
+    if (!std::isfinite(a[i]) && std::isfinite(b[i])) return INFINITY;
+    diff = std::max(diff, double(std::fabs(a[i] - b[i])));
+    ref = std::max(ref, double(std::fabs(b[i])));
+  }
+  return ref > 0 ? diff / ref : diff;
+}
+
+}  // namespace fkv::test
