@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# One command on an NVIDIA machine (the lent GPU machine has no Vulkan loader, glslc or the build's other
+# Debian packages): unpack the Vulkan debs, then run the Vulkan tests on the GPU and benchmark decode.
+# Logs go to $OUT (the GPU machine's output folder) or ./build-gpu-check/logs.
+#
+# The binaries are built here, where the dependencies are, and carried (FKV_PREBUILT=dir holding
+# fkv_vulkan_tests, fkv-bench, fkv-make-random-model; see docs/VULKAN.md). Without FKV_PREBUILT it builds
+# in build-gpu-check (needs the build dependencies on that machine).
+#
+#   FKV_PREBUILT=build-vulkan-carry tools/gpu-check-vulkan.sh
+#   FKV_SHAPES="llama3-8b:q4_0 llama3-8b:f16" FKV_DEPTHS=0,32768 ...   # what to benchmark
+#   FKV_SKIP_BENCH=1 ...                                              # tests only
+set -uo pipefail
+cd "$(dirname "$0")/.."
+LOGS=${OUT:-$PWD/build-gpu-check/logs}
+mkdir -p "$LOGS"
+
+if [[ -d .gl ]] && ! ldconfig -p | grep -q libvulkan.so.1; then
+  for f in .gl/*.deb; do dpkg -x "$f" /; done
+  ldconfig
+fi
+if [[ -z "${VK_DRIVER_FILES:-}" && -f /usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json ]]; then
+  export VK_DRIVER_FILES=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
+fi
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv >"$LOGS/gpu.txt" 2>&1
+vulkaninfo --summary >"$LOGS/vulkaninfo.txt" 2>&1
+grep -E "deviceName|driverVersion|apiVersion" "$LOGS/vulkaninfo.txt" | head -6
+
+if [[ -n "${FKV_PREBUILT:-}" ]]; then
+  BIN=$FKV_PREBUILT
+  TESTS=$BIN/fkv_vulkan_tests
+  [[ -d $BIN/lib ]] && export LD_LIBRARY_PATH=$PWD/$BIN/lib:${LD_LIBRARY_PATH:-}
+else
+  BIN=build-gpu-check
+  cmake -S . -B $BIN -G Ninja -DCMAKE_BUILD_TYPE=Release -DFKV_VULKAN=ON -DFKV_CUDA=OFF >"$LOGS/configure.log" 2>&1 ||
+    { tail -30 "$LOGS/configure.log"; exit 1; }
+  cmake --build $BIN -j"$(nproc)" --target fkv_vulkan_tests fkv-bench fkv-make-random-model >"$LOGS/build.log" 2>&1 ||
+    { grep -E "error|FAILED" "$LOGS/build.log" | head -40; exit 1; }
+  TESTS=$BIN/tests/fkv_vulkan_tests
+fi
+
+# The GPU machine has no validation layer; the tests that need the default model or ../shared are left out
+# unless those files are present.
+export FKV_VULKAN_VALIDATE=${FKV_VULKAN_VALIDATE:-0}
+filter=${FKV_TEST_FILTER:-*}
+[[ -f ${FKV_MODELS:-$HOME/.cache/fkv}/SmolLM2-135M-Instruct.Q4_1.gguf ]] || filter="$filter:-*SmolLM2*"
+timeout 300 "$TESTS" --gtest_filter="$filter" >"$LOGS/vulkan_tests.log" 2>&1
+status=$?
+grep -E "^\[  (FAILED|PASSED) |Failure|parity" "$LOGS/vulkan_tests.log" | head -40
+
+if [[ -z "${FKV_SKIP_BENCH:-}" ]]; then
+  for shape_type in ${FKV_SHAPES:-llama3-8b:q4_0 llama3-8b:f16}; do
+    shape=${shape_type%%:*} type=${shape_type##*:}
+    model=/tmp/fkv-$shape-$type.gguf
+    [[ -f $model ]] || "$BIN/fkv-make-random-model" --shape "$shape" --type "$type" "$model" >"$LOGS/make_$shape-$type.log" 2>&1
+    timeout "${FKV_BENCH_TIMEOUT:-240}" "$BIN/fkv-bench" --model "$model" --backend vulkan --n-prompt "${FKV_N_PROMPT:-512}" \
+      --n-gen "${FKV_N_GEN:-64}" --depth "${FKV_DEPTHS:-0,32768}" --reps "${FKV_REPS:-1}" --ctx 33280 \
+      >"$LOGS/bench_$shape-$type.log" 2>&1 || echo "bench $shape $type failed or timed out"
+    cat "$LOGS/bench_$shape-$type.log" | tail -12
+    rm -f "$model"
+  done
+fi
+echo "vulkan tests: $([[ $status == 0 ]] && echo passed || echo FAILED)"
+exit $status
