@@ -65,7 +65,8 @@ void fourier_reconstruct(const FourierBasis& b, const float* coef, int n_comp, i
     basis_row(b, m0 + i, c.data(), s.data());
     for (int j = 0; j < n_comp; ++j) {
       const float* cc = coef + size_t(j) * 2 * N;
-      out[size_t(i) * n_comp + j] = (dot(cc, c.data(), N) + dot(cc + N, s.data(), N)) * inv_n;
+      // The DC term at half weight (see the header): c[0] = 1, s[0] = 0.
+      out[size_t(i) * n_comp + j] = (dot(cc, c.data(), N) - 0.5f * cc[0] + dot(cc + N, s.data(), N)) * inv_n;
     }
   }
 }

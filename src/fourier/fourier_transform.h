@@ -19,7 +19,14 @@ void fourier_accumulate(const FourierBasis& b, const float* values, int rows, in
 void fourier_project(const FourierBasis& b, const float* values, int rows, int stride, int n_comp, int m0,
                      float* coef);
 
-// out[i, c] = x̃_c(m0 + i) = (1/N) Σ_n C_c[n] cos(2π n p / T) + S_c[n] sin(2π n p / T). out stride: n_comp.
+// out[i, c] = x̃_c(m0 + i) = (1/N) Σ_n w_n (C_c[n] cos(2π n p / T) + S_c[n] sin(2π n p / T)), out stride
+// n_comp, w_0 = 1/2 and w_n = 1 otherwise. fkv: FOURIER.md weighs the DC term like the others; the half
+// weight (the Fourier series' own) differs from it by the constant C_c[0]/(2N), which range normalisation
+// absorbs at the fit, so both give the same x̂ there. After the fit they differ: every token accumulated later
+// raises C_c[0], and with full weight that shifts the reconstruction of every earlier middle position by
+// x/(2N) while μ̃ stays fixed, a bias that grows with the middle (large when the fit happens at 256 tokens and
+// the middle grows to thousands). With half weight a new token changes the reconstruction only near its own
+// position.
 void fourier_reconstruct(const FourierBasis& b, const float* coef, int n_comp, int m0, int rows, float* out);
 
 // The four range-normalisation numbers of one compressed dim and the affine map they define:

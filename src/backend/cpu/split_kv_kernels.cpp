@@ -273,6 +273,7 @@ void spectral_query(const SplitKvLayer& c, const HostSplitPart& hk, const HostSp
     }
     std::vector<cf> x(static_cast<size_t>(N)), y(static_cast<size_t>(M));
     for (int f = 0; f < N; ++f) x[size_t(f)] = cf(gc[size_t(f)], -gs[size_t(f)]);
+    x[0] *= 0.5f;  // the DC term's half weight (fourier_transform.h)
     dft.inverse(x.data(), M, y.data());
     for (int m = 0; m < M; ++m) scores[size_t(m_row + m)] += (y[size_t(m)].real() * inv_n + cst) * scale;
   }
@@ -301,6 +302,7 @@ void spectral_query(const SplitKvLayer& c, const HostSplitPart& hk, const HostSp
       hc[size_t(f)] = z[size_t(f)].real();
       hs[size_t(f)] = -z[size_t(f)].imag();
     }
+    hc[0] *= 0.5f;
     for (int j = 0; j < ncv; ++j) {
       const float* nm = hv.norm + size_t(vc0 + j) * 4;
       const RangeNorm rn{nm[0], nm[1], nm[2], nm[3]};
