@@ -4,6 +4,7 @@
 // result (max score m, sum of exp l, unnormalised output acc) for attention_merge.comp to combine with a
 // log-sum-exp. Splitting the sequence over workgroups lets one decode query fill the GPU.
 #extension GL_GOOGLE_include_directive : require
+#extension GL_EXT_control_flow_attributes : require
 
 layout(local_size_x_id = 0) in;
 layout(constant_id = 1) const uint WG = 64u;  // equals local_size_x; a power of two; keys per tile
@@ -92,7 +93,7 @@ void main() {
 
   float m = kNegBig, l = 0.0;
   float acc[DPT];
-  for (uint k = 0u; k < DPT; ++k) acc[k] = 0.0;
+  [[unroll]] for (uint k = 0u; k < DPT; ++k) acc[k] = 0.0;
 
   for (uint t0 = start; t0 < end; t0 += WG) {
     const uint t = t0 + tid;
@@ -105,7 +106,7 @@ void main() {
     const float alpha = exp(m - m_new);
     l = l * alpha + tile_sum;
     const uint tile = min(WG, end - t0);
-    for (uint k = 0u; k < DPT; ++k) {
+    [[unroll]] for (uint k = 0u; k < DPT; ++k) {
       const uint d = tid + k * WG;
       if (d < D) {
         float a = acc[k] * alpha;
@@ -122,7 +123,7 @@ void main() {
     part[base] = m;
     part[base + 1u] = l;
   }
-  for (uint k = 0u; k < DPT; ++k) {
+  [[unroll]] for (uint k = 0u; k < DPT; ++k) {
     const uint d = tid + k * WG;
     if (d < D) part[base + 2u + d] = acc[k];
   }

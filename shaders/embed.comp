@@ -2,6 +2,7 @@
 // out[i, :] = dequantize(table row tokens[i]). The table may be bound in pieces (rows row_lo .. row_hi-1
 // at byte w_base); a dispatch writes only the tokens whose row lies in its piece.
 #extension GL_GOOGLE_include_directive : require
+#extension GL_EXT_control_flow_attributes : require
 
 layout(local_size_x_id = 0) in;
 layout(constant_id = 1) const uint WTYPE = 0u;
@@ -29,7 +30,8 @@ void main() {
     float v[32];
     decode_unit(rb, u, p.cols, v);
     const uint c0 = u * UNIT;
-    const uint len = min(UNIT, p.cols - c0);
-    for (uint j = 0u; j < len; ++j) o[i * p.cols + c0 + j] = v[j];
+    [[unroll]] for (uint j = 0u; j < UNIT; ++j) {
+      if (c0 + j < p.cols) o[i * p.cols + c0 + j] = v[j];  // constant indices keep v in registers
+    }
   }
 }

@@ -16,7 +16,9 @@ layout(constant_id = 4) const uint WG = 128u;  // equals local_size_x
 const uint ROWS = WG / TPR;
 
 layout(std430, binding = 0) readonly buffer Weights { uint w[]; };
+layout(std430, binding = 0) readonly buffer Weights4 { uvec4 w4[]; };  // the same words, 16 bytes at a time
 layout(std430, binding = 1) readonly buffer X { float x[]; };
+layout(std430, binding = 1) readonly buffer X4 { vec4 x4[]; };
 layout(std430, binding = 2) writeonly buffer Out { float o[]; };
 
 layout(push_constant) uniform Params {
@@ -34,6 +36,22 @@ layout(push_constant) uniform Params {
 
 shared float red[NT * WG];
 
+// Every array below is indexed with compile-time constants only (unrolled loops, guards inside), so that
+// GPU compilers keep it in registers: one run-time index would move it to (slow) local memory.
+
+// sum_j v[j] * x[xb + j] over a full unit; vec4 loads when x rows are 16-byte aligned.
+float unit_dot(const float v[32], uint xb, bool vec4_ok) {
+  float s = 0.0;
+  if (vec4_ok) {
+    const uint b4 = xb >> 2;
+    [[unroll]] for (uint k = 0u; k < 8u; ++k)
+      s += dot(vec4(v[4u * k], v[4u * k + 1u], v[4u * k + 2u], v[4u * k + 3u]), x4[b4 + k]);
+  } else {
+    [[unroll]] for (uint j = 0u; j < UNIT; ++j) s += v[j] * x[xb + j];
+  }
+  return s;
+}
+
 void main() {
   const uint tid = gl_LocalInvocationID.x;
   const uint lane = tid % TPR;
@@ -41,15 +59,12 @@ void main() {
   const uint i0 = gl_WorkGroupID.y * NT;
   const uint units = units_per_row(p.cols);
   const uint nt = min(NT, p.n - i0);
+  const uint rb = p.w_base + r * row_bytes(p.cols);
 
-  float acc[NT];
-  [[unroll]] for (uint t = 0u; t < NT; ++t) acc[t] = 0.0;
-
-  if (r < p.rows && TPR == 1u) {
-    // One invocation per row: sum in exactly the CPU reference's order (cpu::dot: 8 interleaved partial
-    // sums, combined pairwise, then the tail), without fused multiply-adds, so the result matches it bit
-    // for bit where the driver honours `precise` (lavapipe does).
-    const uint rb = p.w_base + r * row_bytes(p.cols);
+  if (TPR == 1u) {
+    if (r >= p.rows) return;
+    // One invocation per row: sum in the CPU reference's order (cpu::dot: 8 interleaved partial sums,
+    // combined pairwise, then the tail), without fused multiply-adds (`precise`).
     const uint full8 = p.cols / 8u * 8u;
     precise float a8[NT * 8u];
     precise float tail[NT];
@@ -60,19 +75,17 @@ void main() {
       decode_unit(rb, u, p.cols, v);
       const uint c0 = u * UNIT;
       const uint xb = p.x_base + i0 * p.cols + c0;
-      if (c0 + UNIT <= full8) {
-        [[unroll]] for (uint t = 0u; t < NT; ++t) {
-          if (t < nt) {
+      [[unroll]] for (uint t = 0u; t < NT; ++t) {
+        if (t < nt) {
+          if (c0 + UNIT <= full8) {
             [[unroll]] for (uint j = 0u; j < UNIT; ++j) a8[t * 8u + j % 8u] += v[j] * x[xb + t * p.cols + j];
-          }
-        }
-      } else {
-        for (uint t = 0u; t < nt; ++t) {
-          for (uint j = 0u; j < UNIT && c0 + j < p.cols; ++j) {
-            if (c0 + j < full8) {
-              a8[t * 8u + j % 8u] += v[j] * x[xb + t * p.cols + j];
-            } else {
-              tail[t] += v[j] * x[xb + t * p.cols + j];
+          } else {
+            [[unroll]] for (uint j = 0u; j < UNIT; ++j) {
+              if (c0 + j < full8) {
+                a8[t * 8u + j % 8u] += v[j] * x[xb + t * p.cols + j];
+              } else if (c0 + j < p.cols) {
+                tail[t] += v[j] * x[xb + t * p.cols + j];
+              }
             }
           }
         }
@@ -81,55 +94,66 @@ void main() {
     [[unroll]] for (uint t = 0u; t < NT; ++t) {
       if (t < nt) {
         const uint k = t * 8u;
-        precise float total =
-            ((a8[k] + a8[k + 4u]) + (a8[k + 1u] + a8[k + 5u])) + ((a8[k + 2u] + a8[k + 6u]) + (a8[k + 3u] + a8[k + 7u])) +
-            tail[t];
+        precise float total = ((a8[k] + a8[k + 4u]) + (a8[k + 1u] + a8[k + 5u])) +
+                              ((a8[k + 2u] + a8[k + 6u]) + (a8[k + 3u] + a8[k + 7u])) + tail[t];
         o[p.out_base + (i0 + t) * p.out_stride + r] = total;
       }
     }
     return;
   }
 
+  float acc[NT];
+  [[unroll]] for (uint t = 0u; t < NT; ++t) acc[t] = 0.0;
   if (r < p.rows) {
-    const uint rb = p.w_base + r * row_bytes(p.cols);
-    for (uint u = lane; u < units; u += TPR) {
-      float v[32];
-      decode_unit(rb, u, p.cols, v);
-      const uint c0 = u * UNIT;
-      const uint xb = p.x_base + i0 * p.cols + c0;
-      if (c0 + UNIT <= p.cols) {
+    const bool vec4_ok = (p.cols % 4u) == 0u && (p.x_base % 4u) == 0u;
+    if (WTYPE == T_F16 && (p.cols % 8u) == 0u && (rb % 16u) == 0u && vec4_ok) {
+      // F16 rows as 16-byte vectors: neighbouring threads read neighbouring 16 bytes.
+      const uint base4 = rb / 16u, q4 = p.cols / 8u;
+      for (uint q = lane; q < q4; q += TPR) {
+        const uvec4 h = w4[base4 + q];
+        const vec4 lo = vec4(unpackHalf2x16(h.x), unpackHalf2x16(h.y));
+        const vec4 hi = vec4(unpackHalf2x16(h.z), unpackHalf2x16(h.w));
         [[unroll]] for (uint t = 0u; t < NT; ++t) {
           if (t < nt) {
-            float s = 0.0;
-            [[unroll]] for (uint j = 0u; j < UNIT; ++j) s += v[j] * x[xb + t * p.cols + j];
-            acc[t] += s;
+            const uint xb4 = (p.x_base + (i0 + t) * p.cols) / 4u + 2u * q;
+            acc[t] += dot(lo, x4[xb4]) + dot(hi, x4[xb4 + 1u]);
           }
         }
-      } else {
-        const uint len = p.cols - c0;
-        for (uint t = 0u; t < nt; ++t) {
-          float s = 0.0;
-          for (uint j = 0u; j < len; ++j) s += v[j] * x[xb + t * p.cols + j];
-          acc[t] += s;
+      }
+    } else {
+      for (uint u = lane; u < units; u += TPR) {
+        float v[32];
+        decode_unit(rb, u, p.cols, v);
+        const uint c0 = u * UNIT;
+        const uint xb = p.x_base + i0 * p.cols + c0;
+        [[unroll]] for (uint t = 0u; t < NT; ++t) {
+          if (t < nt) {
+            if (c0 + UNIT <= p.cols) {
+              acc[t] += unit_dot(v, xb + t * p.cols, vec4_ok);
+            } else {
+              float s = 0.0;
+              [[unroll]] for (uint j = 0u; j < UNIT; ++j) {
+                if (c0 + j < p.cols) s += v[j] * x[xb + t * p.cols + j];
+              }
+              acc[t] += s;
+            }
+          }
         }
       }
     }
   }
 
-  if (TPR > 1u) {
-    [[unroll]] for (uint t = 0u; t < NT; ++t) red[t * WG + tid] = acc[t];
-    barrier();
-    for (uint s = TPR / 2u; s > 0u; s >>= 1) {
-      if (lane < s) {
-        [[unroll]] for (uint t = 0u; t < NT; ++t) red[t * WG + tid] += red[t * WG + tid + s];
-      }
-      barrier();
+  [[unroll]] for (uint t = 0u; t < NT; ++t) red[t * WG + tid] = acc[t];
+  barrier();
+  for (uint s = TPR / 2u; s > 0u; s >>= 1) {
+    if (lane < s) {
+      [[unroll]] for (uint t = 0u; t < NT; ++t) red[t * WG + tid] += red[t * WG + tid + s];
     }
-    [[unroll]] for (uint t = 0u; t < NT; ++t) acc[t] = red[t * WG + tid];
+    barrier();
   }
   if (lane == 0u && r < p.rows) {
     [[unroll]] for (uint t = 0u; t < NT; ++t) {
-      if (t < nt) o[p.out_base + (i0 + t) * p.out_stride + r] = acc[t];
+      if (t < nt) o[p.out_base + (i0 + t) * p.out_stride + r] = red[t * WG + tid];
     }
   }
 }

@@ -9,7 +9,7 @@
 #
 #   FKV_PREBUILT=build-vulkan-carry tools/gpu-check-vulkan.sh
 #   FKV_SHAPES="llama3-8b:q4_0 llama3-8b:f16" FKV_DEPTHS=0,32768 ...   # what to benchmark
-#   FKV_SKIP_BENCH=1 ...                                              # tests only
+#   FKV_SKIP_BENCH=1 ... / FKV_SKIP_TESTS=1 ...                       # tests only / bench only
 set -uo pipefail
 cd "$(dirname "$0")/.."
 LOGS=${OUT:-$PWD/build-gpu-check/logs}
@@ -30,6 +30,14 @@ if [[ -n "${FKV_PREBUILT:-}" ]]; then
   BIN=$FKV_PREBUILT
   TESTS=$BIN/fkv_vulkan_tests
   [[ -d $BIN/lib ]] && export LD_LIBRARY_PATH=$PWD/$BIN/lib:${LD_LIBRARY_PATH:-}
+  # The tests find fixtures under the source folder they were built in (FKV_SOURCE_DIR) and stories260K in
+  # ../shared/models beside it: recreate both paths when this checkout lives elsewhere.
+  src=$(cat "$BIN/source_dir" 2>/dev/null)
+  if [[ -n $src && ! -e $src ]]; then
+    mkdir -p "$(dirname "$src")" && ln -s "$PWD" "$src"
+    # "$src/.." resolves through the link to this checkout's parent.
+    mkdir -p "$PWD/../shared/models" && cp "$BIN/stories260K.bin" "$PWD/../shared/models/"
+  fi
 else
   BIN=build-gpu-check
   cmake -S . -B $BIN -G Ninja -DCMAKE_BUILD_TYPE=Release -DFKV_VULKAN=ON -DFKV_CUDA=OFF >"$LOGS/configure.log" 2>&1 ||
@@ -44,17 +52,25 @@ fi
 export FKV_VULKAN_VALIDATE=${FKV_VULKAN_VALIDATE:-0}
 filter=${FKV_TEST_FILTER:-*}
 [[ -f ${FKV_MODELS:-$HOME/.cache/fkv}/SmolLM2-135M-Instruct.Q4_1.gguf ]] || filter="$filter:-*SmolLM2*"
+status=0
+if [[ -z "${FKV_SKIP_TESTS:-}" ]]; then
 timeout 300 "$TESTS" --gtest_filter="$filter" >"$LOGS/vulkan_tests.log" 2>&1
 status=$?
 grep -E "^\[  (FAILED|PASSED) |Failure|parity" "$LOGS/vulkan_tests.log" | head -40
+fi
 
 if [[ -z "${FKV_SKIP_BENCH:-}" ]]; then
+  [[ -z "${FKV_SKIP_OPS_BENCH:-}" ]] && timeout 120 "$TESTS" --gtest_also_run_disabled_tests --gtest_filter='*DISABLED_Bench*' >"$LOGS/bench_ops.log" 2>&1
+  grep -E "^BENCH|Failure" "$LOGS/bench_ops.log" 2>/dev/null
+  depths=${FKV_DEPTHS:-0,32768} n_prompt=${FKV_N_PROMPT:-256} n_gen=${FKV_N_GEN:-64}
+  max_depth=$(tr , '\n' <<<"$depths" | sort -n | tail -1)
+  ctx=$((max_depth + n_prompt + n_gen))
   for shape_type in ${FKV_SHAPES:-llama3-8b:q4_0 llama3-8b:f16}; do
     shape=${shape_type%%:*} type=${shape_type##*:}
     model=/tmp/fkv-$shape-$type.gguf
     [[ -f $model ]] || "$BIN/fkv-make-random-model" --shape "$shape" --type "$type" "$model" >"$LOGS/make_$shape-$type.log" 2>&1
-    timeout "${FKV_BENCH_TIMEOUT:-240}" "$BIN/fkv-bench" --model "$model" --backend vulkan --n-prompt "${FKV_N_PROMPT:-512}" \
-      --n-gen "${FKV_N_GEN:-64}" --depth "${FKV_DEPTHS:-0,32768}" --reps "${FKV_REPS:-1}" --ctx 33280 \
+    timeout "${FKV_BENCH_TIMEOUT:-240}" "$BIN/fkv-bench" --model "$model" --backend vulkan --n-prompt "$n_prompt" \
+      --n-gen "$n_gen" --depth "$depths" --reps "${FKV_REPS:-1}" --ctx "$ctx" \
       >"$LOGS/bench_$shape-$type.log" 2>&1 || echo "bench $shape $type failed or timed out"
     cat "$LOGS/bench_$shape-$type.log" | tail -12
     rm -f "$model"

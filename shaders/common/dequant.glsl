@@ -48,9 +48,9 @@ void decode_unit(uint rb, uint u, uint cols, out float v[32]) {
   if (WTYPE == T_Q4_0) {
     uint b = rb + u * 18u;
     float d = f16_at(b);
-    for (uint k = 0u; k < 4u; ++k) {
+    [[unroll]] for (uint k = 0u; k < 4u; ++k) {
       uint q = w_u32(b + 2u + 4u * k);
-      for (uint j = 0u; j < 4u; ++j) {
+      [[unroll]] for (uint j = 0u; j < 4u; ++j) {
         uint by = byte_of(q, j);
         v[4u * k + j] = float(int(by & 0xFu) - 8) * d;
         v[4u * k + j + 16u] = float(int(by >> 4) - 8) * d;
@@ -59,9 +59,9 @@ void decode_unit(uint rb, uint u, uint cols, out float v[32]) {
   } else if (WTYPE == T_Q4_1) {
     uint b = rb + u * 20u;
     float d = f16_at(b), m = f16_at(b + 2u);
-    for (uint k = 0u; k < 4u; ++k) {
+    [[unroll]] for (uint k = 0u; k < 4u; ++k) {
       uint q = w_u32(b + 4u + 4u * k);
-      for (uint j = 0u; j < 4u; ++j) {
+      [[unroll]] for (uint j = 0u; j < 4u; ++j) {
         uint by = byte_of(q, j);
         precise float lo = float(by & 0xFu) * d + m, hi = float(by >> 4) * d + m;  // unfused, as on the CPU
         v[4u * k + j] = lo;
@@ -71,9 +71,9 @@ void decode_unit(uint rb, uint u, uint cols, out float v[32]) {
   } else if (WTYPE == T_Q8_0) {
     uint b = rb + u * 34u;
     float d = f16_at(b);
-    for (uint k = 0u; k < 8u; ++k) {
+    [[unroll]] for (uint k = 0u; k < 8u; ++k) {
       uint q = w_u32(b + 2u + 4u * k);
-      for (uint j = 0u; j < 4u; ++j) v[4u * k + j] = float(sbyte_of(q, j)) * d;
+      [[unroll]] for (uint j = 0u; j < 4u; ++j) v[4u * k + j] = float(sbyte_of(q, j)) * d;
     }
   } else if (WTYPE == T_Q4_K) {
     uint b = rb + (u / 8u) * 144u;
@@ -90,9 +90,9 @@ void decode_unit(uint rb, uint u, uint cols, out float v[32]) {
     float d1 = d * float(sc), o1 = dmin * float(mn);
     uint qb = b + 16u + 32u * (s / 2u);
     uint shift = (s & 1u) * 4u;
-    for (uint k = 0u; k < 8u; ++k) {
+    [[unroll]] for (uint k = 0u; k < 8u; ++k) {
       uint q = w[(qb >> 2) + k];  // qs is 4-byte aligned: blocks and rows are multiples of 144 bytes
-      for (uint j = 0u; j < 4u; ++j) {
+      [[unroll]] for (uint j = 0u; j < 4u; ++j) {
         precise float y = d1 * float((byte_of(q, j) >> shift) & 0xFu) - o1;  // unfused, as on the CPU
         v[4u * k + j] = y;
       }
@@ -109,9 +109,9 @@ void decode_unit(uint rb, uint u, uint cols, out float v[32]) {
     uint scb = b + 192u + 8u * h + 2u * qq;
     float d0 = d * float(int(w_u8(scb) << 24) >> 24);
     float d1 = d * float(int(w_u8(scb + 1u) << 24) >> 24);
-    for (uint k = 0u; k < 8u; ++k) {
+    [[unroll]] for (uint k = 0u; k < 8u; ++k) {
       uint lo = w_u32(ql + 4u * k), hi = w_u32(qh + 4u * k);
-      for (uint j = 0u; j < 4u; ++j) {
+      [[unroll]] for (uint j = 0u; j < 4u; ++j) {
         int q = int(((byte_of(lo, j) >> lshift) & 0xFu) | (((byte_of(hi, j) >> hshift) & 3u) << 4)) - 32;
         v[4u * k + j] = (k < 4u ? d0 : d1) * float(q);
       }
@@ -122,10 +122,10 @@ void decode_unit(uint rb, uint u, uint cols, out float v[32]) {
     bool full = c0 + UNIT <= cols;
     if (WTYPE == T_F32) {
       uint wi = rb / 4u + c0;
-      for (uint j = 0u; j < UNIT; ++j) v[j] = (full || c0 + j < cols) ? uintBitsToFloat(w[wi + j]) : 0.0;
+      [[unroll]] for (uint j = 0u; j < UNIT; ++j) v[j] = (full || c0 + j < cols) ? uintBitsToFloat(w[wi + j]) : 0.0;
     } else if (full && (rb & 3u) == 0u) {
       uint wi = rb / 4u + c0 / 2u;
-      for (uint k = 0u; k < 16u; ++k) {
+      [[unroll]] for (uint k = 0u; k < 16u; ++k) {
         uint p = w[wi + k];
         if (WTYPE == T_F16) {
           vec2 f = unpackHalf2x16(p);
@@ -137,7 +137,7 @@ void decode_unit(uint rb, uint u, uint cols, out float v[32]) {
         }
       }
     } else {
-      for (uint j = 0u; j < UNIT; ++j) {
+      [[unroll]] for (uint j = 0u; j < UNIT; ++j) {
         float x = 0.0;
         if (c0 + j < cols) {
           uint h = w_u16(rb + 2u * (c0 + j));

@@ -47,7 +47,8 @@ TEST(VulkanShaders, EverySpirvModuleValidates) {
     const auto path = dir / (std::string(s.name) + ".spv");
     std::ofstream(path, std::ios::binary)
         .write(reinterpret_cast<const char*>(s.words), std::streamsize(s.n_words * 4));
-    const std::string cmd = std::string(FKV_SPIRV_VAL) + " --target-env vulkan1.1 " + path.string();
+    std::string cmd = FKV_SPIRV_VAL;
+    cmd.append(" --target-env vulkan1.1 ").append(path.string());
     EXPECT_EQ(std::system(cmd.c_str()), 0) << s.name;
   }
   std::filesystem::remove_all(dir);

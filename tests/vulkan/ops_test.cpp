@@ -66,6 +66,40 @@ TEST_P(TypeTest, MatmulMatchesCpu) {
   }
 }
 
+// The GPU configuration of matmul (threads sharing a row, vector loads, 16 tokens per workgroup) on any
+// device: lavapipe otherwise runs its own (one row per invocation).
+TEST_P(TypeTest, MatmulGpuKernelsMatchCpu) {
+  std::unique_ptr<Backend> own;
+  Backend* be = vk;
+  if (vk->device_name().find("llvmpipe") != std::string::npos) {
+    setenv("FKV_VULKAN_GPU_KERNELS", "1", 1);
+    own = create_vulkan_backend(-1);
+    unsetenv("FKV_VULKAN_GPU_KERNELS");
+    be = own.get();
+  }
+  const GgmlType type = GetParam();
+  for (int64_t want_cols : {int64_t(512), int64_t(173)}) {
+    const int64_t cols = block_cols(type, want_cols), rows = 67;
+    const auto bytes = random_weight(type, rows, cols, 7);
+    BufferPtr wv = be->alloc(bytes.size(), "weight"), wc = cpu->alloc(bytes.size(), "weight");
+    be->upload(*wv, 0, bytes.data(), bytes.size());
+    cpu->upload(*wc, 0, bytes.data(), bytes.size());
+    for (int n : {1, 5, 19}) {
+      const std::vector<float> x = random_floats(size_t(n * cols), uint32_t(n + 100));
+      BufferPtr xv = be->alloc(x.size() * 4, "x"), xc = cpu->alloc(x.size() * 4, "x");
+      be->upload(*xv, 0, x.data(), x.size() * 4);
+      cpu->upload(*xc, 0, x.data(), x.size() * 4);
+      BufferPtr ov = be->alloc(size_t(n * rows) * 4, "out"), oc = cpu->alloc(size_t(n * rows) * 4, "out");
+      std::vector<uint8_t> nan(size_t(n * rows) * 4, 0xFF);
+      be->upload(*ov, 0, nan.data(), nan.size());
+      be->matmul(Weight{wv.get(), type, rows, cols}, *xv, n, *ov);
+      cpu->matmul(Weight{wc.get(), type, rows, cols}, *xc, n, *oc);
+      EXPECT_LT(max_rel_error(read(*be, *ov, n * rows), read(*cpu, *oc, n * rows)), 1e-4)
+          << type_name(uint32_t(type)) << " cols " << cols << " n " << n;
+    }
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(AllTypes, TypeTest, ::testing::ValuesIn(kAllTypes),
                          [](const auto& info) { return type_name(uint32_t(info.param)); });
 

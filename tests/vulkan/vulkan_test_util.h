@@ -25,16 +25,35 @@ inline const bool kValidationRequested = [] {
   return true;
 }();
 
+// One Vulkan backend per test program, destroyed (and its destruction validated) after the last test:
+// creating a device per test is slow, and NVIDIA's driver refused new instances after a few dozen.
+class SharedVulkanBackend : public ::testing::Environment {
+ public:
+  static Backend& get() {
+    if (!backend_) backend_ = create_vulkan_backend(-1);
+    return *backend_;
+  }
+  void TearDown() override {
+    const uint64_t before = vulkan_validation_message_count();
+    backend_.reset();
+    EXPECT_EQ(vulkan_validation_message_count(), before) << "Vulkan validation messages at destruction";
+  }
+
+ private:
+  static inline std::unique_ptr<Backend> backend_;
+};
+inline ::testing::Environment* const kSharedVulkanBackend =
+    ::testing::AddGlobalTestEnvironment(new SharedVulkanBackend);
+
 class VulkanTest : public ::testing::Test {
  protected:
   void SetUp() override {
     messages_before_ = vulkan_validation_message_count();
-    vk = create_vulkan_backend(-1);
+    vk = &SharedVulkanBackend::get();
     cpu = create_cpu_backend(2);
   }
   void TearDown() override {
     if (vk) vk->synchronize();
-    vk.reset();  // destruction is validated too
     EXPECT_EQ(vulkan_validation_message_count(), messages_before_) << "Vulkan validation layer messages";
   }
 
@@ -61,7 +80,8 @@ class VulkanTest : public ::testing::Test {
     return out;
   }
 
-  std::unique_ptr<Backend> vk, cpu;
+  Backend* vk = nullptr;
+  std::unique_ptr<Backend> cpu;
   uint64_t messages_before_ = 0;
 };
 

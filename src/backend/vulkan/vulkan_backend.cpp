@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <vector>
 
@@ -46,7 +47,8 @@ class VulkanBackend : public Backend {
       : ctx_(std::make_shared<VulkanContext>(device)),
         pipelines_(ctx_),
         rec_(ctx_),
-        cpu_device_(ctx_->properties().deviceType == VK_PHYSICAL_DEVICE_TYPE_CPU) {}
+        cpu_device_(ctx_->properties().deviceType == VK_PHYSICAL_DEVICE_TYPE_CPU &&
+                    !std::getenv("FKV_VULKAN_GPU_KERNELS")) {}
   ~VulkanBackend() override = default;
 
   std::string name() const override { return "vulkan"; }
@@ -100,7 +102,7 @@ class VulkanBackend : public Backend {
   void matmul(const Weight& w, const DeviceBuffer& x, int n, DeviceBuffer& out) override {
     if (n <= 0 || w.rows == 0) return;
     const size_t rb = row_bytes(w.type, w.cols);
-    const uint32_t nt = n == 1 ? 1 : kMatmulTokens;
+    const uint32_t nt = n == 1 ? 1 : cpu_device_ ? 8 : kMatmulTokens;
     const uint32_t tpr = cpu_device_ ? 1 : 32, wg = cpu_device_ ? 32 : kWorkgroup, rows_per_group = wg / tpr;
     const Pipeline& p = pipelines_.get("matmul", {wg, uint32_t(w.type), tpr, nt, wg}, 3);
     const int64_t row_piece = rows_per_binding(rb);
@@ -289,6 +291,7 @@ class VulkanBackend : public Backend {
   Buffer rope_table_, partials_;
   std::vector<float> rope_key_;
   // CPU implementations (lavapipe) run one row per invocation: their barriers cost more than GPUs'.
+  // FKV_VULKAN_GPU_KERNELS=1 makes them run the GPU configuration (tests use it).
   bool cpu_device_ = false;
 };
 
