@@ -11,8 +11,8 @@
  *  - Option structs are initialised with their *_init function, which sets struct_size; a struct that
  *    was not initialised that way is rejected.
  *  - Threads: a model and its contexts may be used from any thread; calls that run the model on
- *    contexts of one model are serialised internally (they share one backend). A sampler must not be
- *    used from two threads at once.
+ *    contexts of one model are serialised internally (they share one backend). One context, and one
+ *    sampler, must not be used from two threads at once.
  *
  * The header is C99 and C++ clean. FKV_API_VERSION grows when functions or struct members are added.
  */
