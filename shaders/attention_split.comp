@@ -91,7 +91,9 @@ void main() {
   for (uint j = tid; j < D; j += WG) q_s[j] = q[(i * p.heads + h) * D + j];
   barrier();
 
-  float m = kNegBig, l = 0.0;
+  // m is the running max (uniform); each thread keeps its own share of the exp sum, rescaled with the
+  // shared alpha, and the shares are added once at the end: one reduction per tile instead of two.
+  float m = kNegBig, l_part = 0.0;
   float acc[DPT];
   [[unroll]] for (uint k = 0u; k < DPT; ++k) acc[k] = 0.0;
 
@@ -102,9 +104,9 @@ void main() {
     const float m_new = max(m, reduce_max(s, tid));
     const float pr = live ? exp(s - m_new) : 0.0;
     p_s[tid] = pr;
-    const float tile_sum = reduce_sum(pr, tid);  // its barriers also publish p_s
+    barrier();
     const float alpha = exp(m - m_new);
-    l = l * alpha + tile_sum;
+    l_part = l_part * alpha + pr;
     const uint tile = min(WG, end - t0);
     [[unroll]] for (uint k = 0u; k < DPT; ++k) {
       const uint d = tid + k * WG;
@@ -117,6 +119,7 @@ void main() {
     m = m_new;
     barrier();  // p_s is rewritten by the next tile
   }
+  const float l = reduce_sum(l_part, tid);
 
   const uint base = ((i * p.heads + h) * p.chunks + c) * (D + 2u);
   if (tid == 0u) {
