@@ -54,6 +54,7 @@ int bench_main(int argc, char** argv) {
   int n_prompt = 512, n_gen = 128, reps = 3, batch = 256;
   std::vector<int> depths{0};
   uint64_t seed = 1;
+  std::string fill_mode = "prefill";
   app.add_option("--n-prompt,-p", n_prompt, "tokens prefilled (timed) at each depth; 0: skip")
       ->capture_default_str()
       ->check(CLI::NonNegativeNumber);
@@ -71,6 +72,11 @@ int bench_main(int argc, char** argv) {
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
   app.add_option("--seed", seed, "seed of the token ids")->capture_default_str();
+  app.add_option("--fill", fill_mode,
+                 "how the context reaches each depth: prefill (a real forward pass) or synthetic (random K/V "
+                 "stored through the KV policy; decode speed is the same, the fill takes far less time)")
+      ->check(CLI::IsMember({"prefill", "synthetic"}))
+      ->capture_default_str();
   if (auto rc = parse_command_line(app, argc, argv)) return *rc;
   if (n_prompt == 0 && n_gen == 0) {
     std::fprintf(stderr, "fkv-bench: nothing to time: --n-prompt and --n-gen are both 0\n");
@@ -91,6 +97,7 @@ int bench_main(int argc, char** argv) {
   so.max_batch = batch;
   so.kv = kv_options(opts);
   Session session(*m.model, so);
+  const bool synthetic_fill = fill_mode == "synthetic";
   const std::vector<int32_t> fill = random_tokens(max_depth, hp.vocab, seed);
   const std::vector<int32_t> prompt = random_tokens(n_prompt, hp.vocab, seed + 1);
 
@@ -106,7 +113,8 @@ int bench_main(int argc, char** argv) {
     for (int rep = 0; rep < reps; ++rep) {
       session.reset();
       const std::vector<float>* logits = nullptr;
-      if (depth > 0) logits = &session.eval(std::span(fill.data(), size_t(depth)));
+      if (depth > 0 && synthetic_fill) session.fill_synthetic(depth, seed);
+      if (depth > 0 && !synthetic_fill) logits = &session.eval(std::span(fill.data(), size_t(depth)));
       if (n_prompt > 0) {
         const auto t0 = Clock::now();
         logits = &session.eval(prompt);  // returns after the logits are read back: the work is done
@@ -142,6 +150,7 @@ int bench_main(int argc, char** argv) {
               {"n_prompt", n_prompt},
               {"n_gen", n_gen},
               {"reps", reps},
+              {"fill", fill_mode},
               {"batch", batch},
               {"weight_bytes", weights},
               {"results", json::array()}};

@@ -1,6 +1,7 @@
 #include "engine/session.h"
 
 #include <algorithm>
+#include <random>
 #include <string>
 
 #include "util/error.h"
@@ -39,6 +40,27 @@ Session::~Session() = default;
 void Session::reset() {
   n_past_ = 0;
   kv_->clear();
+}
+
+void Session::fill_synthetic(int n, uint64_t seed) {
+  require(n >= 0 && n <= ctx_ - n_past_, ErrorCode::kContextFull,
+          "synthetic fill of " + std::to_string(n) + " positions exceeds the context length " + std::to_string(ctx_));
+  const LlamaHparams& hp = model_.hparams();
+  const size_t count = size_t(max_batch_) * hp.kv_dim();
+  std::vector<float> values(count);
+  std::mt19937_64 rng(seed);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  for (float& x : values) x = normal(rng);
+  backend_.upload(*k_, 0, values.data(), count * sizeof(float));
+  for (float& x : values) x = normal(rng);
+  backend_.upload(*v_, 0, values.data(), count * sizeof(float));
+  while (n > 0) {
+    const int chunk = std::min(n, max_batch_);
+    for (int l = 0; l < hp.n_layers; ++l) kv_->store(l, *k_, *v_, chunk, n_past_);
+    n_past_ += chunk;
+    n -= chunk;
+  }
+  backend_.synchronize();
 }
 
 const std::vector<float>& Session::eval(std::span<const int32_t> tokens, bool all_logits) {

@@ -38,6 +38,10 @@ class Session {
   int n_past() const { return n_past_; }
   int ctx() const { return ctx_; }
   void reset();  // a new conversation
+  // For benchmarks: advances the session by n positions whose K/V are pseudo-random values stored through
+  // the KV policy, without a forward pass. Decode cost depends on how much the cache holds, not on the
+  // values, so this reaches a deep context in a fraction of a real prefill's time.
+  void fill_synthetic(int n, uint64_t seed);
   KvMemoryReport kv_memory() const { return kv_->memory(n_past_); }
   const KvCache& kv_cache() const { return *kv_; }
   const LlamaModel& model() const { return model_; }
