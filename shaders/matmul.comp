@@ -13,7 +13,8 @@ layout(constant_id = 1) const uint WTYPE = 0u;
 layout(constant_id = 2) const uint TPR = 32u;  // threads per row, a power of two dividing WG
 layout(constant_id = 3) const uint NT = 1u;    // tokens per workgroup
 layout(constant_id = 4) const uint WG = 128u;  // equals local_size_x
-const uint ROWS = WG / TPR;
+layout(constant_id = 5) const uint RPT = 1u;   // rows per thread group, decode (NT = 1) only
+const uint ROWS = WG / TPR * RPT;
 
 layout(std430, binding = 0) readonly buffer Weights { uint w[]; };
 layout(std430, binding = 0) readonly buffer Weights4 { uvec4 w4[]; };  // the same words, 16 bytes at a time
@@ -34,7 +35,7 @@ layout(push_constant) uniform Params {
 #include "common/grid.glsl"
 #include "common/dequant.glsl"
 
-shared float red[NT * WG];
+shared float red[NT * RPT * WG];
 
 // Every array below is indexed with compile-time constants only (unrolled loops, guards inside), so that
 // GPU compilers keep it in registers: one run-time index would move it to (slow) local memory.
@@ -55,7 +56,7 @@ float unit_dot(const float v[32], uint xb, bool vec4_ok) {
 void main() {
   const uint tid = gl_LocalInvocationID.x;
   const uint lane = tid % TPR;
-  const uint r = linear_workgroup() * ROWS + tid / TPR;
+  const uint r = linear_workgroup() * ROWS + (tid / TPR) * RPT;  // first of this thread's RPT rows
   const uint i0 = gl_WorkGroupID.y * NT;
   const uint units = units_per_row(p.cols);
   const uint nt = min(NT, p.n - i0);
@@ -97,6 +98,52 @@ void main() {
         precise float total = ((a8[k] + a8[k + 4u]) + (a8[k + 1u] + a8[k + 5u])) +
                               ((a8[k + 2u] + a8[k + 6u]) + (a8[k + 3u] + a8[k + 7u])) + tail[t];
         o[p.out_base + (i0 + t) * p.out_stride + r] = total;
+      }
+    }
+    return;
+  }
+
+  if (NT == 1u && RPT > 1u) {
+    // Decode with RPT rows per thread: each 32-value unit of activations is loaded once into registers and
+    // dotted with the same unit of RPT rows; activation traffic would otherwise dominate for 4-bit weights
+    // (128 bytes of activations per 18-byte Q4_0 block).
+    float accr[RPT];
+    [[unroll]] for (uint k = 0u; k < RPT; ++k) accr[k] = 0.0;
+    const bool vec4_ok = (p.cols % 4u) == 0u && (p.x_base % 4u) == 0u;
+    const uint rbytes = row_bytes(p.cols);
+    for (uint u = lane; u < units; u += TPR) {
+      const uint c0 = u * UNIT;
+      const uint xb = p.x_base + i0 * p.cols + c0;
+      vec4 xv[8];
+      if (vec4_ok && c0 + UNIT <= p.cols) {
+        [[unroll]] for (uint k = 0u; k < 8u; ++k) xv[k] = x4[(xb >> 2) + k];
+      } else {
+        [[unroll]] for (uint k = 0u; k < 8u; ++k) {
+          [[unroll]] for (uint j = 0u; j < 4u; ++j) xv[k][j] = c0 + 4u * k + j < p.cols ? x[xb + 4u * k + j] : 0.0;
+        }
+      }
+      [[unroll]] for (uint k = 0u; k < RPT; ++k) {
+        if (r + k < p.rows) {
+          float v[32];
+          decode_unit(rb + k * rbytes, u, p.cols, v);  // values past cols decode as 0 (float types)
+          float sum = 0.0;
+          [[unroll]] for (uint q = 0u; q < 8u; ++q)
+            sum += dot(vec4(v[4u * q], v[4u * q + 1u], v[4u * q + 2u], v[4u * q + 3u]), xv[q]);
+          accr[k] += sum;
+        }
+      }
+    }
+    [[unroll]] for (uint k = 0u; k < RPT; ++k) red[k * WG + tid] = accr[k];
+    barrier();
+    for (uint s = TPR / 2u; s > 0u; s >>= 1) {
+      if (lane < s) {
+        [[unroll]] for (uint k = 0u; k < RPT; ++k) red[k * WG + tid] += red[k * WG + tid + s];
+      }
+      barrier();
+    }
+    if (lane == 0u) {
+      [[unroll]] for (uint k = 0u; k < RPT; ++k) {
+        if (r + k < p.rows) o[p.out_base + i0 * p.out_stride + r + k] = red[k * WG + tid];
       }
     }
     return;

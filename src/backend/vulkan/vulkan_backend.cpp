@@ -103,8 +103,12 @@ class VulkanBackend : public Backend {
     if (n <= 0 || w.rows == 0) return;
     const size_t rb = row_bytes(w.type, w.cols);
     const uint32_t nt = n == 1 ? 1 : cpu_device_ ? 8 : kMatmulTokens;
-    const uint32_t tpr = cpu_device_ ? 1 : 32, wg = cpu_device_ ? 32 : kWorkgroup, rows_per_group = wg / tpr;
-    const Pipeline& p = pipelines_.get("matmul", {wg, uint32_t(w.type), tpr, nt, wg}, 3);
+    const uint32_t tpr = cpu_device_ ? 1 : 32, wg = cpu_device_ ? 32 : kWorkgroup;
+    // GPU decode of block-quantized weights: two rows per thread share each activation load.
+    const bool quantized = type_traits(w.type).block_elems > 1;
+    const uint32_t rpt = !cpu_device_ && n == 1 && quantized ? 2 : 1;
+    const uint32_t rows_per_group = wg / tpr * rpt;
+    const Pipeline& p = pipelines_.get("matmul", {wg, uint32_t(w.type), tpr, nt, wg, rpt}, 3);
     const int64_t row_piece = rows_per_binding(rb);
     const size_t out_row = size_t(w.rows) * 4, x_row = size_t(w.cols) * 4;
     const int64_t tok_piece =
