@@ -11,28 +11,31 @@ namespace {
 
 constexpr VkDeviceSize kStagingBytes = VkDeviceSize(32) << 20;
 constexpr VkDeviceSize kReadbackBytes = VkDeviceSize(32) << 20;
-constexpr uint32_t kDescriptorSets = 4096;  // per submit, without push descriptors
+constexpr uint32_t kDescriptorSets = 4096;  // between flushes, without push descriptors
+constexpr uint32_t kOpsPerSubmit = 64;      // dispatches per command buffer
 
 }  // namespace
 
 CommandRecorder::CommandRecorder(std::shared_ptr<VulkanContext> ctx) : ctx_(std::move(ctx)) {
   VkDevice dev = ctx_->device();
-  VkCommandPoolCreateInfo pci{};
-  pci.sType = VK_STRUCTURE_TYPE_COMMAND_POOL_CREATE_INFO;
-  pci.flags = VK_COMMAND_POOL_CREATE_TRANSIENT_BIT;
-  pci.queueFamilyIndex = ctx_->queue_family();
-  vk_check(vkCreateCommandPool(dev, &pci, nullptr, &pool_), "vkCreateCommandPool",
-           "creating the command pool");
-  VkCommandBufferAllocateInfo ai{};
-  ai.sType = VK_STRUCTURE_TYPE_COMMAND_BUFFER_ALLOCATE_INFO;
-  ai.commandPool = pool_;
-  ai.level = VK_COMMAND_BUFFER_LEVEL_PRIMARY;
-  ai.commandBufferCount = 1;
-  vk_check(vkAllocateCommandBuffers(dev, &ai, &cmd_), "vkAllocateCommandBuffers",
-           "allocating the command buffer");
-  VkFenceCreateInfo fci{};
-  fci.sType = VK_STRUCTURE_TYPE_FENCE_CREATE_INFO;
-  vk_check(vkCreateFence(dev, &fci, nullptr, &fence_), "vkCreateFence", "creating the submit fence");
+  for (Slot& slot : slots_) {
+    VkCommandPoolCreateInfo pci{};
+    pci.sType = VK_STRUCTURE_TYPE_COMMAND_POOL_CREATE_INFO;
+    pci.flags = VK_COMMAND_POOL_CREATE_TRANSIENT_BIT;
+    pci.queueFamilyIndex = ctx_->queue_family();
+    vk_check(vkCreateCommandPool(dev, &pci, nullptr, &slot.pool), "vkCreateCommandPool",
+             "creating a command pool");
+    VkCommandBufferAllocateInfo ai{};
+    ai.sType = VK_STRUCTURE_TYPE_COMMAND_BUFFER_ALLOCATE_INFO;
+    ai.commandPool = slot.pool;
+    ai.level = VK_COMMAND_BUFFER_LEVEL_PRIMARY;
+    ai.commandBufferCount = 1;
+    vk_check(vkAllocateCommandBuffers(dev, &ai, &slot.cmd), "vkAllocateCommandBuffers",
+             "allocating a command buffer");
+    VkFenceCreateInfo fci{};
+    fci.sType = VK_STRUCTURE_TYPE_FENCE_CREATE_INFO;
+    vk_check(vkCreateFence(dev, &fci, nullptr, &slot.fence), "vkCreateFence", "creating a submit fence");
+  }
   if (!ctx_->push_descriptor_fn()) {
     VkDescriptorPoolSize size{VK_DESCRIPTOR_TYPE_STORAGE_BUFFER, kDescriptorSets * 6};
     VkDescriptorPoolCreateInfo dci{};
@@ -53,18 +56,51 @@ CommandRecorder::~CommandRecorder() {
   }
   vkQueueWaitIdle(ctx_->queue());
   if (descriptor_pool_) vkDestroyDescriptorPool(dev, descriptor_pool_, nullptr);
-  vkDestroyFence(dev, fence_, nullptr);
-  vkDestroyCommandPool(dev, pool_, nullptr);
+  for (Slot& slot : slots_) {
+    vkDestroyFence(dev, slot.fence, nullptr);
+    vkDestroyCommandPool(dev, slot.pool, nullptr);
+  }
+}
+
+void CommandRecorder::wait(Slot& slot) {
+  if (!slot.in_flight) return;
+  VkResult r;
+  do {
+    r = vkWaitForFences(ctx_->device(), 1, &slot.fence, VK_TRUE, 10'000'000'000ull);
+  } while (r == VK_TIMEOUT);
+  vk_check(r, "vkWaitForFences", "waiting for the GPU");
+  slot.in_flight = false;
+  vk_check(vkResetFences(ctx_->device(), 1, &slot.fence), "vkResetFences", "recycling a submit fence");
+  vk_check(vkResetCommandPool(ctx_->device(), slot.pool, 0), "vkResetCommandPool",
+           "recycling a command buffer");
 }
 
 void CommandRecorder::begin() {
   if (recording_) return;
+  Slot& slot = slots_[current_];
+  wait(slot);
   VkCommandBufferBeginInfo bi{};
   bi.sType = VK_STRUCTURE_TYPE_COMMAND_BUFFER_BEGIN_INFO;
   bi.flags = VK_COMMAND_BUFFER_USAGE_ONE_TIME_SUBMIT_BIT;
-  vk_check(vkBeginCommandBuffer(cmd_, &bi), "vkBeginCommandBuffer", "starting to record commands");
+  vk_check(vkBeginCommandBuffer(slot.cmd, &bi), "vkBeginCommandBuffer", "starting to record commands");
+  cmd_ = slot.cmd;
   recording_ = true;
   bound_ = VK_NULL_HANDLE;
+  batch_ops_ = 0;
+}
+
+void CommandRecorder::submit_current() {
+  if (!recording_) return;
+  recording_ = false;
+  Slot& slot = slots_[current_];
+  vk_check(vkEndCommandBuffer(slot.cmd), "vkEndCommandBuffer", "finishing a command buffer");
+  VkSubmitInfo si{};
+  si.sType = VK_STRUCTURE_TYPE_SUBMIT_INFO;
+  si.commandBufferCount = 1;
+  si.pCommandBuffers = &slot.cmd;
+  vk_check(vkQueueSubmit(ctx_->queue(), 1, &si, slot.fence), "vkQueueSubmit", "submitting recorded ops");
+  slot.in_flight = true;
+  current_ = (current_ + 1) % slots_.size();
 }
 
 void CommandRecorder::barrier() {
@@ -150,6 +186,8 @@ void CommandRecorder::dispatch(const Pipeline& p, const std::vector<Binding>& bi
   }
   if (push_bytes) vkCmdPushConstants(cmd_, p.layout, VK_SHADER_STAGE_COMPUTE_BIT, 0, push_bytes, push);
   vkCmdDispatch(cmd_, gx, gy, gz);
+  // Barriers order against everything earlier in submission order, so the hazard sets stay valid.
+  if (++batch_ops_ >= kOpsPerSubmit) submit_current();
 }
 
 void CommandRecorder::copy(const VulkanBuffer& src, VkDeviceSize so, const VulkanBuffer& dst,
@@ -206,26 +244,11 @@ void CommandRecorder::download(const VulkanBuffer& src, VkDeviceSize offset, voi
 }
 
 void CommandRecorder::flush() {
-  if (recording_) {
-    recording_ = false;
-    vk_check(vkEndCommandBuffer(cmd_), "vkEndCommandBuffer", "finishing the command buffer");
-    VkSubmitInfo si{};
-    si.sType = VK_STRUCTURE_TYPE_SUBMIT_INFO;
-    si.commandBufferCount = 1;
-    si.pCommandBuffers = &cmd_;
-    vk_check(vkQueueSubmit(ctx_->queue(), 1, &si, fence_), "vkQueueSubmit", "submitting recorded ops");
-    VkResult r;
-    do {
-      r = vkWaitForFences(ctx_->device(), 1, &fence_, VK_TRUE, 10'000'000'000ull);
-    } while (r == VK_TIMEOUT);
-    vk_check(r, "vkWaitForFences", "waiting for the GPU");
-    vk_check(vkResetFences(ctx_->device(), 1, &fence_), "vkResetFences", "recycling the submit fence");
-    vk_check(vkResetCommandPool(ctx_->device(), pool_, 0), "vkResetCommandPool",
-             "recycling the command buffer");
-    if (descriptor_pool_)
-      vk_check(vkResetDescriptorPool(ctx_->device(), descriptor_pool_, 0), "vkResetDescriptorPool",
-               "recycling descriptor sets");
-  }
+  submit_current();
+  for (Slot& slot : slots_) wait(slot);
+  if (descriptor_pool_)
+    vk_check(vkResetDescriptorPool(ctx_->device(), descriptor_pool_, 0), "vkResetDescriptorPool",
+             "recycling descriptor sets");
   written_.clear();
   read_.clear();
   staging_head_ = 0;

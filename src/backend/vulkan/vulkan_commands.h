@@ -1,6 +1,7 @@
-// Command recording: ops append dispatches, copies and uploads to one command buffer, which is submitted
-// (and waited for) only at flush(): download(), synchronize(), or when the staging ring or descriptor pool
-// fills. A whole forward pass therefore becomes one submit.
+// Command recording: ops append dispatches, copies and uploads to a command buffer. Every kOpsPerSubmit
+// dispatches the buffer is submitted without waiting and recording goes on in the next of a few buffers, so
+// the GPU starts on a forward pass while the host still records its end. flush() (download(),
+// synchronize(), a full staging ring or descriptor pool) submits the rest and waits for everything.
 //
 // Barriers go only where data flows: the recorder remembers which buffers were written and read since the
 // last barrier and inserts one before an access that would race (read-after-write, write-after-write,
@@ -8,6 +9,7 @@
 #pragma once
 #include <vulkan/vulkan.h>
 
+#include <array>
 #include <memory>
 #include <unordered_set>
 #include <vector>
@@ -46,15 +48,24 @@ class CommandRecorder {
   void flush();
 
  private:
+  struct Slot {
+    VkCommandPool pool = VK_NULL_HANDLE;
+    VkCommandBuffer cmd = VK_NULL_HANDLE;
+    VkFence fence = VK_NULL_HANDLE;
+    bool in_flight = false;
+  };
   void begin();
+  void submit_current();  // without waiting
+  void wait(Slot& slot);
   void track(const std::vector<std::pair<const VulkanBuffer*, bool>>& accesses);
   void barrier();
   VkDescriptorSet allocate_set(const Pipeline& p);
 
   std::shared_ptr<VulkanContext> ctx_;
-  VkCommandPool pool_ = VK_NULL_HANDLE;
-  VkCommandBuffer cmd_ = VK_NULL_HANDLE;
-  VkFence fence_ = VK_NULL_HANDLE;
+  std::array<Slot, 3> slots_;
+  size_t current_ = 0;
+  VkCommandBuffer cmd_ = VK_NULL_HANDLE;  // slots_[current_].cmd while recording
+  uint32_t batch_ops_ = 0;
   VkDescriptorPool descriptor_pool_ = VK_NULL_HANDLE;  // without VK_KHR_push_descriptor only
   bool recording_ = false;
   VkPipeline bound_ = VK_NULL_HANDLE;
