@@ -137,26 +137,31 @@ __global__ void matvec_scalar_kernel(const T* __restrict__ w, int64_t rows, int6
   finish_row(acc, row, rows, out);
 }
 
-// Quantized rows: each thread decodes 32-value units (quant_device.cuh), two in flight per iteration.
+// Quantized rows: 8 adjacent lanes share a 32-value unit, 4 values each, so that a warp reads 4 consecutive
+// blocks and 512 contiguous bytes of x per pass (a lane per unit strided x by 128 bytes: L1-bound, about
+// 0.5 TB/s on an H100). kUnroll passes are in flight per iteration to keep enough bytes outstanding.
 template <class F>
 __global__ void matvec_quant_kernel(const uint8_t* __restrict__ w, int64_t rows, int64_t units,
                                     size_t row_bytes, const float* __restrict__ x, float* __restrict__ out) {
+  constexpr int kUnroll = 4;
   const int64_t row = int64_t(blockIdx.x) * blockDim.y + threadIdx.y;
   float acc = 0.0f;
   if (row < rows) {
     const uint8_t* wr = w + size_t(row) * row_bytes;
-    int64_t u = threadIdx.x;
-    const int stride = blockDim.x;
-    for (; u + stride < units; u += 2 * stride) {
-      Unit a, b;
-      F::load(wr, int(u), a);
-      F::load(wr, int(u + stride), b);
-      acc += unit_dot<F>(a, x + 32 * u) + unit_dot<F>(b, x + 32 * (u + stride));
+    const int p = threadIdx.x & 7;
+    const int stride = blockDim.x >> 3;  // units per pass of the row's lanes
+    int64_t u = threadIdx.x >> 3;
+    for (; u + (kUnroll - 1) * stride < units; u += kUnroll * stride) {
+      Quad q[kUnroll];
+#pragma unroll
+      for (int k = 0; k < kUnroll; ++k) F::load4(wr, int(u + k * stride), p, q[k]);
+#pragma unroll
+      for (int k = 0; k < kUnroll; ++k) acc += quad_dot<F>(q[k], x + 32 * (u + k * stride) + 4 * p);
     }
-    if (u < units) {
-      Unit a;
-      F::load(wr, int(u), a);
-      acc += unit_dot<F>(a, x + 32 * u);
+    for (; u < units; u += stride) {
+      Quad q;
+      F::load4(wr, int(u), p, q);
+      acc += quad_dot<F>(q, x + 32 * u + 4 * p);
     }
   }
   finish_row(acc, row, rows, out);
@@ -184,7 +189,7 @@ template <class F>
 void matvec_quant(const void* w, int64_t rows, int64_t cols, const float* x, float* out, int sm, cudaStream_t st) {
   const int64_t units = cols / 32;
   const size_t row_bytes = size_t(cols / (32 * F::kUnitsPerBlock)) * F::kBlockBytes;
-  launch(matvec_quant_kernel<F>, "matvec_quant", rows, units, sm, st, static_cast<const uint8_t*>(w), rows, units,
+  launch(matvec_quant_kernel<F>, "matvec_quant", rows, units * 8, sm, st, static_cast<const uint8_t*>(w), rows, units,
          row_bytes, x, out);
 }
 
