@@ -1,5 +1,5 @@
 // Decoding whole weight rows on the device: to f16/fp32 scratch for the prefill GEMM, and to fp32 rows of
-// activations for the embedding lookup. One thread decodes one 32-value unit (quantized) or one value (dense).
+// activations for the embedding lookup. A thread decodes 4 values of a unit (quantized) or one value (dense).
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
@@ -19,25 +19,39 @@ __device__ __forceinline__ float dense_value(const float* p, int64_t i) { return
 __device__ __forceinline__ float dense_value(const __half* p, int64_t i) { return __half2float(p[i]); }
 __device__ __forceinline__ float dense_value(const __nv_bfloat16* p, int64_t i) { return __bfloat162float(p[i]); }
 
-// dst row i = decoded source row src_rows[i] (or row0 + i when src_rows is null); a negative or too large id
-// gives a NaN row.
+__device__ __forceinline__ void put4(const float* v, float* dst) {
+  *reinterpret_cast<float4*>(dst) = make_float4(v[0], v[1], v[2], v[3]);
+}
+__device__ __forceinline__ void put4(const float* v, __half* dst) {
+  const __half2 a = __floats2half2_rn(v[0], v[1]), b = __floats2half2_rn(v[2], v[3]);
+  uint2 u;
+  u.x = *reinterpret_cast<const uint32_t*>(&a);
+  u.y = *reinterpret_cast<const uint32_t*>(&b);
+  *reinterpret_cast<uint2*>(dst) = u;
+}
+
+// dst row i = decoded source row ids[i] (or row0 + i when ids is null); a negative or too large id gives a
+// NaN row. A thread decodes 4 values (a quad): 8 adjacent threads share a unit, so that both the block reads
+// and the 8- or 16-byte stores of a warp are contiguous.
 template <class F, class D>
 __global__ void dequant_quant_kernel(const uint8_t* __restrict__ w, int64_t rows, int64_t row0,
                                      const int32_t* __restrict__ ids, int64_t n_rows, int64_t units,
                                      size_t row_bytes, D* __restrict__ dst) {
   const int64_t idx = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (idx >= n_rows * units) return;
-  const int64_t i = idx / units, u = idx % units;
+  if (idx >= n_rows * units * 8) return;
+  const int p = int(idx & 7);
+  const int64_t iu = idx >> 3, i = iu / units, u = iu % units;
   const int64_t src = ids ? int64_t(ids[i]) : row0 + i;
-  D* out = dst + i * units * 32 + u * 32;
+  float v[4];
   if (src < 0 || src >= rows) {
-    for (int j = 0; j < 32; ++j) put(NAN, out + j);
-    return;
-  }
-  Unit r;
-  F::load(w + size_t(src) * row_bytes, int(u), r);
+    v[0] = v[1] = v[2] = v[3] = NAN;
+  } else {
+    Quad q;
+    F::load4(w + size_t(src) * row_bytes, int(u), p, q);
 #pragma unroll
-  for (int j = 0; j < 32; ++j) put(unit_value(r, j), out + j);
+    for (int k = 0; k < 4; ++k) v[k] = fmaf(q.a, q.q[k], q.b);
+  }
+  put4(v, dst + i * units * 32 + u * 32 + 4 * p);
 }
 
 template <class T, class D>
@@ -63,7 +77,7 @@ void run_quant(const void* w, int64_t rows, int64_t row0, const int32_t* ids, in
                cudaStream_t st) {
   const int64_t units = cols / 32;
   const size_t row_bytes = size_t(cols / (32 * F::kUnitsPerBlock)) * F::kBlockBytes;
-  dequant_quant_kernel<F, D><<<blocks_for(n_rows * units), 256, 0, st>>>(static_cast<const uint8_t*>(w), rows, row0,
+  dequant_quant_kernel<F, D><<<blocks_for(n_rows * units * 8), 256, 0, st>>>(static_cast<const uint8_t*>(w), rows, row0,
                                                                           ids, n_rows, units, row_bytes, dst);
   check_launch("dequant_quant");
 }
