@@ -103,28 +103,35 @@ __global__ void __launch_bounds__(kDecodeThreads)
 
   const size_t row_stride = size_t(KVH) * D;
   // Pass 1: scores of the span. The loop runs the same trips on every lane of a warp (the shuffles need the
-  // whole warp): a warp takes 4 consecutive positions per trip, groups past the span's end load nothing.
+  // whole warp): a warp takes 8 consecutive positions per trip, two per group, both loads issued before
+  // either is used (bytes in flight set the speed); groups past the span's end load nothing.
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-  for (int t0 = t_begin + 4 * warp; t0 < t_end; t0 += kGroups) {
-    const int t = t0 + (g & 3);
-    const bool valid = t < t_end;
-    float k[DPL];
-    if (valid) {
-      load_row_slice<DPL, kExact>(kc + size_t(t) * row_stride + size_t(kvh) * D, lane8, D, k);
-    } else {
+  for (int t0 = t_begin + 8 * warp; t0 < t_end; t0 += 2 * kGroups) {
+    float k[2][DPL];
+    bool valid[2];
 #pragma unroll
-      for (int j = 0; j < DPL; ++j) k[j] = 0.0f;
+    for (int r = 0; r < 2; ++r) {
+      const int t = t0 + 4 * r + (g & 3);
+      valid[r] = t < t_end;
+      if (valid[r]) {
+        load_row_slice<DPL, kExact>(kc + size_t(t) * row_stride + size_t(kvh) * D, lane8, D, k[r]);
+      } else {
+#pragma unroll
+        for (int j = 0; j < DPL; ++j) k[r][j] = 0.0f;
+      }
     }
 #pragma unroll
-    for (int h = 0; h < HC; ++h) {
-      float s = 0.0f;
+    for (int r = 0; r < 2; ++r)
 #pragma unroll
-      for (int j = 0; j < DPL; ++j) s = fmaf(qr[h][j], k[j], s);
-      s += __shfl_xor_sync(0xffffffffu, s, 1);
-      s += __shfl_xor_sync(0xffffffffu, s, 2);
-      s += __shfl_xor_sync(0xffffffffu, s, 4);
-      if (lane8 == 0 && valid) scores[h][t - t_begin] = s;
-    }
+      for (int h = 0; h < HC; ++h) {
+        float s = 0.0f;
+#pragma unroll
+        for (int j = 0; j < DPL; ++j) s = fmaf(qr[h][j], k[r][j], s);
+        s += __shfl_xor_sync(0xffffffffu, s, 1);
+        s += __shfl_xor_sync(0xffffffffu, s, 2);
+        s += __shfl_xor_sync(0xffffffffu, s, 4);
+        if (lane8 == 0 && valid[r]) scores[h][t0 + 4 * r + (g & 3) - t_begin] = s;
+      }
   }
   __syncthreads();
   // Softmax statistics: warp w handles head w (HC <= number of warps).
@@ -155,7 +162,22 @@ __global__ void __launch_bounds__(kDecodeThreads)
   for (int h = 0; h < HC; ++h)
 #pragma unroll
     for (int j = 0; j < DPL; ++j) acc[h][j] = 0.0f;
-  for (int t = t_begin + g; t < t_end; t += kGroups) {
+  // Two rows per group in flight; no shuffles inside, so groups may leave the loop at different trips.
+  int t = t_begin + g;
+  for (; t + kGroups < t_end; t += 2 * kGroups) {
+    float v[2][DPL];
+    load_row_slice<DPL, kExact>(vc + size_t(t) * row_stride + size_t(kvh) * D, lane8, D, v[0]);
+    load_row_slice<DPL, kExact>(vc + size_t(t + kGroups) * row_stride + size_t(kvh) * D, lane8, D, v[1]);
+#pragma unroll
+    for (int r = 0; r < 2; ++r)
+#pragma unroll
+      for (int h = 0; h < HC; ++h) {
+        const float p = scores[h][t + r * kGroups - t_begin];
+#pragma unroll
+        for (int j = 0; j < DPL; ++j) acc[h][j] = fmaf(p, v[r][j], acc[h][j]);
+      }
+  }
+  if (t < t_end) {
     float v[DPL];
     load_row_slice<DPL, kExact>(vc + size_t(t) * row_stride + size_t(kvh) * D, lane8, D, v);
 #pragma unroll
