@@ -22,7 +22,8 @@ namespace {
 
 constexpr uint32_t kWorkgroup = 128;          // matmul, norms, element-wise: the Vulkan minimum maximum
 constexpr uint32_t kAttnWorkgroup = 64;       // keys per attention tile
-constexpr uint32_t kMatmulTokens = 8;         // tokens per workgroup, prefill
+constexpr uint32_t kMatmulTokens = 16;        // tokens per workgroup, GPU prefill of up to 16 tokens
+constexpr uint32_t kTiledMinTokens = 17;      // from here on GPU prefill uses the 64 x 64 tiled kernel
 constexpr uint32_t kAttnTargetGroups = 2048;  // enough attention workgroups to fill a large GPU
 constexpr uint32_t kMaxGroupsX = 65535;
 
@@ -102,13 +103,16 @@ class VulkanBackend : public Backend {
   void matmul(const Weight& w, const DeviceBuffer& x, int n, DeviceBuffer& out) override {
     if (n <= 0 || w.rows == 0) return;
     const size_t rb = row_bytes(w.type, w.cols);
-    const uint32_t nt = n == 1 ? 1 : cpu_device_ ? 8 : kMatmulTokens;
+    // GPU prefill: 64 x 64 output tiles (matmul_tiled.comp). Otherwise matmul.comp: decode, and CPU devices.
+    const bool tiled = !cpu_device_ && uint32_t(n) >= kTiledMinTokens && ctx_->max_workgroup_size() >= 256;
+    const uint32_t nt = tiled ? 64 : n == 1 ? 1 : cpu_device_ ? 8 : kMatmulTokens;
     const uint32_t tpr = cpu_device_ ? 1 : 32, wg = cpu_device_ ? 32 : kWorkgroup;
     // GPU decode of block-quantized weights: two rows per thread share each activation load.
     const bool quantized = type_traits(w.type).block_elems > 1;
     const uint32_t rpt = !cpu_device_ && n == 1 && quantized ? 2 : 1;
-    const uint32_t rows_per_group = wg / tpr * rpt;
-    const Pipeline& p = pipelines_.get("matmul", {wg, uint32_t(w.type), tpr, nt, wg, rpt}, 3);
+    const uint32_t rows_per_group = tiled ? 64 : wg / tpr * rpt;
+    const Pipeline& p = tiled ? pipelines_.get("matmul_tiled", {256, uint32_t(w.type)}, 3)
+                              : pipelines_.get("matmul", {wg, uint32_t(w.type), tpr, nt, wg, rpt}, 3);
     const int64_t row_piece = rows_per_binding(rb);
     const size_t out_row = size_t(w.rows) * 4, x_row = size_t(w.cols) * 4;
     const int64_t tok_piece =
