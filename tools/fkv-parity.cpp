@@ -43,7 +43,7 @@ struct Run {
 };
 
 Run run_on(const CommonOptions& base, const std::string& backend, const std::vector<int32_t>& tokens,
-           bool perturb) {
+           int batch, bool perturb) {
   CommonOptions o = base;
   o.backend = backend;
   LoadedModel m = load_model(o, /*quiet=*/true);
@@ -51,6 +51,7 @@ Run run_on(const CommonOptions& base, const std::string& backend, const std::vec
   SessionOptions so;
   so.ctx = o.ctx > 0 ? o.ctx : int(tokens.size());
   so.kv = kv_options(o);
+  so.max_batch = batch;
   Session session(*m.model, so);
 
   Run run;
@@ -101,6 +102,7 @@ int parity_main(int argc, char** argv) {
   std::string backends_arg, prompt, prompt_file;
   double tolerance = 1e-4, kl_tolerance = 1e-3;
   int n_tokens = 32;
+  int batch = 256;
   uint64_t seed = 1;
   app.add_option("--backends", backends_arg,
                  "comma-separated backends; the first is the reference (default: every compiled backend)");
@@ -115,6 +117,11 @@ int parity_main(int argc, char** argv) {
       ->capture_default_str()
       ->check(CLI::NonNegativeNumber);
   app.add_option("--n-tokens", n_tokens, "random token ids to run when the model has no tokenizer")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  app.add_option("--batch", batch,
+                 "prefill chunk in tokens; a small one makes window/fourier caches compress within a short "
+                 "prompt (a single chunk attends to itself exactly)")
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
   app.add_option("--seed", seed, "seed of the random token ids")->capture_default_str();
@@ -159,7 +166,7 @@ int parity_main(int argc, char** argv) {
   for (size_t i = 0; i < backends.size(); ++i) {
     if (!opts.json)
       std::fprintf(stderr, "running %zu tokens on %s ...\n", tokens.size(), backends[i].c_str());
-    runs.push_back(run_on(opts, backends[i], tokens, perturb && i == 1));
+    runs.push_back(run_on(opts, backends[i], tokens, batch, perturb && i == 1));
   }
 
   const size_t n = tokens.size();
@@ -169,6 +176,7 @@ int parity_main(int argc, char** argv) {
   bool all_passed = true;
   json report = {{"model", opts.model},
                  {"tokens", n},
+                 {"batch", batch},
                  {"kv", opts.kv},
                  {"reference", ref.backend},
                  {"tolerance", tolerance},

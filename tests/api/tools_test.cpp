@@ -62,7 +62,7 @@ TEST(ParityTool, CpuAgainstCpuPasses) {
   // Every policy runs through the same comparison (a Fourier cache with a small window and budget).
   const Result f =
       run_tool("", "fkv-parity",
-               "--backends cpu,cpu --kv fourier --sink 4 --window 8 --fourier-n 16 --prompt "
+               "--backends cpu,cpu --kv fourier --sink 4 --window 8 --fourier-n 16 --batch 4 --prompt "
                "'It was the best of times, it was the worst of times, it was the age of wisdom.' --json");
   ASSERT_EQ(f.exit_code, 0) << f.out;
   EXPECT_EQ(parse(f)["kv"].get<std::string>(), "fourier");
