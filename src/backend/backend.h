@@ -133,7 +133,10 @@ class Backend {
   //    kept dims to `kept` row m; compressed dims to `pending` row m while m < fit_tokens; when
   //    m + 1 == fit_tokens, the fit: coef = projection of pending rows 0..m (fourier_project with m0 = 0),
   //    norm = (μ, ρ, μ̃, ρ̃) of every compressed dim over those rows; after the fit each row is added to coef
-  //    (fourier_accumulate at position m). With cache.middle == 0 leaving positions are dropped;
+  //    (fourier_accumulate at position m), and when the middle reaches fit_tokens·2^k rows (k >= 1, <= T)
+  //    the normalisation is refitted over all of them (split_kv_layer.h: next_refit; μ, ρ from running
+  //    sum/min/max, μ̃, ρ̃ from reconstructing rows 0..M-1). With cache.middle == 0 leaving positions are
+  //    dropped;
   //  - positions >= window_begin(pos0+n) go to the window ring.
   // Throws kContextFull when the cache has a middle and pos0 + n > S + W + T.
   virtual void split_kv_append(const DeviceBuffer& k, const DeviceBuffer& v, int n, int pos0,

@@ -5,7 +5,8 @@
 //   sink    [0, min(S, t))               all dims exact, rows `sink`
 //   middle  [S, S + M), M = middle_len(t) kept dims exact (rows `kept`); compressed dims either exact
 //                                        (rows `pending`, while M < fit_tokens) or as 2N Fourier coefficients
-//                                        (`coef`) with range normalisation (`norm`) once M >= fit_tokens
+//                                        (`coef`) with range normalisation (`norm`) once M >= fit_tokens,
+//                                        refitted over the whole middle each time M reaches fit_tokens·2^k
 //   window  [max(S, t - W), t)           all dims exact, ring `window`: position p at row (p - S) % W
 // With middle == 0 (the window policy) positions in [S, t - W) are dropped. Everything is a function of t.
 #pragma once
@@ -16,6 +17,9 @@ namespace fkv {
 
 class DeviceBuffer;
 enum class KvType;
+
+// Floats per compressed dim in SplitKvPart::norm.
+constexpr int kSplitNormStride = 8;
 
 // Which dims of each KV head are kept exact and which are compressed, for K or for V of one layer. Dims are
 // indices within a head, ascending in each list; kept and compressed lists of a head partition 0 ..
@@ -36,7 +40,9 @@ struct SplitKvPart {
   DeviceBuffer* pending =
       nullptr;                   // fp32 [fit_tokens, n_comp]: compressed dims of middle rows before the fit
   DeviceBuffer* coef = nullptr;  // fp32 [n_comp, 2N]: C_c[0..N) then S_c[0..N) per compressed dim c
-  DeviceBuffer* norm = nullptr;  // fp32 [n_comp, 4]: μ, ρ, μ̃, ρ̃ (x̂ = (x̃ − μ̃)·ρ/ρ̃ + μ; ρ̃ = 0: x̂ = μ)
+  // fp32 [n_comp, kSplitNormStride]: μ, ρ, μ̃, ρ̃ (x̂ = (x̃ − μ̃)·ρ/ρ̃ + μ; ρ̃ = 0: x̂ = μ), then the running
+  // sum, min and max of the true values of the middle, then 0.
+  DeviceBuffer* norm = nullptr;
   DeviceBuffer* dims_table = nullptr;  // int32 keep_offset, comp_offset, keep, comp: `dims` for device code
   SplitKvDims dims;
 };
@@ -54,6 +60,13 @@ struct SplitKvLayer {
   int window_begin(int t) const { return std::max(sink, t - window); }
   int middle_len(int t) const { return middle > 0 ? std::clamp(t - window - sink, 0, middle) : 0; }
   bool fitted(int t) const { return middle > 0 && middle_len(t) >= fit_tokens; }
+  // The middle length after m at which the normalisation is next refitted (fit_tokens·2^k > m), 0 if none is
+  // left within T.
+  int next_refit(int m) const {
+    for (int r = fit_tokens; r > 0 && r <= middle; r *= 2)
+      if (r > m) return r;
+    return 0;
+  }
 };
 
 // How split_attention evaluates the compressed dims of the middle (FOURIER.md "Attention over the split

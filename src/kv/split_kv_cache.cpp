@@ -75,8 +75,9 @@ SplitKvCache::SplitKvCache(Backend& backend, const SplitKvConfig& c) : backend_(
       P.coef =
           alloc(size_t(nc) * 2 * c.n_freq * sizeof(float), std::string("Fourier coefficients (") + name + tag)
               .get();
-      P.norm =
-          alloc(size_t(nc) * 4 * sizeof(float), std::string("Fourier normalisation (") + name + tag).get();
+      P.norm = alloc(size_t(nc) * kSplitNormStride * sizeof(float),
+                     std::string("Fourier normalisation (") + name + tag)
+                   .get();
       std::vector<int32_t> table;
       for (const auto* v : {&P.dims.keep_offset, &P.dims.comp_offset, &P.dims.keep, &P.dims.comp})
         table.insert(table.end(), v->begin(), v->end());
@@ -151,7 +152,7 @@ KvMemoryReport SplitKvCache::memory(int t) const {
       r.middle_kept += m * size_t(P->dims.n_keep()) * vb;
       if (m == 0 || nc == 0) continue;
       if (L.fitted(t))
-        r.coefficients += nc * (2 * size_t(L.n_freq) + 4) * sizeof(float);
+        r.coefficients += nc * (2 * size_t(L.n_freq) + kSplitNormStride) * sizeof(float);
       else
         r.middle_pending += m * nc * sizeof(float);
     }

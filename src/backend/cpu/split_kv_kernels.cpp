@@ -65,6 +65,35 @@ int ring_row(const SplitKvLayer& c, int p) {
   return (p - c.sink) % c.window;
 }
 
+// Running sum, min and max of the true values (norm[4..6]) over `count` more rows [count, nc].
+void update_stats(const float* rows, int count, int nc, float* norm) {
+  for (int j = 0; j < nc; ++j) {
+    float* st = norm + size_t(j) * kSplitNormStride;
+    for (int i = 0; i < count; ++i) {
+      const float x = rows[size_t(i) * nc + j];
+      st[4] += x;
+      st[5] = std::min(st[5], x);
+      st[6] = std::max(st[6], x);
+    }
+  }
+}
+
+// Range normalisation over middle positions 0 .. M-1: μ, ρ from the running statistics, μ̃, ρ̃ from the
+// reconstruction of every position with the coefficients as they are now.
+void refit(const FourierBasis& basis, int M, int nc, const float* coef, float* norm) {
+  std::vector<float> rec(size_t(M) * nc);
+  fourier_reconstruct(basis, coef, nc, 0, M, rec.data());
+  for (int j = 0; j < nc; ++j) {
+    float* st = norm + size_t(j) * kSplitNormStride;
+    const RangeNorm rr = range_norm(rec.data() + j, nc, rec.data() + j, nc, M);
+    const float mu = st[4] / float(M);
+    st[0] = mu;
+    st[1] = std::max(st[6] - mu, mu - st[5]);
+    st[2] = rr.mu_rec;
+    st[3] = rr.rho_rec;
+  }
+}
+
 // Middle rows m0 .. m0+cnt-1 (full rows [cnt, n_kv_heads * d], fp32, already rounded to the cache type) enter
 // one part: kept dims to `kept`, compressed dims to `pending` until the fit, to the coefficients after it.
 void append_middle(const SplitKvLayer& c, const SplitKvPart& part, HostSplitPart& h, const float* rows,
@@ -88,9 +117,28 @@ void append_middle(const SplitKvLayer& c, const SplitKvPart& part, HostSplitPart
   for (; r < cnt && m0 + r < c.fit_tokens; ++r) {
     std::copy(comp.begin() + size_t(r) * nc, comp.begin() + size_t(r + 1) * nc,
               h.pending + size_t(m0 + r) * nc);
-    if (m0 + r + 1 == c.fit_tokens) fourier_fit(basis, h.pending, c.fit_tokens, nc, nc, h.coef, h.norm);
+    if (m0 + r + 1 == c.fit_tokens) {
+      // The fit: project the pending rows, start the running statistics, normalise over them.
+      fourier_project(basis, h.pending, c.fit_tokens, nc, nc, 0, h.coef);
+      for (int j = 0; j < nc; ++j) {
+        float* st = h.norm + size_t(j) * kSplitNormStride;
+        st[4] = st[7] = 0;
+        st[5] = st[6] = h.pending[j];
+      }
+      update_stats(h.pending, c.fit_tokens, nc, h.norm);
+      refit(basis, c.fit_tokens, nc, h.coef, h.norm);
+    }
   }
-  if (r < cnt) fourier_accumulate(basis, comp.data() + size_t(r) * nc, cnt - r, nc, nc, m0 + r, h.coef);
+  // After the fit: accumulate, in segments that end where the middle reaches a refit length.
+  while (r < cnt) {
+    const int m = m0 + r, next = c.next_refit(m);
+    const int seg = next > 0 ? std::min(cnt - r, next - m) : cnt - r;
+    const float* rows_c = comp.data() + size_t(r) * nc;
+    fourier_accumulate(basis, rows_c, seg, nc, nc, m, h.coef);
+    update_stats(rows_c, seg, nc, h.norm);
+    r += seg;
+    if (m + seg == next) refit(basis, next, nc, h.coef, h.norm);
+  }
 }
 
 // One KV head's visible rows as full fp32 head rows [L, d]: sink, middle, window (positions < pos0), then the
@@ -111,7 +159,7 @@ void reconstruct_head(const SplitKvLayer& c, const SplitKvPart& part, const Host
   std::vector<float> rec(size_t(rows) * ncg);
   fourier_reconstruct(basis, h.coef + size_t(c0) * 2 * N, ncg, m0, rows, rec.data());
   for (int j = 0; j < ncg; ++j) {
-    const float* nm = h.norm + size_t(c0 + j) * 4;
+    const float* nm = h.norm + size_t(c0 + j) * kSplitNormStride;
     const RangeNorm rn{nm[0], nm[1], nm[2], nm[3]};
     const float a = rn.a(), b = rn.b();
     const int dim = dims.comp[c0 + j];
@@ -261,7 +309,7 @@ void spectral_query(const SplitKvLayer& c, const HostSplitPart& hk, const HostSp
     std::vector<float> gc(size_t(N), 0.0f), gs(size_t(N), 0.0f);
     float cst = 0;
     for (int j = 0; j < nck; ++j) {
-      const float* nm = hk.norm + size_t(kc0 + j) * 4;
+      const float* nm = hk.norm + size_t(kc0 + j) * kSplitNormStride;
       const RangeNorm rn{nm[0], nm[1], nm[2], nm[3]};
       const float qj = qi[dk.comp[kc0 + j]], qa = qj * rn.a();
       cst += qj * rn.b();
@@ -304,7 +352,7 @@ void spectral_query(const SplitKvLayer& c, const HostSplitPart& hk, const HostSp
     }
     hc[0] *= 0.5f;
     for (int j = 0; j < ncv; ++j) {
-      const float* nm = hv.norm + size_t(vc0 + j) * 4;
+      const float* nm = hv.norm + size_t(vc0 + j) * kSplitNormStride;
       const RangeNorm rn{nm[0], nm[1], nm[2], nm[3]};
       const float* cc = hv.coef + size_t(vc0 + j) * 2 * N;
       acc[size_t(dv.comp[vc0 + j])] +=
