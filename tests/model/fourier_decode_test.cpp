@@ -23,13 +23,13 @@ namespace {
 
 constexpr int kPrompt = 320, kGen = 64, kSink = 4, kWindow = 64;
 
-struct Run {
+struct DecodeRun {
   std::unique_ptr<Session> session;
   std::vector<std::vector<float>> k, v;  // per layer: [positions, kv_dim] as stored
   std::vector<float> logits;
 };
 
-void run(const LlamaModel& model, Run& r) {
+void run(const LlamaModel& model, DecodeRun& r) {
   const LlamaHparams& hp = model.hparams();
   SessionOptions so;
   so.ctx = kPrompt + kGen + 1;
@@ -61,7 +61,7 @@ TEST(FourierDecode, AccumulatedCacheEqualsProjectionFromScratch) {
   auto backend = create_cpu_backend(0);
   auto model = LlamaModel::load(*file, *backend);
   const LlamaHparams& hp = model->hparams();
-  Run a, b;
+  DecodeRun a, b;
   run(*model, a);
   run(*model, b);
   const int t = kPrompt + kGen;
