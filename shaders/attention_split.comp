@@ -29,12 +29,6 @@ layout(push_constant) uniform Params {
 
 const uint DPT = (D + WG - 1u) / WG;  // output dims per thread
 
-// f16 key tiles of head_dim <= 128 are staged in shared memory: the tile's rows are read by neighbouring
-// threads (coalesced) instead of one thread per 2-4 KiB-strided row. One padding word per row keeps the
-// per-thread row reads on distinct banks. 64 keys x 65 words = 16.6 KiB, within lavapipe's 32 KiB.
-const bool STAGE_K = KV_F16 && D <= 128u;
-const uint KROW = D / 2u + 1u;
-shared uint k_s[STAGE_K ? WG * KROW : 1u];
 shared float q_s[D];
 shared float p_s[WG];
 shared float red[WG];
@@ -106,25 +100,7 @@ void main() {
   for (uint t0 = start; t0 < end; t0 += WG) {
     const uint t = t0 + tid;
     const bool live = t < end;
-    float s = kNegBig;
-    if (STAGE_K) {
-      const uint tile_keys = min(WG, end - t0);
-      for (uint idx = tid; idx < tile_keys * (D / 2u); idx += WG) {
-        const uint key = idx / (D / 2u), wd = idx % (D / 2u);
-        k_s[key * KROW + wd] = kc[((t0 + key) * kv_row + kvh * D) / 2u + wd];
-      }
-      barrier();
-      if (live) {
-        float acc_s = 0.0;
-        for (uint j = 0u; j < D / 2u; ++j) {
-          const vec2 k2 = unpackHalf2x16(k_s[tid * KROW + j]);
-          acc_s += q_s[2u * j] * k2.x + q_s[2u * j + 1u] * k2.y;
-        }
-        s = acc_s * p.scale;
-      }
-    } else if (live) {
-      s = key_dot(t * kv_row + kvh * D) * p.scale;
-    }
+    const float s = live ? key_dot(t * kv_row + kvh * D) * p.scale : kNegBig;
     const float m_new = max(m, reduce_max(s, tid));
     const float pr = live ? exp(s - m_new) : 0.0;
     p_s[tid] = pr;
