@@ -32,6 +32,7 @@ struct Options {
   std::vector<double> depths{0.1, 0.3, 0.5, 0.7, 0.9};
   int fit_tokens = 256;
   std::string path = "auto";
+  std::string norm = "range";
   bool match_window = false;
 };
 
@@ -54,6 +55,7 @@ KvOptions kv_for(const Options& o, const LlamaModel& model, int length) {
   KvOptions kv = kv_options(o.common);
   kv.fourier_fit_tokens = o.fit_tokens;
   kv.fourier_path = o.path;
+  kv.fourier_norm = o.norm;
   if (o.match_window && kv.policy == "window") {
     // The fourier cache's bytes at this length, spent on a longer window instead.
     KvOptions f = kv;
@@ -80,6 +82,7 @@ void report(const Options& o, const KvOptions& kv, const Session& s, int length,
     j["fourier_ratio"] = kv.fourier_ratio;
     j["profile"] = kv.fourier_profile.empty() ? "heuristic" : kv.fourier_profile;
     j["fit_tokens"] = kv.fourier_fit_tokens;
+    j["norm"] = kv.fourier_norm;
   }
   j["kv_bytes"] = m.used();
   j["kv_parts"] = {{"sink", m.sink},
@@ -196,6 +199,7 @@ int run(int argc, char** argv) {
   app.add_option("--depths", o.depths, "needle depths (passkey)")->delimiter(',');
   app.add_option("--fourier-fit", o.fit_tokens, "middle length at which the Fourier fit happens");
   app.add_option("--fourier-path", o.path, "reference | fused | spectral | auto");
+  app.add_option("--fourier-norm", o.norm, "range (FOURIER.md) | lsq (least-squares fit, fkv experiment)");
   app.add_flag("--match-window", o.match_window, "window policy: W that matches the fourier cache's bytes");
   try {
     app.parse(argc, argv);

@@ -54,6 +54,10 @@ struct SplitKvLayer {
   int middle = 0;      // T, the middle's capacity; 0: no middle (window policy: evicted tokens are dropped)
   int n_freq = 0;      // N
   int fit_tokens = 0;  // the middle length at which the compressed dims are fitted: min(T, 256) by default
+  // fkv experiment (docs/FOURIER-IMPL.md): fit x̂ = a·x̃ + b by least squares (a = cov(x, x̃)/var(x̃), with
+  // Σ x·x̃ from the coefficients by Parseval) instead of FOURIER.md's range match a = ρ/ρ̃. Stored as
+  // ρ := a·ρ̃ so that every reader of `norm` is unchanged.
+  bool least_squares_norm = false;
   SplitKvPart k, v;
 
   int sink_len(int t) const { return std::min(sink, t); }

@@ -40,6 +40,9 @@ std::unique_ptr<KvCache> make_kv_cache(Backend& backend, const LlamaHparams& hp,
     c.n_freq = o.fourier_n;
     c.fit_tokens = o.fourier_fit_tokens;
     c.path = parse_split_path(o.fourier_path);
+    require(o.fourier_norm == "range" || o.fourier_norm == "lsq", ErrorCode::kInvalidArgument,
+            "unknown Fourier normalisation '" + o.fourier_norm + "' (expected range or lsq)");
+    c.least_squares_norm = o.fourier_norm == "lsq";
     if (o.policy == "fourier") {
       const FourierProfile p = resolve_fourier_profile(hp, o);
       for (const auto& layer : p.layers) {

@@ -21,7 +21,8 @@ struct KvOptions {
   // fkv's rule for a middle that forms gradually (chunked prefill, decode): its compressed dims stay exact
   // until it holds min(T, fourier_fit_tokens) tokens, then the range normalisation is fitted on those.
   int fourier_fit_tokens = 256;
-  std::string fourier_path = "auto";  // split attention: reference | fused | spectral | auto
+  std::string fourier_path = "auto";   // split attention: reference | fused | spectral | auto
+  std::string fourier_norm = "range";  // range (FOURIER.md) | lsq (fkv experiment: least-squares a, b)
 };
 
 // Builds the policy's cache for a session of `capacity` positions. Throws fkv::Error (kInvalidArgument for

@@ -55,6 +55,7 @@ SplitKvCache::SplitKvCache(Backend& backend, const SplitKvConfig& c) : backend_(
     L.middle = middle_;
     L.n_freq = c.n_freq;
     L.fit_tokens = std::max(1, std::min(middle_, c.fit_tokens));
+    L.least_squares_norm = c.least_squares_norm;
     for (int part = 0; part < 2; ++part) {
       SplitKvPart& P = part == 0 ? L.k : L.v;
       const char* name = part == 0 ? "K" : "V";

@@ -25,6 +25,7 @@ struct SplitKvConfig {
   int n_freq = 512;
   int fit_tokens = 256;  // the fit happens when the middle reaches min(T, fit_tokens)
   SplitAttentionPath path = SplitAttentionPath::kAuto;
+  bool least_squares_norm = false;          // SplitKvLayer::least_squares_norm
   std::vector<SplitKvDims> k_dims, v_dims;  // fourier: per layer; empty: every dim kept
 };
 

@@ -80,7 +80,7 @@ void update_stats(const float* rows, int count, int nc, float* norm) {
 
 // Range normalisation over middle positions 0 .. M-1: μ, ρ from the running statistics, μ̃, ρ̃ from the
 // reconstruction of every position with the coefficients as they are now.
-void refit(const FourierBasis& basis, int M, int nc, const float* coef, float* norm) {
+void refit(const FourierBasis& basis, int M, int nc, const float* coef, float* norm, bool least_squares) {
   std::vector<float> rec(size_t(M) * nc);
   fourier_reconstruct(basis, coef, nc, 0, M, rec.data());
   for (int j = 0; j < nc; ++j) {
@@ -91,6 +91,18 @@ void refit(const FourierBasis& basis, int M, int nc, const float* coef, float* n
     st[1] = std::max(st[6] - mu, mu - st[5]);
     st[2] = rr.mu_rec;
     st[3] = rr.rho_rec;
+    if (least_squares && rr.rho_rec > 0) {
+      // Σ_p x_p·x̃_p = (1/N) Σ_n w_n (C_n² + S_n²) (Parseval on the stored coefficients), w_0 = 1/2.
+      const int N = basis.n_freq();
+      const float* cc = coef + size_t(j) * 2 * N;
+      double sxr = 0, srr = 0;
+      for (int n = 0; n < N; ++n)
+        sxr += (n == 0 ? 0.5 : 1.0) * (double(cc[n]) * cc[n] + double(cc[N + n]) * cc[N + n]);
+      sxr /= N;
+      for (int p = 0; p < M; ++p) srr += double(rec[size_t(p) * nc + j]) * rec[size_t(p) * nc + j];
+      const double cov = sxr / M - double(mu) * rr.mu_rec, var = srr / M - double(rr.mu_rec) * rr.mu_rec;
+      st[1] = var > 0 ? float(cov / var) * rr.rho_rec : 0.0f;
+    }
   }
 }
 
@@ -126,7 +138,7 @@ void append_middle(const SplitKvLayer& c, const SplitKvPart& part, HostSplitPart
         st[5] = st[6] = h.pending[j];
       }
       update_stats(h.pending, c.fit_tokens, nc, h.norm);
-      refit(basis, c.fit_tokens, nc, h.coef, h.norm);
+      refit(basis, c.fit_tokens, nc, h.coef, h.norm, c.least_squares_norm);
     }
   }
   // After the fit: accumulate, in segments that end where the middle reaches a refit length.
@@ -137,7 +149,7 @@ void append_middle(const SplitKvLayer& c, const SplitKvPart& part, HostSplitPart
     fourier_accumulate(basis, rows_c, seg, nc, nc, m, h.coef);
     update_stats(rows_c, seg, nc, h.norm);
     r += seg;
-    if (m + seg == next) refit(basis, next, nc, h.coef, h.norm);
+    if (m + seg == next) refit(basis, next, nc, h.coef, h.norm, c.least_squares_norm);
   }
 }
 
