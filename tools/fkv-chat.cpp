@@ -130,11 +130,12 @@ class Chat {
     std::fprintf(stderr,
                  "backend %s (%s) | context %d/%d tokens | prefill %d tok %.1f tok/s | decode %d tok %.1f tok/s\n"
                  "weights %.1f MiB | KV %s: used %.2f MiB (sink %.2f, middle kept %.2f, coefficients %.2f, "
-                 "window %.2f), allocated %.2f MiB\n",
+                 "window %.2f, middle pending %.2f), allocated %.2f MiB\n",
                  m_.backend->name().c_str(), m_.backend->device_name().c_str(), session_.n_past(), session_.ctx(),
                  last_prefill_.tokens, rate(last_prefill_), last_decode_.tokens, rate(last_decode_),
                  mib(m_.model->weight_bytes()), session_.kv_cache().policy().c_str(), mib(kv.used()), mib(kv.sink),
-                 mib(kv.middle_kept), mib(kv.coefficients), mib(kv.window), mib(kv.allocated));
+                 mib(kv.middle_kept), mib(kv.coefficients), mib(kv.window), mib(kv.middle_pending),
+                 mib(kv.allocated));
   }
 
  private:
