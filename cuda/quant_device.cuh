@@ -153,9 +153,8 @@ struct Q4_K {
   static constexpr int kBlockBytes = 144;
   static constexpr int kUnitsPerBlock = 8;
   static constexpr bool kOffset = true;
-  FKV_HD static void load(const uint8_t* row, int u, Unit& r) {
-    const uint8_t* b = row + size_t(u >> 3) * kBlockBytes;  // 16-byte aligned
-    const int j = u & 7;
+  // Sub-block j's scale d*sc_j and offset -dmin*m_j (6-bit sc/m packed in the 12 scale bytes).
+  FKV_HD static void scale_offset(const uint8_t* b, int j, float& scale, float& offset) {
     const uint32_t dm = u32_at(b);
     const float d = __half2float(__ushort_as_half(uint16_t(dm & 0xffff)));
     const float dmin = __half2float(__ushort_as_half(uint16_t(dm >> 16)));
@@ -168,8 +167,16 @@ struct Q4_K {
       sc = (s[j + 4] & 0xF) | ((s[j - 4] >> 6) << 4);
       m = (s[j + 4] >> 4) | ((s[j] >> 6) << 4);
     }
-    r.a0 = r.a1 = d * float(sc);
-    r.b0 = r.b1 = -dmin * float(m);
+    scale = d * float(sc);
+    offset = -dmin * float(m);
+  }
+  FKV_HD static void load(const uint8_t* row, int u, Unit& r) {
+    const uint8_t* b = row + size_t(u >> 3) * kBlockBytes;  // 16-byte aligned
+    const int j = u & 7;
+    float scale, offset;
+    scale_offset(b, j, scale, offset);
+    r.a0 = r.a1 = scale;
+    r.b0 = r.b1 = offset;
     const uint4* qs = reinterpret_cast<const uint4*>(b + 16 + 32 * (j >> 1));
     const int shift = (j & 1) * 4;
     const uint4 lo = qs[0], hi = qs[1];
@@ -182,20 +189,7 @@ FKV_UNROLL
   FKV_HD static void load4(const uint8_t* row, int u, int p, Quad& r) {
     const uint8_t* b = row + size_t(u >> 3) * kBlockBytes;
     const int j = u & 7;
-    const uint32_t dm = u32_at(b);
-    const float d = __half2float(__ushort_as_half(uint16_t(dm & 0xffff)));
-    const float dmin = __half2float(__ushort_as_half(uint16_t(dm >> 16)));
-    const uint8_t* s = b + 4;
-    uint32_t sc, m;
-    if (j < 4) {
-      sc = s[j] & 63;
-      m = s[j + 4] & 63;
-    } else {
-      sc = (s[j + 4] & 0xF) | ((s[j - 4] >> 6) << 4);
-      m = (s[j + 4] >> 4) | ((s[j] >> 6) << 4);
-    }
-    r.a = d * float(sc);
-    r.b = -dmin * float(m);
+    scale_offset(b, j, r.a, r.b);
     const uint32_t w = u32_at(b + 16 + 32 * (j >> 1) + 4 * p);
     const int shift = (j & 1) * 4;
 FKV_UNROLL
