@@ -4,6 +4,7 @@
 #include <cstdlib>
 #include <filesystem>
 
+#include "model/default_model.h"
 #include "util/error.h"
 
 namespace fkv::tools {
@@ -30,18 +31,12 @@ void add_common_options(CLI::App& app, CommonOptions& o, bool with_json) {
   app.add_option("--fourier-profile", o.fourier_profile, "calibration profile (JSON) from fkv-calibrate");
 }
 
-static fs::path models_dir() {
-  if (const char* env = std::getenv("FKV_MODELS"); env && *env) return env;
-  if (const char* home = std::getenv("HOME"); home && *home) return fs::path(home) / ".cache" / "fkv";
-  return fs::path("/tmp") / "fkv-models";
-}
-
 std::string resolve_model_path(const CommonOptions& o) {
   if (!o.model.empty()) {
     require(fs::exists(o.model), ErrorCode::kIo, "model file not found: " + o.model);
     return o.model;
   }
-  const fs::path cached = models_dir() / "SmolLM2-135M-Instruct.Q4_1.gguf";
+  const fs::path cached = default_model_path();
   if (fs::exists(cached)) return cached.string();
   const fs::path script = fs::path(FKV_SOURCE_DIR) / "tools" / "fetch-default-model.sh";
   require(fs::exists(script), ErrorCode::kIo,
