@@ -17,6 +17,7 @@
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
+#include <map>
 #include <vector>
 
 #include "backend/cpu/cpu_kernels.h"
@@ -24,6 +25,8 @@
 #include "cuda_check.h"
 #include "cuda_kernels.h"
 #include "decode_graph.h"
+#include "fourier/fourier_basis.h"
+#include "split_kv.h"
 #include "util/error.h"
 
 namespace fkv {
@@ -63,6 +66,9 @@ class CudaBackend : public Backend {
     FKV_CUDA_CHECK(cublasSetStream(cublas_, stream_), "binding cuBLAS to the stream");
     graph_ = std::make_unique<DecodeGraph>(
         stream_, [this](const Op& op, bool capturing) { run(op, capturing); }, env_flag("FKV_CUDA_GRAPH", true));
+    split_kv_init();
+    split_graph_ = env_flag("FKV_CUDA_SPLIT_GRAPH", true);
+    native_split_ = env_flag("FKV_CUDA_SPLIT", true);
   }
 
   ~CudaBackend() override {
@@ -70,6 +76,7 @@ class CudaBackend : public Backend {
     (void)cudaStreamSynchronize(stream_);
     graph_.reset();
     rope_tables_.clear();
+    basis_tables_.clear();
     if (cublas_) (void)cublasDestroy(cublas_);
     if (stream_) (void)cudaStreamDestroy(stream_);
   }
@@ -282,8 +289,199 @@ class CudaBackend : public Backend {
     submit(op, n == 1);
   }
 
+  // ---- Split KV cache (split_kv.h). One-token appends and direct attention go through the graph recorder
+  // (their record holds the branch the host took, so only steps taking the same branch replay); the rest
+  // runs at once.
+  void split_kv_append(const DeviceBuffer& k, const DeviceBuffer& v, int n, int pos0, const AttentionShape& s,
+                       SplitKvLayer& cache) override {
+    if (!native_split_) return Backend::split_kv_append(k, v, n, pos0, s, cache);
+    use_device();
+    require(pos0 >= 0 && n >= 0, ErrorCode::kInvalidArgument, "split_kv_append: negative position or count");
+    if (cache.middle > 0)
+      require(pos0 + n <= cache.sink + cache.window + cache.middle, ErrorCode::kContextFull,
+              "split KV cache holds " + std::to_string(cache.sink + cache.window + cache.middle) +
+                  " positions; asked to store up to " + std::to_string(pos0 + n));
+    const SplitLayerDev L = split_layer(cache, s, "split_kv_append");
+    check_floats(k, int64_t(n) * L.row_len(), "split_kv_append", "k");
+    check_floats(v, int64_t(n) * L.row_len(), "split_kv_append", "v");
+    if (n == 0) return;
+    const AppendEvent event = append_event(L, n, pos0);
+    Op op;
+    op.kind = OpKind::kSplitAppend;
+    op.uses_pos = 1;
+    op.pos0 = pos0;
+    pack_layer(L, op);
+    op.p[kSplitP0] = dev(k);
+    op.p[kSplitP0 + 1] = dev(v);
+    const size_t bytes = append_scratch_bytes(L, n);
+    if (!split_append_ws_.fits(bytes)) graph_->barrier();  // deferred ops may point into the old block
+    op.p[kSplitP0 + 2] = split_append_ws_.get(bytes, stream_);
+    op.i[kSplitI0] = n;
+    op.i[kSplitI0 + 1] = int64_t(event);
+    const bool replayable = split_graph_ && (event == AppendEvent::kNone || event == AppendEvent::kPending ||
+                                             event == AppendEvent::kAccumulate);
+    submit(op, replayable);
+  }
+
+  void split_attention(const DeviceBuffer& q, const DeviceBuffer& k, const DeviceBuffer& v, int n, int pos0,
+                       const AttentionShape& s, const SplitKvLayer& cache, SplitAttentionPath path,
+                       DeviceBuffer& out) override {
+    if (!native_split_) return Backend::split_attention(q, k, v, n, pos0, s, cache, path, out);
+    use_device();
+    require(pos0 >= 0 && n >= 0, ErrorCode::kInvalidArgument, "split_attention: negative position or count");
+    const SplitLayerDev L = split_layer(cache, s, "split_attention");
+    check_floats(q, int64_t(n) * s.n_heads * s.head_dim, "split_attention", "q");
+    check_floats(out, int64_t(n) * s.n_heads * s.head_dim, "split_attention", "out");
+    check_floats(k, int64_t(n) * L.row_len(), "split_attention", "k");
+    check_floats(v, int64_t(n) * L.row_len(), "split_attention", "v");
+    if (n == 0) return;
+    SplitAttentionArgs a{};
+    a.L = L;
+    a.q = dev_f(q);
+    a.k = dev_f(k);
+    a.v = dev_f(v);
+    a.out = dev_f(out);
+    a.n = n;
+    a.pos0 = pos0;
+    a.n_heads = s.n_heads;
+    a.scale = s.scale;
+    a.fitted = L.fitted(pos0);
+    const bool direct = (path == SplitAttentionPath::kAuto || path == SplitAttentionPath::kSpectral) &&
+                        n <= kSplitDirectMaxTokens;
+    if (!direct) {
+      graph_->barrier();
+      void* rows = split_rows_.get(split_rows_bytes(L, n, pos0), stream_);
+      a.workspace = prefill_ws_.get(split_rows_workspace_bytes(L, n, pos0, s.n_heads, sm_count_), stream_);
+      split_attention_rows(a, rows, sm_count_, stream_);
+      return;
+    }
+    Op op;
+    op.kind = OpKind::kSplitAttention;
+    op.uses_pos = 1;
+    op.pos0 = pos0;
+    pack_layer(L, op);
+    op.p[kSplitP0] = a.q;
+    op.p[kSplitP0 + 1] = a.k;
+    op.p[kSplitP0 + 2] = a.v;
+    op.p[kSplitP0 + 3] = a.out;
+    const size_t bytes = split_direct_workspace_bytes(L, n, s.n_heads, sm_count_);
+    if (!split_decode_ws_.fits(bytes)) graph_->barrier();
+    op.p[kSplitP0 + 4] = split_decode_ws_.get(bytes, stream_);
+    op.i[kSplitI0] = n;
+    op.i[kSplitI0 + 1] = s.n_heads;
+    op.i[kSplitI0 + 2] = a.fitted;
+    op.f[0] = s.scale;
+    submit(op, n == 1 && split_graph_);
+  }
+
+  void fourier_project(const DeviceBuffer& values, int rows, int n_comp, int m0, int period, int n_freq,
+                       DeviceBuffer& coef) override {
+    fourier_sums(values, rows, n_comp, m0, period, n_freq, coef, true);
+  }
+  void fourier_accumulate(const DeviceBuffer& values, int rows, int n_comp, int m0, int period, int n_freq,
+                          DeviceBuffer& coef) override {
+    fourier_sums(values, rows, n_comp, m0, period, n_freq, coef, false);
+  }
+
  private:
-  size_t generation() const { return decode_ws_.generation(); }
+  // Every scratch block a deferred or captured op may point into: a reallocation drops the graph.
+  size_t generation() const {
+    return decode_ws_.generation() + split_decode_ws_.generation() + split_append_ws_.generation();
+  }
+
+  void fourier_sums(const DeviceBuffer& values, int rows, int n_comp, int m0, int period, int n_freq,
+                    DeviceBuffer& coef, bool overwrite) {
+    if (!native_split_) {
+      return overwrite ? Backend::fourier_project(values, rows, n_comp, m0, period, n_freq, coef)
+                       : Backend::fourier_accumulate(values, rows, n_comp, m0, period, n_freq, coef);
+    }
+    use_device();
+    const char* name = overwrite ? "fourier_project" : "fourier_accumulate";
+    require(rows >= 0 && n_comp >= 0 && m0 >= 0, ErrorCode::kInvalidArgument,
+            std::string(name) + ": negative rows, dims or position");
+    require(period >= 1 && n_freq >= 1, ErrorCode::kInvalidArgument,
+            std::string(name) + ": the period and the frequency count must be positive");
+    check_floats(values, int64_t(rows) * n_comp, name, "values");
+    check_floats(coef, int64_t(n_comp) * 2 * n_freq, name, "coef");
+    graph_->barrier();
+    cuda::fourier_accumulate(dev_f(values), rows, n_comp, n_comp, m0, period, n_freq, basis_table(period), overwrite,
+                             dev_f(coef), stream_);
+  }
+
+  // The layer as device pointers, with every size checked against its buffers.
+  SplitLayerDev split_layer(const SplitKvLayer& c, const AttentionShape& s, const char* op) {
+    const std::string what = op;
+    require(s.n_kv_heads > 0 && s.n_heads > 0 && s.n_heads % s.n_kv_heads == 0, ErrorCode::kInvalidArgument,
+            what + ": n_heads must be a positive multiple of n_kv_heads");
+    require(s.head_dim > 0 && s.head_dim <= 256, ErrorCode::kUnsupported,
+            what + ": the CUDA split cache supports head_dim up to 256, not " + std::to_string(s.head_dim));
+    require(c.sink >= 0 && c.window >= 0 && c.middle >= 0, ErrorCode::kInvalidArgument,
+            what + ": negative sink, window or middle");
+    SplitLayerDev L;
+    L.f16 = c.type == KvType::kF16;
+    L.kvh = s.n_kv_heads;
+    L.d = s.head_dim;
+    L.S = c.sink;
+    L.W = c.window;
+    L.T = c.middle;
+    L.N = c.n_freq;
+    L.fit = c.fit_tokens;
+    L.lsq = c.least_squares_norm;
+    const size_t tb = kv_type_bytes(c.type), row_bytes = size_t(L.row_len()) * tb;
+    auto need = [&](const DeviceBuffer* b, size_t bytes, const char* which) {
+      if (bytes == 0) return;
+      require(b != nullptr && b->size() >= bytes, ErrorCode::kInvalidArgument,
+              what + ": split cache buffer '" + which + "' is missing or smaller than the layout");
+    };
+    if (L.T > 0) {
+      require(L.N >= 1 && L.fit >= 1 && L.fit <= L.T, ErrorCode::kInvalidArgument,
+              what + ": Fourier frequencies and the fit length must be positive (fit <= middle)");
+      L.table = basis_table(L.T);
+    }
+    const SplitKvPart* parts[2] = {&c.k, &c.v};
+    SplitPartDev* devs[2] = {&L.k, &L.v};
+    for (int q = 0; q < 2; ++q) {
+      const SplitKvPart& P = *parts[q];
+      SplitPartDev& D = *devs[q];
+      need(P.sink, size_t(L.S) * row_bytes, "sink");
+      need(P.window, size_t(L.W) * row_bytes, "window");
+      D.sink = P.sink ? dev(*P.sink) : nullptr;
+      D.window = P.window ? dev(*P.window) : nullptr;
+      if (L.T <= 0) continue;
+      const SplitKvDims& dm = P.dims;
+      require(int(dm.keep_offset.size()) == L.kvh + 1 && int(dm.comp_offset.size()) == L.kvh + 1 &&
+                  dm.n_keep() + dm.n_comp() == L.kvh * L.d,
+              ErrorCode::kInvalidArgument, what + ": the split cache's dim lists do not cover every head's dims");
+      D.nk = dm.n_keep();
+      D.nc = dm.n_comp();
+      need(P.dims_table, sizeof(int32_t) * (2 * size_t(L.kvh + 1) + D.nk + D.nc), "dims_table");
+      need(P.kept, size_t(L.T) * D.nk * tb, "kept");
+      need(P.pending, size_t(L.fit) * D.nc * sizeof(float), "pending");
+      need(P.coef, size_t(D.nc) * 2 * L.N * sizeof(float), "coef");
+      need(P.norm, size_t(D.nc) * kSplitNormStride * sizeof(float), "norm");
+      D.dims = static_cast<const int*>(dev(*P.dims_table));
+      D.kept = P.kept ? dev(*P.kept) : nullptr;
+      D.pending = P.pending ? dev_f(*P.pending) : nullptr;
+      D.coef = P.coef ? dev_f(*P.coef) : nullptr;
+      D.norm = P.norm ? dev_f(*P.norm) : nullptr;
+    }
+    return L;
+  }
+
+  // (cos, sin)(2π k / T) for k < T, FourierBasis's own floats, built once per T.
+  const float2* basis_table(int period) {
+    auto it = basis_tables_.find(period);
+    if (it != basis_tables_.end()) return static_cast<const float2*>(it->second->data());
+    const FourierBasis b(period, 1);
+    std::vector<float2> host(static_cast<size_t>(period));
+    for (int k = 0; k < period; ++k) host[size_t(k)] = make_float2(b.cos_table()[k], b.sin_table()[k]);
+    auto buf = std::make_unique<CudaBuffer>(host.size() * sizeof(float2), "Fourier basis table");
+    FKV_CUDA_CHECK(cudaMemcpy(buf->data(), host.data(), host.size() * sizeof(float2), cudaMemcpyHostToDevice),
+                   "uploading the Fourier basis table");
+    const float2* ptr = static_cast<const float2*>(buf->data());
+    basis_tables_.emplace(period, std::move(buf));
+    return ptr;
+  }
 
   // Makes this backend's GPU current for the calling thread: a process may hold backends on several GPUs.
   void use_device() {
@@ -357,6 +555,26 @@ class CudaBackend : public Backend {
         a.max_len = capturing ? int(op.i[5]) : op.pos0 + a.n;
         return cuda::attention(a, sm_count_, stream_);
       }
+      case OpKind::kSplitAppend:
+        return split_append(unpack_layer(op), static_cast<const float*>(op.p[kSplitP0]),
+                            static_cast<const float*>(op.p[kSplitP0 + 1]), int(op.i[kSplitI0]), op.pos0, pos_dev,
+                            const_cast<void*>(op.p[kSplitP0 + 2]), stream_);
+      case OpKind::kSplitAttention: {
+        SplitAttentionArgs a{};
+        a.L = unpack_layer(op);
+        a.q = static_cast<const float*>(op.p[kSplitP0]);
+        a.k = static_cast<const float*>(op.p[kSplitP0 + 1]);
+        a.v = static_cast<const float*>(op.p[kSplitP0 + 2]);
+        a.out = mut(op.p[kSplitP0 + 3]);
+        a.workspace = const_cast<void*>(op.p[kSplitP0 + 4]);
+        a.n = int(op.i[kSplitI0]);
+        a.n_heads = int(op.i[kSplitI0 + 1]);
+        a.fitted = op.i[kSplitI0 + 2] != 0;
+        a.scale = op.f[0];
+        a.pos0 = op.pos0;
+        a.pos0_dev = pos_dev;
+        return split_attention_direct(a, sm_count_, stream_);
+      }
     }
     throw Error(ErrorCode::kInternal, "CUDA backend: unknown op kind");
   }
@@ -422,6 +640,12 @@ class CudaBackend : public Backend {
   Scratch prefill_ws_{"attention split workspace (prefill)"};
   Scratch w_scratch_{"dequantized weight scratch (prefill GEMM)"};
   Scratch x_half_{"f16 activations (prefill GEMM)"};
+  Scratch split_decode_ws_{"split attention workspace (decode)"};
+  Scratch split_append_ws_{"split KV append staging"};
+  Scratch split_rows_{"split attention rows (prefill)"};
+  std::map<int, std::unique_ptr<CudaBuffer>> basis_tables_;
+  bool split_graph_ = true;   // FKV_CUDA_SPLIT_GRAPH=0: split-cache ops never replay in a graph
+  bool native_split_ = true;  // FKV_CUDA_SPLIT=0: the Backend base class's host fallback (for bisecting)
   std::vector<std::pair<RopeParams, std::unique_ptr<CudaBuffer>>> rope_tables_;
   std::unique_ptr<DecodeGraph> graph_;
 };

@@ -10,6 +10,9 @@
 #   FKV_E2E=0 ...                           # skip fkv-parity cpu vs cuda on a random small model
 #   FKV_BENCH_8B=1 ...                      # also fkv-bench on random Llama-3-8B-shape models (F16, Q4_0;
 #                                           # depths 0 and 32K; needs ~25 GB of disk and several minutes)
+#   FKV_BENCH_FOURIER=1 ...                 # also fkv-bench --kv full/fourier/window (FKV_BENCH_KVS) on a
+#                                           # random 8B-shape F16 model at depths 0, 8K, 32K and ~128K
+#                                           # (--fill synthetic; 16 GB of disk)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 LOGS=${OUT:-$PWD/build-gpu-check/logs}
@@ -71,7 +74,7 @@ if [[ "${FKV_E2E:-1}" != 0 && -x "$TOOLS/fkv-parity" && -x "$TOOLS/fkv-make-rand
   mkdir -p "$models"
   {
     "$TOOLS/fkv-make-random-model" --shape small --type q4_0 "$models/small-q4_0.gguf" &&
-      for kv in full fourier; do
+      for kv in full fourier window; do
         echo "== fkv-parity cpu,cuda small q4_0 --kv $kv"
         "$TOOLS/fkv-parity" --model "$models/small-q4_0.gguf" --backends cpu,cuda --kv $kv || echo "PARITY FAILED ($kv)"
       done
@@ -90,6 +93,21 @@ if [[ -n "${FKV_BENCH_8B:-}" && -x "$TOOLS/fkv-bench" ]]; then
     rm -f "$f"  # disk: the 8B F16 file alone is 16 GB
   done
   grep -vE "^\s*$" "$LOGS/fkv_bench.log" | tail -20
+fi
+# Split KV cache decode speed against the full cache (issue 7): one session per policy at ctx 131072, its
+# context filled with synthetic K/V (stored through the policy: appends, fits and refits run, no forward pass).
+if [[ -n "${FKV_BENCH_FOURIER:-}" && -x "$TOOLS/fkv-bench" ]]; then
+  mkdir -p "$models"
+  f=$models/llama3-8b-f16.gguf
+  [[ -f $f ]] || "$TOOLS/fkv-make-random-model" --shape llama3-8b --type f16 "$f" >>"$LOGS/fkv_bench_kv.log" 2>&1
+  for kv in ${FKV_BENCH_KVS:-full fourier window}; do
+    echo "== fkv-bench llama3-8b f16 --kv $kv" | tee -a "$LOGS/fkv_bench_kv.log"
+    timeout "${FKV_BENCH_KV_TIMEOUT:-900}" "$TOOLS/fkv-bench" --model "$f" --backend cuda --kv $kv --ctx 131072 \
+      --depth 0,8192,32768,130816 --fill synthetic -p 128 -n 64 -r 1 >>"$LOGS/fkv_bench_kv.log" 2>&1 ||
+      echo "fkv-bench --kv $kv failed or timed out (see fkv_bench_kv.log)"
+  done
+  rm -f "$f"
+  grep -vE "^\s*$" "$LOGS/fkv_bench_kv.log" | tail -40
 fi
 echo "cuda tests: $([[ $status == 0 ]] && echo passed || echo FAILED)"
 exit $status
