@@ -1,9 +1,10 @@
 // fkv-calibrate: a Fourier profile for a model from a calibration text (../shared/FOURIER.md "Choosing the
 // compressed dims"). Runs the text through the model with an exact cache, takes every layer's cached K (after
 // RoPE) and V, and for each layer, KV head, K/V and dim compresses the middle (positions S .. L-W, T = its
-// length, N frequencies), reconstructs it with range normalisation and measures the mean squared error. Per
-// layer all heads are ranked together; the lowest-error fraction is compressed (the reference's per-layer
-// fractions scaled to the model's depth, or --fourier-ratio everywhere).
+// length, N frequencies), reconstructs it with the normalisation the cache will use (--fourier-norm:
+// FOURIER.md's range match, or fkv's least-squares fit) and measures the mean squared error. Per layer all
+// heads are ranked together; the lowest-error fraction is compressed (the reference's per-layer fractions
+// scaled to the model's depth, or --fourier-ratio everywhere).
 #include <chrono>
 #include <cstdio>
 #include <fstream>
@@ -30,8 +31,10 @@ struct Options {
 };
 
 // Per-dim reconstruction MSE of `rows` values of n_dims dims ([rows, n_dims]) compressed to N frequencies
-// with period T = rows, with range normalisation.
-std::vector<double> dim_errors(const std::vector<float>& x, int rows, int n_dims, int n_freq) {
+// with period T = rows. x̂ = a·x̃ + b with FOURIER.md's range match (a = ρ/ρ̃) or, with least_squares, the
+// affine fit that minimises this very error (a = cov(x, x̃)/var(x̃), b = μ − a·μ̃).
+std::vector<double> dim_errors(const std::vector<float>& x, int rows, int n_dims, int n_freq,
+                               bool least_squares) {
   FourierBasis basis(rows, n_freq);
   std::vector<float> coef(size_t(n_dims) * 2 * n_freq), norm(size_t(n_dims) * 4), rec(size_t(rows) * n_dims);
   fourier_fit(basis, x.data(), rows, n_dims, n_dims, coef.data(), norm.data());
@@ -40,8 +43,19 @@ std::vector<double> dim_errors(const std::vector<float>& x, int rows, int n_dims
   for (int j = 0; j < n_dims; ++j) {
     const RangeNorm rn{norm[size_t(j) * 4], norm[size_t(j) * 4 + 1], norm[size_t(j) * 4 + 2],
                        norm[size_t(j) * 4 + 3]};
+    double a = rn.a(), b = rn.b();
+    if (least_squares) {
+      double sx = 0, sr = 0, srr = 0, sxr = 0;
+      for (int p = 0; p < rows; ++p) {
+        const double xv = x[size_t(p) * n_dims + j], rv = rec[size_t(p) * n_dims + j];
+        sx += xv, sr += rv, srr += rv * rv, sxr += xv * rv;
+      }
+      const double mx = sx / rows, mr = sr / rows, var = srr / rows - mr * mr;
+      a = var > 0 ? (sxr / rows - mx * mr) / var : 0.0;
+      b = mx - a * mr;
+    }
     for (int p = 0; p < rows; ++p) {
-      const double e = rn.a() * rec[size_t(p) * n_dims + j] + rn.b() - x[size_t(p) * n_dims + j];
+      const double e = a * rec[size_t(p) * n_dims + j] + b - x[size_t(p) * n_dims + j];
       mse[size_t(j)] += e * e;
     }
     mse[size_t(j)] /= rows;
@@ -106,7 +120,8 @@ int run(int argc, char** argv) {
   p.n_kv_heads = hp.n_kv_heads;
   p.head_dim = hp.head_dim;
   p.source = "fkv-calibrate " + o.text + " (" + std::to_string(L) + " tokens, S=" + std::to_string(S) +
-             ", W=" + std::to_string(W) + ", N=" + std::to_string(N) + ")";
+             ", W=" + std::to_string(W) + ", N=" + std::to_string(N) + ", norm " + o.common.fourier_norm +
+             ")";
   p.layers.resize(size_t(hp.n_layers));
   ThreadPool pool(o.common.threads);
   pool.parallel_for(hp.n_layers, 1, [&](int64_t b, int64_t e) {
@@ -118,8 +133,10 @@ int run(int argc, char** argv) {
                                 mse.begin() + size_t(g + 1) * hp.head_dim);
         return out;
       };
-      p.layers[size_t(l)].k_mse = per_head(dim_errors(ks[size_t(l)], M, kvd, N));
-      p.layers[size_t(l)].v_mse = per_head(dim_errors(vs[size_t(l)], M, kvd, N));
+      p.layers[size_t(l)].k_mse =
+          per_head(dim_errors(ks[size_t(l)], M, kvd, N, o.common.fourier_norm == "lsq"));
+      p.layers[size_t(l)].v_mse =
+          per_head(dim_errors(vs[size_t(l)], M, kvd, N, o.common.fourier_norm == "lsq"));
     }
   });
   select_compressed_dims(p, o.common.fourier_ratio);

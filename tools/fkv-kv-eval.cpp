@@ -1,7 +1,7 @@
 // fkv-kv-eval: KV-policy quality on a real model, for docs/ACCURACY.md until fkv-eval covers it.
 //   perplexity: WikiText-style text, the first L tokens of the file, evaluated in the session's prefill
 //               chunks (later chunks see the compressed cache), NLL over every predicted token and over the
-//               tokens past S + W (where policies differ);
+//               tokens past the command line's S + W (where policies differ);
 //   passkey:    a pass key sentence hidden at a depth of an essay haystack of L tokens, greedy answer.
 // --match-window: run the window policy with the W that gives it the fourier policy's KV bytes at L.
 #include <chrono>
@@ -32,7 +32,6 @@ struct Options {
   std::vector<double> depths{0.1, 0.3, 0.5, 0.7, 0.9};
   int fit_tokens = 256;
   std::string path = "auto";
-  std::string norm = "range";
   bool match_window = false;
 };
 
@@ -55,7 +54,6 @@ KvOptions kv_for(const Options& o, const LlamaModel& model, int length) {
   KvOptions kv = kv_options(o.common);
   kv.fourier_fit_tokens = o.fit_tokens;
   kv.fourier_path = o.path;
-  kv.fourier_norm = o.norm;
   if (o.match_window && kv.policy == "window") {
     // The fourier cache's bytes at this length, spent on a longer window instead.
     KvOptions f = kv;
@@ -106,7 +104,9 @@ int perplexity(const Options& o, LoadedModel& m, const Tokenizer& tok) {
     so.ctx = length;
     so.kv = kv;
     Session s(*m.model, so);
-    const int vocab = m.model->hparams().vocab, chunk = 256, tail_from = kv.sink + kv.window;
+    // The tail starts after the nominal S + W of the command line, also for a --match-window run whose own W
+    // is longer, so that every policy's "past window" number covers the same tokens.
+    const int vocab = m.model->hparams().vocab, chunk = 256, tail_from = o.common.sink + o.common.window;
     double nll = 0, nll_tail = 0;
     int count = 0, count_tail = 0;
     const auto t0 = std::chrono::steady_clock::now();
@@ -199,7 +199,6 @@ int run(int argc, char** argv) {
   app.add_option("--depths", o.depths, "needle depths (passkey)")->delimiter(',');
   app.add_option("--fourier-fit", o.fit_tokens, "middle length at which the Fourier fit happens");
   app.add_option("--fourier-path", o.path, "reference | fused | spectral | auto");
-  app.add_option("--fourier-norm", o.norm, "range (FOURIER.md) | lsq (least-squares fit, fkv experiment)");
   app.add_flag("--match-window", o.match_window, "window policy: W that matches the fourier cache's bytes");
   try {
     app.parse(argc, argv);

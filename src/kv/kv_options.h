@@ -22,7 +22,9 @@ struct KvOptions {
   // until it holds min(T, fourier_fit_tokens) tokens, then the range normalisation is fitted on those.
   int fourier_fit_tokens = 256;
   std::string fourier_path = "auto";   // split attention: reference | fused | spectral | auto
-  std::string fourier_norm = "range";  // range (FOURIER.md) | lsq (fkv experiment: least-squares a, b)
+  // How x̂ = a·x̃ + b is fitted: lsq (fkv's default: least-squares a, b, docs/FOURIER-IMPL.md) | range
+  // (FOURIER.md's a = ρ/ρ̃, much worse on the models measured: docs/ACCURACY.md).
+  std::string fourier_norm = "lsq";
 };
 
 // Builds the policy's cache for a session of `capacity` positions. Throws fkv::Error (kInvalidArgument for

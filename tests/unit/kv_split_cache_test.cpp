@@ -128,31 +128,87 @@ TEST(KvSplitCache, NoCompressedDimsIsFullAttentionBitForBit) {
 }
 
 TEST(KvSplitCache, FusedAndSpectralMatchReference) {
-  auto be = create_cpu_backend(2);
+  for (bool least_squares : {false, true}) {
+    SCOPED_TRACE(least_squares ? "lsq normalisation" : "range normalisation");
+    auto be = create_cpu_backend(2);
+    const AttentionShape s = test_shape();
+    const int cap = 260;
+    Data d(s, cap, 5);
+    SplitKvConfig cfg = fourier_config(s, cap, KvType::kF16, 0.75);
+    cfg.least_squares_norm = least_squares;
+    SplitKvCache cache(*be, cfg);
+    Runner r(*be, s, 64);
+    int pos = 0;
+    for (int n : schedule(180, 20)) {
+      r.step(cache, d, pos, n);
+      pos += n;
+    }
+    const SplitKvLayer& L = cache.layer(0);
+    ASSERT_TRUE(L.fitted(pos));
+    ASSERT_GT(L.k.dims.n_comp(), 0);
+    for (int n : {1, 7}) {
+      r.load(d, pos, n);
+      auto run = [&](SplitAttentionPath path) {
+        be->split_attention(*r.q, *r.k, *r.v, n, pos, s, L, path, *r.out);
+        std::vector<float> o(size_t(n) * s.n_heads * s.head_dim);
+        be->download(*r.out, 0, o.data(), o.size() * 4);
+        return o;
+      };
+      const auto ref = run(SplitAttentionPath::kReference);
+      EXPECT_LT(rel_diff(run(SplitAttentionPath::kFused), ref), 1e-5) << "n = " << n;
+      EXPECT_LT(rel_diff(run(SplitAttentionPath::kSpectral), ref), 1e-4) << "n = " << n;
+    }
+  }
+}
+
+// fkv's least-squares normalisation (KvOptions::fourier_norm = "lsq"): after a refit, x̂ = a·x̃ + b is the
+// affine map of the reconstruction that is closest to the true middle values, although the cache never keeps
+// those values (Σ x·x̃ comes from the coefficients by Parseval).
+TEST(KvSplitCache, LeastSquaresNormIsTheBestAffineFit) {
+  auto be = create_cpu_backend(1);
   const AttentionShape s = test_shape();
-  const int cap = 260;
-  Data d(s, cap, 5);
-  SplitKvCache cache(*be, fourier_config(s, cap, KvType::kF16, 0.75));
+  SplitKvConfig cfg = fourier_config(s, 0, KvType::kF32, 0.8);
+  cfg.capacity = cfg.sink + cfg.window + 2 * cfg.fit_tokens;  // the middle ends on its first refit
+  cfg.least_squares_norm = true;
+  const int cap = cfg.capacity;
+  Data d(s, cap, 21);
+  SplitKvCache cache(*be, cfg);
   Runner r(*be, s, 64);
   int pos = 0;
-  for (int n : schedule(180, 20)) {
+  for (int n : schedule(cap - 30, 30)) {
     r.step(cache, d, pos, n);
     pos += n;
   }
   const SplitKvLayer& L = cache.layer(0);
-  ASSERT_TRUE(L.fitted(pos));
-  ASSERT_GT(L.k.dims.n_comp(), 0);
-  for (int n : {1, 7}) {
-    r.load(d, pos, n);
-    auto run = [&](SplitAttentionPath path) {
-      be->split_attention(*r.q, *r.k, *r.v, n, pos, s, L, path, *r.out);
-      std::vector<float> o(size_t(n) * s.n_heads * s.head_dim);
-      be->download(*r.out, 0, o.data(), o.size() * 4);
-      return o;
-    };
-    const auto ref = run(SplitAttentionPath::kReference);
-    EXPECT_LT(rel_diff(run(SplitAttentionPath::kFused), ref), 1e-5) << "n = " << n;
-    EXPECT_LT(rel_diff(run(SplitAttentionPath::kSpectral), ref), 1e-4) << "n = " << n;
+  const int M = L.middle_len(pos), kd = s.n_kv_heads * s.head_dim;
+  ASSERT_EQ(M, 2 * cfg.fit_tokens);
+  for (int part = 0; part < 2; ++part) {
+    SCOPED_TRACE(part == 0 ? "K" : "V");
+    const SplitKvPart& P = part == 0 ? L.k : L.v;
+    const std::vector<float>& src = part == 0 ? d.k : d.v;
+    const int nc = P.dims.n_comp();
+    ASSERT_GT(nc, 0);
+    std::vector<float> coef(size_t(nc) * 2 * L.n_freq), norm(size_t(nc) * kSplitNormStride),
+        rec(size_t(M) * nc);
+    be->download(*P.coef, 0, coef.data(), coef.size() * 4);
+    be->download(*P.norm, 0, norm.data(), norm.size() * 4);
+    FourierBasis basis(L.middle, L.n_freq);
+    fourier_reconstruct(basis, coef.data(), nc, 0, M, rec.data());
+    for (int g = 0; g < s.n_kv_heads; ++g)
+      for (int i = P.dims.comp_offset[g]; i < P.dims.comp_offset[g + 1]; ++i) {
+        double sx = 0, sr = 0, srr = 0, sxr = 0;
+        for (int m = 0; m < M; ++m) {
+          const double x = src[size_t(cfg.sink + m) * kd + g * s.head_dim + P.dims.comp[i]];
+          const double xr = rec[size_t(m) * nc + i];
+          sx += x, sr += xr, srr += xr * xr, sxr += x * xr;
+        }
+        const double mx = sx / M, mr = sr / M;
+        const double a = (sxr / M - mx * mr) / (srr / M - mr * mr), b = mx - a * mr;
+        const float* st = norm.data() + size_t(i) * kSplitNormStride;
+        const RangeNorm have{st[0], st[1], st[2], st[3]};
+        EXPECT_NEAR(have.a(), a, 1e-3 * std::max(1.0, std::fabs(a))) << "dim " << i;
+        EXPECT_NEAR(have.b(), b, 1e-3 * std::max(1.0, std::fabs(b))) << "dim " << i;
+      }
   }
 }
 

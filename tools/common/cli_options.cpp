@@ -12,7 +12,8 @@ namespace fkv::tools {
 namespace fs = std::filesystem;
 
 void add_common_options(CLI::App& app, CommonOptions& o, bool with_json) {
-  app.add_option("--model,-m", o.model, "GGUF model file (default: SmolLM2-135M-Instruct, fetched on first use)");
+  app.add_option("--model,-m", o.model,
+                 "GGUF model file (default: SmolLM2-135M-Instruct, fetched on first use)");
   app.add_option("--backend", o.backend, "cpu | vulkan | cuda | auto")
       ->check(CLI::IsMember({"cpu", "vulkan", "cuda", "auto"}))
       ->capture_default_str();
@@ -29,6 +30,10 @@ void add_common_options(CLI::App& app, CommonOptions& o, bool with_json) {
   app.add_option("--fourier-n", o.fourier_n, "Fourier frequencies per compressed dim")->capture_default_str();
   app.add_option("--fourier-ratio", o.fourier_ratio, "fraction of dims compressed (overrides the profile)");
   app.add_option("--fourier-profile", o.fourier_profile, "calibration profile (JSON) from fkv-calibrate");
+  app.add_option("--fourier-norm", o.fourier_norm,
+                 "fit of the reconstruction: lsq (least squares, fkv) | range (FOURIER.md's range match)")
+      ->check(CLI::IsMember({"lsq", "range"}))
+      ->capture_default_str();
 }
 
 std::string resolve_model_path(const CommonOptions& o) {

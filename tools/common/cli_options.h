@@ -25,6 +25,7 @@ struct CommonOptions {
   int fourier_n = 512;
   double fourier_ratio = -1;    // <0: the profile's own fractions
   std::string fourier_profile;
+  std::string fourier_norm = "lsq";  // lsq | range (KvOptions::fourier_norm)
 };
 
 // Adds the shared options to app. with_json: the tool reports and accepts --json.

@@ -63,6 +63,7 @@ KvOptions kv_options(const CommonOptions& o) {
   k.fourier_n = o.fourier_n;
   k.fourier_ratio = o.fourier_ratio;
   k.fourier_profile = o.fourier_profile;
+  k.fourier_norm = o.fourier_norm;
   return k;
 }
 
