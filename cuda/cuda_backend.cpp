@@ -26,12 +26,16 @@
 #include "cuda_kernels.h"
 #include "decode_graph.h"
 #include "fourier/fourier_basis.h"
+#include "split_chirp.h"
 #include "split_kv.h"
 #include "util/error.h"
 
 namespace fkv {
 namespace cuda {
 namespace {
+
+static_assert(kSplitP0 + 5 <= int(sizeof(Op::p) / sizeof(Op::p[0])) && kSplitI0 + 3 <= int(sizeof(Op::i) / sizeof(Op::i[0])),
+              "the split-cache ops' fields must fit an Op record");
 
 constexpr int kMatvecMaxTokens = 2;                 // more tokens than this: dequantize + GEMM
 constexpr size_t kGemmScratchElems = size_t(32) << 20;  // weight rows decoded per GEMM chunk (64 MiB of f16)
@@ -69,6 +73,7 @@ class CudaBackend : public Backend {
     split_kv_init();
     split_graph_ = env_flag("FKV_CUDA_SPLIT_GRAPH", true);
     native_split_ = env_flag("FKV_CUDA_SPLIT", true);
+    chirp_ = env_flag("FKV_CUDA_CHIRP", true);
   }
 
   ~CudaBackend() override {
@@ -77,6 +82,7 @@ class CudaBackend : public Backend {
     graph_.reset();
     rope_tables_.clear();
     basis_tables_.clear();
+    chirp_tables_.clear();
     if (cublas_) (void)cublasDestroy(cublas_);
     if (stream_) (void)cudaStreamDestroy(stream_);
   }
@@ -437,6 +443,14 @@ class CudaBackend : public Backend {
       require(L.N >= 1 && L.fit >= 1 && L.fit <= L.T, ErrorCode::kInvalidArgument,
               what + ": Fourier frequencies and the fit length must be positive (fit <= middle)");
       L.table = basis_table(L.T);
+      if (chirp_ && L.N <= kChirpMaxN) {
+        const ChirpDev& t = chirp_tables(L.T, L.N);
+        L.chirp = true;
+        L.chirp_n = static_cast<const float2*>(t.n->data());
+        L.chirp_m = static_cast<const float2*>(t.m->data());
+        L.chirp_seg = static_cast<const float2*>(t.seg->data());
+        L.chirp_twiddle = static_cast<const float2*>(t.tw->data());
+      }
     }
     const SplitKvPart* parts[2] = {&c.k, &c.v};
     SplitPartDev* devs[2] = {&L.k, &L.v};
@@ -466,6 +480,28 @@ class CudaBackend : public Backend {
       D.norm = P.norm ? dev_f(*P.norm) : nullptr;
     }
     return L;
+  }
+
+  // The chirp-z tables of split_chirp.h for (T, N), built once.
+  struct ChirpDev {
+    std::unique_ptr<CudaBuffer> n, m, seg, tw;
+  };
+  const ChirpDev& chirp_tables(int period, int n_freq) {
+    auto it = chirp_tables_.find({period, n_freq});
+    if (it != chirp_tables_.end()) return it->second;
+    const ChirpTables host = build_chirp_tables(period, n_freq);
+    auto put = [&](const std::vector<float2>& v, const char* what) {
+      auto buf = std::make_unique<CudaBuffer>(v.size() * sizeof(float2), what);
+      FKV_CUDA_CHECK(cudaMemcpy(buf->data(), v.data(), v.size() * sizeof(float2), cudaMemcpyHostToDevice),
+                     std::string("uploading ") + what);
+      return buf;
+    };
+    ChirpDev d;
+    d.n = put(host.chirp_n, "chirp-z table (frequencies)");
+    d.m = put(host.chirp_m, "chirp-z table (positions)");
+    d.seg = put(host.seg, "chirp-z span spectra");
+    d.tw = put(host.twiddle, "FFT twiddles");
+    return chirp_tables_.emplace(std::make_pair(period, n_freq), std::move(d)).first->second;
   }
 
   // (cos, sin)(2π k / T) for k < T, FourierBasis's own floats, built once per T.
@@ -644,6 +680,8 @@ class CudaBackend : public Backend {
   Scratch split_append_ws_{"split KV append staging"};
   Scratch split_rows_{"split attention rows (prefill)"};
   std::map<int, std::unique_ptr<CudaBuffer>> basis_tables_;
+  std::map<std::pair<int, int>, ChirpDev> chirp_tables_;
+  bool chirp_ = true;  // FKV_CUDA_CHIRP=0: decode evaluates the fitted middle per row instead of by FFT
   bool split_graph_ = true;   // FKV_CUDA_SPLIT_GRAPH=0: split-cache ops never replay in a graph
   bool native_split_ = true;  // FKV_CUDA_SPLIT=0: the Backend base class's host fallback (for bisecting)
   std::vector<std::pair<RopeParams, std::unique_ptr<CudaBuffer>>> rope_tables_;

@@ -20,6 +20,7 @@
 
 #include "cuda_check.h"
 #include "cuda_kernels.h"
+#include "split_chirp.h"
 #include "split_kv.h"
 #include "split_kv_device.cuh"
 
@@ -52,7 +53,10 @@ Plan make_plan(const SplitLayerDev& L, int n, int n_heads, int sm_count) {
   p.n_sink = cdiv(L.S, kSpanExact);
   p.n_win = cdiv(L.W, kSpanExact);
   p.n_chunk = cdiv(n, kSpanExact);
-  if (L.T > 0) {
+  if (L.T > 0 && L.chirp) {
+    p.span_m = chirp_span(L.N);  // one chirp-z convolution of kChirpF points per span
+    p.n_mid = cdiv(L.T, p.span_m);
+  } else if (L.T > 0) {
     // About two blocks per multiprocessor over the middle.
     const int want = std::max(1, 2 * std::max(sm_count, 1) / std::max(1, L.kvh * p.hchunks));
     int span = cdiv(L.T, want);
@@ -85,8 +89,28 @@ Layout layout(const SplitLayerDev& L, const Plan& p, int n, int n_heads) {
 }
 
 size_t main_smem_bytes(const SplitLayerDev& L, const Plan& p) {
-  return sizeof(float) *
-         (size_t(2) * kHC * L.d + size_t(p.span_max) * kHC + (L.T > 0 ? size_t(2) * L.N * kHC : 0) + kHC);
+  return sizeof(float) * (size_t(2) * kHC * L.d + size_t(p.span_max) * kHC +
+                          (L.T > 0 ? size_t(2) * L.N * kHC : 0) + kHC + (L.chirp ? size_t(3) * kChirpF : 0));
+}
+
+// In-place FFT of kChirpF points in shared memory by the whole block (radix-2, decimation in time after a
+// bit reversal; the butterflies of split_chirp.h). plus: the e^{+2πi/F} direction, unscaled. Starts and
+// ends with a barrier, so x may be written just before and read just after.
+__device__ void block_fft(float2* x, const float2* tw, bool plus) {
+  __syncthreads();
+  for (int i = threadIdx.x; i < kChirpF; i += kThreads) {
+    const int j = int(__brev(unsigned(i)) >> (32 - kChirpLogF));
+    if (i < j) {
+      const float2 t = x[i];
+      x[i] = x[j];
+      x[j] = t;
+    }
+  }
+  __syncthreads();
+  for (int half = 1; half < kChirpF; half <<= 1) {
+    for (int b = threadIdx.x; b < kChirpF / 2; b += kThreads) chirp_butterfly(x, half, tw, plus, b);
+    __syncthreads();
+  }
 }
 size_t combine_smem_bytes(const SplitLayerDev& L, const Plan& p) {
   return sizeof(float) * (size_t(p.n_total) + L.d + (L.T > 0 ? size_t(2) * L.N : 0) + 64);
@@ -203,6 +227,9 @@ __global__ void __launch_bounds__(kThreads) split_main_kernel(DirectArgs a) {
   float* sc = accs + kHC * D;
   float2* zs = reinterpret_cast<float2*>(sc + size_t(pl.span_max) * kHC);
   float* csts = reinterpret_cast<float*>(zs + (L.T > 0 ? size_t(N) * kHC : 0));
+  float2* fbuf = reinterpret_cast<float2*>(csts + kHC);  // chirp-z: kChirpF points, then kChirpF/2 twiddles
+  float2* tw = fbuf + kChirpF;
+  const float inv_f = 1.0f / float(kChirpF);
 
   const Dims dk{L.k.dims, L.kvh, L.k.nk}, dv{L.v.dims, L.kvh, L.v.nk};
   int k0 = 0, nkg = 0, c0 = 0, ncg = 0;
@@ -244,6 +271,29 @@ __global__ void __launch_bounds__(kThreads) split_main_kernel(DirectArgs a) {
     return round_to(L.f16, a.v[size_t(r) * row_len + size_t(kvh) * D + j]);
   };
 
+  // The fitted middle's score part of the whole span by chirp-z (split_chirp.h), into sc, head by head.
+  const bool chirp = spectral && L.chirp;
+  if (chirp) {
+    for (int e = threadIdx.x; e < kChirpF / 2; e += kThreads) tw[e] = L.chirp_twiddle[e];
+    const float2* seg = L.chirp_seg + size_t(ls) * kChirpF;
+    for (int h = 0; h < nh; ++h) {
+      for (int j = threadIdx.x; j < kChirpF; j += kThreads) {
+        float2 u = make_float2(0.0f, 0.0f);
+        if (j < N) {
+          const float2 z = zs[j * kHC + h];
+          u = chirp_cmul(make_float2(z.x, -z.y), L.chirp_n[j]);
+        }
+        fbuf[j] = u;
+      }
+      block_fft(fbuf, tw, false);
+      for (int k = threadIdx.x; k < kChirpF; k += kThreads) fbuf[k] = chirp_cmul(fbuf[k], seg[k]);
+      block_fft(fbuf, tw, true);
+      for (int r = r0 + threadIdx.x; r < r1; r += kThreads)
+        sc[size_t(r - r0) * kHC + h] = chirp_cmul(L.chirp_m[r], fbuf[r - r0 + N - 1]).x * inv_f;
+      __syncthreads();  // fbuf is refilled for the next head
+    }
+  }
+
   // Pass 1: scores, one row per thread.
   for (int r = r0 + threadIdx.x; r < r1; r += kThreads) {
     float s[kHC] = {0, 0, 0, 0};
@@ -262,7 +312,10 @@ __global__ void __launch_bounds__(kThreads) split_main_kernel(DirectArgs a) {
           for (int h = 0; h < kHC; ++h) s[h] = fmaf(qs[h * D + nkg + c], x, s[h]);
         }
       }
-      if (spectral) {
+      if (chirp) {
+#pragma unroll
+        for (int h = 0; h < kHC; ++h) s[h] += h < nh ? sc[size_t(r - r0) * kHC + h] + csts[h] : 0.0f;
+      } else if (spectral) {
         const float2 step = L.table[r];  // r = the middle position m < T
         float t[kHC] = {0, 0, 0, 0};
         for (int n0 = 0; n0 < N; n0 += kSplitSeed) {
@@ -344,6 +397,31 @@ __global__ void __launch_bounds__(kThreads) split_main_kernel(DirectArgs a) {
       v_pass(
           ncv, [&](int r, int c) { return L.v.pending[size_t(r) * L.v.nc + cv0 + c]; },
           [&](int c) { return dv.comp(cv0 + c); });
+    } else if (ncv > 0 && L.chirp) {
+      // H_n of this span by chirp-z (split_chirp.h), head by head.
+      for (int e = threadIdx.x; e < kChirpF / 2; e += kThreads) tw[e] = L.chirp_twiddle[e];
+      const float2* seg = L.chirp_seg + size_t(ls) * kChirpF;
+      for (int h = 0; h < nh; ++h) {
+        for (int j = threadIdx.x; j < kChirpF; j += kThreads) {
+          float2 x = make_float2(0.0f, 0.0f);
+          if (j < rows) {
+            const float p = sc[size_t(j) * kHC + h];
+            const float2 c = L.chirp_m[r0 + j];
+            x = make_float2(p * c.x, p * c.y);
+          }
+          fbuf[j] = x;
+        }
+        block_fft(fbuf, tw, true);
+        for (int k = threadIdx.x; k < kChirpF; k += kThreads) fbuf[k] = chirp_cmul(fbuf[k], seg[k]);
+        block_fft(fbuf, tw, true);
+        float* hb = a.hpart + ((size_t(i) * H + h0 + h) * pl.n_mid + ls) * (size_t(2) * N);
+        for (int nn = threadIdx.x; nn < N; nn += kThreads) {
+          const float2 hv = chirp_cmul(L.chirp_n[nn], fbuf[N - 1 - nn]);
+          hb[nn] = hv.x * inv_f;
+          hb[N + nn] = hv.y * inv_f;
+        }
+        __syncthreads();  // fbuf is refilled for the next head
+      }
     } else if (ncv > 0) {
       // H_n of this span, one frequency per thread, the basis along the rows by rotation.
       for (int nn = threadIdx.x; nn < N; nn += kThreads) {

@@ -32,6 +32,12 @@ struct SplitLayerDev {
   int S = 0, W = 0, T = 0, N = 0, fit = 0;
   bool lsq = false;
   const float2* table = nullptr;  // (cos, sin)(2π k / T) for k < T: FourierBasis's table (null when T == 0)
+  // Chirp-z tables (split_chirp.h) when decode attention evaluates fitted middle spans by FFT (N <= 1024).
+  bool chirp = false;
+  const float2* chirp_n = nullptr;
+  const float2* chirp_m = nullptr;
+  const float2* chirp_seg = nullptr;
+  const float2* chirp_twiddle = nullptr;
   SplitPartDev k, v;
 
   __host__ __device__ int row_len() const { return kvh * d; }
@@ -61,8 +67,8 @@ __host__ __device__ inline float2 split_rotate(float2 w, float2 r) {
 // Rotation steps between exact basis values (the kernels re-seed from the table this often).
 constexpr int kSplitSeed = 32;
 
-// Op record fields: p[0..14], i[0..12] hold the layer; each op's own fields follow.
-constexpr int kSplitP0 = 15, kSplitI0 = 13;
+// Op record fields: p[0..18], i[0..13] hold the layer; each op's own fields follow.
+constexpr int kSplitP0 = 19, kSplitI0 = 14;
 void pack_layer(const SplitLayerDev& L, Op& op);
 SplitLayerDev unpack_layer(const Op& op);
 

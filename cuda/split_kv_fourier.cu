@@ -45,6 +45,11 @@ SplitLayerDev unpack_layer(const Op& op) {
     P.dims = static_cast<const int*>(op.p[7 * q + 6]);
   }
   L.table = static_cast<const float2*>(op.p[14]);
+  L.chirp_n = static_cast<const float2*>(op.p[15]);
+  L.chirp_m = static_cast<const float2*>(op.p[16]);
+  L.chirp_seg = static_cast<const float2*>(op.p[17]);
+  L.chirp_twiddle = static_cast<const float2*>(op.p[18]);
+  L.chirp = op.i[13] != 0;
   L.f16 = op.i[0] != 0;
   L.kvh = int(op.i[1]);
   L.d = int(op.i[2]);

@@ -13,6 +13,7 @@
 // rotation recurrence the attention kernels walk the basis with.
 #include "split_kv.h"
 
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 
@@ -24,6 +25,7 @@
 #include "kv/split_kv_cache.h"
 #include "model/llama_model.h"
 #include "model/random_model.h"
+#include "split_chirp.h"
 
 namespace fkv::test {
 namespace {
@@ -78,6 +80,84 @@ TEST(SplitKvHost, RotationRecurrenceStaysWithinAFewUlps) {
     }
     EXPECT_LT(worst, 2e-6) << "T " << T;
   }
+}
+
+// The chirp-z span evaluation (split_chirp.h) with the kernel's own butterflies, run on the host: scores and
+// H of a span against direct sums in double.
+void host_fft(std::vector<float2>& x, const std::vector<float2>& tw, bool plus) {
+  for (int i = 0; i < cuda::kChirpF; ++i) {
+    const int j = cuda::chirp_bit_reverse(i, cuda::kChirpLogF);
+    if (i < j) std::swap(x[size_t(i)], x[size_t(j)]);
+  }
+  for (int half = 1; half < cuda::kChirpF; half *= 2)
+    for (int b = 0; b < cuda::kChirpF / 2; ++b) cuda::chirp_butterfly(x.data(), half, tw.data(), plus, b);
+}
+
+TEST(SplitKvHost, ChirpSpanMatchesDirectSums) {
+  std::mt19937 rng(17);
+  std::normal_distribution<float> nd;
+  std::uniform_real_distribution<float> ud(0.0f, 1.0f);
+  const int F = cuda::kChirpF;
+  for (int T : {300, 5000, 32321})
+    for (int N : {16, 512, 1024}) {
+      const cuda::ChirpTables tb = cuda::build_chirp_tables(T, N);
+      const int B = cuda::chirp_span(N);
+      ASSERT_EQ(tb.spans, (T + B - 1) / B);
+      std::vector<float> zr(static_cast<size_t>(N)), zs(static_cast<size_t>(N));
+      for (int n = 0; n < N; ++n) zr[size_t(n)] = nd(rng), zs[size_t(n)] = nd(rng);
+      for (int ls : {0, tb.spans - 1}) {
+        const int m0 = ls * B, rows = std::min(B, T - m0);
+        std::vector<float2> buf(static_cast<size_t>(F));
+        for (int j = 0; j < F; ++j)
+          buf[size_t(j)] =
+              j < N ? cuda::chirp_cmul(make_float2(zr[size_t(j)], -zs[size_t(j)]), tb.chirp_n[size_t(j)])
+                    : make_float2(0.0f, 0.0f);
+        host_fft(buf, tb.twiddle, false);
+        for (int k = 0; k < F; ++k)
+          buf[size_t(k)] = cuda::chirp_cmul(buf[size_t(k)], tb.seg[size_t(ls) * F + k]);
+        host_fft(buf, tb.twiddle, true);
+        double err = 0, rms = 0;
+        for (int r = 0; r < rows; ++r) {
+          const int m = m0 + r;
+          const float got = cuda::chirp_cmul(tb.chirp_m[size_t(m)], buf[size_t(r + N - 1)]).x / float(F);
+          double want = 0;
+          for (int n = 0; n < N; ++n) {
+            const double a = 2.0 * M_PI * double((int64_t(n) * m) % T) / T;
+            want += zr[size_t(n)] * std::cos(a) + zs[size_t(n)] * std::sin(a);
+          }
+          err = std::max(err, std::fabs(got - want));
+          rms += want * want;
+        }
+        rms = std::sqrt(rms / rows);
+        EXPECT_LT(err / rms, 2e-5) << "scores: T " << T << " N " << N << " span " << ls;
+        // H_n = Σ_r P_r (cos, sin)(2π n (m0 + r) / T).
+        std::vector<float> P(static_cast<size_t>(rows));
+        for (float& x : P) x = ud(rng);
+        for (int j = 0; j < F; ++j) {
+          const float2 c = j < rows ? tb.chirp_m[size_t(m0 + j)] : make_float2(0.0f, 0.0f);
+          const float p = j < rows ? P[size_t(j)] : 0.0f;
+          buf[size_t(j)] = make_float2(p * c.x, p * c.y);
+        }
+        host_fft(buf, tb.twiddle, true);
+        for (int k = 0; k < F; ++k)
+          buf[size_t(k)] = cuda::chirp_cmul(buf[size_t(k)], tb.seg[size_t(ls) * F + k]);
+        host_fft(buf, tb.twiddle, true);
+        double herr = 0, hrms = 0;
+        for (int n = 0; n < N; ++n) {
+          const float2 h = cuda::chirp_cmul(tb.chirp_n[size_t(n)], buf[size_t(N - 1 - n)]);
+          double wc = 0, ws = 0;
+          for (int r = 0; r < rows; ++r) {
+            const double a = 2.0 * M_PI * double((int64_t(n) * (m0 + r)) % T) / T;
+            wc += P[size_t(r)] * std::cos(a);
+            ws += P[size_t(r)] * std::sin(a);
+          }
+          herr = std::max({herr, std::fabs(h.x / F - wc), std::fabs(h.y / F - ws)});
+          hrms += wc * wc + ws * ws;
+        }
+        hrms = std::sqrt(hrms / (2 * N));
+        EXPECT_LT(herr / hrms, 2e-5) << "H: T " << T << " N " << N << " span " << ls;
+      }
+    }
 }
 
 // ---- projection and accumulation
@@ -389,6 +469,20 @@ TEST_F(SplitKv, AttentionLargeGroup) {
   // 8 query heads per KV head: two head chunks per block row.
   const Case c{16, 2, 64, KvType::kF16, 2, 100, 64, 100, 0.5};
   attention_cases(*this, c, {300}, {1, 3, 40});
+}
+
+// The per-row evaluation of the fitted middle (rotation recurrence), used for N > kChirpMaxN and with
+// FKV_CUDA_CHIRP=0; the other tests take the chirp-z path wherever N <= 1024.
+TEST_F(SplitKv, AttentionRotationPath) {
+  setenv("FKV_CUDA_CHIRP", "0", 1);
+  gpu = create_cuda_backend(-1);
+  unsetenv("FKV_CUDA_CHIRP");
+  attention_cases(*this, Case{9, 3, 64, KvType::kF16, 4, 32, 64, 64, 0.8}, {1, 257, 3000}, {1, 7});
+  attention_cases(*this, Case{32, 8, 128, KvType::kF32, 4, 64, 512, 256, 0.8}, {2000}, {1});
+}
+
+TEST_F(SplitKv, AttentionMoreFrequenciesThanTheChirpSpan) {
+  attention_cases(*this, Case{4, 2, 64, KvType::kF32, 4, 32, 1100, 128, 0.75}, {1500}, {1, 2});
 }
 
 TEST_F(SplitKv, AttentionWindowPolicy) {
