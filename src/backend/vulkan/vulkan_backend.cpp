@@ -15,6 +15,7 @@
 #include "backend/vulkan/vulkan_context.h"
 #include "backend/vulkan/vulkan_memory.h"
 #include "backend/vulkan/vulkan_pipelines.h"
+#include "backend/vulkan/vulkan_split_kv.h"
 #include "util/error.h"
 
 namespace fkv {
@@ -48,6 +49,7 @@ class VulkanBackend : public Backend {
       : ctx_(std::make_shared<VulkanContext>(device)),
         pipelines_(ctx_),
         rec_(ctx_),
+        split_kv_(ctx_, pipelines_, rec_),
         cpu_device_(ctx_->properties().deviceType == VK_PHYSICAL_DEVICE_TYPE_CPU &&
                     !std::getenv("FKV_VULKAN_GPU_KERNELS")) {}
   ~VulkanBackend() override = default;
@@ -230,6 +232,26 @@ class VulkanBackend : public Backend {
     rec_.dispatch(merge_p, {part_in, window(out, 0, qo_bytes, true)}, mc, sizeof(mc), gx, 1, gz);
   }
 
+  // Split KV cache (window, fourier policies): native shaders, vulkan_split_kv.cpp. Every path computes
+  // the same function; this backend has one (docs/VULKAN.md).
+  void split_kv_append(const DeviceBuffer& k, const DeviceBuffer& v, int n, int pos0, const AttentionShape& s,
+                       SplitKvLayer& cache) override {
+    split_kv_.append(k, v, n, pos0, s, cache);
+  }
+  void split_attention(const DeviceBuffer& q, const DeviceBuffer& k, const DeviceBuffer& v, int n, int pos0,
+                       const AttentionShape& s, const SplitKvLayer& cache, SplitAttentionPath,
+                       DeviceBuffer& out) override {
+    split_kv_.attention(q, k, v, n, pos0, s, cache, out);
+  }
+  void fourier_project(const DeviceBuffer& values, int rows, int n_comp, int m0, int period, int n_freq,
+                       DeviceBuffer& coef) override {
+    split_kv_.project(values, 0, rows, n_comp, m0, period, n_freq, coef, true);
+  }
+  void fourier_accumulate(const DeviceBuffer& values, int rows, int n_comp, int m0, int period, int n_freq,
+                          DeviceBuffer& coef) override {
+    split_kv_.project(values, 0, rows, n_comp, m0, period, n_freq, coef, false);
+  }
+
  private:
   using Buffer = std::shared_ptr<VulkanBuffer>;
 
@@ -296,6 +318,7 @@ class VulkanBackend : public Backend {
   std::shared_ptr<VulkanContext> ctx_;
   PipelineCache pipelines_;
   CommandRecorder rec_;
+  VulkanSplitKv split_kv_;
   Buffer rope_table_, partials_;
   std::vector<float> rope_key_;
   // CPU implementations (lavapipe) run one row per invocation: their barriers cost more than GPUs'.

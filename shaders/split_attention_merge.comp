@@ -1,0 +1,74 @@
+#version 450
+// Split-cache attention, second pass: combines the split partials of split_attention.comp for one
+// (query, head) with a log-sum-exp, h_c/h_s like the output (they are linear in the weights), then adds the
+// middle's compressed V dims: out_j += a_j/N Σ_n w_n (C_j[n] h_c[n] + S_j[n] h_s[n]) + b_j Σ_m P_m
+// (Σ_m P_m = h_c[0]), and divides by the softmax sum.
+#extension GL_GOOGLE_include_directive : require
+
+layout(local_size_x_id = 0) in;
+layout(constant_id = 1) const uint D = 64u;
+layout(constant_id = 2) const uint NF = 1u;
+layout(constant_id = 3) const bool SPEC_V = false;
+
+layout(std430, binding = 0) readonly buffer Partial { float part[]; };
+layout(std430, binding = 1) writeonly buffer Out { float o[]; };
+layout(std430, binding = 2) readonly buffer Coef { float coef[]; };  // V: [n_comp, 2N]
+layout(std430, binding = 3) readonly buffer Norm { float norm[]; };  // V: [n_comp, 8]
+layout(std430, binding = 4) readonly buffer Dims { int dims[]; };
+
+layout(push_constant) uniform Params {
+  uint chunks;
+  uint count;  // queries * heads
+  uint heads;
+  uint kv_heads;
+  uint n_keep;
+} p;
+
+#include "common/grid.glsl"
+
+const uint PS = D + 2u + (SPEC_V ? 2u * NF : 0u);
+shared float acc_s[D];
+shared float hc_s[NF], hs_s[NF];
+
+void main() {
+  const uint qh = linear_workgroup();
+  if (qh >= p.count) return;
+  const uint tid = gl_LocalInvocationID.x, wg = gl_WorkGroupSize.x;
+  const uint base = qh * p.chunks * PS;
+  float mx = kNegBig;
+  for (uint c = 0u; c < p.chunks; ++c) mx = max(mx, part[base + c * PS]);
+  float total = 0.0;
+  for (uint c = 0u; c < p.chunks; ++c) total += part[base + c * PS + 1u] * exp(part[base + c * PS] - mx);
+  for (uint d = tid; d < D; d += wg) {
+    float a = 0.0;
+    for (uint c = 0u; c < p.chunks; ++c) a += part[base + c * PS + 2u + d] * exp(part[base + c * PS] - mx);
+    acc_s[d] = a;
+  }
+  if (SPEC_V) {
+    for (uint n = tid; n < NF; n += wg) {
+      float a = 0.0, b = 0.0;
+      for (uint c = 0u; c < p.chunks; ++c) {
+        const float e = exp(part[base + c * PS] - mx);
+        a += part[base + c * PS + 2u + D + n] * e;
+        b += part[base + c * PS + 2u + D + NF + n] * e;
+      }
+      hc_s[n] = a;
+      hs_s[n] = b;
+    }
+    barrier();
+    const uint g = (qh % p.heads) / (p.heads / p.kv_heads);
+    const uint c0 = uint(dims[p.kv_heads + 1u + g]), c1 = uint(dims[p.kv_heads + 2u + g]);
+    const uint comp = 2u * (p.kv_heads + 1u) + p.n_keep;
+    for (uint c = c0 + tid; c < c1; c += wg) {
+      const float rho_rec = norm[c * 8u + 3u];
+      const float a = rho_rec > 0.0 ? norm[c * 8u + 1u] / rho_rec : 0.0;
+      const float b = norm[c * 8u] - a * norm[c * 8u + 2u];
+      float sum = 0.5 * coef[c * 2u * NF] * hc_s[0];
+      for (uint n = 1u; n < NF; ++n) sum += coef[c * 2u * NF + n] * hc_s[n];
+      for (uint n = 0u; n < NF; ++n) sum += coef[c * 2u * NF + NF + n] * hs_s[n];
+      acc_s[uint(dims[comp + c])] += a * sum / float(NF) + b * hc_s[0];
+    }
+  }
+  barrier();
+  for (uint d = tid; d < D; d += wg) o[qh * D + d] = acc_s[d] / total;
+}

@@ -1,0 +1,92 @@
+#version 450
+// Split KV cache append, the positions that leave the window (pos_first .., `count` of them, oldest first)
+// enter the middle at m = pos - sink. Their values are what the cache held: from the window ring when the
+// position was stored before this chunk, else from the chunk rounded to the cache type.
+//  mode 0: kept dims into `kept` rows (cache type; f16 words may straddle rows, so an invocation writes a
+//          whole word and keeps the half that belongs to another row);
+//  mode 1: compressed dims (fp32) into `comp` [count, n_comp] and, for m < fit, into `pending` row m.
+#extension GL_GOOGLE_include_directive : require
+
+layout(local_size_x_id = 0) in;
+layout(constant_id = 1) const bool KV_F16 = true;
+
+layout(std430, binding = 0) readonly buffer Window { uint win[]; };
+layout(std430, binding = 1) readonly buffer Chunk { float chunk[]; };
+layout(std430, binding = 2) readonly buffer Dims { int dims[]; };  // keep_offset, comp_offset, keep, comp
+layout(std430, binding = 3) buffer Kept { uint kept[]; };
+layout(std430, binding = 4) writeonly buffer Comp { float comp[]; };
+layout(std430, binding = 5) writeonly buffer Pending { float pending[]; };
+
+layout(push_constant) uniform Params {
+  uint count;
+  uint pos_first;
+  uint pos0;      // the chunk's first position: earlier positions are in the ring
+  uint sink;
+  uint ring;      // W
+  uint n_kv;
+  uint head_dim;
+  uint n_keep;
+  uint n_comp;
+  uint fit;
+  uint mode;
+} p;
+
+#include "common/grid.glsl"
+#include "common/f16_round.glsl"
+
+float cache_value(uint pos, uint e) {
+  const uint row_len = p.n_kv * p.head_dim;
+  if (pos < p.pos0) {
+    const uint at = ((pos - p.sink) % p.ring) * row_len + e;
+    if (KV_F16) {
+      const vec2 v = unpackHalf2x16(win[at >> 1]);
+      return (at & 1u) == 0u ? v.x : v.y;
+    }
+    return uintBitsToFloat(win[at]);
+  }
+  const float x = chunk[(pos - p.pos0) * row_len + e];
+  return KV_F16 ? f16_round(x) : x;
+}
+
+// The element (head g, dim) of list entry i of the kept (list 0) or compressed (list 1) dims.
+uint element(uint list, uint i) {
+  const uint offsets = list * (p.n_kv + 1u);
+  uint g = 0u;
+  while (g + 1u < p.n_kv && uint(dims[offsets + g + 1u]) <= i) ++g;
+  const uint lists = 2u * (p.n_kv + 1u) + (list == 0u ? 0u : p.n_keep);
+  return g * p.head_dim + uint(dims[lists + i]);
+}
+
+float kept_value(uint el) {  // el: element index in the kept rows
+  const uint m = el / p.n_keep, i = el % p.n_keep;
+  return cache_value(p.sink + m, element(0u, i));
+}
+
+void main() {
+  const uint stride = linear_workgroup_count() * gl_WorkGroupSize.x;
+  const uint first = linear_workgroup() * gl_WorkGroupSize.x + gl_LocalInvocationID.x;
+  const uint m0 = p.pos_first - p.sink;
+  if (p.mode == 0u) {
+    const uint e0 = m0 * p.n_keep, e1 = (m0 + p.count) * p.n_keep;
+    if (KV_F16) {
+      const uint w0 = e0 / 2u, w1 = (e1 + 1u) / 2u;
+      for (uint w = w0 + first; w < w1; w += stride) {
+        const uint old = kept[w];
+        uint lo = old & 0xFFFFu, hi = old >> 16;
+        if (2u * w >= e0) lo = f16_bits(kept_value(2u * w));
+        if (2u * w + 1u < e1) hi = f16_bits(kept_value(2u * w + 1u));
+        kept[w] = lo | (hi << 16);
+      }
+    } else {
+      for (uint e = e0 + first; e < e1; e += stride) kept[e] = floatBitsToUint(kept_value(e));
+    }
+    return;
+  }
+  const uint total = p.count * p.n_comp;
+  for (uint e = first; e < total; e += stride) {
+    const uint r = e / p.n_comp, j = e % p.n_comp;
+    const float x = cache_value(p.pos_first + r, element(1u, j));
+    comp[e] = x;
+    if (m0 + r < p.fit) pending[(m0 + r) * p.n_comp + j] = x;
+  }
+}

@@ -1,0 +1,40 @@
+#version 450
+// Split KV cache append (backend.h split_kv_append): fp32 rows of the chunk into the cache's sink rows or
+// window ring, converted to the cache type (f16 rounding like util/half.h). Row r (chunk row src_row0 + r,
+// position pos_first + r) goes to row pos_first + r (ring == 0: the sink) or (pos_first + r - sink) % ring.
+#extension GL_GOOGLE_include_directive : require
+
+layout(local_size_x_id = 0) in;
+layout(constant_id = 1) const bool KV_F16 = true;
+
+layout(std430, binding = 0) readonly buffer Src { float src[]; };
+layout(std430, binding = 1) writeonly buffer Dst { uint dst[]; };
+
+layout(push_constant) uniform Params {
+  uint count;      // rows
+  uint row_len;    // values per row (even for f16)
+  uint src_row0;
+  uint pos_first;
+  uint sink;
+  uint ring;       // W, or 0 for the sink
+  uint dst_base;   // word offset of row 0 in binding 1
+} p;
+
+#include "common/grid.glsl"
+#include "common/f16_round.glsl"
+
+void main() {
+  const uint per_row = KV_F16 ? p.row_len / 2u : p.row_len;
+  const uint total = p.count * per_row;
+  for (uint g = linear_workgroup() * gl_WorkGroupSize.x + gl_LocalInvocationID.x; g < total;
+       g += linear_workgroup_count() * gl_WorkGroupSize.x) {
+    const uint r = g / per_row, w = g % per_row;
+    const uint pos = p.pos_first + r;
+    const uint row = p.ring == 0u ? pos : (pos - p.sink) % p.ring;
+    const uint s = (p.src_row0 + r) * p.row_len;
+    if (KV_F16)
+      dst[p.dst_base + row * per_row + w] = f16_bits(src[s + 2u * w]) | (f16_bits(src[s + 2u * w + 1u]) << 16);
+    else
+      dst[p.dst_base + row * per_row + w] = floatBitsToUint(src[s + w]);
+  }
+}

@@ -1,0 +1,320 @@
+#include "backend/vulkan/vulkan_split_kv.h"
+
+#include <algorithm>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "fourier/fourier_basis.h"
+#include "util/error.h"
+
+namespace fkv {
+namespace {
+
+constexpr uint32_t kWorkgroup = 128;
+constexpr uint32_t kAttnWorkgroup = 128;  // rows per split_attention tile
+constexpr uint32_t kMergeWorkgroup = 64;
+constexpr uint32_t kMaxGroupsX = 65535;
+
+const VulkanBuffer& vk(const DeviceBuffer& b) {
+  return static_cast<const VulkanBuffer&>(b);
+}
+
+uint32_t u32(float f) {
+  uint32_t u;
+  std::memcpy(&u, &f, 4);
+  return u;
+}
+
+std::pair<uint32_t, uint32_t> split_groups(uint32_t groups) {
+  if (groups <= kMaxGroupsX) return {groups, 1};
+  return {kMaxGroupsX, (groups + kMaxGroupsX - 1) / kMaxGroupsX};
+}
+
+// Angles are exact integer indices (n·p) mod T computed in 32 bits; the attention shader also forms 32·p.
+void check_period(int period, int n_freq) {
+  require(uint64_t(period) * uint64_t(std::max(n_freq, 32)) < (uint64_t(1) << 32) && period < (1 << 27),
+          ErrorCode::kUnsupported,
+          "Vulkan Fourier ops need N·T < 2^32 and T < 2^27 (T = " + std::to_string(period) +
+              ", N = " + std::to_string(n_freq) + ")");
+}
+
+}  // namespace
+
+VulkanSplitKv::VulkanSplitKv(std::shared_ptr<VulkanContext> ctx, PipelineCache& pipelines,
+                             CommandRecorder& rec)
+    : ctx_(std::move(ctx)),
+      pipelines_(pipelines),
+      rec_(rec),
+      cpu_device_(ctx_->properties().deviceType == VK_PHYSICAL_DEVICE_TYPE_CPU) {}
+
+Binding VulkanSplitKv::bind(const DeviceBuffer* buf, bool write) const {
+  if (!buf) {
+    if (!dummy_)
+      const_cast<VulkanSplitKv*>(this)->dummy_ =
+          std::make_shared<VulkanBuffer>(ctx_, 256, MemoryKind::kDevice, "split KV placeholder binding");
+    return Binding{dummy_.get(), 0, dummy_->capacity(), write};
+  }
+  const VulkanBuffer& b = vk(*buf);
+  require(b.capacity() <= ctx_->max_binding(), ErrorCode::kUnsupported,
+          "a split KV buffer of " + std::to_string(b.capacity()) +
+              " bytes is larger than one Vulkan storage binding (" + std::to_string(ctx_->max_binding()) +
+              " bytes on " + ctx_->device_name() + ")");
+  return Binding{&b, 0, b.capacity(), write};
+}
+
+const VulkanBuffer& VulkanSplitKv::basis_table(int period) {
+  Buffer& t = tables_[period];
+  if (!t) {
+    // The CPU's table (fourier_basis.cpp): double-precision angles rounded once, so both backends use the
+    // same basis values.
+    const FourierBasis basis(period, 1);
+    std::vector<float> cs(size_t(period) * 2);
+    for (int i = 0; i < period; ++i) {
+      cs[size_t(i) * 2] = basis.cos_table()[i];
+      cs[size_t(i) * 2 + 1] = basis.sin_table()[i];
+    }
+    t = std::make_shared<VulkanBuffer>(ctx_, cs.size() * 4, MemoryKind::kDevice, "Fourier basis table");
+    rec_.upload(*t, 0, cs.data(), cs.size() * 4);
+  }
+  return *t;
+}
+
+const VulkanBuffer& VulkanSplitKv::scratch(Buffer& slot, size_t bytes, const char* what) {
+  if (!slot || slot->size() < bytes)
+    slot = std::make_shared<VulkanBuffer>(ctx_, std::max<size_t>(bytes, size_t(1) << 16), MemoryKind::kDevice,
+                                          what);
+  return *slot;
+}
+
+void VulkanSplitKv::grid_dispatch(const Pipeline& p, const std::vector<Binding>& b, const void* pc,
+                                  uint32_t pc_bytes, size_t items, uint32_t wg) {
+  if (items == 0) return;
+  const auto [gx, gz] = split_groups(uint32_t(std::min<size_t>((items + wg - 1) / wg, 16384)));
+  rec_.dispatch(p, b, pc, pc_bytes, gx, 1, gz);
+}
+
+void VulkanSplitKv::project(const DeviceBuffer& values, uint32_t values_base, int rows, int n_comp, int m0,
+                            int period, int n_freq, DeviceBuffer& coef, bool overwrite) {
+  require(rows >= 0 && n_comp >= 0 && m0 >= 0 && period >= 1 && n_freq >= 1, ErrorCode::kInvalidArgument,
+          "fourier_project: bad sizes");
+  if (n_comp == 0 || (rows == 0 && !overwrite)) return;
+  check_period(period, n_freq);
+  const Pipeline& p = pipelines_.get(overwrite ? "fourier_project" : "fourier_accumulate", {kWorkgroup}, 3);
+  const uint32_t pc[] = {
+      uint32_t(rows), uint32_t(n_comp), uint32_t(m0), uint32_t(period), uint32_t(n_freq), values_base, 0};
+  grid_dispatch(p, {bind(&values, false), bind(&basis_table(period), false), bind(&coef, true)}, pc,
+                sizeof(pc), size_t(n_comp) * n_freq, kWorkgroup);
+}
+
+void VulkanSplitKv::store_rows(const DeviceBuffer& src, int src_row0, int count, int pos_first, int ring,
+                               int sink, int row_len, KvType type, DeviceBuffer& dst) {
+  if (count <= 0) return;
+  const bool f16 = type == KvType::kF16;
+  require(!f16 || row_len % 2 == 0, ErrorCode::kUnsupported, "an f16 KV row must hold an even count");
+  const Pipeline& p = pipelines_.get("split_kv_rows", {kWorkgroup, f16 ? 1u : 0u}, 2);
+  const uint32_t pc[] = {uint32_t(count),
+                         uint32_t(row_len),
+                         uint32_t(src_row0),
+                         uint32_t(pos_first),
+                         uint32_t(sink),
+                         uint32_t(ring),
+                         0};
+  grid_dispatch(p, {bind(&src, false), bind(&dst, true)}, pc, sizeof(pc),
+                size_t(count) * (f16 ? row_len / 2 : row_len), kWorkgroup);
+}
+
+void VulkanSplitKv::stats(const DeviceBuffer& rows, uint32_t base, int count, int n_comp, bool init,
+                          DeviceBuffer& norm) {
+  const Pipeline& p = pipelines_.get("fourier_stats", {kWorkgroup}, 2);
+  const uint32_t pc[] = {uint32_t(count), uint32_t(n_comp), base, init ? 1u : 0u};
+  rec_.dispatch(p, {bind(&rows, false), bind(&norm, true)}, pc, sizeof(pc),
+                (uint32_t(n_comp) + kWorkgroup - 1) / kWorkgroup, 1, 1);
+}
+
+void VulkanSplitKv::refit(const SplitKvLayer& c, const SplitKvPart& part, int rows) {
+  const int nc = part.dims.n_comp();
+  const uint32_t blocks = (uint32_t(rows) + kWorkgroup - 1) / kWorkgroup;
+  require(blocks <= kMaxGroupsX && nc <= int(kMaxGroupsX), ErrorCode::kUnsupported,
+          "Fourier refit: middle or compressed dims too large for one dispatch");
+  const VulkanBuffer& partial =
+      scratch(refit_partial_, size_t(nc) * blocks * 16, "Fourier refit partial sums");
+  const Pipeline& p = pipelines_.get("fourier_refit", {kWorkgroup, kWorkgroup}, 4);
+  const std::vector<Binding> b = {bind(part.coef, false), bind(&basis_table(c.middle), false),
+                                  bind(&partial, true), bind(part.norm, true)};
+  uint32_t pc[] = {uint32_t(rows),
+                   uint32_t(nc),
+                   uint32_t(c.n_freq),
+                   uint32_t(c.middle),
+                   blocks,
+                   0,
+                   c.least_squares_norm ? 1u : 0u};
+  rec_.dispatch(p, b, pc, sizeof(pc), blocks, uint32_t(nc), 1);
+  pc[5] = 1;
+  rec_.dispatch(p, b, pc, sizeof(pc), (uint32_t(nc) + kWorkgroup - 1) / kWorkgroup, 1, 1);
+}
+
+void VulkanSplitKv::enter_middle(const SplitKvLayer& c, const SplitKvPart& part, const DeviceBuffer& chunk,
+                                 int e0, int cnt, int pos0, const AttentionShape& s) {
+  const SplitKvDims& dims = part.dims;
+  const int nk = dims.n_keep(), nc = dims.n_comp(), m0 = e0 - c.sink;
+  const bool f16 = c.type == KvType::kF16;
+  const Pipeline& p = pipelines_.get("split_kv_middle", {kWorkgroup, f16 ? 1u : 0u}, 6);
+  uint32_t pc[] = {uint32_t(cnt),
+                   uint32_t(e0),
+                   uint32_t(pos0),
+                   uint32_t(c.sink),
+                   uint32_t(c.window),
+                   uint32_t(s.n_kv_heads),
+                   uint32_t(s.head_dim),
+                   uint32_t(nk),
+                   uint32_t(nc),
+                   uint32_t(c.fit_tokens),
+                   0};
+  const VulkanBuffer* comp =
+      nc > 0 ? &scratch(comp_, size_t(cnt) * nc * 4, "Fourier rows entering the middle") : nullptr;
+  const std::vector<Binding> b = {bind(part.window, false), bind(&chunk, false), bind(part.dims_table, false),
+                                  bind(part.kept, true),    bind(comp, true),    bind(part.pending, true)};
+  if (nk > 0) {
+    const size_t first = size_t(m0) * nk, last = size_t(m0 + cnt) * nk;
+    grid_dispatch(p, b, pc, sizeof(pc), f16 ? (last + 1) / 2 - first / 2 : last - first, kWorkgroup);
+  }
+  if (nc == 0) return;
+  check_period(c.middle, c.n_freq);
+  pc[10] = 1;
+  grid_dispatch(p, b, pc, sizeof(pc), size_t(cnt) * nc, kWorkgroup);
+  // Rows before the fit stay exact in `pending`; the row that completes fit_tokens triggers the fit.
+  const int before_fit = std::clamp(c.fit_tokens - m0, 0, cnt);
+  if (before_fit > 0 && m0 + before_fit == c.fit_tokens) {
+    project(*part.pending, 0, c.fit_tokens, nc, 0, c.middle, c.n_freq, *part.coef, true);
+    stats(*part.pending, 0, c.fit_tokens, nc, true, *part.norm);
+    refit(c, part, c.fit_tokens);
+  }
+  // After the fit: accumulate, in segments that end where the middle reaches a refit length.
+  for (int r = before_fit; r < cnt;) {
+    const int m = m0 + r, next = c.next_refit(m);
+    const int seg = next > 0 ? std::min(cnt - r, next - m) : cnt - r;
+    project(*comp, uint32_t(r * nc), seg, nc, m, c.middle, c.n_freq, *part.coef, false);
+    stats(*comp, uint32_t(r * nc), seg, nc, false, *part.norm);
+    r += seg;
+    if (m + seg == next) refit(c, part, next);
+  }
+}
+
+void VulkanSplitKv::append(const DeviceBuffer& k, const DeviceBuffer& v, int n, int pos0,
+                           const AttentionShape& s, SplitKvLayer& c) {
+  require(pos0 >= 0 && n >= 0, ErrorCode::kInvalidArgument, "split_kv_append: negative position or count");
+  if (c.middle > 0)
+    require(pos0 + n <= c.sink + c.window + c.middle, ErrorCode::kContextFull,
+            "split KV cache holds " + std::to_string(c.sink + c.window + c.middle) +
+                " positions; asked to store up to " + std::to_string(pos0 + n));
+  if (n == 0) return;
+  const int row_len = s.n_kv_heads * s.head_dim;
+  const int sink_end = std::min(c.sink, pos0 + n);
+  if (pos0 < sink_end) {
+    store_rows(k, 0, sink_end - pos0, pos0, 0, c.sink, row_len, c.type, *c.k.sink);
+    store_rows(v, 0, sink_end - pos0, pos0, 0, c.sink, row_len, c.type, *c.v.sink);
+  }
+  // Positions that leave the window enter the middle before the ring rows they come from are overwritten
+  // (the recorder puts a barrier between the reads and the writes).
+  const int e0 = c.window_begin(pos0), e1 = c.window_begin(pos0 + n);
+  if (c.middle > 0 && e1 > e0) {
+    enter_middle(c, c.k, k, e0, e1 - e0, pos0, s);
+    enter_middle(c, c.v, v, e0, e1 - e0, pos0, s);
+  }
+  const int w0 = std::max({e1, pos0, c.sink});
+  if (w0 < pos0 + n && c.window > 0) {
+    store_rows(k, w0 - pos0, pos0 + n - w0, w0, c.window, c.sink, row_len, c.type, *c.k.window);
+    store_rows(v, w0 - pos0, pos0 + n - w0, w0, c.window, c.sink, row_len, c.type, *c.v.window);
+  }
+}
+
+void VulkanSplitKv::attention(const DeviceBuffer& q, const DeviceBuffer& k, const DeviceBuffer& v, int n,
+                              int pos0, const AttentionShape& s, const SplitKvLayer& c, DeviceBuffer& out) {
+  require(s.n_kv_heads > 0 && s.n_heads % s.n_kv_heads == 0 && s.head_dim > 0 && s.head_dim % 2 == 0,
+          ErrorCode::kInvalidArgument, "split_attention: bad head shape");
+  if (n <= 0) return;
+  const uint32_t D = uint32_t(s.head_dim), H = uint32_t(s.n_heads), G = H / uint32_t(s.n_kv_heads);
+  require(G <= 16, ErrorCode::kUnsupported, "split_attention: more than 16 query heads per KV head");
+  const int S_len = c.sink_len(pos0), M = c.middle_len(pos0), wb = c.window_begin(pos0);
+  const int W_len = std::max(0, pos0 - wb);
+  const bool fitted = c.fitted(pos0) && M > 0;
+  const int nk_k = M > 0 ? c.k.dims.n_keep() : 0, nc_k = M > 0 ? c.k.dims.n_comp() : 0;
+  const int nk_v = M > 0 ? c.v.dims.n_keep() : 0, nc_v = M > 0 ? c.v.dims.n_comp() : 0;
+  const bool spec_k = fitted && nc_k > 0, spec_v = fitted && nc_v > 0;
+  const uint32_t N = uint32_t(std::max(c.n_freq, 1));
+  if (spec_k || spec_v) check_period(c.middle, c.n_freq);
+  const bool f16 = c.type == KvType::kF16;
+
+  const VulkanBuffer* gvec = nullptr;
+  const size_t gstride = 2 * size_t(N) + 4;
+  if (spec_k) {
+    gvec = &scratch(gvec_, size_t(n) * H * gstride * 4, "split attention score vectors");
+    const Pipeline& prep = pipelines_.get("split_attention_prep", {kMergeWorkgroup}, 5);
+    const uint32_t pc[] = {uint32_t(n) * H, H, uint32_t(s.n_kv_heads), D, N, uint32_t(nk_k)};
+    const auto [gx, gz] = split_groups(uint32_t(n) * H);
+    rec_.dispatch(prep,
+                  {bind(&q, false), bind(c.k.coef, false), bind(c.k.norm, false), bind(c.k.dims_table, false),
+                   bind(gvec, true)},
+                  pc, sizeof(pc), gx, 1, gz);
+  }
+
+  // Split the rows so that (splits x KV heads x queries) workgroups fill the device.
+  const uint32_t max_len = uint32_t(S_len + M + W_len + n);
+  const uint32_t target = cpu_device_ ? 64 : 2048;
+  const uint32_t work = std::min<uint32_t>(uint32_t(n) * uint32_t(s.n_kv_heads), target);
+  const uint32_t want = std::max<uint32_t>(1, target / work);
+  uint32_t chunk_len = (max_len + want - 1) / want;
+  chunk_len = std::max(kAttnWorkgroup, (chunk_len + kAttnWorkgroup - 1) / kAttnWorkgroup * kAttnWorkgroup);
+  const uint32_t NF = spec_v ? N : 1;
+  const size_t ps = D + 2 + (spec_v ? 2 * size_t(N) : 0);
+  while (size_t(n) * H * ((max_len + chunk_len - 1) / chunk_len) * ps * 4 > ctx_->max_binding())
+    chunk_len *= 2;
+  const uint32_t chunks = (max_len + chunk_len - 1) / chunk_len;
+  const VulkanBuffer& partials =
+      scratch(partials_, size_t(n) * H * chunks * ps * 4, "split attention partials");
+
+  const Pipeline& main_p = pipelines_.get(
+      "split_attention",
+      {kAttnWorkgroup, kAttnWorkgroup, D, G, f16 ? 1u : 0u, NF, spec_k ? 1u : 0u, spec_v ? 1u : 0u}, 16);
+  const uint32_t pc[] = {uint32_t(pos0),
+                         H,
+                         uint32_t(s.n_kv_heads),
+                         u32(s.scale),
+                         chunk_len,
+                         chunks,
+                         uint32_t(S_len),
+                         uint32_t(M),
+                         uint32_t(W_len),
+                         uint32_t(wb),
+                         uint32_t(c.sink),
+                         uint32_t(std::max(c.window, 1)),
+                         fitted ? 1u : 0u,
+                         uint32_t(std::max(c.middle, 1)),
+                         N,
+                         uint32_t(nk_k),
+                         uint32_t(nc_k),
+                         uint32_t(nk_v),
+                         uint32_t(nc_v)};
+  const VulkanBuffer* table = (spec_k || spec_v) ? &basis_table(c.middle) : nullptr;
+  rec_.dispatch(
+      main_p,
+      {bind(&q, false), bind(&k, false), bind(&v, false), bind(c.k.sink, false), bind(c.k.window, false),
+       bind(M > 0 ? c.k.kept : nullptr, false), bind(M > 0 && !fitted ? c.k.pending : nullptr, false),
+       bind(c.v.sink, false), bind(c.v.window, false), bind(M > 0 ? c.v.kept : nullptr, false),
+       bind(M > 0 && !fitted ? c.v.pending : nullptr, false), bind(M > 0 ? c.k.dims_table : nullptr, false),
+       bind(M > 0 ? c.v.dims_table : nullptr, false), bind(gvec, false), bind(table, false),
+       bind(&partials, true)},
+      pc, sizeof(pc), chunks, uint32_t(s.n_kv_heads), uint32_t(n));
+
+  const Pipeline& merge_p =
+      pipelines_.get("split_attention_merge", {kMergeWorkgroup, D, NF, spec_v ? 1u : 0u}, 5);
+  const uint32_t mc[] = {chunks, uint32_t(n) * H, H, uint32_t(s.n_kv_heads), uint32_t(nk_v)};
+  const auto [gx, gz] = split_groups(uint32_t(n) * H);
+  rec_.dispatch(merge_p,
+                {bind(&partials, false), bind(&out, true), bind(spec_v ? c.v.coef : nullptr, false),
+                 bind(spec_v ? c.v.norm : nullptr, false), bind(spec_v ? c.v.dims_table : nullptr, false)},
+                mc, sizeof(mc), gx, 1, gz);
+}
+
+}  // namespace fkv

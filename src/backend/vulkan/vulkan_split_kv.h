@@ -1,0 +1,50 @@
+// The split-cache ops of backend.h (split_kv_append, split_attention, fourier_project, fourier_accumulate)
+// as compute shaders, for the `window` and `fourier` KV policies: everything stays on the device, and a
+// decode step (n = 1) records dispatches only. docs/VULKAN.md and docs/FOURIER-IMPL.md describe the split.
+#pragma once
+#include <map>
+#include <memory>
+
+#include "backend/backend.h"
+#include "backend/vulkan/vulkan_commands.h"
+#include "backend/vulkan/vulkan_context.h"
+#include "backend/vulkan/vulkan_memory.h"
+#include "backend/vulkan/vulkan_pipelines.h"
+
+namespace fkv {
+
+class VulkanSplitKv {
+ public:
+  VulkanSplitKv(std::shared_ptr<VulkanContext> ctx, PipelineCache& pipelines, CommandRecorder& rec);
+
+  void append(const DeviceBuffer& k, const DeviceBuffer& v, int n, int pos0, const AttentionShape& s,
+              SplitKvLayer& cache);
+  void attention(const DeviceBuffer& q, const DeviceBuffer& k, const DeviceBuffer& v, int n, int pos0,
+                 const AttentionShape& s, const SplitKvLayer& cache, DeviceBuffer& out);
+  // fourier_project (overwrite) or fourier_accumulate; values start at float `values_base`.
+  void project(const DeviceBuffer& values, uint32_t values_base, int rows, int n_comp, int m0, int period,
+               int n_freq, DeviceBuffer& coef, bool overwrite);
+
+ private:
+  using Buffer = std::shared_ptr<VulkanBuffer>;
+  Binding bind(const DeviceBuffer* buf, bool write) const;  // the whole buffer; a dummy for nullptr
+  const VulkanBuffer& basis_table(int period);
+  const VulkanBuffer& scratch(Buffer& slot, size_t bytes, const char* what);
+  void grid_dispatch(const Pipeline& p, const std::vector<Binding>& b, const void* pc, uint32_t pc_bytes,
+                     size_t items, uint32_t wg);
+  void store_rows(const DeviceBuffer& src, int src_row0, int count, int pos_first, int ring, int sink,
+                  int row_len, KvType type, DeviceBuffer& dst);
+  void enter_middle(const SplitKvLayer& c, const SplitKvPart& part, const DeviceBuffer& chunk, int e0,
+                    int cnt, int pos0, const AttentionShape& s);
+  void stats(const DeviceBuffer& rows, uint32_t base, int count, int n_comp, bool init, DeviceBuffer& norm);
+  void refit(const SplitKvLayer& c, const SplitKvPart& part, int rows);
+
+  std::shared_ptr<VulkanContext> ctx_;
+  PipelineCache& pipelines_;
+  CommandRecorder& rec_;
+  bool cpu_device_ = false;
+  Buffer dummy_, comp_, refit_partial_, gvec_, partials_;
+  std::map<int, Buffer> tables_;
+};
+
+}  // namespace fkv

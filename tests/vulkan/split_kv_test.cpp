@@ -1,0 +1,317 @@
+// The split-cache ops (window and fourier KV policies) on Vulkan against the CPU reference: fourier_project
+// and fourier_accumulate on random rows; split_kv_append through prefill chunks and decode steps that cross
+// the fit and refits (inside one call and across calls), every cache buffer compared after each call; and
+// split_attention over cache states built by the CPU (middle lengths 0, 1, 257, 5000; before and after the
+// fit; kept fractions 0, 20%, 100%; head_dim 64 and 128; GQA; decode and prefill chunks; f32 and f16).
+// Vulkan outputs start poisoned (NaN) so that anything a shader fails to write shows up.
+#include <numeric>
+
+#include "util/half.h"
+#include "vulkan_test_util.h"
+
+namespace fkv::test {
+namespace {
+
+struct CacheCase {
+  int n_heads, n_kv_heads, head_dim;
+  int sink, window, middle, n_freq, fit;
+  double keep;  // fraction of each head's dims kept exact
+  KvType type;
+  bool lsq = false;
+};
+
+// Per head, round(keep·d) dims kept (random), the rest compressed; ascending lists.
+SplitKvDims make_dims(int n_kv, int d, double keep, uint32_t seed) {
+  std::mt19937 rng(seed);
+  SplitKvDims dims;
+  dims.keep_offset.push_back(0);
+  dims.comp_offset.push_back(0);
+  for (int g = 0; g < n_kv; ++g) {
+    std::vector<int> all(static_cast<size_t>(d));
+    std::iota(all.begin(), all.end(), 0);
+    std::shuffle(all.begin(), all.end(), rng);
+    const int nk = int(std::lround(keep * d));
+    std::vector<int> kept(all.begin(), all.begin() + nk), comp(all.begin() + nk, all.end());
+    std::sort(kept.begin(), kept.end());
+    std::sort(comp.begin(), comp.end());
+    dims.keep.insert(dims.keep.end(), kept.begin(), kept.end());
+    dims.comp.insert(dims.comp.end(), comp.begin(), comp.end());
+    dims.keep_offset.push_back(int(dims.keep.size()));
+    dims.comp_offset.push_back(int(dims.comp.size()));
+  }
+  return dims;
+}
+
+// One layer's split cache on a backend, allocated like SplitKvCache does (absent parts are nullptr).
+struct TestCache {
+  std::vector<BufferPtr> owned;
+  SplitKvLayer L;
+  DeviceBuffer* alloc(Backend& be, size_t bytes, bool poison) {
+    if (bytes == 0) return nullptr;
+    owned.push_back(be.alloc(bytes, "split cache part"));
+    if (poison) {
+      std::vector<uint8_t> nan(bytes, 0xFF);
+      be.upload(*owned.back(), 0, nan.data(), bytes);
+    }
+    return owned.back().get();
+  }
+  TestCache(Backend& be, const CacheCase& c, bool poison) {
+    L.type = c.type;
+    L.sink = c.sink;
+    L.window = c.window;
+    L.middle = c.middle;
+    L.n_freq = c.n_freq;
+    L.fit_tokens = c.middle > 0 ? std::max(1, std::min(c.middle, c.fit)) : 0;
+    L.least_squares_norm = c.lsq;
+    const size_t tb = kv_type_bytes(c.type), row = size_t(c.n_kv_heads) * c.head_dim * tb;
+    for (int part = 0; part < 2; ++part) {
+      SplitKvPart& P = part == 0 ? L.k : L.v;
+      P.sink = alloc(be, row * c.sink, poison);
+      P.window = alloc(be, row * c.window, poison);
+      if (c.middle <= 0) continue;
+      P.dims = make_dims(c.n_kv_heads, c.head_dim, c.keep, 100 + part);
+      const size_t nk = size_t(P.dims.n_keep()), nc = size_t(P.dims.n_comp());
+      P.kept = alloc(be, size_t(c.middle) * nk * tb, poison);
+      P.pending = alloc(be, size_t(L.fit_tokens) * nc * 4, poison);
+      P.coef = alloc(be, nc * 2 * c.n_freq * 4, poison);
+      P.norm = alloc(be, nc * kSplitNormStride * 4, poison);
+      std::vector<int32_t> table;
+      for (const auto* v : {&P.dims.keep_offset, &P.dims.comp_offset, &P.dims.keep, &P.dims.comp})
+        table.insert(table.end(), v->begin(), v->end());
+      P.dims_table = alloc(be, table.size() * 4, false);
+      be.upload(*P.dims_table, 0, table.data(), table.size() * 4);
+    }
+  }
+};
+
+std::vector<float> read_typed(Backend& be, const DeviceBuffer* b, KvType type, size_t first, size_t count) {
+  std::vector<float> out(count);
+  if (count == 0) return out;
+  if (type == KvType::kF32) {
+    be.download(*b, first * 4, out.data(), count * 4);
+  } else {
+    std::vector<uint16_t> h(count);
+    be.download(*b, first * 2, h.data(), count * 2);
+    for (size_t i = 0; i < count; ++i) out[i] = half_to_float(h[i]);
+  }
+  return out;
+}
+
+std::vector<float> read_f32(Backend& be, const DeviceBuffer* b, size_t first, size_t count) {
+  return read_typed(be, b, KvType::kF32, first, count);
+}
+
+// Smooth drift plus noise along positions, so that the middle has something to represent.
+std::vector<float> kv_rows(int pos0, int n, int row, uint32_t seed) {
+  std::vector<float> x = random_floats(size_t(n) * row, seed, 0.3f);
+  for (int i = 0; i < n; ++i)
+    for (int j = 0; j < row; ++j)
+      x[size_t(i) * row + j] += std::sin(0.02f * float(pos0 + i) * float(1 + j % 7));
+  return x;
+}
+
+// A test name from (label, number) pairs (appended piecewise: GCC 12 warns about "x" + std::to_string()).
+std::string name_of(std::initializer_list<std::pair<const char*, int>> parts) {
+  std::string out;
+  for (const auto& [label, value] : parts) out.append(label).append(std::to_string(value));
+  return out;
+}
+
+class SplitKvTest : public VulkanTest {
+ protected:
+  // Every buffer region the cache holds at t positions, Vulkan against CPU.
+  void compare_state(const CacheCase& c, TestCache& a, TestCache& b, int t, const char* when) {
+    const SplitKvLayer& L = b.L;
+    const size_t row = size_t(c.n_kv_heads) * c.head_dim;
+    for (int part = 0; part < 2; ++part) {
+      const SplitKvPart &pa = part == 0 ? a.L.k : a.L.v, &pb = part == 0 ? L.k : L.v;
+      SCOPED_TRACE(std::string(when) + (part == 0 ? " K" : " V") + " t=" + std::to_string(t));
+      const size_t s_rows = size_t(L.sink_len(t));
+      EXPECT_EQ(read_typed(*vk, pa.sink, c.type, 0, s_rows * row),
+                read_typed(*cpu, pb.sink, c.type, 0, s_rows * row));
+      for (int p = L.window_begin(t); p < t; ++p) {
+        const size_t r = size_t((p - L.sink) % L.window);
+        ASSERT_EQ(read_typed(*vk, pa.window, c.type, r * row, row),
+                  read_typed(*cpu, pb.window, c.type, r * row, row))
+            << "window position " << p;
+      }
+      if (L.middle == 0) continue;
+      const int M = L.middle_len(t), nk = pb.dims.n_keep(), nc = pb.dims.n_comp();
+      EXPECT_EQ(read_typed(*vk, pa.kept, c.type, 0, size_t(M) * nk),
+                read_typed(*cpu, pb.kept, c.type, 0, size_t(M) * nk));
+      const size_t pend = size_t(std::min(M, L.fit_tokens)) * nc;
+      EXPECT_EQ(read_f32(*vk, pa.pending, 0, pend), read_f32(*cpu, pb.pending, 0, pend));
+      if (!L.fitted(t) || nc == 0) continue;
+      const size_t nco = size_t(nc) * 2 * L.n_freq;
+      EXPECT_LT(max_rel_error(read_f32(*vk, pa.coef, 0, nco), read_f32(*cpu, pb.coef, 0, nco)), 1e-4);
+      const std::vector<float> na = read_f32(*vk, pa.norm, 0, size_t(nc) * 8),
+                               nb = read_f32(*cpu, pb.norm, 0, size_t(nc) * 8);
+      for (int col = 0; col < 7; ++col) {
+        std::vector<float> ca, cb;
+        for (int j = 0; j < nc; ++j) {
+          ca.push_back(na[size_t(j) * 8 + col]);
+          cb.push_back(nb[size_t(j) * 8 + col]);
+        }
+        EXPECT_LT(max_rel_error(ca, cb), 1e-4) << "norm column " << col;
+      }
+    }
+  }
+
+  void run_appends(const CacheCase& c, const std::vector<int>& chunks) {
+    const AttentionShape s{c.n_heads, c.n_kv_heads, c.head_dim, 1.0f / std::sqrt(float(c.head_dim))};
+    TestCache tv(*vk, c, true), tc(*cpu, c, false);
+    const int row = c.n_kv_heads * c.head_dim;
+    int pos = 0;
+    for (size_t i = 0; i < chunks.size(); ++i) {
+      const int n = chunks[i];
+      auto [kv_, kc] = both(kv_rows(pos, n, row, uint32_t(11 + i)), "k");
+      auto [vv, vc] = both(kv_rows(pos, n, row, uint32_t(5011 + i)), "v");
+      vk->split_kv_append(*kv_, *vv, n, pos, s, tv.L);
+      cpu->split_kv_append(*kc, *vc, n, pos, s, tc.L);
+      pos += n;
+      if (i + 1 == chunks.size() || n > 1 || i % 7 == 0) compare_state(c, tv, tc, pos, "after append");
+    }
+  }
+};
+
+// ---- fourier_project / fourier_accumulate
+
+struct ProjectCase {
+  int rows, n_comp, m0, period, n_freq;
+};
+
+class FourierProjectTest : public VulkanTest, public ::testing::WithParamInterface<ProjectCase> {};
+
+TEST_P(FourierProjectTest, ProjectAndAccumulateMatchCpu) {
+  const ProjectCase c = GetParam();
+  const size_t nco = size_t(c.n_comp) * 2 * c.n_freq;
+  auto [xv, xc] = both(random_floats(std::max<size_t>(1, size_t(c.rows) * c.n_comp), 3), "values");
+  BufferPtr ov = poisoned(nco * 4, "coef");
+  auto [av, ac] = both(random_floats(nco, 4), "coef acc");
+  BufferPtr oc = cpu->alloc(nco * 4, "coef");
+  vk->fourier_project(*xv, c.rows, c.n_comp, c.m0, c.period, c.n_freq, *ov);
+  cpu->fourier_project(*xc, c.rows, c.n_comp, c.m0, c.period, c.n_freq, *oc);
+  EXPECT_LT(max_rel_error(read(*vk, *ov, nco), read(*cpu, *oc, nco)), 1e-4);
+  vk->fourier_accumulate(*xv, c.rows, c.n_comp, c.m0, c.period, c.n_freq, *av);
+  cpu->fourier_accumulate(*xc, c.rows, c.n_comp, c.m0, c.period, c.n_freq, *ac);
+  EXPECT_LT(max_rel_error(read(*vk, *av, nco), read(*cpu, *ac, nco)), 1e-4);
+}
+
+const ProjectCase kProjectCases[] = {
+    {0, 5, 0, 100, 16},       {1, 7, 3, 100, 16},        {257, 37, 0, 3000, 100},
+    {1000, 5, 123, 1500, 64}, {40, 3, 4000, 5003, 1024},
+};
+INSTANTIATE_TEST_SUITE_P(Sizes, FourierProjectTest, ::testing::ValuesIn(kProjectCases), [](const auto& info) {
+  const ProjectCase& c = info.param;
+  return name_of({{"rows", c.rows}, {"nc", c.n_comp}, {"m", c.m0}, {"T", c.period}, {"N", c.n_freq}});
+});
+
+// ---- split_kv_append
+
+TEST_F(SplitKvTest, AppendFitAndRefitInsideOneChunk) {
+  // fit at 16 and refits at 32, 64 all inside the first chunk; then decode steps across the refit at 128.
+  const CacheCase c{4, 2, 64, 3, 20, 300, 32, 16, 0.2, KvType::kF32};
+  std::vector<int> chunks = {100};
+  for (int i = 0; i < 50; ++i) chunks.push_back(1);
+  run_appends(c, chunks);
+}
+
+TEST_F(SplitKvTest, AppendAcrossDecodeStepsF16) {
+  // The fit and the refit at 2·fit reached by single-token decode; f16 storage; chunk longer than the window.
+  const CacheCase c{9, 3, 64, 4, 24, 200, 40, 12, 0.2, KvType::kF16};
+  std::vector<int> chunks = {7, 30};
+  for (int i = 0; i < 20; ++i) chunks.push_back(1);
+  chunks.push_back(33);
+  run_appends(c, chunks);
+}
+
+TEST_F(SplitKvTest, AppendLeastSquaresAllCompressedHeadDim128) {
+  const CacheCase c{8, 2, 128, 2, 8, 100, 20, 10, 0.0, KvType::kF32, true};
+  run_appends(c, {5, 9, 1, 1, 13, 1, 1, 1, 40});
+}
+
+TEST_F(SplitKvTest, AppendAllKeptAndWindowPolicy) {
+  run_appends({4, 4, 64, 4, 16, 64, 16, 8, 1.0, KvType::kF16}, {3, 10, 1, 1, 20, 1});
+  run_appends({4, 2, 64, 4, 16, 0, 0, 0, 0.0, KvType::kF16},
+              {3, 10, 1, 1, 20, 1});                                         // window: evicted rows dropped
+  run_appends({2, 1, 64, 0, 5, 0, 0, 0, 0.0, KvType::kF32}, {3, 10, 1, 1});  // no sink
+}
+
+// ---- split_attention
+
+struct AttnCase {
+  CacheCase c;
+  int fill;  // positions stored before the call (built by the CPU, copied to Vulkan)
+  int n;     // queries in the call
+};
+
+class SplitAttentionTest : public SplitKvTest, public ::testing::WithParamInterface<AttnCase> {};
+
+TEST_P(SplitAttentionTest, MatchesCpu) {
+  const AttnCase a = GetParam();
+  const CacheCase& c = a.c;
+  const AttentionShape s{c.n_heads, c.n_kv_heads, c.head_dim, 1.0f / std::sqrt(float(c.head_dim))};
+  TestCache tc(*cpu, c, false), tv(*vk, c, true);
+  const int row = c.n_kv_heads * c.head_dim;
+  // The CPU builds the state in chunks of up to 512; its buffers are copied into the Vulkan cache.
+  for (int pos = 0; pos < a.fill;) {
+    const int n = std::min(512, a.fill - pos);
+    const std::vector<float> k = kv_rows(pos, n, row, 7 + pos), v = kv_rows(pos, n, row, 70001 + pos);
+    BufferPtr kb = cpu->alloc(k.size() * 4, "k"), vb = cpu->alloc(v.size() * 4, "v");
+    cpu->upload(*kb, 0, k.data(), k.size() * 4);
+    cpu->upload(*vb, 0, v.data(), v.size() * 4);
+    cpu->split_kv_append(*kb, *vb, n, pos, s, tc.L);
+    pos += n;
+  }
+  for (size_t i = 0; i < tc.owned.size(); ++i) {
+    std::vector<uint8_t> bytes(tc.owned[i]->size());
+    cpu->download(*tc.owned[i], 0, bytes.data(), bytes.size());
+    vk->upload(*tv.owned[i], 0, bytes.data(), bytes.size());
+  }
+  auto [qv, qc] = both(random_floats(size_t(a.n) * c.n_heads * c.head_dim, 31), "q");
+  auto [kv_, kc] = both(kv_rows(a.fill, a.n, row, 32), "k");
+  auto [vv, vc] = both(kv_rows(a.fill, a.n, row, 33), "v");
+  const size_t count = size_t(a.n) * c.n_heads * c.head_dim;
+  BufferPtr ov = poisoned(count * 4, "out"), oc = cpu->alloc(count * 4, "out");
+  vk->split_attention(*qv, *kv_, *vv, a.n, a.fill, s, tv.L, SplitAttentionPath::kAuto, *ov);
+  cpu->split_attention(*qc, *kc, *vc, a.n, a.fill, s, tc.L, SplitAttentionPath::kReference, *oc);
+  const double tol = c.type == KvType::kF32 ? 1e-4 : 2e-3;
+  const double err = max_rel_error(read(*vk, *ov, count), read(*cpu, *oc, count));
+  std::printf("[ split  ] max rel error %.2e (tolerance %.0e)\n", err, tol);
+  EXPECT_LT(err, tol) << "middle " << tc.L.middle_len(a.fill)
+                      << (tc.L.fitted(a.fill) ? " fitted" : " not fitted");
+}
+
+// {heads, kv heads, d, S, W, T, N, fit, keep, type}, fill, n
+const AttnCase kAttnCases[] = {
+    {{9, 3, 64, 4, 32, 400, 64, 64, 0.2, KvType::kF32}, 30, 1},      // no middle yet (window not full)
+    {{9, 3, 64, 4, 32, 400, 64, 64, 0.2, KvType::kF32}, 37, 1},      // middle 1, before the fit
+    {{9, 3, 64, 4, 32, 400, 64, 64, 0.2, KvType::kF16}, 80, 1},      // middle 44, before the fit
+    {{9, 3, 64, 4, 32, 400, 64, 256, 0.2, KvType::kF32}, 293, 1},    // middle 257, fitted
+    {{8, 2, 128, 4, 64, 600, 128, 128, 0.2, KvType::kF16}, 325, 1},  // middle 257, head_dim 128
+    {{4, 1, 64, 4, 16, 300, 1024, 256, 0.0, KvType::kF32}, 277, 1},  // N 1024, all compressed
+    {{4, 2, 64, 4, 16, 300, 16, 32, 1.0, KvType::kF32}, 277, 1},     // all kept
+    {{2, 1, 64, 4, 64, 5100, 16, 256, 0.2, KvType::kF32}, 5068, 1},  // middle 5000
+    {{9, 3, 64, 4, 32, 400, 64, 64, 0.2, KvType::kF16}, 293, 7},     // prefill chunk over a fitted middle
+    {{8, 2, 128, 4, 32, 600, 100, 64, 0.2, KvType::kF32}, 40, 33},   // prefill chunk, middle before the fit
+    {{4, 2, 64, 4, 32, 0, 0, 0, 0.0, KvType::kF16}, 100, 5},         // window policy
+    {{4, 4, 64, 0, 48, 300, 32, 32, 0.2, KvType::kF32}, 0, 9},       // first chunk: nothing cached
+};
+
+INSTANTIATE_TEST_SUITE_P(Shapes, SplitAttentionTest, ::testing::ValuesIn(kAttnCases), [](const auto& info) {
+  const AttnCase& a = info.param;
+  const CacheCase& c = a.c;
+  return name_of({{"h", c.n_heads},
+                  {"kv", c.n_kv_heads},
+                  {"d", c.head_dim},
+                  {"W", c.window},
+                  {"T", c.middle},
+                  {"N", c.n_freq},
+                  {"keep", int(c.keep * 100)},
+                  {"fill", a.fill},
+                  {"n", a.n}}) +
+         (c.type == KvType::kF16 ? "f16" : "f32");
+});
+
+}  // namespace
+}  // namespace fkv::test
