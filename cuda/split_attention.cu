@@ -135,9 +135,12 @@ struct DirectArgs {
 };
 
 // z and the constant Σ_j q_j b_j of each query head whose KV head has compressed K dims (fitted middle).
-// Block: one KV head, up to kHC of its query heads, 256 frequencies, one query.
+// Block: one KV head, up to kHC of its query heads, kPrepFreqs frequencies, one query; its 8 warps split the
+// compressed dims (a warp reads 32 consecutive coefficients of a dim), then add their sums in shared memory.
+constexpr int kPrepFreqs = 32, kPrepGroups = kThreads / kPrepFreqs;
 __global__ void __launch_bounds__(kThreads) split_prep_kernel(DirectArgs a) {
   __shared__ float qa[kHC][256], qb[kHC][256];
+  __shared__ float part[kPrepGroups][kPrepFreqs][2 * kHC];
   const SplitLayerDev& L = a.L;
   const int D = L.d, group = a.H / L.kvh;
   const int kvh = blockIdx.x / a.plan.hchunks, hc = blockIdx.x % a.plan.hchunks;
@@ -153,11 +156,12 @@ __global__ void __launch_bounds__(kThreads) split_prep_kernel(DirectArgs a) {
     qb[h][j] = qv * ab.y;
   }
   __syncthreads();
-  const int nn = blockIdx.y * kThreads + threadIdx.x;
+  const int f = threadIdx.x % kPrepFreqs, grp = threadIdx.x / kPrepFreqs;
+  const int nn = blockIdx.y * kPrepFreqs + f;
+  float gc[kHC] = {0, 0, 0, 0}, gs[kHC] = {0, 0, 0, 0};
   if (nn < N) {
-    float gc[kHC] = {0, 0, 0, 0}, gs[kHC] = {0, 0, 0, 0};
     const size_t two_n = size_t(2) * N;
-    for (int j = 0; j < ncg; ++j) {
+    for (int j = grp; j < ncg; j += kPrepGroups) {
       const float* cr = L.k.coef + size_t(c0 + j) * two_n;
       const float cv = cr[nn], sv = cr[N + nn];
 #pragma unroll
@@ -166,9 +170,23 @@ __global__ void __launch_bounds__(kThreads) split_prep_kernel(DirectArgs a) {
         gs[h] = fmaf(qa[h][j], sv, gs[h]);
       }
     }
+  }
+#pragma unroll
+  for (int h = 0; h < kHC; ++h) {
+    part[grp][f][h] = gc[h];
+    part[grp][f][kHC + h] = gs[h];
+  }
+  __syncthreads();
+  if (grp == 0 && nn < N) {
+    float c[kHC] = {0, 0, 0, 0}, s[kHC] = {0, 0, 0, 0};
+    for (int g = 0; g < kPrepGroups; ++g)
+#pragma unroll
+      for (int h = 0; h < kHC; ++h) {
+        c[h] += part[g][f][h];
+        s[h] += part[g][f][kHC + h];
+      }
     const float wn = (nn == 0 ? 0.5f : 1.0f) / float(N) * a.scale;
-    for (int h = 0; h < nh; ++h)
-      a.z[(size_t(i) * a.H + h0 + h) * N + nn] = make_float2(wn * gc[h], wn * gs[h]);
+    for (int h = 0; h < nh; ++h) a.z[(size_t(i) * a.H + h0 + h) * N + nn] = make_float2(wn * c[h], wn * s[h]);
   }
   if (blockIdx.y == 0 && int(threadIdx.x) < nh) {
     float c = 0.0f;
@@ -624,8 +642,8 @@ void split_attention_direct(const SplitAttentionArgs& a, int sm_count, cudaStrea
   d.cst = ws + w.cst;
   const unsigned head_blocks = unsigned(a.L.kvh * plan.hchunks);
   if (a.fitted && a.L.T > 0 && a.L.k.nc > 0) {
-    split_prep_kernel<<<dim3(head_blocks, unsigned(cdiv(a.L.N, kThreads)), unsigned(a.n)), kThreads, 0, st>>>(
-        d);
+    split_prep_kernel<<<dim3(head_blocks, unsigned(cdiv(a.L.N, kPrepFreqs)), unsigned(a.n)), kThreads, 0,
+                        st>>>(d);
     check_launch("split_attention_prep");
   }
   split_main_kernel<<<dim3(head_blocks, unsigned(plan.n_total), unsigned(a.n)), kThreads, smem, st>>>(d);

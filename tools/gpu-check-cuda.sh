@@ -67,6 +67,7 @@ if [[ -z "${FKV_SKIP_BENCH:-}" ]]; then
   run_bench decode_eager 'Bench.DISABLED_Decode8B' FKV_CUDA_GRAPH=0
   run_bench attention_gemm 'Bench.DISABLED_Attention32K:Bench.DISABLED_PrefillGemm'
   run_bench matvec 'Bench.DISABLED_MatvecBandwidth'
+  run_bench split_kv 'Bench.DISABLED_SplitAttention'
 fi
 # End to end through the engine and the C API's tools (when they were built or carried).
 models=${FKV_MODEL_DIR:-/tmp/fkv-gpu-check-models}

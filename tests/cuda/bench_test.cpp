@@ -4,10 +4,13 @@
 // (decode speed does not depend on weight values). Layers cycle through a few distinct weight sets, each
 // far larger than L2, so every matvec streams from memory as in a real model.
 #include <chrono>
+#include <functional>
 #include <cstdio>
 #include <cstdlib>
 
 #include "cuda_test_util.h"
+#include "fourier/fourier_profile.h"
+#include "kv/split_kv_cache.h"
 #include "model/quant.h"
 
 namespace fkv::test {
@@ -183,6 +186,75 @@ TEST_F(Bench, DISABLED_Attention32K) {
     std::printf("BENCH attention n=%d depth %d: %8.1f us  %6.0f GB/s of KV  %6.1f TFLOP/s\n", n, depth, sec * 1e6,
                 bytes / sec / 1e9, flops / sec / 1e12);
     std::fflush(stdout);  // a timed-out run keeps what it printed
+  }
+}
+
+// One 8B-shape layer of the split KV cache (fourier: S 4, W 1020, N 512, 80% of dims compressed; window:
+// S 4, W 1020) against the full cache: decode attention, a one-token append, a 256-token prefill chunk.
+TEST_F(Bench, DISABLED_SplitAttention) {
+  Shape sh;
+  AttentionShape s{sh.n_heads, sh.n_kv_heads, sh.head_dim, 1.0f / std::sqrt(float(sh.head_dim))};
+  std::printf("BENCH device %s\n", gpu->device_name().c_str());
+  auto rows = gpu->alloc(size_t(256) * sh.kv_dim() * 4, "rows");
+  gpu->upload(*rows, 0, random_floats(size_t(256) * sh.kv_dim(), -2, 2).data(),
+              size_t(256) * sh.kv_dim() * 4);
+  auto q = gpu->alloc(size_t(256) * sh.dim * 4, "q"), out = gpu->alloc(size_t(256) * sh.dim * 4, "out");
+  gpu->upload(*q, 0, random_floats(size_t(256) * sh.dim).data(), size_t(256) * sh.dim * 4);
+  auto time = [&](int reps, const std::function<void()>& f) {
+    f();
+    gpu->synchronize();
+    const auto t0 = Clock::now();
+    for (int r = 0; r < reps; ++r) f();
+    gpu->synchronize();
+    return seconds_since(t0) / reps * 1e6;
+  };
+  for (int depth : {8192, 32768, 130816}) {
+    const int capacity = depth + 256;
+    for (const char* policy : {"full", "fourier", "window"}) {
+      std::unique_ptr<KvCache> full;
+      std::unique_ptr<SplitKvCache> split;
+      double t_dec = 0, t_app = 0, t_pre = 0;
+      if (std::string(policy) == "full") {
+        full = make_full_kv_cache(*gpu, 1, s, capacity, KvType::kF16);
+        for (int p = 0; p < depth; p += 256) full->store(0, *rows, *rows, std::min(256, depth - p), p);
+        full->store(0, *rows, *rows, 1, depth);
+        t_dec = time(50, [&] { full->attend(0, *q, 1, depth, *out); });
+      } else {
+        SplitKvConfig c;
+        c.policy = policy;
+        c.n_layers = 1;
+        c.shape = s;
+        c.capacity = capacity;
+        c.sink = 4;
+        c.window = 1020;
+        c.n_freq = 512;
+        c.least_squares_norm = true;
+        if (c.policy == "fourier") {
+          const FourierProfile pr = heuristic_fourier_profile(1, s.n_kv_heads, s.head_dim, 0.8);
+          c.k_dims.push_back(split_dims(pr.layers[0].k, s.head_dim));
+          c.v_dims.push_back(split_dims(pr.layers[0].v, s.head_dim));
+        }
+        split = std::make_unique<SplitKvCache>(*gpu, c);
+        auto& L = const_cast<SplitKvLayer&>(split->layer(0));
+        const auto t0 = Clock::now();
+        for (int p = 0; p < depth; p += 256)
+          gpu->split_kv_append(*rows, *rows, std::min(256, depth - p), p, s, L);
+        gpu->synchronize();
+        std::printf("BENCH split %-7s depth %6d: fill %.2f s\n", policy, depth, seconds_since(t0));
+        t_dec = time(50, [&] {
+          gpu->split_attention(*q, *rows, *rows, 1, depth, s, L, SplitAttentionPath::kAuto, *out);
+        });
+        t_app = time(50, [&] { gpu->split_kv_append(*rows, *rows, 1, depth, s, L); });
+        t_pre = time(3, [&] {
+          gpu->split_attention(*q, *rows, *rows, 256, depth - 256, s, L, SplitAttentionPath::kAuto, *out);
+        });
+      }
+      std::printf(
+          "BENCH split %-7s depth %6d: decode attention %8.1f us, one-token append %7.1f us, "
+          "256-token chunk attention %9.1f us\n",
+          policy, depth, t_dec, t_app, t_pre);
+      std::fflush(stdout);  // a timed-out run keeps what it printed
+    }
   }
 }
 
