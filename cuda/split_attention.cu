@@ -3,15 +3,16 @@
 //    group, one query and one span of one part (sink, middle, window ring or the chunk's own rows); scores go
 //    to shared memory, the span's softmax needs no rescale, and partials (max, sum, output) are merged by a
 //    log-sum-exp combine like attention.cu's flash-decoding. A fitted middle's compressed dims are never
-//    rebuilt (FOURIER.md "Spectral", evaluated directly): per query head z_n = w_n/N·scale·Σ_j q_j a_j (C_jn,
-//    S_jn) is formed once (split_prep_kernel), a middle row m scores Σ_n z_n·(cos, sin)(2π n m/T) + Σ_j q_j
-//    b_j (2N per row, shared basis for the group's heads), and the V side accumulates H_n = Σ_m P_m (cos,
-//    sin) (2π n m / T) per span, rescaled in the merge like the output; the combine applies out_j += a_j/N
-//    Σ_n w_n (C_jn Re H_n + S_jn Im H_n) + b_j Σ_m P_m. w_0 = 1/2 (docs/FOURIER-IMPL.md "The DC term"). Basis
-//    values along n (scores) or m (H) come from a rotation recurrence re-seeded from the exact table every 32
-//    steps, so no per-value trigonometry and no drift beyond a few ulps. Every launch is sized for the whole
-//    cache and every kernel reads the position from the device when asked, so a decode step replays as a CUDA
-//    graph.
+//    rebuilt (FOURIER.md "Spectral"): per query head z_n = w_n/N·scale·Σ_j q_j a_j (C_jn, S_jn) is formed
+//    once (split_prep_kernel); the middle rows m of a span score Σ_n z_n·(cos, sin)(2π n m/T) + Σ_j q_j b_j
+//    and the V side accumulates H_n = Σ_m P_m (cos, sin)(2π n m / T) per span, rescaled in the merge like the
+//    output; the combine applies out_j += a_j/N Σ_n w_n (C_jn Re H_n + S_jn Im H_n) + b_j Σ_m P_m, w_0 = 1/2
+//    (docs/FOURIER-IMPL.md "The DC term"). Both sums over a span come from chirp-z convolutions of kChirpF
+//    points in shared memory (split_chirp.h; the spectrum of z is formed once per query head by
+//    split_uspec_kernel); for N > kChirpMaxN (or FKV_CUDA_CHIRP=0) they are evaluated row by row, the basis
+//    walked by a rotation recurrence re-seeded from the exact table every 32 steps. Every launch is sized
+//    for the whole cache and every kernel reads the position from the device when asked, so a decode step
+//    replays as a CUDA graph.
 //  - rows (prefill chunks, kReference/kFused): every visible row written out in fp32 (the middle's compressed
 //    dims reconstructed as x̂ = a·x̃ + b), then attention.cu's kernels over those rows: the CPU reference's
 //    function, computed the way the full cache is.
@@ -70,7 +71,7 @@ Plan make_plan(const SplitLayerDev& L, int n, int n_heads, int sm_count) {
 }
 
 struct Layout {
-  size_t part = 0, hpart = 0, z = 0, cst = 0, total = 0;  // float offsets
+  size_t part = 0, hpart = 0, z = 0, cst = 0, u = 0, total = 0;  // float offsets
 };
 
 size_t round4(size_t x) {
@@ -84,7 +85,8 @@ Layout layout(const SplitLayerDev& L, const Plan& p, int n, int n_heads) {
   w.hpart = round4(heads * p.n_total * size_t(L.d + 2));
   w.z = w.hpart + round4(heads * p.n_mid * size_t(2) * L.N);
   w.cst = w.z + round4(L.T > 0 ? heads * size_t(2) * L.N : 0);
-  w.total = w.cst + round4(heads);
+  w.u = w.cst + round4(heads);
+  w.total = w.u + (L.chirp ? heads * size_t(2) * kChirpF : 0);
   return w;
 }
 
@@ -131,6 +133,7 @@ struct DirectArgs {
   float* part;   // [n, H, n_total, D + 2]: max, sum, unnormalised output
   float* hpart;  // [n, H, n_mid, 2N]: Σ_m P_m cos, then Σ_m P_m sin, per middle split
   float2* z;     // [n, H, N]
+  float2* u;     // chirp-z: [n, H, kChirpF], the spectrum of z·e^{iπn²/T} (the same for every span)
   float* cst;    // [n, H]
 };
 
@@ -193,6 +196,26 @@ __global__ void __launch_bounds__(kThreads) split_prep_kernel(DirectArgs a) {
     for (int j = 0; j < ncg; ++j) c += qb[threadIdx.x][j];
     a.cst[size_t(i) * a.H + h0 + threadIdx.x] = c * a.scale;
   }
+}
+
+// Chirp-z: U = FFT(z_n e^{iπn²/T}, zero-padded to kChirpF) of each query head whose KV head has compressed K
+// dims; every middle span's score convolution starts from it. Block: one query head of one query.
+__global__ void __launch_bounds__(kThreads) split_uspec_kernel(DirectArgs a) {
+  __shared__ float2 buf[kChirpF], tw[kChirpF / 2];
+  const SplitLayerDev& L = a.L;
+  const int h = blockIdx.x, i = blockIdx.y, N = L.N, kvh = h / (a.H / L.kvh);
+  const Dims dk{L.k.dims, L.kvh, L.k.nk};
+  if (dk.comp_offset(kvh + 1) == dk.comp_offset(kvh)) return;  // no compressed K dims: U is not read
+  const float2* z = a.z + (size_t(i) * a.H + h) * N;
+  for (int j = threadIdx.x; j < kChirpF; j += kThreads) {
+    float2 x = make_float2(0.0f, 0.0f);
+    if (j < N) x = chirp_cmul(make_float2(z[j].x, -z[j].y), L.chirp_n[j]);
+    buf[j] = x;
+  }
+  for (int e = threadIdx.x; e < kChirpF / 2; e += kThreads) tw[e] = L.chirp_twiddle[e];
+  block_fft(buf, tw, false);
+  float2* u = a.u + (size_t(i) * a.H + h) * kChirpF;
+  for (int k = threadIdx.x; k < kChirpF; k += kThreads) u[k] = buf[k];
 }
 
 // One span of one part for kHC query heads (file comment). Shared memory: q [kHC][D] (middle: kept dims
@@ -266,7 +289,7 @@ __global__ void __launch_bounds__(kThreads) split_main_kernel(DirectArgs a) {
     accs[e] = 0.0f;
   }
   if (spectral) {
-    for (int e = threadIdx.x; e < N * kHC; e += kThreads) {
+    for (int e = threadIdx.x; e < (L.chirp ? 0 : N * kHC); e += kThreads) {  // the per-row path's z
       const int nn = e / kHC, h = e % kHC;
       zs[e] = h < nh ? a.z[(size_t(i) * H + h0 + h) * N + nn] : make_float2(0.0f, 0.0f);
     }
@@ -295,16 +318,8 @@ __global__ void __launch_bounds__(kThreads) split_main_kernel(DirectArgs a) {
     for (int e = threadIdx.x; e < kChirpF / 2; e += kThreads) tw[e] = L.chirp_twiddle[e];
     const float2* seg = L.chirp_seg + size_t(ls) * kChirpF;
     for (int h = 0; h < nh; ++h) {
-      for (int j = threadIdx.x; j < kChirpF; j += kThreads) {
-        float2 u = make_float2(0.0f, 0.0f);
-        if (j < N) {
-          const float2 z = zs[j * kHC + h];
-          u = chirp_cmul(make_float2(z.x, -z.y), L.chirp_n[j]);
-        }
-        fbuf[j] = u;
-      }
-      block_fft(fbuf, tw, false);
-      for (int k = threadIdx.x; k < kChirpF; k += kThreads) fbuf[k] = chirp_cmul(fbuf[k], seg[k]);
+      const float2* u = a.u + (size_t(i) * H + h0 + h) * kChirpF;
+      for (int k = threadIdx.x; k < kChirpF; k += kThreads) fbuf[k] = chirp_cmul(u[k], seg[k]);
       block_fft(fbuf, tw, true);
       for (int r = r0 + threadIdx.x; r < r1; r += kThreads)
         sc[size_t(r - r0) * kHC + h] = chirp_cmul(L.chirp_m[r], fbuf[r - r0 + N - 1]).x * inv_f;
@@ -639,12 +654,17 @@ void split_attention_direct(const SplitAttentionArgs& a, int sm_count, cudaStrea
   d.part = ws + w.part;
   d.hpart = ws + w.hpart;
   d.z = reinterpret_cast<float2*>(ws + w.z);
+  d.u = reinterpret_cast<float2*>(ws + w.u);
   d.cst = ws + w.cst;
   const unsigned head_blocks = unsigned(a.L.kvh * plan.hchunks);
   if (a.fitted && a.L.T > 0 && a.L.k.nc > 0) {
     split_prep_kernel<<<dim3(head_blocks, unsigned(cdiv(a.L.N, kPrepFreqs)), unsigned(a.n)), kThreads, 0,
                         st>>>(d);
     check_launch("split_attention_prep");
+    if (a.L.chirp) {
+      split_uspec_kernel<<<dim3(unsigned(a.n_heads), unsigned(a.n)), kThreads, 0, st>>>(d);
+      check_launch("split_attention_uspec");
+    }
   }
   split_main_kernel<<<dim3(head_blocks, unsigned(plan.n_total), unsigned(a.n)), kThreads, smem, st>>>(d);
   check_launch("split_attention_main");
