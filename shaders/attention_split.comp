@@ -2,7 +2,9 @@
 // Causal attention, first pass: workgroup (chunk c, head h, query i) attends the cache rows of its chunk,
 // [c * chunk_len, min((c + 1) * chunk_len, pos0 + i + 1)), with an online softmax, and writes the partial
 // result (max score m, sum of exp l, unnormalised output acc) for attention_merge.comp to combine with a
-// log-sum-exp. Splitting the sequence over workgroups lets one decode query fill the GPU.
+// log-sum-exp. Splitting the sequence over workgroups lets one decode query fill the GPU. pos0 comes from
+// the position register and the chunking from common/attention_chunks.glsl, so that one recorded dispatch
+// of `want` chunk workgroups serves every position.
 #extension GL_GOOGLE_include_directive : require
 #extension GL_EXT_control_flow_attributes : require
 
@@ -14,17 +16,18 @@ layout(constant_id = 3) const bool KV_F16 = true;
 layout(std430, binding = 0) readonly buffer Q { float q[]; };
 layout(std430, binding = 1) readonly buffer K { uint kc[]; };
 layout(std430, binding = 2) readonly buffer V { uint vc[]; };
-layout(std430, binding = 3) writeonly buffer Partial { float part[]; };  // [n, heads, chunks, D + 2]
+layout(std430, binding = 3) writeonly buffer Partial { float part[]; };  // [n, heads, want, D + 2]
+layout(std430, binding = 4) readonly buffer Position { uint pos0; };
 
 layout(push_constant) uniform Params {
-  uint pos0;
+  uint n;  // queries
   uint heads;
   uint kv_heads;
   float scale;
-  uint chunk_len;
-  uint chunks;
+  uint want;  // chunk workgroups dispatched
 } p;
 
+#include "common/attention_chunks.glsl"
 #include "common/grid.glsl"
 
 const uint DPT = (D + WG - 1u) / WG;  // output dims per thread
@@ -82,11 +85,13 @@ float reduce_sum(float v, uint tid) {
 void main() {
   const uint tid = gl_LocalInvocationID.x;
   const uint c = gl_WorkGroupID.x, h = gl_WorkGroupID.y, i = gl_WorkGroupID.z;
+  const uint chunk_len = attention_chunk_len(pos0 + p.n, p.want, WG);
+  if (c >= attention_chunks(pos0 + p.n, chunk_len)) return;  // uniform: the whole workgroup leaves
   const uint kvh = h / (p.heads / p.kv_heads);
   const uint kv_row = p.kv_heads * D;
-  const uint len = p.pos0 + i + 1u;
-  const uint start = c * p.chunk_len;
-  const uint end = min(start + p.chunk_len, len);
+  const uint len = pos0 + i + 1u;
+  const uint start = c * chunk_len;
+  const uint end = min(start + chunk_len, len);
 
   for (uint j = tid; j < D; j += WG) q_s[j] = q[(i * p.heads + h) * D + j];
   barrier();
@@ -121,7 +126,7 @@ void main() {
   }
   const float l = reduce_sum(l_part, tid);
 
-  const uint base = ((i * p.heads + h) * p.chunks + c) * (D + 2u);
+  const uint base = ((i * p.heads + h) * p.want + c) * (D + 2u);
   if (tid == 0u) {
     part[base] = m;
     part[base + 1u] = l;

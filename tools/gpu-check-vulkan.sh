@@ -10,6 +10,8 @@
 #   FKV_PREBUILT=build-vulkan-carry tools/gpu-check-vulkan.sh
 #   FKV_SHAPES="llama3-8b:q4_0 llama3-8b:f16" FKV_DEPTHS=0,32768 ...   # what to benchmark
 #   FKV_SKIP_BENCH=1 ... / FKV_SKIP_TESTS=1 ...                       # tests only / bench only
+#   FKV_REPLAY_MODES="on off" FKV_FILL=synthetic FKV_REPS=2 ...        # decode replay on, then off (one
+#                                                                     # bench per mode; default: on only)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 LOGS=${OUT:-$PWD/build-gpu-check/logs}
@@ -69,10 +71,16 @@ if [[ -z "${FKV_SKIP_BENCH:-}" ]]; then
     shape=${shape_type%%:*} type=${shape_type##*:}
     model=/tmp/fkv-$shape-$type.gguf
     [[ -f $model ]] || "$BIN/fkv-make-random-model" --shape "$shape" --type "$type" "$model" >"$LOGS/make_$shape-$type.log" 2>&1
-    timeout "${FKV_BENCH_TIMEOUT:-240}" "$BIN/fkv-bench" --model "$model" --backend vulkan --n-prompt "$n_prompt" \
-      --n-gen "$n_gen" --depth "$depths" --reps "${FKV_REPS:-1}" --ctx "$ctx" \
-      >"$LOGS/bench_$shape-$type.log" 2>&1 || echo "bench $shape $type failed or timed out"
-    cat "$LOGS/bench_$shape-$type.log" | tail -12
+    for mode in ${FKV_REPLAY_MODES:-on}; do
+      # FKV_VULKAN_REPLAY: a decode step recorded once and replayed (on), or recorded every token (off).
+      log=$LOGS/bench_$shape-$type-replay-$mode.log
+      FKV_VULKAN_REPLAY=$([[ $mode == off ]] && echo 0 || echo 1) timeout "${FKV_BENCH_TIMEOUT:-240}" \
+        "$BIN/fkv-bench" --model "$model" --backend vulkan --n-prompt "$n_prompt" --n-gen "$n_gen" \
+        --depth "$depths" --reps "${FKV_REPS:-1}" --ctx "$ctx" --fill "${FKV_FILL:-prefill}" \
+        >"$log" 2>&1 || echo "bench $shape $type replay $mode failed or timed out"
+      echo "== $shape $type, replay $mode (${SECONDS}s since the start)"
+      tail -5 "$log"
+    done
     rm -f "$model"
   done
 fi

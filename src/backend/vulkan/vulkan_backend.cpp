@@ -26,7 +26,9 @@ constexpr uint32_t kAttnWorkgroup = 64;       // keys per attention tile
 constexpr uint32_t kMatmulTokens = 16;        // tokens per workgroup, GPU prefill of up to 16 tokens
 constexpr uint32_t kTiledMinTokens = 17;      // from here on GPU prefill uses the 64 x 64 tiled kernel
 constexpr uint32_t kAttnTargetGroups = 2048;  // enough attention workgroups to fill a large GPU
+constexpr uint32_t kAttnCpuGroups = 16;       // lavapipe and other CPU devices
 constexpr uint32_t kMaxGroupsX = 65535;
+constexpr int kRopeRowsAhead = 1024;  // RoPE table rows appended at a time
 
 const VulkanBuffer& vk(const DeviceBuffer& b) {
   return static_cast<const VulkanBuffer&>(b);
@@ -55,6 +57,14 @@ class VulkanBackend : public Backend {
   ~VulkanBackend() override = default;
 
   std::string name() const override { return "vulkan"; }
+  const ReplayStats& replay_stats() const { return rec_.replay_stats(); }
+  void set_replay(bool on) { rec_.set_replay(on); }
+  void drop_scratch() {
+    rec_.flush();
+    rope_table_.reset();
+    partials_.reset();
+    rope_rows_ = 0;
+  }
   std::string device_name() const override { return ctx_->device_name(); }
 
   BufferPtr alloc(size_t bytes, const std::string& what) override {
@@ -144,16 +154,21 @@ class VulkanBackend : public Backend {
 
   void rope(DeviceBuffer& x, int n, int n_heads, int pos0, const RopeParams& rp) override {
     if (n <= 0) return;
-    const int pairs = rp.head_dim / 2;
-    const Buffer& table = rope_table(n, pos0, rp);
-    const Pipeline& p = pipelines_.get("rope", {kWorkgroup}, 2);
-    const uint32_t pc[] = {uint32_t(n), uint32_t(n_heads), uint32_t(pairs)};
+    const uint32_t pairs = uint32_t(rp.head_dim / 2);
+    const VulkanBuffer& table = rope_table(pos0 + n, rp);
+    const size_t row = size_t(pairs) * 8;
+    // The whole table in one binding when it fits (the same binding at every position), else from pos0 on.
+    const bool whole = table.capacity() <= ctx_->max_binding();
+    const uint32_t origin = whole ? 0 : uint32_t(pos0);
+    const Binding tb = window(table, size_t(origin) * row, whole ? table.capacity() : size_t(n) * row, false);
+    const Pipeline& p = pipelines_.get("rope", {kWorkgroup}, 3);
+    const uint32_t pc[] = {uint32_t(n), uint32_t(n_heads), pairs, delta(tb, size_t(origin) * row) / 8,
+                           origin};
     const size_t total = size_t(n) * n_heads * pairs;
     const auto [gx, gz] = split(uint32_t(std::min<size_t>((total + kWorkgroup - 1) / kWorkgroup, 16384)));
-    rec_.dispatch(p,
-                  {window(x, 0, size_t(n) * n_heads * rp.head_dim * 4, true),
-                   window(*table, 0, size_t(n) * pairs * 8, false)},
-                  pc, sizeof(pc), gx, 1, gz);
+    rec_.set_position(uint32_t(pos0));
+    rec_.dispatch(p, {window(x, 0, size_t(n) * n_heads * rp.head_dim * 4, true), tb, position()}, pc,
+                  sizeof(pc), gx, 1, gz);
   }
 
   void swiglu(const DeviceBuffer& gate, const DeviceBuffer& up, int64_t count, DeviceBuffer& out) override {
@@ -177,15 +192,20 @@ class VulkanBackend : public Backend {
       return;
     }
     require(row % 2 == 0, ErrorCode::kUnsupported, "kv_store: an f16 cache row must hold an even count");
-    const Pipeline& p = pipelines_.get("kv_store", {kWorkgroup}, 2);
+    const Pipeline& p = pipelines_.get("kv_store", {kWorkgroup}, 3);
     const auto [gx, gz] = split(uint32_t(std::min<size_t>((count / 2 + kWorkgroup - 1) / kWorkgroup, 16384)));
+    rec_.set_position(uint32_t(pos0));
     for (int kv = 0; kv < 2; ++kv) {
       const DeviceBuffer& src = kv == 0 ? k : v;
       const DeviceBuffer& dst = kv == 0 ? *cache.k : *cache.v;
-      const size_t first = size_t(pos0) * row * 2;
-      const Binding db = window(dst, first, count * 2, true);
-      const uint32_t pc[] = {uint32_t(count / 2), delta(db, first) / 4};
-      rec_.dispatch(p, {window(src, 0, count * 4, false), db}, pc, sizeof(pc), gx, 1, gz);
+      // The whole cache in one binding when it fits (the same binding at every position), else from pos0.
+      const size_t cache_bytes = size_t(cache.capacity) * row * 2;
+      const bool whole = cache_bytes <= ctx_->max_binding();
+      const uint32_t origin = whole ? 0 : uint32_t(pos0);
+      const size_t first = size_t(origin) * row * 2;
+      const Binding db = window(dst, first, whole ? cache_bytes : count * 2, true);
+      const uint32_t pc[] = {uint32_t(count / 2), delta(db, first) / 4, origin, uint32_t(row / 2)};
+      rec_.dispatch(p, {window(src, 0, count * 4, false), db, position()}, pc, sizeof(pc), gx, 1, gz);
     }
   }
 
@@ -197,39 +217,39 @@ class VulkanBackend : public Backend {
     if (n <= 0) return;
     const uint32_t d = uint32_t(s.head_dim);
     const size_t heads = size_t(s.n_heads);
-    const uint32_t max_len = uint32_t(pos0 + n);
     // Split the keys so that n * heads * chunks workgroups fill the GPU; prefill has enough rows already.
-    const uint32_t want =
-        std::max<uint32_t>(1, kAttnTargetGroups / uint32_t(std::min<size_t>(n * heads, kAttnTargetGroups)));
-    uint32_t chunk_len = (max_len + want - 1) / want;
-    chunk_len = std::max<uint32_t>(kAttnWorkgroup,
-                                   (chunk_len + kAttnWorkgroup - 1) / kAttnWorkgroup * kAttnWorkgroup);
+    // `want` chunk workgroups are dispatched whatever the position (the shaders compute how many of them
+    // the length needs, common/attention_chunks.glsl), so that the dispatch is the same at every step.
+    // CPU devices run workgroups a few at a time, and each empty one still costs: few chunks there.
+    const uint32_t target = cpu_device_ ? kAttnCpuGroups : kAttnTargetGroups;
+    uint32_t want = std::max<uint32_t>(1, target / uint32_t(std::min<size_t>(n * heads, target)));
     const size_t partial_row = size_t(d + 2) * 4;
     // Keep the partials within one binding.
-    while (size_t(n) * heads * ((max_len + chunk_len - 1) / chunk_len) * partial_row > ctx_->max_binding())
-      chunk_len *= 2;
-    const uint32_t chunks = (max_len + chunk_len - 1) / chunk_len;
-    const size_t partial_bytes = size_t(n) * heads * chunks * partial_row;
+    while (want > 1 && size_t(n) * heads * want * partial_row > ctx_->max_binding()) want /= 2;
+    const size_t partial_bytes = size_t(n) * heads * want * partial_row;
+    require(partial_bytes <= ctx_->max_binding(), ErrorCode::kUnsupported,
+            "attention: the partial results of " + std::to_string(n) + " queries exceed one storage binding");
     if (!partials_ || partials_->size() < partial_bytes)
-      partials_ = std::make_shared<VulkanBuffer>(ctx_, std::max(partial_bytes, size_t(1) << 20),
-                                                 MemoryKind::kDevice, "attention partials");
+      partials_ = std::make_shared<VulkanBuffer>(
+          ctx_, std::max(partial_bytes, size_t(kAttnTargetGroups) * partial_row), MemoryKind::kDevice,
+          "attention partials");
     const size_t kv_bytes = size_t(cache.capacity) * s.n_kv_heads * d * kv_type_bytes(cache.type);
     const Pipeline& split_p = pipelines_.get(
-        "attention_split", {kAttnWorkgroup, kAttnWorkgroup, d, cache.type == KvType::kF16 ? 1u : 0u}, 4);
-    const uint32_t pc[] = {uint32_t(pos0), uint32_t(s.n_heads), uint32_t(s.n_kv_heads),
-                           u32(s.scale),   chunk_len,           chunks};
+        "attention_split", {kAttnWorkgroup, kAttnWorkgroup, d, cache.type == KvType::kF16 ? 1u : 0u}, 5);
+    const uint32_t pc[] = {uint32_t(n), uint32_t(s.n_heads), uint32_t(s.n_kv_heads), u32(s.scale), want};
     const size_t qo_bytes = size_t(n) * heads * d * 4;
     const Binding part = window(*partials_, 0, partial_bytes, true);
+    rec_.set_position(uint32_t(pos0));
     rec_.dispatch(split_p,
                   {window(q, 0, qo_bytes, false), window(*cache.k, 0, kv_bytes, false),
-                   window(*cache.v, 0, kv_bytes, false), part},
-                  pc, sizeof(pc), chunks, uint32_t(heads), uint32_t(n));
-    const Pipeline& merge_p = pipelines_.get("attention_merge", {kAttnWorkgroup, d}, 2);
-    const uint32_t mc[] = {chunks, uint32_t(n * heads)};
+                   window(*cache.v, 0, kv_bytes, false), part, position()},
+                  pc, sizeof(pc), want, uint32_t(heads), uint32_t(n));
+    const Pipeline& merge_p = pipelines_.get("attention_merge", {kAttnWorkgroup, d}, 3);
+    const uint32_t mc[] = {uint32_t(n), uint32_t(n * heads), want, kAttnWorkgroup};
     const auto [gx, gz] = split(uint32_t(n * heads));
     Binding part_in = part;
     part_in.write = false;
-    rec_.dispatch(merge_p, {part_in, window(out, 0, qo_bytes, true)}, mc, sizeof(mc), gx, 1, gz);
+    rec_.dispatch(merge_p, {part_in, window(out, 0, qo_bytes, true), position()}, mc, sizeof(mc), gx, 1, gz);
   }
 
   // Split KV cache (window, fourier policies): native shaders, vulkan_split_kv.cpp. Every path computes
@@ -267,6 +287,9 @@ class VulkanBackend : public Backend {
   }
   static uint32_t delta(const Binding& b, size_t offset) { return uint32_t(offset - b.offset); }
 
+  // The position register that rope, kv_store and attention read pos0 from (CommandRecorder::set_position).
+  Binding position() const { return window(rec_.position_buffer(), 0, 4, false); }
+
   int64_t rows_per_binding(size_t row_bytes) const {
     const int64_t rows = int64_t((ctx_->max_binding() - ctx_->binding_alignment()) / row_bytes);
     require(rows >= 1, ErrorCode::kUnsupported, "a weight row is larger than one Vulkan storage binding");
@@ -290,29 +313,42 @@ class VulkanBackend : public Backend {
                   pc, sizeof(pc), gx, 1, gz);
   }
 
-  // cos/sin of every (token, pair) angle, computed like the CPU reference so that every backend rotates by
-  // the same values; re-uploaded only when the positions or parameters change (each layer reuses it).
-  const Buffer& rope_table(int n, int pos0, const RopeParams& p) {
-    const std::vector<float> key = {float(n),          float(pos0),        float(p.head_dim),
-                                    p.theta,           float(p.llama3),    p.factor,
-                                    p.low_freq_factor, p.high_freq_factor, float(p.original_context)};
-    if (rope_table_ && key == rope_key_) return rope_table_;
-    const int pairs = p.head_dim / 2;
-    std::vector<float> freq(static_cast<size_t>(pairs)), cs(static_cast<size_t>(n) * pairs * 2);
-    for (int k = 0; k < pairs; ++k) freq[k] = rope_frequency(p, k);
-    for (int i = 0; i < n; ++i)
-      for (int k = 0; k < pairs; ++k) {
-        const float angle = float(pos0 + i) * freq[k];
-        cs[(size_t(i) * pairs + k) * 2] = std::cos(angle);
-        cs[(size_t(i) * pairs + k) * 2 + 1] = std::sin(angle);
-      }
-    const size_t bytes = cs.size() * 4;
-    if (!rope_table_ || rope_table_->size() < bytes)
-      rope_table_ = std::make_shared<VulkanBuffer>(ctx_, std::max<size_t>(bytes, 4096), MemoryKind::kDevice,
-                                                   "RoPE table");
-    rec_.upload(*rope_table_, 0, cs.data(), bytes);
+  // cos/sin of every (position, pair) angle from position 0 on, computed like the CPU reference so that
+  // every backend rotates by the same values. Rows are appended ahead of need (kRopeRowsAhead at a time) and
+  // the buffer doubles when full, so that a decode step rarely uploads rows (an upload inside a step keeps
+  // that step from being replayed) and the buffer rarely changes (a new buffer is a new step to record).
+  const VulkanBuffer& rope_table(int positions, const RopeParams& p) {
+    const std::vector<float> key = [&] {
+      std::vector<float> k = {
+          float(p.head_dim),        p.theta, float(p.llama3), p.factor, p.low_freq_factor, p.high_freq_factor,
+          float(p.original_context)};
+      k.insert(k.end(), p.freq_factors.begin(), p.freq_factors.end());
+      return k;
+    }();
+    if (key != rope_key_) rope_rows_ = 0;
     rope_key_ = key;
-    return rope_table_;
+    const int pairs = p.head_dim / 2;
+    const size_t row = size_t(pairs) * 8;
+    if (rope_table_ && positions <= rope_rows_) return *rope_table_;
+    const int target = (positions + kRopeRowsAhead - 1) / kRopeRowsAhead * kRopeRowsAhead;
+    if (!rope_table_ || rope_table_->size() < size_t(target) * row) {
+      size_t rows = size_t(target);
+      if (rope_table_) rows = std::max(rows, 2 * rope_table_->size() / row);
+      auto bigger = std::make_shared<VulkanBuffer>(ctx_, rows * row, MemoryKind::kDevice, "RoPE table");
+      if (rope_rows_ > 0) rec_.copy(*rope_table_, 0, *bigger, 0, size_t(rope_rows_) * row);
+      rope_table_ = std::move(bigger);
+    }
+    std::vector<float> freq(static_cast<size_t>(pairs)), cs(size_t(target - rope_rows_) * pairs * 2);
+    for (int k = 0; k < pairs; ++k) freq[k] = rope_frequency(p, k);
+    for (int i = rope_rows_; i < target; ++i)
+      for (int k = 0; k < pairs; ++k) {
+        const float angle = float(i) * freq[k];
+        cs[(size_t(i - rope_rows_) * pairs + k) * 2] = std::cos(angle);
+        cs[(size_t(i - rope_rows_) * pairs + k) * 2 + 1] = std::sin(angle);
+      }
+    rec_.upload(*rope_table_, size_t(rope_rows_) * row, cs.data(), cs.size() * 4);
+    rope_rows_ = target;
+    return *rope_table_;
   }
 
   std::shared_ptr<VulkanContext> ctx_;
@@ -321,6 +357,7 @@ class VulkanBackend : public Backend {
   VulkanSplitKv split_kv_;
   Buffer rope_table_, partials_;
   std::vector<float> rope_key_;
+  int rope_rows_ = 0;  // rows of rope_table_ filled for rope_key_
   // CPU implementations (lavapipe) run one row per invocation: their barriers cost more than GPUs'.
   // FKV_VULKAN_GPU_KERNELS=1 makes them run the GPU configuration (tests use it).
   bool cpu_device_ = false;
@@ -330,6 +367,21 @@ class VulkanBackend : public Backend {
 
 std::unique_ptr<Backend> create_vulkan_backend(int device) {
   return std::make_unique<VulkanBackend>(device);
+}
+
+VulkanReplayInfo vulkan_replay_info(const Backend& backend) {
+  const auto* b = dynamic_cast<const VulkanBackend*>(&backend);
+  if (!b) return {};
+  const ReplayStats& s = b->replay_stats();
+  return VulkanReplayInfo{s.replays, s.commands, s.dispatches, s.barriers, s.segments};
+}
+
+void vulkan_set_replay(Backend& backend, bool on) {
+  if (auto* b = dynamic_cast<VulkanBackend*>(&backend)) b->set_replay(on);
+}
+
+void vulkan_drop_scratch(Backend& backend) {
+  if (auto* b = dynamic_cast<VulkanBackend*>(&backend)) b->drop_scratch();
 }
 
 }  // namespace fkv

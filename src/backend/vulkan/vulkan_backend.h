@@ -22,6 +22,19 @@ bool vulkan_has_gpu();
 // Empty when there is no Vulkan driver. Never throws.
 std::vector<std::string> vulkan_list_devices();
 
+// The decode replay of a Vulkan backend (vulkan_decode_replay.h): steps replayed so far, and the size of the
+// recorded step. All zero for a backend that is not Vulkan. FKV_VULKAN_REPLAY=0 turns replay off.
+struct VulkanReplayInfo {
+  uint64_t replays = 0;
+  uint32_t commands = 0, dispatches = 0, barriers = 0, segments = 0;
+};
+VulkanReplayInfo vulkan_replay_info(const Backend& backend);
+// Turns the decode replay of a Vulkan backend on or off (no-op for others), between steps.
+void vulkan_set_replay(Backend& backend, bool on);
+// Frees a Vulkan backend's scratch buffers (RoPE table, attention partials); the next ops allocate them
+// again. For tests of steps whose buffers change.
+void vulkan_drop_scratch(Backend& backend);
+
 // Validation-layer warnings and errors seen by this process (FKV_VULKAN_VALIDATE=1); tests expect zero.
 uint64_t vulkan_validation_message_count();
 

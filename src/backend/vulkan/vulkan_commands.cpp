@@ -46,6 +46,12 @@ CommandRecorder::CommandRecorder(std::shared_ptr<VulkanContext> ctx) : ctx_(std:
     vk_check(vkCreateDescriptorPool(dev, &dci, nullptr, &descriptor_pool_), "vkCreateDescriptorPool",
              "creating the descriptor pool");
   }
+  position_ = std::make_unique<VulkanBuffer>(ctx_, 256, MemoryKind::kDevice, "position register");
+  DecodeReplay::Hooks hooks;
+  hooks.run_eager = [this](const Command& c) { execute(c); };
+  hooks.submit_eager = [this] { submit_current(); };
+  hooks.forget_hazards = [this] { hazards_.forget(); };
+  replay_ = std::make_unique<DecodeReplay>(ctx_, *position_, std::move(hooks));
 }
 
 CommandRecorder::~CommandRecorder() {
@@ -103,24 +109,8 @@ void CommandRecorder::submit_current() {
   current_ = (current_ + 1) % slots_.size();
 }
 
-void CommandRecorder::barrier() {
-  VkMemoryBarrier mb{};
-  mb.sType = VK_STRUCTURE_TYPE_MEMORY_BARRIER;
-  mb.srcAccessMask = VK_ACCESS_SHADER_WRITE_BIT | VK_ACCESS_TRANSFER_WRITE_BIT;
-  mb.dstAccessMask = VK_ACCESS_SHADER_READ_BIT | VK_ACCESS_SHADER_WRITE_BIT | VK_ACCESS_TRANSFER_READ_BIT |
-                     VK_ACCESS_TRANSFER_WRITE_BIT;
-  const VkPipelineStageFlags stages = VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT | VK_PIPELINE_STAGE_TRANSFER_BIT;
-  vkCmdPipelineBarrier(cmd_, stages, stages, 0, 1, &mb, 0, nullptr, 0, nullptr);
-  written_.clear();
-  read_.clear();
-}
-
-void CommandRecorder::track(const std::vector<std::pair<const VulkanBuffer*, bool>>& accesses) {
-  bool hazard = false;
-  for (auto [buf, write] : accesses)
-    if (written_.count(buf) || (write && read_.count(buf))) hazard = true;
-  if (hazard) barrier();
-  for (auto [buf, write] : accesses) (write ? written_ : read_).insert(buf);
+Command::Ref CommandRecorder::ref(const VulkanBuffer& b, VkDeviceSize offset, VkDeviceSize range, bool write) {
+  return Command::Ref{b.handle(), b.serial(), offset, range, write};
 }
 
 VkDescriptorSet CommandRecorder::allocate_set(const Pipeline& p) {
@@ -132,7 +122,7 @@ VkDescriptorSet CommandRecorder::allocate_set(const Pipeline& p) {
   VkDescriptorSet set;
   VkResult r = vkAllocateDescriptorSets(ctx_->device(), &ai, &set);
   if (r == VK_ERROR_OUT_OF_POOL_MEMORY || r == VK_ERROR_FRAGMENTED_POOL) {
-    flush();  // resets the pool
+    drain();  // resets the pool
     begin();
     r = vkAllocateDescriptorSets(ctx_->device(), &ai, &set);
   }
@@ -143,74 +133,84 @@ VkDescriptorSet CommandRecorder::allocate_set(const Pipeline& p) {
 void CommandRecorder::dispatch(const Pipeline& p, const std::vector<Binding>& bindings, const void* push,
                                uint32_t push_bytes, uint32_t gx, uint32_t gy, uint32_t gz) {
   if (gx == 0 || gy == 0 || gz == 0) return;
-  require(bindings.size() == p.n_bindings && push_bytes <= kPushConstantBytes, ErrorCode::kInternal,
-          "dispatch does not match its pipeline's layout");
+  require(bindings.size() == p.n_bindings && bindings.size() <= kMaxCommandBindings &&
+              push_bytes <= kPushConstantBytes,
+          ErrorCode::kInternal, "dispatch does not match its pipeline's layout");
   const auto& lim = ctx_->properties().limits;
   require(gx <= lim.maxComputeWorkGroupCount[0] && gy <= lim.maxComputeWorkGroupCount[1] &&
               gz <= lim.maxComputeWorkGroupCount[2],
           ErrorCode::kInternal, "dispatch exceeds maxComputeWorkGroupCount");
-  std::vector<VkDescriptorBufferInfo> infos(bindings.size());
-  std::vector<std::pair<const VulkanBuffer*, bool>> accesses;
+  Command c;
+  c.kind = Command::Kind::kDispatch;
+  c.pipeline = &p;
+  c.n_refs = uint32_t(bindings.size());
   for (size_t i = 0; i < bindings.size(); ++i) {
     const Binding& b = bindings[i];
     require(b.offset % ctx_->binding_alignment() == 0 && b.range > 0 && b.range <= ctx_->max_binding() &&
                 b.offset + b.range <= b.buf->capacity(),
             ErrorCode::kInternal, "storage binding outside its buffer or the device's limits");
-    infos[i] = {b.buf->handle(), b.offset, b.range};
-    accesses.emplace_back(b.buf, b.write);
+    c.refs[i] = ref(*b.buf, b.offset, b.range, b.write);
   }
+  c.groups[0] = gx;
+  c.groups[1] = gy;
+  c.groups[2] = gz;
+  c.push_bytes = push_bytes;
+  if (push_bytes) std::memcpy(c.push, push, push_bytes);
+  submit(c);
+}
+
+void CommandRecorder::set_position(uint32_t pos) {
+  if (position_known_ && pos == position_value_) return;
+  position_value_ = pos;
+  position_known_ = true;
+  Command c;
+  c.kind = Command::Kind::kSetPosition;
+  c.n_refs = 1;
+  c.refs[0] = ref(*position_, 0, 4, true);
+  c.position = pos;
+  submit(c);
+}
+
+void CommandRecorder::submit(const Command& c) {
+  if (!replay_->offer(c)) execute(c);
+}
+
+void CommandRecorder::execute(const Command& c) {
+  const bool dispatch = c.kind == Command::Kind::kDispatch;
   VkDescriptorSet set = VK_NULL_HANDLE;
-  if (!ctx_->push_descriptor_fn()) set = allocate_set(p);
+  if (dispatch && !ctx_->push_descriptor_fn()) set = allocate_set(*c.pipeline);
   begin();
-  track(accesses);
-  std::vector<VkWriteDescriptorSet> writes(bindings.size());
-  for (size_t i = 0; i < bindings.size(); ++i) {
-    writes[i] = {};
-    writes[i].sType = VK_STRUCTURE_TYPE_WRITE_DESCRIPTOR_SET;
-    writes[i].dstSet = set;
-    writes[i].dstBinding = uint32_t(i);
-    writes[i].descriptorCount = 1;
-    writes[i].descriptorType = VK_DESCRIPTOR_TYPE_STORAGE_BUFFER;
-    writes[i].pBufferInfo = &infos[i];
-  }
-  if (bound_ != p.pipeline) {
-    vkCmdBindPipeline(cmd_, VK_PIPELINE_BIND_POINT_COMPUTE, p.pipeline);
-    bound_ = p.pipeline;
-  }
-  if (ctx_->push_descriptor_fn()) {
-    ctx_->push_descriptor_fn()(cmd_, VK_PIPELINE_BIND_POINT_COMPUTE, p.layout, 0, uint32_t(writes.size()),
-                               writes.data());
-  } else {
-    vkUpdateDescriptorSets(ctx_->device(), uint32_t(writes.size()), writes.data(), 0, nullptr);
-    vkCmdBindDescriptorSets(cmd_, VK_PIPELINE_BIND_POINT_COMPUTE, p.layout, 0, 1, &set, 0, nullptr);
-  }
-  if (push_bytes) vkCmdPushConstants(cmd_, p.layout, VK_SHADER_STAGE_COMPUTE_BIT, 0, push_bytes, push);
-  vkCmdDispatch(cmd_, gx, gy, gz);
+  emit_command(*ctx_, cmd_, c, hazards_, &bound_, set, position_->handle(), VK_NULL_HANDLE, 0);
   // Barriers order against everything earlier in submission order, so the hazard sets stay valid.
-  if (++batch_ops_ >= kOpsPerSubmit) submit_current();
+  if (dispatch && ++batch_ops_ >= kOpsPerSubmit) submit_current();
 }
 
 void CommandRecorder::copy(const VulkanBuffer& src, VkDeviceSize so, const VulkanBuffer& dst,
                            VkDeviceSize dof, VkDeviceSize bytes) {
   if (bytes == 0) return;
-  begin();
-  track({{&src, false}, {&dst, true}});
-  VkBufferCopy region{so, dof, bytes};
-  vkCmdCopyBuffer(cmd_, src.handle(), dst.handle(), 1, &region);
+  Command c;
+  c.kind = Command::Kind::kCopy;
+  c.n_refs = 2;
+  c.refs[0] = ref(src, so, bytes, false);
+  c.refs[1] = ref(dst, dof, bytes, true);
+  submit(c);
 }
 
 void CommandRecorder::upload(const VulkanBuffer& dst, VkDeviceSize offset, const void* src, size_t bytes) {
   if (!staging_)
     staging_ = std::make_unique<VulkanBuffer>(ctx_, kStagingBytes, MemoryKind::kUpload, "staging ring");
+  replay_->host_write();
   const uint8_t* p = static_cast<const uint8_t*>(src);
   while (bytes > 0) {
-    if (staging_head_ >= kStagingBytes) flush();  // everything staged so far has been consumed
+    if (staging_head_ >= kStagingBytes) drain();  // everything staged so far has been consumed
     const size_t chunk = std::min<size_t>(bytes, kStagingBytes - staging_head_);
     std::memcpy(staging_->mapped() + staging_head_, p, chunk);
-    begin();
-    track({{&dst, true}});
-    VkBufferCopy region{staging_head_, offset, chunk};
-    vkCmdCopyBuffer(cmd_, staging_->handle(), dst.handle(), 1, &region);
+    Command c;  // recorded at once: the staging ring's bytes are no part of a replay
+    c.kind = Command::Kind::kCopy;
+    c.n_refs = 2;
+    c.refs[0] = ref(*staging_, staging_head_, chunk, false);
+    c.refs[1] = ref(dst, offset, chunk, true);
+    execute(c);
     staging_head_ = (staging_head_ + chunk + 15) / 16 * 16;
     p += chunk;
     offset += chunk;
@@ -222,20 +222,23 @@ void CommandRecorder::download(const VulkanBuffer& src, VkDeviceSize offset, voi
   if (!readback_)
     readback_ =
         std::make_unique<VulkanBuffer>(ctx_, kReadbackBytes, MemoryKind::kReadback, "readback buffer");
+  replay_->end_step();
   uint8_t* out = static_cast<uint8_t*>(dst);
   while (bytes > 0) {
     const size_t chunk = std::min<size_t>(bytes, kReadbackBytes);
-    begin();
-    track({{&src, false}});
-    VkBufferCopy region{offset, 0, chunk};
-    vkCmdCopyBuffer(cmd_, src.handle(), readback_->handle(), 1, &region);
+    Command c;
+    c.kind = Command::Kind::kCopy;
+    c.n_refs = 2;
+    c.refs[0] = ref(src, offset, chunk, false);
+    c.refs[1] = ref(*readback_, 0, chunk, true);
+    execute(c);
     VkMemoryBarrier mb{};
     mb.sType = VK_STRUCTURE_TYPE_MEMORY_BARRIER;
     mb.srcAccessMask = VK_ACCESS_TRANSFER_WRITE_BIT;
     mb.dstAccessMask = VK_ACCESS_HOST_READ_BIT;
     vkCmdPipelineBarrier(cmd_, VK_PIPELINE_STAGE_TRANSFER_BIT, VK_PIPELINE_STAGE_HOST_BIT, 0, 1, &mb, 0,
                          nullptr, 0, nullptr);
-    flush();
+    drain();
     std::memcpy(out, readback_->mapped(), chunk);
     out += chunk;
     offset += chunk;
@@ -244,13 +247,18 @@ void CommandRecorder::download(const VulkanBuffer& src, VkDeviceSize offset, voi
 }
 
 void CommandRecorder::flush() {
+  replay_->end_step();
+  drain();
+}
+
+void CommandRecorder::drain() {
   submit_current();
   for (Slot& slot : slots_) wait(slot);
+  replay_->wait_all();
   if (descriptor_pool_)
     vk_check(vkResetDescriptorPool(ctx_->device(), descriptor_pool_, 0), "vkResetDescriptorPool",
              "recycling descriptor sets");
-  written_.clear();
-  read_.clear();
+  hazards_.clear();
   staging_head_ = 0;
   ctx_->collect_garbage();
 }

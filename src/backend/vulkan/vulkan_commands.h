@@ -6,15 +6,19 @@
 // Barriers go only where data flows: the recorder remembers which buffers were written and read since the
 // last barrier and inserts one before an access that would race (read-after-write, write-after-write,
 // write-after-read). Independent ops (the q, k and v projections) run without barriers between them.
+//
+// Position-dependent shaders read the position from a device register (position_buffer()) that
+// set_position() updates in stream order, so that a decode step's commands are the same at every position
+// and DecodeReplay (vulkan_decode_replay.h) can run a repeated step from command buffers recorded once.
 #pragma once
 #include <vulkan/vulkan.h>
 
 #include <array>
 #include <memory>
-#include <unordered_set>
 #include <vector>
 
 #include "backend/vulkan/vulkan_context.h"
+#include "backend/vulkan/vulkan_decode_replay.h"
 #include "backend/vulkan/vulkan_memory.h"
 #include "backend/vulkan/vulkan_pipelines.h"
 
@@ -44,8 +48,15 @@ class CommandRecorder {
   void upload(const VulkanBuffer& dst, VkDeviceSize offset, const void* src, size_t bytes);
   // Runs everything recorded, then copies the bytes out through the readback buffer.
   void download(const VulkanBuffer& src, VkDeviceSize offset, void* dst, size_t bytes);
-  // Submits what is recorded and waits for it.
+  // Submits what is recorded and waits for it; the end of a step for the decode replay.
   void flush();
+
+  // The position register (one uint32 at offset 0) and its update, recorded in stream order; nothing is
+  // recorded when it already holds pos.
+  const VulkanBuffer& position_buffer() const { return *position_; }
+  void set_position(uint32_t pos);
+  const ReplayStats& replay_stats() const { return replay_->stats(); }
+  void set_replay(bool on) { replay_->set_enabled(on); }
 
  private:
   struct Slot {
@@ -57,8 +68,10 @@ class CommandRecorder {
   void begin();
   void submit_current();  // without waiting
   void wait(Slot& slot);
-  void track(const std::vector<std::pair<const VulkanBuffer*, bool>>& accesses);
-  void barrier();
+  void drain();                    // submits and waits for everything, without ending the step
+  void submit(const Command& c);   // through the decode replay
+  void execute(const Command& c);  // records c now
+  static Command::Ref ref(const VulkanBuffer& b, VkDeviceSize offset, VkDeviceSize range, bool write);
   VkDescriptorSet allocate_set(const Pipeline& p);
 
   std::shared_ptr<VulkanContext> ctx_;
@@ -69,9 +82,12 @@ class CommandRecorder {
   VkDescriptorPool descriptor_pool_ = VK_NULL_HANDLE;  // without VK_KHR_push_descriptor only
   bool recording_ = false;
   VkPipeline bound_ = VK_NULL_HANDLE;
-  std::unordered_set<const VulkanBuffer*> written_, read_;
-  std::unique_ptr<VulkanBuffer> staging_, readback_;
+  HazardTracker hazards_;
+  std::unique_ptr<VulkanBuffer> staging_, readback_, position_;
   VkDeviceSize staging_head_ = 0;
+  uint32_t position_value_ = 0;  // what the register holds once everything recorded so far has run
+  bool position_known_ = false;
+  std::unique_ptr<DecodeReplay> replay_;
 };
 
 }  // namespace fkv

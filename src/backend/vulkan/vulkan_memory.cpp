@@ -1,5 +1,7 @@
 #include "backend/vulkan/vulkan_memory.h"
 
+#include <atomic>
+
 #include "backend/vulkan/vulkan_check.h"
 #include "util/error.h"
 
@@ -41,6 +43,8 @@ int choose_memory_type(const VkPhysicalDeviceMemoryProperties& p, uint32_t bits,
 VulkanBuffer::VulkanBuffer(std::shared_ptr<VulkanContext> ctx, size_t bytes, MemoryKind kind,
                            const std::string& what)
     : DeviceBuffer(bytes), ctx_(std::move(ctx)) {
+  static std::atomic<uint64_t> next_serial{1};
+  serial_ = next_serial.fetch_add(1);
   capacity_ = (VkDeviceSize(bytes) + 3) / 4 * 4;
   if (capacity_ == 0) capacity_ = 4;
   const std::string desc = "allocating " + std::to_string(bytes) + " bytes for " + what;

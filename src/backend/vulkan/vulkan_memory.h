@@ -3,6 +3,7 @@
 #pragma once
 #include <vulkan/vulkan.h>
 
+#include <cstdint>
 #include <memory>
 #include <string>
 
@@ -26,6 +27,8 @@ class VulkanBuffer : public DeviceBuffer {
   VkBuffer handle() const { return buffer_; }
   VkDeviceSize capacity() const { return capacity_; }  // size() rounded up to whole 32-bit words
   uint8_t* mapped() const { return mapped_; }          // host-visible kinds only
+  // Unique in the process: tells a buffer from a later one that reuses its freed handle.
+  uint64_t serial() const { return serial_; }
 
  private:
   std::shared_ptr<VulkanContext> ctx_;
@@ -33,6 +36,7 @@ class VulkanBuffer : public DeviceBuffer {
   VkDeviceMemory memory_ = VK_NULL_HANDLE;
   VkDeviceSize capacity_ = 0;
   uint8_t* mapped_ = nullptr;
+  uint64_t serial_ = 0;
 };
 
 }  // namespace fkv
