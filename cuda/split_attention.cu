@@ -32,8 +32,9 @@ using namespace splitkv;
 namespace {
 
 constexpr int kThreads = 256;
-constexpr int kHC = 4;             // query heads per block (the group's heads share its basis values)
-constexpr int kSpanExact = 256;    // rows per split of the sink, window and chunk
+constexpr int kHC = 4;           // query heads per block (the group's heads share its rows and basis values)
+constexpr int kChirpPair = 2;    // chirp-z buffers transformed side by side (query heads at a time)
+constexpr int kSpanExact = 256;  // rows per split of the sink, window and chunk
 constexpr int kMaxSpanMid = 2048;  // rows per split of the middle, at most
 
 int max_dynamic_smem = 48 * 1024;
@@ -92,30 +93,35 @@ Layout layout(const SplitLayerDev& L, const Plan& p, int n, int n_heads) {
 
 size_t main_smem_bytes(const SplitLayerDev& L, const Plan& p) {
   return sizeof(float) * (size_t(2) * kHC * L.d + size_t(p.span_max) * kHC +
-                          (L.T > 0 ? size_t(2) * L.N * kHC : 0) + kHC + (L.chirp ? size_t(3) * kChirpF : 0));
+                          (L.T > 0 && !L.chirp ? size_t(2) * L.N * kHC : 0) + kHC +
+                          (L.chirp ? size_t(2 * kChirpPair + 1) * kChirpF : 0));
 }
 
-// In-place FFT of kChirpF points in shared memory by the whole block (radix-2, decimation in time after a
-// bit reversal; the butterflies of split_chirp.h). plus: the e^{+2πi/F} direction, unscaled. Starts and
-// ends with a barrier, so x may be written just before and read just after.
-__device__ void block_fft(float2* x, const float2* tw, bool plus) {
+size_t combine_smem_bytes(const SplitLayerDev& L, const Plan& p) {
+  return sizeof(float) * (size_t(p.n_total) + L.d + (L.T > 0 ? size_t(2) * L.N : 0) + 64);
+}
+
+// In-place FFTs of `count` buffers of kChirpF points each (x, x + kChirpF, ...) in shared memory by the
+// whole block, side by side so that they share the barriers (radix-2, decimation in time after a bit
+// reversal; the butterflies of split_chirp.h). plus: the e^{+2πi/F} direction, unscaled. Starts and ends
+// with a barrier, so the buffers may be written just before and read just after.
+__device__ void block_fft(float2* x, int count, const float2* tw, bool plus) {
   __syncthreads();
-  for (int i = threadIdx.x; i < kChirpF; i += kThreads) {
-    const int j = int(__brev(unsigned(i)) >> (32 - kChirpLogF));
+  for (int e = threadIdx.x; e < count * kChirpF; e += kThreads) {
+    const int i = e & (kChirpF - 1), j = int(__brev(unsigned(i)) >> (32 - kChirpLogF));
     if (i < j) {
-      const float2 t = x[i];
-      x[i] = x[j];
-      x[j] = t;
+      float2* xb = x + (e - i);
+      const float2 t = xb[i];
+      xb[i] = xb[j];
+      xb[j] = t;
     }
   }
   __syncthreads();
   for (int half = 1; half < kChirpF; half <<= 1) {
-    for (int b = threadIdx.x; b < kChirpF / 2; b += kThreads) chirp_butterfly(x, half, tw, plus, b);
+    for (int e = threadIdx.x; e < count * (kChirpF / 2); e += kThreads)
+      chirp_butterfly(x + size_t(e / (kChirpF / 2)) * kChirpF, half, tw, plus, e & (kChirpF / 2 - 1));
     __syncthreads();
   }
-}
-size_t combine_smem_bytes(const SplitLayerDev& L, const Plan& p) {
-  return sizeof(float) * (size_t(p.n_total) + L.d + (L.T > 0 ? size_t(2) * L.N : 0) + 64);
 }
 
 struct DirectArgs {
@@ -213,7 +219,7 @@ __global__ void __launch_bounds__(kThreads) split_uspec_kernel(DirectArgs a) {
     buf[j] = x;
   }
   for (int e = threadIdx.x; e < kChirpF / 2; e += kThreads) tw[e] = L.chirp_twiddle[e];
-  block_fft(buf, tw, false);
+  block_fft(buf, 1, tw, false);
   float2* u = a.u + (size_t(i) * a.H + h) * kChirpF;
   for (int k = threadIdx.x; k < kChirpF; k += kThreads) u[k] = buf[k];
 }
@@ -267,9 +273,11 @@ __global__ void __launch_bounds__(kThreads) split_main_kernel(DirectArgs a) {
   float* accs = qs + kHC * D;
   float* sc = accs + kHC * D;
   float2* zs = reinterpret_cast<float2*>(sc + size_t(pl.span_max) * kHC);
-  float* csts = reinterpret_cast<float*>(zs + (L.T > 0 ? size_t(N) * kHC : 0));
-  float2* fbuf = reinterpret_cast<float2*>(csts + kHC);  // chirp-z: kChirpF points, then kChirpF/2 twiddles
-  float2* tw = fbuf + kChirpF;
+  // zs: the per-row path's z only
+  float* csts = reinterpret_cast<float*>(zs + (L.T > 0 && !L.chirp ? size_t(N) * kHC : 0));
+  // chirp-z: kChirpPair buffers of kChirpF points, then kChirpF/2 twiddles
+  float2* fbuf = reinterpret_cast<float2*>(csts + kHC);
+  float2* tw = fbuf + kChirpPair * kChirpF;
   const float inv_f = 1.0f / float(kChirpF);
 
   const Dims dk{L.k.dims, L.kvh, L.k.nk}, dv{L.v.dims, L.kvh, L.v.nk};
@@ -317,13 +325,19 @@ __global__ void __launch_bounds__(kThreads) split_main_kernel(DirectArgs a) {
   if (chirp) {
     for (int e = threadIdx.x; e < kChirpF / 2; e += kThreads) tw[e] = L.chirp_twiddle[e];
     const float2* seg = L.chirp_seg + size_t(ls) * kChirpF;
-    for (int h = 0; h < nh; ++h) {
-      const float2* u = a.u + (size_t(i) * H + h0 + h) * kChirpF;
-      for (int k = threadIdx.x; k < kChirpF; k += kThreads) fbuf[k] = chirp_cmul(u[k], seg[k]);
-      block_fft(fbuf, tw, true);
-      for (int r = r0 + threadIdx.x; r < r1; r += kThreads)
-        sc[size_t(r - r0) * kHC + h] = chirp_cmul(L.chirp_m[r], fbuf[r - r0 + N - 1]).x * inv_f;
-      __syncthreads();  // fbuf is refilled for the next head
+    const int rows = r1 - r0;
+    for (int h = 0; h < nh; h += kChirpPair) {
+      const int cnt = min(kChirpPair, nh - h);
+      const float2* u = a.u + (size_t(i) * H + h0 + h) * kChirpF;  // heads h, h + 1: consecutive in a.u
+      for (int e = threadIdx.x; e < cnt * kChirpF; e += kThreads)
+        fbuf[e] = chirp_cmul(u[e], seg[e & (kChirpF - 1)]);
+      block_fft(fbuf, cnt, tw, true);
+      for (int e = threadIdx.x; e < cnt * rows; e += kThreads) {
+        const int q = e / rows, r = e % rows;
+        sc[size_t(r) * kHC + h + q] =
+            chirp_cmul(L.chirp_m[r0 + r], fbuf[size_t(q) * kChirpF + r + N - 1]).x * inv_f;
+      }
+      __syncthreads();  // fbuf is refilled for the next heads
     }
   }
 
@@ -434,26 +448,30 @@ __global__ void __launch_bounds__(kThreads) split_main_kernel(DirectArgs a) {
       // H_n of this span by chirp-z (split_chirp.h), head by head.
       for (int e = threadIdx.x; e < kChirpF / 2; e += kThreads) tw[e] = L.chirp_twiddle[e];
       const float2* seg = L.chirp_seg + size_t(ls) * kChirpF;
-      for (int h = 0; h < nh; ++h) {
-        for (int j = threadIdx.x; j < kChirpF; j += kThreads) {
+      for (int h = 0; h < nh; h += kChirpPair) {
+        const int cnt = min(kChirpPair, nh - h);
+        for (int e = threadIdx.x; e < cnt * kChirpF; e += kThreads) {
+          const int q = e / kChirpF, j = e & (kChirpF - 1);
           float2 x = make_float2(0.0f, 0.0f);
           if (j < rows) {
-            const float p = sc[size_t(j) * kHC + h];
+            const float p = sc[size_t(j) * kHC + h + q];
             const float2 c = L.chirp_m[r0 + j];
             x = make_float2(p * c.x, p * c.y);
           }
-          fbuf[j] = x;
+          fbuf[e] = x;
         }
-        block_fft(fbuf, tw, true);
-        for (int k = threadIdx.x; k < kChirpF; k += kThreads) fbuf[k] = chirp_cmul(fbuf[k], seg[k]);
-        block_fft(fbuf, tw, true);
-        float* hb = a.hpart + ((size_t(i) * H + h0 + h) * pl.n_mid + ls) * (size_t(2) * N);
-        for (int nn = threadIdx.x; nn < N; nn += kThreads) {
-          const float2 hv = chirp_cmul(L.chirp_n[nn], fbuf[N - 1 - nn]);
+        block_fft(fbuf, cnt, tw, true);
+        for (int e = threadIdx.x; e < cnt * kChirpF; e += kThreads)
+          fbuf[e] = chirp_cmul(fbuf[e], seg[e & (kChirpF - 1)]);
+        block_fft(fbuf, cnt, tw, true);
+        for (int e = threadIdx.x; e < cnt * N; e += kThreads) {
+          const int q = e / N, nn = e % N;
+          float* hb = a.hpart + ((size_t(i) * H + h0 + h + q) * pl.n_mid + ls) * (size_t(2) * N);
+          const float2 hv = chirp_cmul(L.chirp_n[nn], fbuf[size_t(q) * kChirpF + N - 1 - nn]);
           hb[nn] = hv.x * inv_f;
           hb[N + nn] = hv.y * inv_f;
         }
-        __syncthreads();  // fbuf is refilled for the next head
+        __syncthreads();  // fbuf is refilled for the next heads
       }
     } else if (ncv > 0) {
       // H_n of this span, one frequency per thread, the basis along the rows by rotation.
