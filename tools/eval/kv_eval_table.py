@@ -39,7 +39,7 @@ def main(path):
         print("| --- | --- | --- | --- | " + " | ".join("---" for _ in depths) + " |")
         for (length, label), rs in cells.items():
             by_depth = {r["depth"]: r for r in rs}
-            marks = ["yes" if by_depth[d]["correct"] else "no" if d in by_depth else "-" for d in depths]
+            marks = [("yes" if by_depth[d]["correct"] else "no") if d in by_depth else "-" for d in depths]
             ok = sum(r["correct"] for r in rs)
             print(f"| {length} | {label} | {rs[0]['kv_bytes'] / 1e6:.1f} MB | {ok}/{len(rs)} | "
                   + " | ".join(marks) + " |")
