@@ -64,6 +64,10 @@ fi
 if [[ -z "${FKV_SKIP_BENCH:-}" ]]; then
   [[ -z "${FKV_SKIP_OPS_BENCH:-}" ]] && timeout 120 "$TESTS" --gtest_also_run_disabled_tests --gtest_filter='*DISABLED_Bench*' >"$LOGS/bench_ops.log" 2>&1
   grep -E "^BENCH|Failure" "$LOGS/bench_ops.log" 2>/dev/null
+  # Host time of a small model's decode step with the replay off and on (a few seconds).
+  timeout 60 "$TESTS" --gtest_also_run_disabled_tests --gtest_filter='*DISABLED_BenchReplayHostTime*' \
+    >"$LOGS/bench_replay_host.log" 2>&1
+  grep -E "^BENCH|Failure" "$LOGS/bench_replay_host.log"
   depths=${FKV_DEPTHS:-0,32768} n_prompt=${FKV_N_PROMPT:-256} n_gen=${FKV_N_GEN:-64}
   max_depth=$(tr , '\n' <<<"$depths" | sort -n | tail -1)
   ctx=$((max_depth + n_prompt + n_gen))

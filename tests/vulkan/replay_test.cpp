@@ -3,8 +3,10 @@
 // session's buffers, RoPE table rows appended and the table reallocated inside a step, a freed session's
 // buffers), so that the fallback to eager execution runs too; the recorded step has a barrier only where a
 // command reads or overwrites what an earlier one wrote.
+#include <time.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <filesystem>
 
 #include "engine/session.h"
@@ -135,6 +137,39 @@ TEST_F(ReplayTest, RecordedStepHasBarriersOnlyWhereDataFlows) {
   // then copy of the last row | output norm | logits.
   EXPECT_EQ(info.barriers, uint32_t(1 + 13 * layers + 3));
   EXPECT_GE(info.replays, 2u);
+}
+
+// Host time of a decode step, eager and replayed: the calling thread's CPU time per step (recording, or
+// matching and submitting, plus the logits' readback) and the wall time. Off by default (DISABLED_): run with
+// --gtest_also_run_disabled_tests; prints lines starting with BENCH.
+TEST_F(ReplayTest, DISABLED_BenchReplayHostTime) {
+  RandomModel m(*vk, "small", GgmlType::F16);
+  SessionOptions so;
+  so.ctx = 512;
+  for (bool replay : {false, true, false, true}) {
+    vulkan_set_replay(*vk, replay);
+    Session s(*m.model, so);
+    const std::vector<int32_t> prompt = {1, 2, 3};
+    s.eval(prompt);
+    int32_t t = 5;
+    for (int i = 0; i < 4; ++i) s.eval(std::span(&t, 1));  // warm up; the replay records here
+    const int steps = 200;
+    auto thread_seconds = [] {
+      timespec ts{};
+      clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+      return double(ts.tv_sec) + 1e-9 * double(ts.tv_nsec);
+    };
+    const double cpu0 = thread_seconds();
+    const auto t0 = std::chrono::steady_clock::now();
+    for (int i = 0; i < steps; ++i) s.eval(std::span(&t, 1));
+    const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    const double cpu = thread_seconds() - cpu0;
+    const VulkanReplayInfo info = vulkan_replay_info(*vk);
+    std::printf(
+        "BENCH decode step, replay %-3s: host thread %7.1f us/step, wall %7.1f us/step (%u dispatches, "
+        "%u barriers)\n",
+        replay ? "on" : "off", cpu / steps * 1e6, wall / steps * 1e6, info.dispatches, info.barriers);
+  }
 }
 
 }  // namespace
