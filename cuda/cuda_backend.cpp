@@ -73,7 +73,7 @@ class CudaBackend : public Backend {
     split_kv_init();
     split_graph_ = env_flag("FKV_CUDA_SPLIT_GRAPH", true);
     native_split_ = env_flag("FKV_CUDA_SPLIT", true);
-    chirp_ = env_flag("FKV_CUDA_CHIRP", true);
+    chirp_ = env_flag("FKV_CUDA_CHIRP", false);
   }
 
   ~CudaBackend() override {
@@ -681,7 +681,10 @@ class CudaBackend : public Backend {
   Scratch split_rows_{"split attention rows (prefill)"};
   std::map<int, std::unique_ptr<CudaBuffer>> basis_tables_;
   std::map<std::pair<int, int>, ChirpDev> chirp_tables_;
-  bool chirp_ = true;  // FKV_CUDA_CHIRP=0: decode evaluates the fitted middle per row instead of by FFT
+  // FKV_CUDA_CHIRP=1: decode evaluates fitted middle spans by chirp-z FFT. Off by default: on an H100 it
+  // gave wrong results and illegal addresses for N >= 128 (SplitKv.AttentionHeadDim128Fp32,
+  // AttentionEveryDimCompressed at 16c1e87) while the per-row path passed the same configurations.
+  bool chirp_ = false;
   bool split_graph_ = true;   // FKV_CUDA_SPLIT_GRAPH=0: split-cache ops never replay in a graph
   bool native_split_ = true;  // FKV_CUDA_SPLIT=0: the Backend base class's host fallback (for bisecting)
   std::vector<std::pair<RopeParams, std::unique_ptr<CudaBuffer>>> rope_tables_;

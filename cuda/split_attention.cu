@@ -9,7 +9,7 @@
 //    output; the combine applies out_j += a_j/N Σ_n w_n (C_jn Re H_n + S_jn Im H_n) + b_j Σ_m P_m, w_0 = 1/2
 //    (docs/FOURIER-IMPL.md "The DC term"). Both sums over a span come from chirp-z convolutions of kChirpF
 //    points in shared memory (split_chirp.h; the spectrum of z is formed once per query head by
-//    split_uspec_kernel); for N > kChirpMaxN (or FKV_CUDA_CHIRP=0) they are evaluated row by row, the basis
+//    split_uspec_kernel; opt-in, FKV_CUDA_CHIRP=1); by default (and for N > kChirpMaxN) row by row, the basis
 //    walked by a rotation recurrence re-seeded from the exact table every 32 steps. Every launch is sized
 //    for the whole cache and every kernel reads the position from the device when asked, so a decode step
 //    replays as a CUDA graph.
