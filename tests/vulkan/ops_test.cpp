@@ -113,6 +113,41 @@ TEST_F(VulkanTest, RmsNormMatchesCpu) {
   EXPECT_LT(max_rel_error(read(*vk, *ov, n * dim), read(*cpu, *oc, n * dim)), 1e-5);
 }
 
+// An add followed by the RMSNorm of its sum runs as one dispatch (add_rms_norm.comp), also when the sum
+// overwrites an operand (the residual stream); an add followed by anything else runs alone.
+TEST_F(VulkanTest, AddThenRmsNormMatchesCpu) {
+  const int n = 3, dim = 577;
+  const size_t count = size_t(n) * dim;
+  for (bool in_place : {false, true}) {
+    auto [av, ac] = both(random_floats(count, 1, 2.0f), "a");
+    auto [bv, bc] = both(random_floats(count, 2), "b");
+    auto [wv, wc] = both(random_floats(dim, 3), "w");
+    BufferPtr sv = in_place ? av : poisoned(count * 4, "sum"),
+              sc = in_place ? ac : cpu->alloc(count * 4, "sum");
+    BufferPtr ov = poisoned(count * 4, "out"), oc = cpu->alloc(count * 4, "out");
+    vk->add(*av, *bv, int64_t(count), *sv);
+    vk->rms_norm(*sv, *wv, n, dim, 1e-5f, *ov);
+    cpu->add(*ac, *bc, int64_t(count), *sc);
+    cpu->rms_norm(*sc, *wc, n, dim, 1e-5f, *oc);
+    EXPECT_LT(max_rel_error(read(*vk, *sv, count), read(*cpu, *sc, count)), 1e-6) << "in place " << in_place;
+    EXPECT_LT(max_rel_error(read(*vk, *ov, count), read(*cpu, *oc, count)), 1e-5) << "in place " << in_place;
+    // The norm written over an operand of the add, as the engine does (x = x + xb, then xb = norm(x)).
+    vk->add(*sv, *bv, int64_t(count), *sv);
+    vk->rms_norm(*sv, *wv, n, dim, 1e-5f, *bv);
+    cpu->add(*sc, *bc, int64_t(count), *sc);
+    cpu->rms_norm(*sc, *wc, n, dim, 1e-5f, *bc);
+    EXPECT_LT(max_rel_error(read(*vk, *sv, count), read(*cpu, *sc, count)), 1e-6) << "in place " << in_place;
+    EXPECT_LT(max_rel_error(read(*vk, *bv, count), read(*cpu, *bc, count)), 1e-5) << "in place " << in_place;
+    // Held add, then an op that is not its norm: the add runs first.
+    vk->add(*sv, *bv, int64_t(count), *sv);
+    vk->rms_norm(*bv, *wv, n, dim, 1e-5f, *ov);
+    cpu->add(*sc, *bc, int64_t(count), *sc);
+    cpu->rms_norm(*bc, *wc, n, dim, 1e-5f, *oc);
+    EXPECT_LT(max_rel_error(read(*vk, *sv, count), read(*cpu, *sc, count)), 1e-6) << "in place " << in_place;
+    EXPECT_LT(max_rel_error(read(*vk, *ov, count), read(*cpu, *oc, count)), 1e-5) << "in place " << in_place;
+  }
+}
+
 TEST_F(VulkanTest, RopeMatchesCpu) {
   for (int head_dim : {64, 128}) {
     for (bool llama3 : {false, true}) {

@@ -104,9 +104,10 @@ class VulkanBackend : public Backend {
   void rms_norm(const DeviceBuffer& x, const DeviceBuffer& w, int n, int dim, float eps,
                 DeviceBuffer& out) override {
     if (n <= 0) return;
-    const Pipeline& p = pipelines_.get("rms_norm", {kWorkgroup, kWorkgroup}, 3);
     const size_t bytes = size_t(n) * dim * 4;
     const uint32_t pc[] = {uint32_t(dim), u32(eps)};
+    if (fuse_with_held_add(x, w, n, dim, pc, out)) return;
+    const Pipeline& p = pipelines_.get("rms_norm", {kWorkgroup, kWorkgroup}, 3);
     rec_.dispatch(
         p, {window(x, 0, bytes, false), window(w, 0, size_t(dim) * 4, false), window(out, 0, bytes, true)},
         pc, sizeof(pc), uint32_t(n), 1, 1);
@@ -309,8 +310,45 @@ class VulkanBackend : public Backend {
     const size_t bytes = size_t(count) * 4;
     const uint32_t pc[] = {uint32_t(count)};
     const auto [gx, gz] = split(uint32_t(std::min<int64_t>((count + kWorkgroup - 1) / kWorkgroup, 16384)));
-    rec_.dispatch(p, {window(a, 0, bytes, false), window(b, 0, bytes, false), window(out, 0, bytes, true)},
-                  pc, sizeof(pc), gx, 1, gz);
+    const Command c = rec_.make_dispatch(
+        p, {window(a, 0, bytes, false), window(b, 0, bytes, false), window(out, 0, bytes, true)}, pc,
+        sizeof(pc), gx, 1, gz);
+    // An add is held back: when the next op is the RMSNorm of its sum (the residual stream of a layer),
+    // both run as one dispatch (add_rms_norm.comp).
+    if (op == 0 && fuse_add_norm_) {
+      rec_.hold(c);
+      held_add_count_ = count;
+    } else {
+      rec_.record(c);
+    }
+  }
+
+  // The RMSNorm of a held add's sum, fused with it: true when recorded.
+  bool fuse_with_held_add(const DeviceBuffer& x, const DeviceBuffer& w, int n, int dim,
+                          const uint32_t (&pc)[2], DeviceBuffer& out) {
+    const Command* add = rec_.held();
+    if (!add || add->pipeline != &pipelines_.get("elementwise", {kWorkgroup, 0u}, 3)) return false;
+    const VulkanBuffer &xv = vk(x), &ov = vk(out);
+    const Command::Ref a = add->refs[0], b = add->refs[1], sum = add->refs[2];
+    const bool sum_is_x = sum.handle == xv.handle() && sum.serial == xv.serial() && sum.offset == 0 &&
+                          held_add_count_ == int64_t(n) * dim;
+    // The norm's output may be an operand of the add (the engine normalises x = x + xb into xb): every
+    // element is read in the first pass by the invocation that writes it in the second. Not the sum.
+    if (!sum_is_x || ov.handle() == sum.handle) return false;
+    const Pipeline& p = pipelines_.get("add_rms_norm", {kWorkgroup, kWorkgroup}, 5);
+    const size_t bytes = size_t(n) * dim * 4;
+    // Bindings 0-2 as the add had them; the norm's weight and output after.
+    Command c =
+        rec_.make_dispatch(p,
+                           {window(x, 0, bytes, false), window(x, 0, bytes, false), window(x, 0, bytes, true),
+                            window(w, 0, size_t(dim) * 4, false), window(out, 0, bytes, true)},
+                           pc, sizeof(pc), uint32_t(n), 1, 1);
+    c.refs[0] = a;
+    c.refs[1] = b;
+    c.refs[2] = sum;
+    rec_.drop_held();
+    rec_.record(c);
+    return true;
   }
 
   // cos/sin of every (position, pair) angle from position 0 on, computed like the CPU reference so that
@@ -357,7 +395,13 @@ class VulkanBackend : public Backend {
   VulkanSplitKv split_kv_;
   Buffer rope_table_, partials_;
   std::vector<float> rope_key_;
-  int rope_rows_ = 0;  // rows of rope_table_ filled for rope_key_
+  int rope_rows_ = 0;           // rows of rope_table_ filled for rope_key_
+  int64_t held_add_count_ = 0;  // values of the add CommandRecorder holds
+  // FKV_VULKAN_FUSE=0 runs every add and RMSNorm as its own dispatch.
+  bool fuse_add_norm_ = [] {
+    const char* v = std::getenv("FKV_VULKAN_FUSE");
+    return !(v && std::strcmp(v, "0") == 0);
+  }();
   // CPU implementations (lavapipe) run one row per invocation: their barriers cost more than GPUs'.
   // FKV_VULKAN_GPU_KERNELS=1 makes them run the GPU configuration (tests use it).
   bool cpu_device_ = false;

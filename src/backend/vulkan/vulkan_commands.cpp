@@ -109,7 +109,8 @@ void CommandRecorder::submit_current() {
   current_ = (current_ + 1) % slots_.size();
 }
 
-Command::Ref CommandRecorder::ref(const VulkanBuffer& b, VkDeviceSize offset, VkDeviceSize range, bool write) {
+Command::Ref CommandRecorder::ref(const VulkanBuffer& b, VkDeviceSize offset, VkDeviceSize range,
+                                  bool write) {
   return Command::Ref{b.handle(), b.serial(), offset, range, write};
 }
 
@@ -133,6 +134,12 @@ VkDescriptorSet CommandRecorder::allocate_set(const Pipeline& p) {
 void CommandRecorder::dispatch(const Pipeline& p, const std::vector<Binding>& bindings, const void* push,
                                uint32_t push_bytes, uint32_t gx, uint32_t gy, uint32_t gz) {
   if (gx == 0 || gy == 0 || gz == 0) return;
+  record(make_dispatch(p, bindings, push, push_bytes, gx, gy, gz));
+}
+
+Command CommandRecorder::make_dispatch(const Pipeline& p, const std::vector<Binding>& bindings,
+                                       const void* push, uint32_t push_bytes, uint32_t gx, uint32_t gy,
+                                       uint32_t gz) const {
   require(bindings.size() == p.n_bindings && bindings.size() <= kMaxCommandBindings &&
               push_bytes <= kPushConstantBytes,
           ErrorCode::kInternal, "dispatch does not match its pipeline's layout");
@@ -156,10 +163,29 @@ void CommandRecorder::dispatch(const Pipeline& p, const std::vector<Binding>& bi
   c.groups[2] = gz;
   c.push_bytes = push_bytes;
   if (push_bytes) std::memcpy(c.push, push, push_bytes);
+  return c;
+}
+
+void CommandRecorder::record(const Command& c) {
+  release_held();
+  if (c.groups[0] == 0 || c.groups[1] == 0 || c.groups[2] == 0) return;
   submit(c);
 }
 
+void CommandRecorder::hold(const Command& c) {
+  release_held();
+  held_ = c;
+}
+
+void CommandRecorder::release_held() {
+  if (!held_) return;
+  const Command c = *held_;
+  held_.reset();
+  if (c.groups[0] && c.groups[1] && c.groups[2]) submit(c);
+}
+
 void CommandRecorder::set_position(uint32_t pos) {
+  release_held();
   if (position_known_ && pos == position_value_) return;
   position_value_ = pos;
   position_known_ = true;
@@ -187,6 +213,7 @@ void CommandRecorder::execute(const Command& c) {
 
 void CommandRecorder::copy(const VulkanBuffer& src, VkDeviceSize so, const VulkanBuffer& dst,
                            VkDeviceSize dof, VkDeviceSize bytes) {
+  release_held();
   if (bytes == 0) return;
   Command c;
   c.kind = Command::Kind::kCopy;
@@ -199,6 +226,7 @@ void CommandRecorder::copy(const VulkanBuffer& src, VkDeviceSize so, const Vulka
 void CommandRecorder::upload(const VulkanBuffer& dst, VkDeviceSize offset, const void* src, size_t bytes) {
   if (!staging_)
     staging_ = std::make_unique<VulkanBuffer>(ctx_, kStagingBytes, MemoryKind::kUpload, "staging ring");
+  release_held();
   replay_->host_write();
   const uint8_t* p = static_cast<const uint8_t*>(src);
   while (bytes > 0) {
@@ -222,6 +250,7 @@ void CommandRecorder::download(const VulkanBuffer& src, VkDeviceSize offset, voi
   if (!readback_)
     readback_ =
         std::make_unique<VulkanBuffer>(ctx_, kReadbackBytes, MemoryKind::kReadback, "readback buffer");
+  release_held();
   replay_->end_step();
   uint8_t* out = static_cast<uint8_t*>(dst);
   while (bytes > 0) {
@@ -247,6 +276,7 @@ void CommandRecorder::download(const VulkanBuffer& src, VkDeviceSize offset, voi
 }
 
 void CommandRecorder::flush() {
+  release_held();
   replay_->end_step();
   drain();
 }

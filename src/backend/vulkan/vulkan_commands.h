@@ -15,6 +15,7 @@
 
 #include <array>
 #include <memory>
+#include <optional>
 #include <vector>
 
 #include "backend/vulkan/vulkan_context.h"
@@ -42,6 +43,16 @@ class CommandRecorder {
 
   void dispatch(const Pipeline& p, const std::vector<Binding>& bindings, const void* push,
                 uint32_t push_bytes, uint32_t groups_x, uint32_t groups_y, uint32_t groups_z);
+  // A dispatch as data (checked against the pipeline and the device's limits), and its recording.
+  Command make_dispatch(const Pipeline& p, const std::vector<Binding>& bindings, const void* push,
+                        uint32_t push_bytes, uint32_t groups_x, uint32_t groups_y, uint32_t groups_z) const;
+  void record(const Command& c);
+  // A command held back so that the next op may fuse with it (an add followed by the norm of its sum):
+  // held() shows it, drop_held() forgets it (the caller recorded a fused command instead); any other call
+  // records it first, so the order of commands is kept.
+  void hold(const Command& c);
+  const Command* held() const { return held_ ? &*held_ : nullptr; }
+  void drop_held() { held_.reset(); }
   void copy(const VulkanBuffer& src, VkDeviceSize src_offset, const VulkanBuffer& dst,
             VkDeviceSize dst_offset, VkDeviceSize bytes);
   // Copies src into the staging ring now (the caller may reuse src at once) and records the transfer.
@@ -68,6 +79,7 @@ class CommandRecorder {
   void begin();
   void submit_current();  // without waiting
   void wait(Slot& slot);
+  void release_held();
   void drain();                    // submits and waits for everything, without ending the step
   void submit(const Command& c);   // through the decode replay
   void execute(const Command& c);  // records c now
@@ -88,6 +100,7 @@ class CommandRecorder {
   uint32_t position_value_ = 0;  // what the register holds once everything recorded so far has run
   bool position_known_ = false;
   std::unique_ptr<DecodeReplay> replay_;
+  std::optional<Command> held_;
 };
 
 }  // namespace fkv
