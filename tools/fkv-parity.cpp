@@ -3,6 +3,8 @@
 // backend named. Exit 0 when every comparison is within tolerance, 1 when one is not, 2 on bad usage.
 //
 //   fkv-parity --backends cpu,vulkan [--prompt TEXT | --prompt-file FILE] [--tolerance X] [--json]
+//              [--n-gen N]   # then N greedy decode steps: the first backend picks the tokens, the others are
+//                            # fed the same ones; every step's logits are compared and the argmax must agree
 //
 // Test hook (undocumented in --help): FKV_PARITY_PERTURB=1 adds noise to one layer's hidden state as
 // read back from the second backend, so that a test can show the tool fails when a kernel is wrong.
@@ -21,6 +23,7 @@
 #include "common/model_loader.h"
 #include "common/parity_metrics.h"
 #include "common/prompt_tokens.h"
+#include "engine/sampler.h"
 #include "engine/session.h"
 #include "model/llama_hparams.h"
 #include "util/error.h"
@@ -39,17 +42,20 @@ constexpr const char* kDefaultPrompt =
 struct Run {
   std::string backend, device;
   std::vector<std::vector<float>> hidden;
-  std::vector<float> logits;  // [n, vocab]
+  std::vector<float> logits;        // [n, vocab]
+  std::vector<int32_t> generated;   // --n-gen: the greedy tokens (the reference's choice for the others)
+  std::vector<int32_t> own_choice;  // this backend's argmax at each decode step
 };
 
+// forced: the decode tokens to feed (another backend's greedy choice); null: choose greedily.
 Run run_on(const CommonOptions& base, const std::string& backend, const std::vector<int32_t>& tokens,
-           int batch, bool perturb) {
+           int batch, bool perturb, int n_gen, const std::vector<int32_t>* forced) {
   CommonOptions o = base;
   o.backend = backend;
   LoadedModel m = load_model(o, /*quiet=*/true);
   const LlamaHparams& hp = m.model->hparams();
   SessionOptions so;
-  so.ctx = o.ctx > 0 ? o.ctx : int(tokens.size());
+  so.ctx = o.ctx > 0 ? o.ctx : int(tokens.size()) + n_gen;
   so.kv = kv_options(o);
   so.max_batch = batch;
   Session session(*m.model, so);
@@ -70,6 +76,16 @@ Run run_on(const CommonOptions& base, const std::string& backend, const std::vec
     }
   };
   run.logits = session.eval(tokens, /*all_logits=*/true);
+  const int64_t vocab = int64_t(run.logits.size() / tokens.size());
+  for (int step = 0; step < n_gen; ++step) {
+    const float* last = run.logits.data() + run.logits.size() - size_t(vocab);
+    const int32_t mine = Sampler::argmax(last, vocab);
+    run.own_choice.push_back(mine);
+    const int32_t next = forced ? (*forced)[size_t(step)] : mine;
+    run.generated.push_back(next);
+    const std::vector<float>& l = session.eval(std::span(&next, 1));
+    run.logits.insert(run.logits.end(), l.begin(), l.end());
+  }
   return run;
 }
 
@@ -104,6 +120,7 @@ int parity_main(int argc, char** argv) {
   int n_tokens = 32;
   int batch = 256;
   uint64_t seed = 1;
+  int n_gen = 0;
   app.add_option("--backends", backends_arg,
                  "comma-separated backends; the first is the reference (default: every compiled backend)");
   auto* p = app.add_option("--prompt", prompt, "prompt text (default: a fixed sentence)");
@@ -125,6 +142,12 @@ int parity_main(int argc, char** argv) {
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
   app.add_option("--seed", seed, "seed of the random token ids")->capture_default_str();
+  app.add_option(
+         "--n-gen", n_gen,
+         "greedy decode steps after the prompt (the first backend picks the tokens, the others are fed "
+         "the same ones); their logits are compared too and every backend's argmax must agree")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
   if (auto rc = parse_command_line(app, argc, argv)) return *rc;
 
   std::vector<std::string> backends = backends_arg.empty() ? compiled_backends() : split(backends_arg);
@@ -166,16 +189,18 @@ int parity_main(int argc, char** argv) {
   for (size_t i = 0; i < backends.size(); ++i) {
     if (!opts.json)
       std::fprintf(stderr, "running %zu tokens on %s ...\n", tokens.size(), backends[i].c_str());
-    runs.push_back(run_on(opts, backends[i], tokens, batch, perturb && i == 1));
+    runs.push_back(run_on(opts, backends[i], tokens, batch, perturb && i == 1, n_gen,
+                          i == 0 ? nullptr : &runs[0].generated));
   }
 
-  const size_t n = tokens.size();
+  const size_t n = tokens.size() + size_t(n_gen);
   const size_t dim = runs[0].hidden[0].size() / n;
   const size_t vocab = runs[0].logits.size() / n;
   const Run& ref = runs[0];
   bool all_passed = true;
   json report = {{"model", opts.model},
-                 {"tokens", n},
+                 {"tokens", tokens.size()},
+                 {"n_gen", n_gen},
                  {"batch", batch},
                  {"kv", opts.kv},
                  {"reference", ref.backend},
@@ -207,12 +232,25 @@ int parity_main(int argc, char** argv) {
     }
     ParityMetrics lm = compare_tensors(ref.logits, test.logits, n, vocab);
     add_logit_metrics(lm, ref.logits, test.logits, n, vocab);
-    const bool logits_over = !(lm.nmse <= tolerance) || !(lm.kl <= kl_tolerance);
+    // The decode steps' greedy choices: the same as the reference's at every step (a step's choice is the
+    // argmax of the logits before it, so this is also "the same greedy tokens").
+    int greedy_same = 0, first_diverging = -1;
+    for (int step = 0; step < n_gen; ++step) {
+      const bool same = test.own_choice[size_t(step)] == ref.own_choice[size_t(step)];
+      greedy_same += same;
+      if (!same && first_diverging < 0) first_diverging = step;
+    }
+    const bool logits_over = !(lm.nmse <= tolerance) || !(lm.kl <= kl_tolerance) || greedy_same != n_gen;
     if (logits_over && first_failing.empty()) first_failing = "logits";
     const bool passed = first_failing.empty();
     all_passed = all_passed && passed;
     json logits = metrics_json(lm, true);
     logits["passed"] = !logits_over;
+    if (n_gen > 0) {
+      logits["greedy_steps"] = n_gen;
+      logits["greedy_same"] = greedy_same;
+      logits["first_diverging_step"] = first_diverging < 0 ? json(nullptr) : json(first_diverging);
+    }
     report["comparisons"].push_back({{"backend", test.backend},
                                      {"device", test.device},
                                      {"layers", layers},
@@ -224,6 +262,11 @@ int parity_main(int argc, char** argv) {
                   lm.nmse, logits_over ? "  <-- over tolerance" : "");
       std::printf("argmax agreement %.1f%% (%zu positions), KL mean %.3e max %.3e nats\n",
                   100 * lm.argmax_agreement, n, lm.kl, lm.max_kl);
+      if (n_gen > 0)
+        std::printf("greedy decode: same token at %d of %d steps%s\n", greedy_same, n_gen,
+                    first_diverging < 0
+                        ? ""
+                        : (", first difference at step " + std::to_string(first_diverging)).c_str());
       if (passed)
         std::printf("PASS: every layer within tolerance\n");
       else

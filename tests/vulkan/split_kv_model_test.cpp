@@ -1,0 +1,72 @@
+// End to end with the fourier KV policy: SmolLM2's teacher-forced logits on Vulkan against the CPU backend
+// through prefill chunks and decode steps, with a window, fit and refits small enough that the middle is
+// compressed, fitted (at 8 tokens) and refitted (16, 32) within 64 tokens. Same tolerances as the full-cache
+// parity test (max rel. error per position < 2e-3, argmax agreement >= 99%). The longer check (3K
+// prompt, W = 256, 128 greedy steps) is `fkv-parity --kv fourier --window 256 --n-gen 128`, measured by
+// hand (docs/VULKAN.md): too slow for lavapipe in CI.
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "engine/session.h"
+#include "gguf/gguf_reader.h"
+#include "model/default_model.h"
+#include "model/llama_model.h"
+#include "test_paths.h"
+#include "vulkan_test_util.h"
+
+namespace fkv::test {
+namespace {
+
+std::vector<float> run_fourier(const LlamaModel& model, const std::vector<int32_t>& tokens, size_t prefill) {
+  SessionOptions so;
+  so.ctx = int(tokens.size());
+  so.max_batch = 16;
+  so.kv.policy = "fourier";
+  so.kv.sink = 4;
+  so.kv.window = 16;
+  so.kv.fourier_n = 32;
+  so.kv.fourier_fit_tokens = 8;
+  Session session(model, so);
+  std::vector<float> all = session.eval(std::span(tokens.data(), prefill), true);
+  for (size_t i = prefill; i < tokens.size(); ++i) {
+    const auto& last = session.eval(std::span(tokens.data() + i, 1));
+    all.insert(all.end(), last.begin(), last.end());
+  }
+  return all;
+}
+
+TEST_F(VulkanTest, SmolLM2FourierLogitsMatchCpu) {
+  const std::string path = default_model_path();
+  ASSERT_TRUE(std::filesystem::exists(path)) << path << " missing: run tools/fetch-default-model.sh";
+  std::ifstream in(fixture("golden_smollm2.json"));
+  const auto j = nlohmann::json::parse(in);
+  std::vector<int32_t> tokens;
+  for (const auto& c : j.at("cases"))
+    for (int32_t t : c.at("tokens").get<std::vector<int32_t>>()) tokens.push_back(t);
+  tokens.resize(std::min<size_t>(tokens.size(), 64));
+  ASSERT_GE(tokens.size(), 60u);
+  auto file = GgufFile::open(path);
+  auto model_vk = LlamaModel::load(*file, *vk);
+  auto model_cpu = LlamaModel::load(*file, *cpu);
+  const size_t vocab = size_t(model_vk->hparams().vocab);
+  const std::vector<float> a = run_fourier(*model_vk, tokens, 40), b = run_fourier(*model_cpu, tokens, 40);
+  ASSERT_EQ(a.size(), tokens.size() * vocab);
+  ASSERT_EQ(b.size(), a.size());
+  double worst = 0;
+  size_t same = 0;
+  for (size_t p = 0; p < tokens.size(); ++p) {
+    const std::vector<float> ra(a.begin() + p * vocab, a.begin() + (p + 1) * vocab);
+    const std::vector<float> rb(b.begin() + p * vocab, b.begin() + (p + 1) * vocab);
+    worst = std::max(worst, max_rel_error(ra, rb));
+    same += std::max_element(ra.begin(), ra.end()) - ra.begin() ==
+            std::max_element(rb.begin(), rb.end()) - rb.begin();
+  }
+  std::printf("[ parity ] fourier kv: %zu positions, worst rel error %.2e, same argmax %zu\n", tokens.size(),
+              worst, same);
+  EXPECT_LT(worst, 2e-3);
+  EXPECT_GE(double(same), 0.99 * double(tokens.size()));
+}
+
+}  // namespace
+}  // namespace fkv::test
