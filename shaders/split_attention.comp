@@ -72,6 +72,10 @@ shared float p_s[G * WG];
 shared float red[G * WG];
 shared int kmap[D];  // middle: >= 0 kept column, < 0: -1 - compressed column
 shared int vmap[D];
+shared uint klist[D];  // head g's kept K dims (their columns in `kept` are kcol0 + index)
+// The score vectors g_c, g_s of the G heads, a block of NB frequencies at a time (about 8 KiB).
+const uint NB = (1024u / G) / 32u * 32u;  // the host keeps G <= 16
+shared vec2 gsh[SPEC_K ? G * NB : 1u];
 
 #define TYPED(name, arr)                               \
   float name(uint e) {                                 \
@@ -125,6 +129,7 @@ void build_map(uint g, bool is_k) {
     for (uint e = a + gl_LocalInvocationID.x; e < b; e += WG) {
       const uint d = uint(is_k ? kd[base + e] : vd[base + e]);
       const int code = list == 0u ? int(e) : -1 - int(e);
+      if (is_k && list == 0u) klist[e - a] = d;
       if (is_k)
         kmap[d] = code;
       else
@@ -176,34 +181,56 @@ void main() {
       float s[G];
       [[unroll]] for (uint hh = 0u; hh < G; ++hh) s[hh] = 0.0;
       if (live) {
-        for (uint d = 0u; d < D; ++d) {
-          const float kv = k_at(part, r, d, g);
-          [[unroll]] for (uint hh = 0u; hh < G; ++hh) s[hh] += q_s[hh * D + d] * kv;
-        }
-        if (SPEC_K && spectral) {
-          const uint mm = r % p.period;
-          const vec2 w = basis[mm];
-          const uint step32 = (32u * mm) % p.period;
-          uint idx = 0u;
-          vec2 z = vec2(1.0, 0.0);
-          float sc[G];
-          [[unroll]] for (uint hh = 0u; hh < G; ++hh) sc[hh] = gv[gbase + hh * GS + 2u * N];
-          for (uint n = 0u; n < N; ++n) {
-            if (n > 0u && (n & 31u) == 0u) {
-              idx += step32;
-              if (idx >= p.period) idx -= p.period;
-              z = basis[idx];
-            }
-            [[unroll]] for (uint hh = 0u; hh < G; ++hh)
-              sc[hh] += gv[gbase + hh * GS + n] * z.x + gv[gbase + hh * GS + N + n] * z.y;
-            z = cmul(z, w);
+        if (spectral) {
+          // A fitted middle: only the kept dims are stored (head g's columns are contiguous).
+          const uint kc0 = uint(kd[g]), nkg = uint(kd[g + 1u]) - kc0;
+          for (uint e = 0u; e < nkg; ++e) {
+            const float kv = kk_at(r * p.nk_k + kc0 + e);
+            const uint d = klist[e];
+            [[unroll]] for (uint hh = 0u; hh < G; ++hh) s[hh] += q_s[hh * D + d] * kv;
           }
-          [[unroll]] for (uint hh = 0u; hh < G; ++hh) s[hh] += sc[hh];
+        } else {
+          for (uint d = 0u; d < D; ++d) {
+            const float kv = k_at(part, r, d, g);
+            [[unroll]] for (uint hh = 0u; hh < G; ++hh) s[hh] += q_s[hh * D + d] * kv;
+          }
         }
-        [[unroll]] for (uint hh = 0u; hh < G; ++hh) s[hh] *= p.scale;
-      } else {
-        [[unroll]] for (uint hh = 0u; hh < G; ++hh) s[hh] = kNegBig;
       }
+      if (SPEC_K && spectral) {
+        // Σ_n g_c[n] cos(2π n m/T) + g_s[n] sin(2π n m/T): the basis by rotation, reseeded from the exact
+        // table every 32 frequencies; g in shared memory, NB frequencies at a time (every thread loads).
+        const uint mm = r % p.period;
+        const vec2 w = basis[mm];
+        const uint step32 = (32u * mm) % p.period;
+        uint idx = 0u;
+        vec2 z = vec2(1.0, 0.0);
+        float sc[G];
+        [[unroll]] for (uint hh = 0u; hh < G; ++hh) sc[hh] = gv[gbase + hh * GS + 2u * N];
+        for (uint n0 = 0u; n0 < N; n0 += NB) {
+          const uint nb = min(NB, N - n0);
+          barrier();
+          for (uint e = tid; e < G * nb; e += WG) {
+            const uint hh = e / nb, n = e % nb;
+            gsh[hh * NB + n] = vec2(gv[gbase + hh * GS + n0 + n], gv[gbase + hh * GS + N + n0 + n]);
+          }
+          barrier();
+          if (live)
+            for (uint n = 0u; n < nb; ++n) {
+              if (n0 + n > 0u && (n & 31u) == 0u) {
+                idx += step32;
+                if (idx >= p.period) idx -= p.period;
+                z = basis[idx];
+              }
+              [[unroll]] for (uint hh = 0u; hh < G; ++hh) {
+                const vec2 gg = gsh[hh * NB + n];
+                sc[hh] += gg.x * z.x + gg.y * z.y;
+              }
+              z = cmul(z, w);
+            }
+        }
+        [[unroll]] for (uint hh = 0u; hh < G; ++hh) s[hh] += sc[hh];
+      }
+      [[unroll]] for (uint hh = 0u; hh < G; ++hh) s[hh] = live ? s[hh] * p.scale : kNegBig;
 
       // Per-head tile max, then the softmax weights of the tile.
       [[unroll]] for (uint hh = 0u; hh < G; ++hh) red[hh * WG + tid] = s[hh];

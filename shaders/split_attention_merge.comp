@@ -27,7 +27,9 @@ layout(push_constant) uniform Params {
 #include "common/grid.glsl"
 
 const uint PS = D + 2u + (SPEC_V ? 2u * NF : 0u);
+const uint LANES = 4u;
 shared float acc_s[D];
+shared float red[SPEC_V ? 1024u : 1u];  // >= workgroup size
 shared float hc_s[NF], hs_s[NF];
 
 void main() {
@@ -59,14 +61,26 @@ void main() {
     const uint g = (qh % p.heads) / (p.heads / p.kv_heads);
     const uint c0 = uint(dims[p.kv_heads + 1u + g]), c1 = uint(dims[p.kv_heads + 2u + g]);
     const uint comp = 2u * (p.kv_heads + 1u) + p.n_keep;
-    for (uint c = c0 + tid; c < c1; c += wg) {
-      const float rho_rec = norm[c * 8u + 3u];
-      const float a = rho_rec > 0.0 ? norm[c * 8u + 1u] / rho_rec : 0.0;
-      const float b = norm[c * 8u] - a * norm[c * 8u + 2u];
-      float sum = 0.5 * coef[c * 2u * NF] * hc_s[0];
-      for (uint n = 1u; n < NF; ++n) sum += coef[c * 2u * NF + n] * hc_s[n];
-      for (uint n = 0u; n < NF; ++n) sum += coef[c * 2u * NF + NF + n] * hs_s[n];
-      acc_s[uint(dims[comp + c])] += a * sum / float(NF) + b * hc_s[0];
+    // LANES invocations per compressed dim, adjacent frequencies (coalesced), then a shared-memory sum.
+    const uint lane = tid % LANES, slot = tid / LANES, slots = wg / LANES;
+    for (uint cb = c0; cb < c1; cb += slots) {
+      const uint c = cb + slot;
+      float sum = 0.0;
+      if (c < c1) {
+        for (uint n = lane; n < NF; n += LANES)
+          sum += coef[c * 2u * NF + n] * hc_s[n] * (n == 0u ? 0.5 : 1.0) + coef[c * 2u * NF + NF + n] * hs_s[n];
+      }
+      red[tid] = sum;
+      barrier();
+      if (lane == 0u && c < c1) {
+        float total_c = 0.0;
+        for (uint k = 0u; k < LANES; ++k) total_c += red[tid + k];
+        const float rho_rec = norm[c * 8u + 3u];
+        const float a = rho_rec > 0.0 ? norm[c * 8u + 1u] / rho_rec : 0.0;
+        const float b = norm[c * 8u] - a * norm[c * 8u + 2u];
+        acc_s[uint(dims[comp + c])] += a * total_c / float(NF) + b * hc_s[0];
+      }
+      barrier();
     }
   }
   barrier();

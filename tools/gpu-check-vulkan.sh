@@ -12,6 +12,7 @@
 #   FKV_SKIP_BENCH=1 ... / FKV_SKIP_TESTS=1 ...                       # tests only / bench only
 #   FKV_REPLAY_MODES="on off" FKV_FILL=synthetic FKV_REPS=2 ...        # decode replay on, then off (one
 #                                                                     # bench per mode; default: on only)
+#   FKV_BENCH_FOURIER=1 ...   # also --kv full vs fourier (FKV_BENCH_KVS) decode at depths 0..128K, synthetic fill
 set -uo pipefail
 cd "$(dirname "$0")/.."
 LOGS=${OUT:-$PWD/build-gpu-check/logs}
@@ -62,7 +63,7 @@ grep -E "^\[  (FAILED|PASSED) |Failure|parity" "$LOGS/vulkan_tests.log" | head -
 fi
 
 if [[ -z "${FKV_SKIP_BENCH:-}" ]]; then
-  [[ -z "${FKV_SKIP_OPS_BENCH:-}" ]] && timeout 120 "$TESTS" --gtest_also_run_disabled_tests --gtest_filter='*DISABLED_Bench*' >"$LOGS/bench_ops.log" 2>&1
+  [[ -z "${FKV_SKIP_OPS_BENCH:-}" ]] && timeout 180 "$TESTS" --gtest_also_run_disabled_tests --gtest_filter='*DISABLED_Bench*' >"$LOGS/bench_ops.log" 2>&1
   grep -E "^BENCH|Failure" "$LOGS/bench_ops.log" 2>/dev/null
   # Host time of a small model's decode step with the replay off and on (a few seconds).
   timeout 60 "$TESTS" --gtest_also_run_disabled_tests --gtest_filter='*DISABLED_BenchReplayHostTime*' \
@@ -87,6 +88,20 @@ if [[ -z "${FKV_SKIP_BENCH:-}" ]]; then
     done
     rm -f "$model"
   done
+fi
+# Split KV cache decode speed against the full cache (issue 6): one session per policy at ctx 131072, its
+# context filled with synthetic K/V (stored through the policy: appends, fits and refits run, no forward pass).
+if [[ -n "${FKV_BENCH_FOURIER:-}" ]]; then
+  f=/tmp/fkv-llama3-8b-${FKV_BENCH_FOURIER_TYPE:-f16}.gguf
+  [[ -f $f ]] || "$BIN/fkv-make-random-model" --shape llama3-8b --type "${FKV_BENCH_FOURIER_TYPE:-f16}" "$f" >"$LOGS/make_fourier.log" 2>&1
+  for kv in ${FKV_BENCH_KVS:-full fourier}; do
+    echo "== fkv-bench vulkan llama3-8b ${FKV_BENCH_FOURIER_TYPE:-f16} --kv $kv ${FKV_BENCH_FOURIER_ARGS:-}" | tee -a "$LOGS/bench_kv.log"
+    timeout "${FKV_BENCH_KV_TIMEOUT:-270}" "$BIN/fkv-bench" --model "$f" --backend vulkan --kv $kv --ctx 131072 \
+      --depth "${FKV_BENCH_KV_DEPTHS:-0,8192,32768,130816}" --fill synthetic -p "${FKV_BENCH_KV_PROMPT:-128}" -n 64 -r 1 \
+      ${FKV_BENCH_FOURIER_ARGS:-} >>"$LOGS/bench_kv.log" 2>&1 || echo "fkv-bench --kv $kv failed or timed out (see bench_kv.log)"
+  done
+  rm -f "$f"
+  grep -vE "^\s*$" "$LOGS/bench_kv.log" | tail -40
 fi
 echo "vulkan tests: $([[ $status == 0 ]] && echo passed || echo FAILED)"
 exit $status

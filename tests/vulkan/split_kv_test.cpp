@@ -4,7 +4,11 @@
 // split_attention over cache states built by the CPU (middle lengths 0, 1, 257, 5000; before and after the
 // fit; kept fractions 0, 20%, 100%; head_dim 64 and 128; GQA; decode and prefill chunks; f32 and f16).
 // Vulkan outputs start poisoned (NaN) so that anything a shader fails to write shows up.
+#include <chrono>
+#include <cstdlib>
+#include <functional>
 #include <numeric>
+#include <string>
 
 #include "util/half.h"
 #include "vulkan_test_util.h"
@@ -312,6 +316,78 @@ INSTANTIATE_TEST_SUITE_P(Shapes, SplitAttentionTest, ::testing::ValuesIn(kAttnCa
                   {"n", a.n}}) +
          (c.type == KvType::kF16 ? "f16" : "f32");
 });
+
+}  // namespace
+}  // namespace fkv::test
+
+namespace fkv::test {
+namespace {
+
+// Decode attention of one layer at Llama-3-8B's shape (32 query heads, 8 KV heads, head_dim 128), full
+// cache against the fourier cache (S 4, W 1020, 24% of dims kept, N 512 and 128, fitted middle), off by
+// default: tools/gpu-check-vulkan.sh runs it on the GPU. FKV_BENCH_LENS picks the lengths.
+TEST_F(SplitKvTest, DISABLED_BenchSplitAttentionDecode) {
+  const AttentionShape s{32, 8, 128, 0.088f};
+  std::vector<int> lens = {8192, 32768, 131072};
+  if (const char* e = std::getenv("FKV_BENCH_LENS")) {
+    lens.clear();
+    for (std::string t; *e; ++e) {
+      if (*e != ',') t += *e;
+      if (*e == ',' || e[1] == 0) lens.push_back(std::stoi(t)), t.clear();
+    }
+  }
+  auto time_ms = [&](int reps, const std::function<void()>& f) {
+    f();
+    vk->synchronize();
+    const auto t0 = std::chrono::steady_clock::now();
+    for (int i = 0; i < reps; ++i) f();
+    vk->synchronize();
+    return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count() / reps;
+  };
+  BufferPtr q = vk->alloc(32 * 128 * 4, "q"), o = vk->alloc(32 * 128 * 4, "o");
+  BufferPtr ck = vk->alloc(8 * 128 * 4, "k"), cv = vk->alloc(8 * 128 * 4, "v");
+  for (const BufferPtr& b : {q, ck, cv}) {
+    const std::vector<float> x = random_floats(b->size() / 4, 5);
+    vk->upload(*b, 0, x.data(), b->size());
+  }
+  for (int len : lens) {
+    {
+      const size_t kv = size_t(len) * 8 * 128 * 2;
+      BufferPtr k = vk->alloc(kv, "k"), v = vk->alloc(kv, "v");
+      std::vector<uint16_t> zero(kv / 2, 0);
+      vk->upload(*k, 0, zero.data(), kv);
+      vk->upload(*v, 0, zero.data(), kv);
+      const double ms = time_ms(10, [&] {
+        vk->attention(*q, 1, len - 1, s, KvLayer{k.get(), v.get(), KvType::kF16, len}, *o);
+      });
+      std::printf("BENCH split-kv full   len=%6d           %8.3f ms  %7.1f GB/s\n", len, ms,
+                  2.0 * double(kv) / ms / 1e6);
+    }
+    for (int N : {512, 128}) {
+      const CacheCase c{32, 8, 128, 4, 1020, len - 1024, N, 256, 0.24, KvType::kF16};
+      TestCache t(*vk, c, false);
+      for (const SplitKvPart* P : {&t.L.k, &t.L.v}) {
+        std::vector<uint16_t> kept(P->kept->size() / 2, float_to_half(0.5f));
+        vk->upload(*P->kept, 0, kept.data(), P->kept->size());
+        const std::vector<float> coef = random_floats(P->coef->size() / 4, 9);
+        vk->upload(*P->coef, 0, coef.data(), P->coef->size());
+        std::vector<float> norm(P->norm->size() / 4, 1.0f);
+        vk->upload(*P->norm, 0, norm.data(), P->norm->size());
+        for (DeviceBuffer* b : {P->sink, P->window}) {
+          std::vector<uint8_t> zero(b->size(), 0);
+          vk->upload(*b, 0, zero.data(), b->size());
+        }
+      }
+      const double ms = time_ms(
+          10, [&] { vk->split_attention(*q, *ck, *cv, 1, len - 1, s, t.L, SplitAttentionPath::kAuto, *o); });
+      size_t bytes = 0;
+      for (const SplitKvPart* P : {&t.L.k, &t.L.v})
+        bytes += P->kept->size() + P->coef->size() + P->window->size();
+      std::printf("BENCH split-kv fourier len=%6d N=%4d %8.3f ms  %7.1f GB/s of cache\n", len, N, ms,
+                  double(bytes) / ms / 1e6);
+    }
+  }
+}
 
 }  // namespace
 }  // namespace fkv::test

@@ -1,6 +1,7 @@
 #include "backend/vulkan/vulkan_split_kv.h"
 
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
 #include <string>
 #include <vector>
@@ -14,6 +15,7 @@ namespace {
 constexpr uint32_t kWorkgroup = 128;
 constexpr uint32_t kAttnWorkgroup = 128;  // rows per split_attention tile
 constexpr uint32_t kMergeWorkgroup = 64;
+constexpr uint32_t kSpectralWorkgroup = 256;  // prep, and the merge when it applies h to the V coefficients
 constexpr uint32_t kMaxGroupsX = 65535;
 
 const VulkanBuffer& vk(const DeviceBuffer& b) {
@@ -46,7 +48,8 @@ VulkanSplitKv::VulkanSplitKv(std::shared_ptr<VulkanContext> ctx, PipelineCache& 
     : ctx_(std::move(ctx)),
       pipelines_(pipelines),
       rec_(rec),
-      cpu_device_(ctx_->properties().deviceType == VK_PHYSICAL_DEVICE_TYPE_CPU) {}
+      cpu_device_(ctx_->properties().deviceType == VK_PHYSICAL_DEVICE_TYPE_CPU &&
+                  !std::getenv("FKV_VULKAN_GPU_KERNELS")) {}
 
 Binding VulkanSplitKv::bind(const DeviceBuffer* buf, bool write) const {
   if (!buf) {
@@ -250,7 +253,7 @@ void VulkanSplitKv::attention(const DeviceBuffer& q, const DeviceBuffer& k, cons
   const size_t gstride = 2 * size_t(N) + 4;
   if (spec_k) {
     gvec = &scratch(gvec_, size_t(n) * H * gstride * 4, "split attention score vectors");
-    const Pipeline& prep = pipelines_.get("split_attention_prep", {kMergeWorkgroup}, 5);
+    const Pipeline& prep = pipelines_.get("split_attention_prep", {kSpectralWorkgroup}, 5);
     const uint32_t pc[] = {uint32_t(n) * H, H, uint32_t(s.n_kv_heads), D, N, uint32_t(nk_k)};
     const auto [gx, gz] = split_groups(uint32_t(n) * H);
     rec_.dispatch(prep,
@@ -259,9 +262,11 @@ void VulkanSplitKv::attention(const DeviceBuffer& q, const DeviceBuffer& k, cons
                   pc, sizeof(pc), gx, 1, gz);
   }
 
-  // Split the rows so that (splits x KV heads x queries) workgroups fill the device.
+  // Split the rows so that (splits x KV heads x queries) workgroups fill the device. With a fitted middle
+  // each split also writes 2N floats of h per query head and rows cost ~4N operations each, so fewer,
+  // longer splits: partial traffic stays small and the work per row keeps the device busy.
   const uint32_t max_len = uint32_t(S_len + M + W_len + n);
-  const uint32_t target = cpu_device_ ? 64 : 2048;
+  const uint32_t target = cpu_device_ ? 64 : spec_v ? 512 : 2048;
   const uint32_t work = std::min<uint32_t>(uint32_t(n) * uint32_t(s.n_kv_heads), target);
   const uint32_t want = std::max<uint32_t>(1, target / work);
   uint32_t chunk_len = (max_len + want - 1) / want;
@@ -307,8 +312,8 @@ void VulkanSplitKv::attention(const DeviceBuffer& q, const DeviceBuffer& k, cons
        bind(&partials, true)},
       pc, sizeof(pc), chunks, uint32_t(s.n_kv_heads), uint32_t(n));
 
-  const Pipeline& merge_p =
-      pipelines_.get("split_attention_merge", {kMergeWorkgroup, D, NF, spec_v ? 1u : 0u}, 5);
+  const Pipeline& merge_p = pipelines_.get(
+      "split_attention_merge", {spec_v ? kSpectralWorkgroup : kMergeWorkgroup, D, NF, spec_v ? 1u : 0u}, 5);
   const uint32_t mc[] = {chunks, uint32_t(n) * H, H, uint32_t(s.n_kv_heads), uint32_t(nk_v)};
   const auto [gx, gz] = split_groups(uint32_t(n) * H);
   rec_.dispatch(merge_p,
