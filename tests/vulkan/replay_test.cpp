@@ -68,10 +68,16 @@ std::vector<std::vector<float>> run_script(Backend& vk, const LlamaModel& model)
   };
   const std::vector<int32_t> prompt = {1, 5, 9, 200, 33, 7, 400};
   out.push_back(a->eval(prompt));
-  for (; i < 12; ++i) step(*a);
+  for (; i < 12; ++i) {
+    step(*a);
+    if (i == 0) vk.synchronize();  // an empty step before the capture
+  }
   const std::vector<int32_t> chunk = {3, 4, 5};  // a multi-token step: eager, the replay survives it
   out.push_back(a->eval(chunk));
-  for (; i < 20; ++i) step(*a);
+  for (; i < 20; ++i) {
+    step(*a);
+    vk.synchronize();  // an empty step between two repeated ones
+  }
   out.push_back(b->eval(prompt));
   for (; i < 30; ++i) {  // b's steps match nothing: eager
     step(*a);

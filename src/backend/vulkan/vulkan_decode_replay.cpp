@@ -206,7 +206,7 @@ void DecodeReplay::end_step() {
   }
   if (tainted_) {
     prev_.clear();
-  } else {
+  } else if (!step_.empty()) {  // a second readback in a row does not part two repeated steps
     prev_.swap(step_);
   }
   step_.clear();
