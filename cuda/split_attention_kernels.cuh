@@ -1,0 +1,590 @@
+// The direct (decode) split-attention kernels of split_attention.cu, in a header so that a host test can
+// compile the same code against a thread emulation (tests/cuda/split_attention_emulation_test.cpp) and check
+// it without a GPU. Device code only uses what that emulation provides: threadIdx/blockIdx, __syncthreads,
+// __shfl_xor_sync, atomicAdd on shared floats, __brev, static and dynamic (FKV_DYN_SMEM) shared memory.
+#pragma once
+#include <algorithm>
+#include <cmath>
+
+#include "split_chirp.h"
+#include "split_kv.h"
+#include "split_kv_device.cuh"
+
+// #pragma unroll for nvcc only (a host compiler warns about it and GCC cannot silence that from a pragma).
+#if defined(__CUDACC__)
+#define FKV_UNROLL _Pragma("unroll")
+#else
+#define FKV_UNROLL
+#endif
+
+#ifndef FKV_DYN_SMEM
+#define FKV_DYN_SMEM(name) extern __shared__ __align__(16) float name[]
+#endif
+
+namespace fkv::cuda {
+namespace splitattn {
+namespace {  // each includer (the .cu, the host emulation test) has its own copy
+
+using namespace splitkv;
+
+constexpr int kThreads = 256;
+constexpr int kHC = 4;  // query heads per block (the group's heads share its rows and basis values)
+// chirp-z buffers transformed side by side (query heads at a time). 1: the main kernel's shared memory stays
+// under 60 KB (the H100 failures of the first chirp version all had more; docs/CUDA.md).
+constexpr int kChirpPair = 1;
+constexpr int kSpanExact = 256;  // rows per split of the sink, window and chunk
+// Rows per split of the middle, at most (per-row path): its scores take 16 bytes a row of shared memory.
+constexpr int kMaxSpanMid = 1024;
+
+struct Plan {
+  int hchunks = 1, span_m = kSpanExact, span_max = kSpanExact;
+  int n_sink = 0, n_mid = 0, n_win = 0, n_chunk = 0, n_total = 0;
+};
+
+int cdiv(int a, int b) {
+  return (a + b - 1) / b;
+}
+
+Plan make_plan(const SplitLayerDev& L, int n, int n_heads, int sm_count) {
+  Plan p;
+  const int group = n_heads / L.kvh;
+  p.hchunks = cdiv(group, kHC);
+  p.n_sink = cdiv(L.S, kSpanExact);
+  p.n_win = cdiv(L.W, kSpanExact);
+  p.n_chunk = cdiv(n, kSpanExact);
+  if (L.T > 0 && L.chirp) {
+    p.span_m = chirp_span(L.N);  // one chirp-z convolution of kChirpF points per span
+    p.n_mid = cdiv(L.T, p.span_m);
+  } else if (L.T > 0) {
+    // About two blocks per multiprocessor over the middle.
+    const int want = std::max(1, 2 * std::max(sm_count, 1) / std::max(1, L.kvh * p.hchunks));
+    int span = cdiv(L.T, want);
+    span = std::min(kMaxSpanMid, std::max(kSpanExact, cdiv(span, kSpanExact) * kSpanExact));
+    p.span_m = span;
+    p.n_mid = cdiv(L.T, span);
+  }
+  p.span_max = std::max(kSpanExact, p.span_m);
+  p.n_total = p.n_sink + p.n_mid + p.n_win + p.n_chunk;
+  return p;
+}
+
+struct Layout {
+  size_t part = 0, hpart = 0, z = 0, cst = 0, u = 0, total = 0;  // float offsets
+};
+
+size_t round4(size_t x) {
+  return (x + 3) & ~size_t(3);
+}
+
+Layout layout(const SplitLayerDev& L, const Plan& p, int n, int n_heads) {
+  Layout w;
+  const size_t heads = size_t(n) * n_heads;
+  w.part = 0;
+  w.hpart = round4(heads * p.n_total * size_t(L.d + 2));
+  w.z = w.hpart + round4(heads * p.n_mid * size_t(2) * L.N);
+  w.cst = w.z + round4(L.T > 0 ? heads * size_t(2) * L.N : 0);
+  w.u = w.cst + round4(heads);
+  w.total = w.u + (L.chirp ? heads * size_t(2) * kChirpF : 0);
+  return w;
+}
+
+size_t main_smem_bytes(const SplitLayerDev& L, const Plan& p) {
+  return sizeof(float) * (size_t(2) * kHC * L.d + size_t(p.span_max) * kHC +
+                          (L.T > 0 && !L.chirp ? size_t(2) * L.N * kHC : 0) + kHC +
+                          (L.chirp ? size_t(2 * kChirpPair) * kChirpF : 0));
+}
+
+size_t combine_smem_bytes(const SplitLayerDev& L, const Plan& p) {
+  return sizeof(float) * (size_t(p.n_total) + L.d + (L.T > 0 ? size_t(2) * L.N : 0) + 64);
+}
+
+// In-place FFTs of `count` buffers of kChirpF points each (x, x + kChirpF, ...) in shared memory by the
+// whole block, side by side so that they share the barriers (radix-2, decimation in time after a bit
+// reversal; the butterflies of split_chirp.h). plus: the e^{+2πi/F} direction, unscaled. Starts and ends
+// with a barrier, so the buffers may be written just before and read just after.
+__device__ void block_fft(float2* x, int count, const float2* tw, bool plus) {
+  __syncthreads();
+  for (int e = threadIdx.x; e < count * kChirpF; e += kThreads) {
+    const int i = e & (kChirpF - 1), j = int(__brev(unsigned(i)) >> (32 - kChirpLogF));
+    if (i < j) {
+      float2* xb = x + (e - i);
+      const float2 t = xb[i];
+      xb[i] = xb[j];
+      xb[j] = t;
+    }
+  }
+  __syncthreads();
+  for (int half = 1; half < kChirpF; half <<= 1) {
+    for (int e = threadIdx.x; e < count * (kChirpF / 2); e += kThreads)
+      chirp_butterfly(x + size_t(e / (kChirpF / 2)) * kChirpF, half, tw, plus, e & (kChirpF / 2 - 1));
+    __syncthreads();
+  }
+}
+
+struct DirectArgs {
+  SplitLayerDev L;
+  const float* q;
+  const float* k;
+  const float* v;
+  float* out;
+  int n, pos0;
+  const int* p0_dev;
+  int H;
+  float scale;
+  bool fitted;
+  Plan plan;
+  float* part;   // [n, H, n_total, D + 2]: max, sum, unnormalised output
+  float* hpart;  // [n, H, n_mid, 2N]: Σ_m P_m cos, then Σ_m P_m sin, per middle split
+  float2* z;     // [n, H, N]
+  float2* u;     // chirp-z: [n, H, kChirpF], the spectrum of z·e^{iπn²/T} (the same for every span)
+  float* cst;    // [n, H]
+};
+
+// z and the constant Σ_j q_j b_j of each query head whose KV head has compressed K dims (fitted middle).
+// Block: one KV head, up to kHC of its query heads, kPrepFreqs frequencies, one query; its 8 warps split the
+// compressed dims (a warp reads 32 consecutive coefficients of a dim), then add their sums in shared memory.
+constexpr int kPrepFreqs = 32, kPrepGroups = kThreads / kPrepFreqs;
+__global__ void __launch_bounds__(kThreads) split_prep_kernel(DirectArgs a) {
+  __shared__ float qa[kHC][256], qb[kHC][256];
+  __shared__ float part[kPrepGroups][kPrepFreqs][2 * kHC];
+  const SplitLayerDev& L = a.L;
+  const int D = L.d, group = a.H / L.kvh;
+  const int kvh = blockIdx.x / a.plan.hchunks, hc = blockIdx.x % a.plan.hchunks;
+  const int h0 = kvh * group + hc * kHC, nh = min(kHC, group - hc * kHC);
+  const int i = blockIdx.z, N = L.N;
+  const Dims dk{L.k.dims, L.kvh, L.k.nk};
+  const int c0 = dk.comp_offset(kvh), ncg = dk.comp_offset(kvh + 1) - c0;
+  for (int e = threadIdx.x; e < kHC * ncg; e += kThreads) {
+    const int h = e / ncg, j = e % ncg;
+    const float2 ab = norm_ab(L.k.norm, c0 + j);
+    const float qv = h < nh ? a.q[(size_t(i) * a.H + h0 + h) * D + dk.comp(c0 + j)] : 0.0f;
+    qa[h][j] = qv * ab.x;
+    qb[h][j] = qv * ab.y;
+  }
+  __syncthreads();
+  const int f = threadIdx.x % kPrepFreqs, grp = threadIdx.x / kPrepFreqs;
+  const int nn = blockIdx.y * kPrepFreqs + f;
+  float gc[kHC] = {0, 0, 0, 0}, gs[kHC] = {0, 0, 0, 0};
+  if (nn < N) {
+    const size_t two_n = size_t(2) * N;
+    for (int j = grp; j < ncg; j += kPrepGroups) {
+      const float* cr = L.k.coef + size_t(c0 + j) * two_n;
+      const float cv = cr[nn], sv = cr[N + nn];
+      FKV_UNROLL
+      for (int h = 0; h < kHC; ++h) {
+        gc[h] = fmaf(qa[h][j], cv, gc[h]);
+        gs[h] = fmaf(qa[h][j], sv, gs[h]);
+      }
+    }
+  }
+  FKV_UNROLL
+  for (int h = 0; h < kHC; ++h) {
+    part[grp][f][h] = gc[h];
+    part[grp][f][kHC + h] = gs[h];
+  }
+  __syncthreads();
+  if (grp == 0 && nn < N) {
+    float c[kHC] = {0, 0, 0, 0}, s[kHC] = {0, 0, 0, 0};
+    for (int g = 0; g < kPrepGroups; ++g) FKV_UNROLL
+    for (int h = 0; h < kHC; ++h) {
+      c[h] += part[g][f][h];
+      s[h] += part[g][f][kHC + h];
+    }
+    const float wn = (nn == 0 ? 0.5f : 1.0f) / float(N) * a.scale;
+    for (int h = 0; h < nh; ++h) a.z[(size_t(i) * a.H + h0 + h) * N + nn] = make_float2(wn * c[h], wn * s[h]);
+  }
+  if (blockIdx.y == 0 && int(threadIdx.x) < nh) {
+    float c = 0.0f;
+    for (int j = 0; j < ncg; ++j) c += qb[threadIdx.x][j];
+    a.cst[size_t(i) * a.H + h0 + threadIdx.x] = c * a.scale;
+  }
+}
+
+// Chirp-z: U = FFT(z_n e^{iπn²/T}, zero-padded to kChirpF) of each query head whose KV head has compressed K
+// dims; every middle span's score convolution starts from it. Block: one query head of one query.
+__global__ void __launch_bounds__(kThreads) split_uspec_kernel(DirectArgs a) {
+  __shared__ float2 buf[kChirpF];
+  const SplitLayerDev& L = a.L;
+  const float2* tw = L.chirp_twiddle;  // read through the cache, not staged
+  const int h = blockIdx.x, i = blockIdx.y, N = L.N, kvh = h / (a.H / L.kvh);
+  const Dims dk{L.k.dims, L.kvh, L.k.nk};
+  if (dk.comp_offset(kvh + 1) == dk.comp_offset(kvh)) return;  // no compressed K dims: U is not read
+  const float2* z = a.z + (size_t(i) * a.H + h) * N;
+  for (int j = threadIdx.x; j < kChirpF; j += kThreads) {
+    float2 x = make_float2(0.0f, 0.0f);
+    if (j < N) x = chirp_cmul(make_float2(z[j].x, -z[j].y), L.chirp_n[j]);
+    buf[j] = x;
+  }
+  block_fft(buf, 1, tw, false);
+  float2* u = a.u + (size_t(i) * a.H + h) * kChirpF;
+  for (int k = threadIdx.x; k < kChirpF; k += kThreads) u[k] = buf[k];
+}
+
+// One span of one part for kHC query heads (file comment). Shared memory: q [kHC][D] (middle: kept dims
+// then pending dims, in the order of the cache's rows), output [kHC][D], scores/weights [span][kHC],
+// z [N][kHC], constants [kHC].
+__global__ void __launch_bounds__(kThreads) split_main_kernel(DirectArgs a) {
+  FKV_DYN_SMEM(smem);
+  const SplitLayerDev& L = a.L;
+  const int D = L.d, H = a.H, group = H / L.kvh, row_len = L.row_len(), N = L.N;
+  const int kvh = blockIdx.x / a.plan.hchunks, hc = blockIdx.x % a.plan.hchunks;
+  const int h0 = kvh * group + hc * kHC, nh = min(kHC, group - hc * kHC);
+  const int split = blockIdx.y, i = blockIdx.z;
+  const int p0 = a.p0_dev ? *a.p0_dev : a.pos0;
+  const Plan& pl = a.plan;
+
+  int part, ls;
+  if (split < pl.n_sink) {
+    part = 0;
+    ls = split;
+  } else if (split < pl.n_sink + pl.n_mid) {
+    part = 1;
+    ls = split - pl.n_sink;
+  } else if (split < pl.n_sink + pl.n_mid + pl.n_win) {
+    part = 2;
+    ls = split - pl.n_sink - pl.n_mid;
+  } else {
+    part = 3;
+    ls = split - pl.n_sink - pl.n_mid - pl.n_win;
+  }
+  const int wb = L.window_begin(p0);
+  const int count = part == 0   ? L.sink_len(p0)
+                    : part == 1 ? L.middle_len(p0)
+                    : part == 2 ? max(0, p0 - wb)
+                                : i + 1;
+  const int span = part == 1 ? pl.span_m : kSpanExact;
+  const int r0 = ls * span, r1 = min(r0 + span, count);
+  auto part_out = [&](int h) {
+    return a.part + ((size_t(i) * H + h0 + h) * pl.n_total + split) * size_t(D + 2);
+  };
+  if (r0 >= r1) {  // nothing of this part in this span: an empty partial, skipped by the combine
+    if (int(threadIdx.x) < nh) {
+      part_out(threadIdx.x)[0] = -INFINITY;
+      part_out(threadIdx.x)[1] = 0.0f;
+    }
+    return;
+  }
+
+  float* qs = smem;
+  float* accs = qs + kHC * D;
+  float* sc = accs + kHC * D;
+  float2* zs = reinterpret_cast<float2*>(sc + size_t(pl.span_max) * kHC);
+  // zs: the per-row path's z only
+  float* csts = reinterpret_cast<float*>(zs + (L.T > 0 && !L.chirp ? size_t(N) * kHC : 0));
+  // chirp-z: kChirpPair buffers of kChirpF points; the twiddles are read from the table (cached)
+  float2* fbuf = reinterpret_cast<float2*>(csts + kHC);
+  const float2* tw = L.chirp_twiddle;
+  const float inv_f = 1.0f / float(kChirpF);
+
+  const Dims dk{L.k.dims, L.kvh, L.k.nk}, dv{L.v.dims, L.kvh, L.v.nk};
+  int k0 = 0, nkg = 0, c0 = 0, ncg = 0;
+  if (part == 1) {
+    k0 = dk.keep_offset(kvh);
+    nkg = dk.keep_offset(kvh + 1) - k0;
+    c0 = dk.comp_offset(kvh);
+    ncg = dk.comp_offset(kvh + 1) - c0;
+  }
+  const bool spectral = part == 1 && a.fitted && ncg > 0;
+  for (int e = threadIdx.x; e < kHC * D; e += kThreads) {
+    const int h = e / D, c = e % D;
+    int dim = c;
+    if (part == 1) dim = c < nkg ? dk.keep(k0 + c) : c < nkg + ncg ? dk.comp(c0 + c - nkg) : -1;
+    qs[e] = (h < nh && dim >= 0) ? a.q[(size_t(i) * H + h0 + h) * D + dim] * a.scale : 0.0f;
+    accs[e] = 0.0f;
+  }
+  if (spectral) {
+    for (int e = threadIdx.x; e < (L.chirp ? 0 : N * kHC); e += kThreads) {  // the per-row path's z
+      const int nn = e / kHC, h = e % kHC;
+      zs[e] = h < nh ? a.z[(size_t(i) * H + h0 + h) * N + nn] : make_float2(0.0f, 0.0f);
+    }
+    if (threadIdx.x < kHC)
+      csts[threadIdx.x] = int(threadIdx.x) < nh ? a.cst[size_t(i) * H + h0 + threadIdx.x] : 0.0f;
+  }
+  __syncthreads();
+
+  // The exact row r of the sink, the window ring or the chunk (head kvh): element j.
+  auto exact_k = [&](int r, int j) -> float {
+    if (part == 0) return load_val(L.k.sink, size_t(r) * row_len + size_t(kvh) * D + j, L.f16);
+    if (part == 2)
+      return load_val(L.k.window, size_t((wb + r - L.S) % L.W) * row_len + size_t(kvh) * D + j, L.f16);
+    return round_to(L.f16, a.k[size_t(r) * row_len + size_t(kvh) * D + j]);
+  };
+  auto exact_v = [&](int r, int j) -> float {
+    if (part == 0) return load_val(L.v.sink, size_t(r) * row_len + size_t(kvh) * D + j, L.f16);
+    if (part == 2)
+      return load_val(L.v.window, size_t((wb + r - L.S) % L.W) * row_len + size_t(kvh) * D + j, L.f16);
+    return round_to(L.f16, a.v[size_t(r) * row_len + size_t(kvh) * D + j]);
+  };
+
+  // The fitted middle's score part of the whole span by chirp-z (split_chirp.h), into sc, head by head.
+  const bool chirp = spectral && L.chirp;
+  if (chirp) {
+    const float2* seg = L.chirp_seg + size_t(ls) * kChirpF;
+    const int rows = r1 - r0;
+    for (int h = 0; h < nh; h += kChirpPair) {
+      const int cnt = min(kChirpPair, nh - h);
+      const float2* u = a.u + (size_t(i) * H + h0 + h) * kChirpF;  // heads h, h + 1: consecutive in a.u
+      for (int e = threadIdx.x; e < cnt * kChirpF; e += kThreads)
+        fbuf[e] = chirp_cmul(u[e], seg[e & (kChirpF - 1)]);
+      block_fft(fbuf, cnt, tw, true);
+      for (int e = threadIdx.x; e < cnt * rows; e += kThreads) {
+        const int q = e / rows, r = e % rows;
+        sc[size_t(r) * kHC + h + q] =
+            chirp_cmul(L.chirp_m[r0 + r], fbuf[size_t(q) * kChirpF + r + N - 1]).x * inv_f;
+      }
+      __syncthreads();  // fbuf is refilled for the next heads
+    }
+  }
+
+  // Pass 1: scores, one row per thread.
+  for (int r = r0 + threadIdx.x; r < r1; r += kThreads) {
+    float s[kHC] = {0, 0, 0, 0};
+    if (part == 1) {
+      const size_t kb = size_t(r) * L.k.nk + k0;
+      for (int c = 0; c < nkg; ++c) {
+        const float x = load_val(L.k.kept, kb + c, L.f16);
+        FKV_UNROLL
+        for (int h = 0; h < kHC; ++h) s[h] = fmaf(qs[h * D + c], x, s[h]);
+      }
+      if (!a.fitted && ncg > 0) {
+        const float* pr = L.k.pending + size_t(r) * L.k.nc + c0;
+        for (int c = 0; c < ncg; ++c) {
+          const float x = pr[c];
+          FKV_UNROLL
+          for (int h = 0; h < kHC; ++h) s[h] = fmaf(qs[h * D + nkg + c], x, s[h]);
+        }
+      }
+      if (chirp) {
+        FKV_UNROLL
+        for (int h = 0; h < kHC; ++h) s[h] += h < nh ? sc[size_t(r - r0) * kHC + h] + csts[h] : 0.0f;
+      } else if (spectral) {
+        const float2 step = L.table[r];  // r = the middle position m < T
+        float t[kHC] = {0, 0, 0, 0};
+        for (int n0 = 0; n0 < N; n0 += kSplitSeed) {
+          float2 w = split_basis(L.table, n0, r, L.T);
+          const int n1 = min(N, n0 + kSplitSeed);
+          for (int nn = n0; nn < n1; ++nn) {
+            const float4 z01 = *reinterpret_cast<const float4*>(&zs[nn * kHC]);
+            const float4 z23 = *reinterpret_cast<const float4*>(&zs[nn * kHC + 2]);
+            t[0] = fmaf(z01.x, w.x, fmaf(z01.y, w.y, t[0]));
+            t[1] = fmaf(z01.z, w.x, fmaf(z01.w, w.y, t[1]));
+            t[2] = fmaf(z23.x, w.x, fmaf(z23.y, w.y, t[2]));
+            t[3] = fmaf(z23.z, w.x, fmaf(z23.w, w.y, t[3]));
+            w = split_rotate(w, step);
+          }
+        }
+        FKV_UNROLL
+        for (int h = 0; h < kHC; ++h) s[h] += t[h] + csts[h];
+      }
+    } else {
+      for (int j = 0; j < D; ++j) {
+        const float x = exact_k(r, j);
+        FKV_UNROLL
+        for (int h = 0; h < kHC; ++h) s[h] = fmaf(qs[h * D + j], x, s[h]);
+      }
+    }
+    *reinterpret_cast<float4*>(&sc[size_t(r - r0) * kHC]) = make_float4(s[0], s[1], s[2], s[3]);
+  }
+  __syncthreads();
+
+  // Softmax statistics of the span: warp h for head h.
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, rows = r1 - r0;
+  if (warp < nh) {
+    float mx = -INFINITY;
+    for (int t = lane; t < rows; t += 32) mx = fmaxf(mx, sc[t * kHC + warp]);
+    FKV_UNROLL
+    for (int o = 16; o > 0; o >>= 1) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, o));
+    float l = 0.0f;
+    for (int t = lane; t < rows; t += 32) {
+      const float p = expf(sc[t * kHC + warp] - mx);
+      sc[t * kHC + warp] = p;
+      l += p;
+    }
+    FKV_UNROLL
+    for (int o = 16; o > 0; o >>= 1) l += __shfl_xor_sync(0xffffffffu, l, o);
+    if (lane == 0) {
+      part_out(warp)[0] = mx;
+      part_out(warp)[1] = l;
+    }
+  }
+  __syncthreads();
+
+  // Pass 2: Σ_r p_r·v_r over `cols` columns of the rows, column c landing in output dim dim_of(c).
+  auto v_pass = [&](int cols, auto val, auto dim_of) {
+    if (cols <= 0) return;
+    const int groups = max(1, kThreads / cols);
+    if (int(threadIdx.x) >= groups * cols) return;
+    const int c = threadIdx.x % cols, g = threadIdx.x / cols;
+    float acc[kHC] = {0, 0, 0, 0};
+    for (int r = r0 + g; r < r1; r += groups) {
+      const float4 p = *reinterpret_cast<const float4*>(&sc[size_t(r - r0) * kHC]);
+      const float x = val(r, c);
+      acc[0] = fmaf(p.x, x, acc[0]);
+      acc[1] = fmaf(p.y, x, acc[1]);
+      acc[2] = fmaf(p.z, x, acc[2]);
+      acc[3] = fmaf(p.w, x, acc[3]);
+    }
+    const int d = dim_of(c);
+    for (int h = 0; h < nh; ++h) atomicAdd(&accs[h * D + d], acc[h]);
+  };
+  if (part != 1) {
+    v_pass(D, exact_v, [](int c) { return c; });
+  } else {
+    const int kv0 = dv.keep_offset(kvh), nkv = dv.keep_offset(kvh + 1) - kv0;
+    const int cv0 = dv.comp_offset(kvh), ncv = dv.comp_offset(kvh + 1) - cv0;
+    v_pass(
+        nkv, [&](int r, int c) { return load_val(L.v.kept, size_t(r) * L.v.nk + kv0 + c, L.f16); },
+        [&](int c) { return dv.keep(kv0 + c); });
+    if (!a.fitted) {
+      v_pass(
+          ncv, [&](int r, int c) { return L.v.pending[size_t(r) * L.v.nc + cv0 + c]; },
+          [&](int c) { return dv.comp(cv0 + c); });
+    } else if (ncv > 0 && L.chirp) {
+      // H_n of this span by chirp-z (split_chirp.h), head by head.
+      const float2* seg = L.chirp_seg + size_t(ls) * kChirpF;
+      for (int h = 0; h < nh; h += kChirpPair) {
+        const int cnt = min(kChirpPair, nh - h);
+        for (int e = threadIdx.x; e < cnt * kChirpF; e += kThreads) {
+          const int q = e / kChirpF, j = e & (kChirpF - 1);
+          float2 x = make_float2(0.0f, 0.0f);
+          if (j < rows) {
+            const float p = sc[size_t(j) * kHC + h + q];
+            const float2 c = L.chirp_m[r0 + j];
+            x = make_float2(p * c.x, p * c.y);
+          }
+          fbuf[e] = x;
+        }
+        block_fft(fbuf, cnt, tw, true);
+        for (int e = threadIdx.x; e < cnt * kChirpF; e += kThreads)
+          fbuf[e] = chirp_cmul(fbuf[e], seg[e & (kChirpF - 1)]);
+        block_fft(fbuf, cnt, tw, true);
+        for (int e = threadIdx.x; e < cnt * N; e += kThreads) {
+          const int q = e / N, nn = e % N;
+          float* hb = a.hpart + ((size_t(i) * H + h0 + h + q) * pl.n_mid + ls) * (size_t(2) * N);
+          const float2 hv = chirp_cmul(L.chirp_n[nn], fbuf[size_t(q) * kChirpF + N - 1 - nn]);
+          hb[nn] = hv.x * inv_f;
+          hb[N + nn] = hv.y * inv_f;
+        }
+        __syncthreads();  // fbuf is refilled for the next heads
+      }
+    } else if (ncv > 0) {
+      // H_n of this span, one frequency per thread, the basis along the rows by rotation.
+      for (int nn = threadIdx.x; nn < N; nn += kThreads) {
+        const float2 step = L.table[nn % L.T];
+        float hr[kHC] = {0, 0, 0, 0}, hi[kHC] = {0, 0, 0, 0};
+        for (int rb = r0; rb < r1; rb += kSplitSeed) {
+          float2 w = split_basis(L.table, nn, rb, L.T);
+          const int re = min(r1, rb + kSplitSeed);
+          for (int r = rb; r < re; ++r) {
+            const float4 p = *reinterpret_cast<const float4*>(&sc[size_t(r - r0) * kHC]);
+            const float pv[4] = {p.x, p.y, p.z, p.w};
+            FKV_UNROLL
+            for (int h = 0; h < kHC; ++h) {
+              hr[h] = fmaf(pv[h], w.x, hr[h]);
+              hi[h] = fmaf(pv[h], w.y, hi[h]);
+            }
+            w = split_rotate(w, step);
+          }
+        }
+        for (int h = 0; h < nh; ++h) {
+          float* hb = a.hpart + ((size_t(i) * H + h0 + h) * pl.n_mid + ls) * (size_t(2) * N);
+          hb[nn] = hr[h];
+          hb[N + nn] = hi[h];
+        }
+      }
+    }
+  }
+  __syncthreads();
+  for (int e = threadIdx.x; e < nh * D; e += kThreads) part_out(e / D)[2 + e % D] = accs[e];
+}
+
+__device__ float block_reduce(float x, bool is_max, float* red) {
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  FKV_UNROLL
+  for (int o = 16; o > 0; o >>= 1) {
+    const float y = __shfl_xor_sync(0xffffffffu, x, o);
+    x = is_max ? fmaxf(x, y) : x + y;
+  }
+  __syncthreads();  // red may still be read from a previous call
+  if (lane == 0) red[warp] = x;
+  __syncthreads();
+  float r = is_max ? -INFINITY : 0.0f;
+  for (int w = 0; w < kThreads / 32; ++w) r = is_max ? fmaxf(r, red[w]) : r + red[w];
+  return r;
+}
+
+// out[i, h, :] from the partials of every split (log-sum-exp weights), plus the fitted middle's compressed
+// V dims from the merged H. Shared memory: split weights [n_total], output [D], H [2N], reduction [32].
+__global__ void __launch_bounds__(kThreads) split_combine_kernel(DirectArgs a) {
+  FKV_DYN_SMEM(smem);
+  const SplitLayerDev& L = a.L;
+  const Plan& pl = a.plan;
+  const int h = blockIdx.x, i = blockIdx.y, D = L.d, N = L.N, kvh = h / (a.H / L.kvh);
+  float* wsm = smem;
+  float* outs = wsm + pl.n_total;
+  float* hsm = outs + D;
+  float* red = hsm + (L.T > 0 ? 2 * N : 0);
+  const float* pb = a.part + (size_t(i) * a.H + h) * pl.n_total * size_t(D + 2);
+  auto pm = [&](int s) { return pb[size_t(s) * (D + 2)]; };
+
+  float mx = -INFINITY;
+  for (int s = threadIdx.x; s < pl.n_total; s += kThreads) mx = fmaxf(mx, pm(s));
+  const float M = block_reduce(mx, true, red);
+  float lsum = 0.0f, psum = 0.0f;
+  for (int s = threadIdx.x; s < pl.n_total; s += kThreads) {
+    const float m = pm(s);
+    const float w = m == -INFINITY ? 0.0f : expf(m - M);
+    wsm[s] = w;
+    if (w != 0.0f) {
+      const float l = pb[size_t(s) * (D + 2) + 1];
+      lsum += w * l;
+      if (s >= pl.n_sink && s < pl.n_sink + pl.n_mid) psum += w * l;
+    }
+  }
+  const float Lsum = block_reduce(lsum, false, red);
+  const float Psum = block_reduce(psum, false, red);  // Σ_m P_m over the middle, on the merged scale
+  __syncthreads();                                    // wsm complete
+  for (int d = threadIdx.x; d < D; d += kThreads) {
+    float o = 0.0f;
+    for (int s = 0; s < pl.n_total; ++s)
+      if (wsm[s] != 0.0f) o = fmaf(wsm[s], pb[size_t(s) * (D + 2) + 2 + d], o);
+    outs[d] = o;
+  }
+  const Dims dv{L.v.dims, L.kvh, L.v.nk};
+  const int cv0 = L.T > 0 ? dv.comp_offset(kvh) : 0, ncv = L.T > 0 ? dv.comp_offset(kvh + 1) - cv0 : 0;
+  if (a.fitted && ncv > 0) {
+    const float* hb = a.hpart + (size_t(i) * a.H + h) * pl.n_mid * (size_t(2) * N);
+    for (int e = threadIdx.x; e < 2 * N; e += kThreads) {
+      float x = 0.0f;
+      for (int ms = 0; ms < pl.n_mid; ++ms) {
+        const float w = wsm[pl.n_sink + ms];
+        if (w != 0.0f) x = fmaf(w, hb[size_t(ms) * 2 * N + e], x);
+      }
+      hsm[e] = x;
+    }
+    __syncthreads();  // hsm and outs complete
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    const float inv_n = 1.0f / float(N);
+    for (int j = warp; j < ncv; j += kThreads / 32) {
+      const float* cr = L.v.coef + size_t(cv0 + j) * 2 * N;
+      float dot = 0.0f;
+      for (int nn = lane; nn < N; nn += 32) {
+        const float wn = nn == 0 ? 0.5f : 1.0f;
+        dot = fmaf(wn, fmaf(cr[nn], hsm[nn], cr[N + nn] * hsm[N + nn]), dot);
+      }
+      FKV_UNROLL
+      for (int o = 16; o > 0; o >>= 1) dot += __shfl_xor_sync(0xffffffffu, dot, o);
+      if (lane == 0) {
+        const float2 ab = norm_ab(L.v.norm, cv0 + j);
+        outs[dv.comp(cv0 + j)] += ab.x * inv_n * dot + ab.y * Psum;
+      }
+    }
+  }
+  __syncthreads();
+  const float inv = 1.0f / Lsum;
+  for (int d = threadIdx.x; d < D; d += kThreads) a.out[(size_t(i) * a.H + h) * D + d] = outs[d] * inv;
+}
+
+}  // namespace
+}  // namespace splitattn
+}  // namespace fkv::cuda
