@@ -201,6 +201,37 @@ TEST_F(VulkanTest, CopyUploadDownloadRanges) {
   EXPECT_TRUE(std::equal(got_b.begin(), got_b.end(), bytes.begin() + 1));
 }
 
+// RoPE of K followed by its store runs as one dispatch (rope_kv_store.comp): K is rotated like the CPU
+// rotates it, and the cache holds exactly the rotated values rounded to f16 (as kv_store of that K would
+// write them), at the right rows only.
+TEST_F(VulkanTest, RopeThenKvStoreMatchesCpu) {
+  AttentionShape s{4, 2, 64, 0.125f};
+  RopeParams rp;
+  rp.head_dim = s.head_dim;
+  const int cap = 40, n = 3, pos0 = 13;
+  const size_t row = size_t(s.n_kv_heads) * s.head_dim, count = size_t(n) * row;
+  const size_t bytes = size_t(cap) * row * 2;
+  std::vector<uint8_t> init(bytes, 0x5A);
+  auto [kv_, kc] = both_bytes(init.data(), bytes, "K");
+  auto [vv, vc] = both_bytes(init.data(), bytes, "V");
+  auto [srck_v, srck_c] = both(random_floats(count, 5, 2.0f), "k");
+  auto [srcv_v, srcv_c] = both(random_floats(count, 6), "v");
+  KvLayer lv{kv_.get(), vv.get(), KvType::kF16, cap}, lc{kc.get(), vc.get(), KvType::kF16, cap};
+  vk->rope(*srck_v, n, s.n_kv_heads, pos0, rp);
+  vk->kv_store(*srck_v, *srcv_v, n, pos0, s, lv);
+  cpu->rope(*srck_c, n, s.n_kv_heads, pos0, rp);
+  const std::vector<float> rotated = read(*vk, *srck_v, count);
+  EXPECT_LT(max_rel_error(rotated, read(*cpu, *srck_c, count)), 1e-6);
+  cpu->upload(*srck_c, 0, rotated.data(), count * 4);  // the store of exactly what the GPU rotated
+  cpu->kv_store(*srck_c, *srcv_c, n, pos0, s, lc);
+  for (auto [a, b] : {std::pair{kv_, kc}, std::pair{vv, vc}}) {
+    std::vector<uint8_t> ga(bytes), gb(bytes);
+    vk->download(*a, 0, ga.data(), bytes);
+    cpu->download(*b, 0, gb.data(), bytes);
+    EXPECT_TRUE(ga == gb);
+  }
+}
+
 TEST_F(VulkanTest, KvStoreMatchesCpuBitForBit) {
   AttentionShape s{4, 2, 64, 0.125f};
   const int cap = 40, n = 9, pos0 = 13;

@@ -168,8 +168,13 @@ class VulkanBackend : public Backend {
     const size_t total = size_t(n) * n_heads * pairs;
     const auto [gx, gz] = split(uint32_t(std::min<size_t>((total + kWorkgroup - 1) / kWorkgroup, 16384)));
     rec_.set_position(uint32_t(pos0));
-    rec_.dispatch(p, {window(x, 0, size_t(n) * n_heads * rp.head_dim * 4, true), tb, position()}, pc,
-                  sizeof(pc), gx, 1, gz);
+    const Command c =
+        rec_.make_dispatch(p, {window(x, 0, size_t(n) * n_heads * rp.head_dim * 4, true), tb, position()}, pc,
+                           sizeof(pc), gx, 1, gz);
+    if (!fuse_) return rec_.record(c);
+    // Held back: when the next op stores this K into an f16 cache, both run as one dispatch.
+    rec_.hold(c);
+    held_rope_ = HeldRope{n, n_heads, pairs, pos0, {pc[3], pc[4]}};
   }
 
   void swiglu(const DeviceBuffer& gate, const DeviceBuffer& up, int64_t count, DeviceBuffer& out) override {
@@ -195,17 +200,13 @@ class VulkanBackend : public Backend {
     require(row % 2 == 0, ErrorCode::kUnsupported, "kv_store: an f16 cache row must hold an even count");
     const Pipeline& p = pipelines_.get("kv_store", {kWorkgroup}, 3);
     const auto [gx, gz] = split(uint32_t(std::min<size_t>((count / 2 + kWorkgroup - 1) / kWorkgroup, 16384)));
+    const bool fused_k = store_held_rope(k, n, pos0, s, cache);
     rec_.set_position(uint32_t(pos0));
-    for (int kv = 0; kv < 2; ++kv) {
+    for (int kv = fused_k ? 1 : 0; kv < 2; ++kv) {
       const DeviceBuffer& src = kv == 0 ? k : v;
       const DeviceBuffer& dst = kv == 0 ? *cache.k : *cache.v;
-      // The whole cache in one binding when it fits (the same binding at every position), else from pos0.
-      const size_t cache_bytes = size_t(cache.capacity) * row * 2;
-      const bool whole = cache_bytes <= ctx_->max_binding();
-      const uint32_t origin = whole ? 0 : uint32_t(pos0);
-      const size_t first = size_t(origin) * row * 2;
-      const Binding db = window(dst, first, whole ? cache_bytes : count * 2, true);
-      const uint32_t pc[] = {uint32_t(count / 2), delta(db, first) / 4, origin, uint32_t(row / 2)};
+      const auto [db, dc] = cache_rows(dst, n, pos0, row, cache.capacity);
+      const uint32_t pc[] = {uint32_t(count / 2), dc.base, dc.origin, uint32_t(row / 2)};
       rec_.dispatch(p, {window(src, 0, count * 4, false), db, position()}, pc, sizeof(pc), gx, 1, gz);
     }
   }
@@ -315,12 +316,53 @@ class VulkanBackend : public Backend {
         sizeof(pc), gx, 1, gz);
     // An add is held back: when the next op is the RMSNorm of its sum (the residual stream of a layer),
     // both run as one dispatch (add_rms_norm.comp).
-    if (op == 0 && fuse_add_norm_) {
+    if (op == 0 && fuse_) {
       rec_.hold(c);
       held_add_count_ = count;
     } else {
       rec_.record(c);
     }
+  }
+
+  // Where kv_store writes rows pos0 .. pos0+n-1 of an f16 cache with `row` values per row: the whole cache
+  // in one binding when it fits (the same binding at every position), else a window from pos0 on; base is
+  // the word offset of row `origin` in that binding.
+  struct CacheRows {
+    uint32_t base, origin;
+  };
+  std::pair<Binding, CacheRows> cache_rows(const DeviceBuffer& dst, int n, int pos0, size_t row,
+                                           int capacity) const {
+    const size_t cache_bytes = size_t(capacity) * row * 2;
+    const bool whole = cache_bytes <= ctx_->max_binding();
+    const uint32_t origin = whole ? 0 : uint32_t(pos0);
+    const size_t first = size_t(origin) * row * 2;
+    const Binding db = window(dst, first, whole ? cache_bytes : size_t(n) * row * 2, true);
+    return {db, CacheRows{delta(db, first) / 4, origin}};
+  }
+
+  // The store of K into an f16 cache right after its RoPE (held back by rope()), fused with it
+  // (rope_kv_store.comp): true when recorded.
+  bool store_held_rope(const DeviceBuffer& k, int n, int pos0, const AttentionShape& s, KvLayer& cache) {
+    const Command* rope = rec_.held();
+    if (!rope || rope->pipeline != &pipelines_.get("rope", {kWorkgroup}, 3)) return false;
+    const HeldRope h = held_rope_;
+    const VulkanBuffer& kv = vk(k);
+    if (rope->refs[0].handle != kv.handle() || rope->refs[0].serial != kv.serial() ||
+        rope->refs[0].offset != 0 || h.n != n || h.heads != s.n_kv_heads || int(h.pairs) * 2 != s.head_dim ||
+        h.pos0 != pos0 || cache.type != KvType::kF16)
+      return false;
+    const size_t row = size_t(s.n_kv_heads) * s.head_dim;
+    const auto [db, dc] = cache_rows(*cache.k, n, pos0, row, cache.capacity);
+    const Pipeline& p = pipelines_.get("rope_kv_store", {kWorkgroup}, 4);
+    const uint32_t pc[] = {uint32_t(n), uint32_t(h.heads), h.pairs,   h.table[0],
+                           h.table[1],  dc.base,           dc.origin, uint32_t(row / 2)};
+    // Bindings 0-2 as the RoPE had them (K, table, position register); the cache after.
+    Command c = rec_.make_dispatch(p, {window(k, 0, size_t(n) * row * 4, true), position(), position(), db},
+                                   pc, sizeof(pc), rope->groups[0], rope->groups[1], rope->groups[2]);
+    for (int i = 0; i < 3; ++i) c.refs[i] = rope->refs[i];
+    rec_.drop_held();
+    rec_.record(c);
+    return true;
   }
 
   // The RMSNorm of a held add's sum, fused with it: true when recorded.
@@ -397,8 +439,14 @@ class VulkanBackend : public Backend {
   std::vector<float> rope_key_;
   int rope_rows_ = 0;           // rows of rope_table_ filled for rope_key_
   int64_t held_add_count_ = 0;  // values of the add CommandRecorder holds
-  // FKV_VULKAN_FUSE=0 runs every add and RMSNorm as its own dispatch.
-  bool fuse_add_norm_ = [] {
+  struct HeldRope {
+    int n = 0, heads = 0;
+    uint32_t pairs = 0;
+    int pos0 = 0;
+    uint32_t table[2] = {0, 0};  // push constants table_base, origin
+  } held_rope_;                  // the RoPE CommandRecorder holds
+  // FKV_VULKAN_FUSE=0 runs every op as its own dispatches (no add + RMSNorm, no RoPE + K store).
+  bool fuse_ = [] {
     const char* v = std::getenv("FKV_VULKAN_FUSE");
     return !(v && std::strcmp(v, "0") == 0);
   }();
