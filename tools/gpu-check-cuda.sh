@@ -68,6 +68,7 @@ if [[ -z "${FKV_SKIP_BENCH:-}" ]]; then
   run_bench attention_gemm 'Bench.DISABLED_Attention32K:Bench.DISABLED_PrefillGemm'
   run_bench matvec 'Bench.DISABLED_MatvecBandwidth'
   run_bench split_kv 'Bench.DISABLED_SplitAttention'
+  run_bench split_kv_chirp 'Bench.DISABLED_SplitAttention' FKV_CUDA_CHIRP=1
 fi
 # End to end through the engine and the C API's tools (when they were built or carried).
 models=${FKV_MODEL_DIR:-/tmp/fkv-gpu-check-models}
@@ -101,11 +102,14 @@ if [[ -n "${FKV_BENCH_FOURIER:-}" && -x "$TOOLS/fkv-bench" ]]; then
   mkdir -p "$models"
   f=$models/llama3-8b-f16.gguf
   [[ -f $f ]] || "$TOOLS/fkv-make-random-model" --shape llama3-8b --type f16 "$f" >>"$LOGS/fkv_bench_kv.log" 2>&1
-  for kv in ${FKV_BENCH_KVS:-full fourier window}; do
+  # fourier-chirp: --kv fourier with the opt-in chirp-z decode path (FKV_CUDA_CHIRP=1).
+  for kv in ${FKV_BENCH_KVS:-full fourier fourier-chirp window}; do
     echo "== fkv-bench llama3-8b f16 --kv $kv" | tee -a "$LOGS/fkv_bench_kv.log"
-    timeout "${FKV_BENCH_KV_TIMEOUT:-900}" "$TOOLS/fkv-bench" --model "$f" --backend cuda --kv $kv --ctx 131072 \
-      --depth 0,8192,32768,130816 --fill synthetic -p 128 -n 64 -r 1 >>"$LOGS/fkv_bench_kv.log" 2>&1 ||
-      echo "fkv-bench --kv $kv failed or timed out (see fkv_bench_kv.log)"
+    chirp=0
+    [[ $kv == fourier-chirp ]] && chirp=1
+    FKV_CUDA_CHIRP=$chirp timeout "${FKV_BENCH_KV_TIMEOUT:-900}" "$TOOLS/fkv-bench" --model "$f" --backend cuda \
+      --kv "${kv%-chirp}" --ctx 131072 --depth 0,8192,32768,130816 --fill synthetic -p 128 -n 64 -r 1 \
+      >>"$LOGS/fkv_bench_kv.log" 2>&1 || echo "fkv-bench --kv $kv failed or timed out (see fkv_bench_kv.log)"
   done
   rm -f "$f"
   grep -vE "^\s*$" "$LOGS/fkv_bench_kv.log" | tail -40
