@@ -11,7 +11,8 @@
 #   FKV_SHAPES="llama3-8b:q4_0 llama3-8b:f16" FKV_DEPTHS=0,32768 ...   # what to benchmark
 #   FKV_SKIP_BENCH=1 ... / FKV_SKIP_TESTS=1 ...                       # tests only / bench only
 #   FKV_REPLAY_MODES="on off" FKV_FILL=synthetic FKV_REPS=2 ...        # decode replay on, then off (one
-#                                                                     # bench per mode; default: on only)
+#                                                                     # bench per mode; default: on only;
+#                                                                     # nofuse: on, FKV_VULKAN_FUSE=0)
 #   FKV_BENCH_FOURIER=1 ...   # also --kv full vs fourier (FKV_BENCH_KVS) decode at depths 0..128K, synthetic fill
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -77,8 +78,10 @@ if [[ -z "${FKV_SKIP_BENCH:-}" ]]; then
     model=/tmp/fkv-$shape-$type.gguf
     [[ -f $model ]] || "$BIN/fkv-make-random-model" --shape "$shape" --type "$type" "$model" >"$LOGS/make_$shape-$type.log" 2>&1
     for mode in ${FKV_REPLAY_MODES:-on}; do
-      # FKV_VULKAN_REPLAY: a decode step recorded once and replayed (on), or recorded every token (off).
+      # FKV_VULKAN_REPLAY: a decode step recorded once and replayed (on), or recorded every token (off);
+      # nofuse: replayed, without the fused add + norm and RoPE + K store (FKV_VULKAN_FUSE=0).
       log=$LOGS/bench_$shape-$type-replay-$mode.log
+      FKV_VULKAN_FUSE=$([[ $mode == nofuse ]] && echo 0 || echo 1) \
       FKV_VULKAN_REPLAY=$([[ $mode == off ]] && echo 0 || echo 1) timeout "${FKV_BENCH_TIMEOUT:-240}" \
         "$BIN/fkv-bench" --model "$model" --backend vulkan --n-prompt "$n_prompt" --n-gen "$n_gen" \
         --depth "$depths" --reps "${FKV_REPS:-1}" --ctx "$ctx" --fill "${FKV_FILL:-prefill}" \
