@@ -3,6 +3,8 @@
 //  mode 0: workgroup (block b, dim j) reconstructs x̃_j(p) for the block's positions from the coefficients
 //          (x̃ = (1/N) Σ_n w_n (C cos + S sin), w_0 = 1/2) and writes the block's sum, min, max and sum of
 //          squares;
+//  mode 2: the same reconstruction, written out range normalised (x̂ = a·x̃ + b) as rows [M, n_comp] into
+//          binding 2: split attention's rebuilt middle for prefill chunks;
 //  mode 1: one invocation per dim adds the blocks in order and writes μ, ρ (from the running statistics),
 //          μ̃, ρ̃ (max |x̃ - μ̃| = max(max - μ̃, μ̃ - min)), or the least-squares scale as ρ = a·ρ̃.
 #extension GL_GOOGLE_include_directive : require
@@ -32,7 +34,7 @@ shared float r_sum[WG], r_min[WG], r_max[WG], r_sq[WG];
 void main() {
   const uint tid = gl_LocalInvocationID.x;
   const uint N = p.n_freq;
-  if (p.mode == 0u) {
+  if (p.mode != 1u) {
     const uint b = gl_WorkGroupID.x, j = gl_WorkGroupID.y;
     const uint pos = b * WG + tid;
     const bool live = pos < p.rows;
@@ -56,6 +58,12 @@ void main() {
       }
     }
     const float x = live ? (c_acc - 0.5 * coef[j * 2u * N] + s_acc) / float(N) : 0.0;
+    if (p.mode == 2u) {
+      const float rho_rec = norm[j * 8u + 3u];
+      const float a = rho_rec > 0.0 ? norm[j * 8u + 1u] / rho_rec : 0.0;
+      if (live) part[pos * p.n_comp + j] = a * x + (norm[j * 8u] - a * norm[j * 8u + 2u]);
+      return;
+    }
     r_sum[tid] = x;
     r_sq[tid] = x * x;
     r_min[tid] = live ? x : 3.0e38;

@@ -254,16 +254,15 @@ class VulkanBackend : public Backend {
     rec_.dispatch(merge_p, {part_in, window(out, 0, qo_bytes, true), position()}, mc, sizeof(mc), gx, 1, gz);
   }
 
-  // Split KV cache (window, fourier policies): native shaders, vulkan_split_kv.cpp. Every path computes
-  // the same function; this backend has one (docs/VULKAN.md).
+  // Split KV cache (window, fourier policies): native shaders, vulkan_split_kv.cpp (docs/VULKAN.md).
   void split_kv_append(const DeviceBuffer& k, const DeviceBuffer& v, int n, int pos0, const AttentionShape& s,
                        SplitKvLayer& cache) override {
     split_kv_.append(k, v, n, pos0, s, cache);
   }
   void split_attention(const DeviceBuffer& q, const DeviceBuffer& k, const DeviceBuffer& v, int n, int pos0,
-                       const AttentionShape& s, const SplitKvLayer& cache, SplitAttentionPath,
+                       const AttentionShape& s, const SplitKvLayer& cache, SplitAttentionPath path,
                        DeviceBuffer& out) override {
-    split_kv_.attention(q, k, v, n, pos0, s, cache, out);
+    split_kv_.attention(q, k, v, n, pos0, s, cache, path, out);
   }
   void fourier_project(const DeviceBuffer& values, int rows, int n_comp, int m0, int period, int n_freq,
                        DeviceBuffer& coef) override {

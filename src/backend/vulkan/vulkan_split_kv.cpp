@@ -135,24 +135,25 @@ void VulkanSplitKv::stats(const DeviceBuffer& rows, uint32_t base, int count, in
                 (uint32_t(n_comp) + kWorkgroup - 1) / kWorkgroup, 1, 1);
 }
 
-void VulkanSplitKv::refit(const SplitKvLayer& c, const SplitKvPart& part, int rows) {
+void VulkanSplitKv::refit(const SplitKvLayer& c, const SplitKvPart& part, int rows, const VulkanBuffer* out) {
   const int nc = part.dims.n_comp();
   const uint32_t blocks = (uint32_t(rows) + kWorkgroup - 1) / kWorkgroup;
   require(blocks <= kMaxGroupsX && nc <= int(kMaxGroupsX), ErrorCode::kUnsupported,
           "Fourier refit: middle or compressed dims too large for one dispatch");
   const VulkanBuffer& partial =
-      scratch(refit_partial_, size_t(nc) * blocks * 16, "Fourier refit partial sums");
+      out ? *out : scratch(refit_partial_, size_t(nc) * blocks * 16, "Fourier refit partial sums");
   const Pipeline& p = pipelines_.get("fourier_refit", {kWorkgroup, kWorkgroup}, 4);
   const std::vector<Binding> b = {bind(part.coef, false), bind(&basis_table(c.middle), false),
-                                  bind(&partial, true), bind(part.norm, true)};
+                                  bind(&partial, true), bind(part.norm, !out)};
   uint32_t pc[] = {uint32_t(rows),
                    uint32_t(nc),
                    uint32_t(c.n_freq),
                    uint32_t(c.middle),
                    blocks,
-                   0,
+                   out ? 2u : 0u,
                    c.least_squares_norm ? 1u : 0u};
   rec_.dispatch(p, b, pc, sizeof(pc), blocks, uint32_t(nc), 1);
+  if (out) return;
   pc[5] = 1;
   rec_.dispatch(p, b, pc, sizeof(pc), (uint32_t(nc) + kWorkgroup - 1) / kWorkgroup, 1, 1);
 }
@@ -233,7 +234,8 @@ void VulkanSplitKv::append(const DeviceBuffer& k, const DeviceBuffer& v, int n, 
 }
 
 void VulkanSplitKv::attention(const DeviceBuffer& q, const DeviceBuffer& k, const DeviceBuffer& v, int n,
-                              int pos0, const AttentionShape& s, const SplitKvLayer& c, DeviceBuffer& out) {
+                              int pos0, const AttentionShape& s, const SplitKvLayer& c,
+                              SplitAttentionPath path, DeviceBuffer& out) {
   require(s.n_kv_heads > 0 && s.n_heads % s.n_kv_heads == 0 && s.head_dim > 0 && s.head_dim % 2 == 0,
           ErrorCode::kInvalidArgument, "split_attention: bad head shape");
   if (n <= 0) return;
@@ -241,9 +243,31 @@ void VulkanSplitKv::attention(const DeviceBuffer& q, const DeviceBuffer& k, cons
   require(G <= 16, ErrorCode::kUnsupported, "split_attention: more than 16 query heads per KV head");
   const int S_len = c.sink_len(pos0), M = c.middle_len(pos0), wb = c.window_begin(pos0);
   const int W_len = std::max(0, pos0 - wb);
-  const bool fitted = c.fitted(pos0) && M > 0;
+  bool fitted = c.fitted(pos0) && M > 0;
   const int nk_k = M > 0 ? c.k.dims.n_keep() : 0, nc_k = M > 0 ? c.k.dims.n_comp() : 0;
   const int nk_v = M > 0 ? c.v.dims.n_keep() : 0, nc_v = M > 0 ? c.v.dims.n_comp() : 0;
+  // A fitted middle's compressed dims cost 4N per row and query head in the frequency domain, 2N per row
+  // and compressed dim to rebuild once for the whole call: rebuilding wins for prefill chunks. The rebuilt
+  // rows [M, n_comp] (x̂, fp32) then take the place of `pending` and the middle is read as exact rows.
+  const DeviceBuffer *pending_k = M > 0 ? c.k.pending : nullptr, *pending_v = M > 0 ? c.v.pending : nullptr;
+  if (fitted && nc_k + nc_v > 0) {
+    const bool fits = size_t(M) * std::max(nc_k, nc_v) * 4 <= ctx_->max_binding();
+    const bool rebuild =
+        fits && (path == SplitAttentionPath::kReference || path == SplitAttentionPath::kFused ||
+                 (path == SplitAttentionPath::kAuto && nc_k + nc_v < 2 * n * s.n_heads));
+    if (rebuild) {
+      check_period(c.middle, c.n_freq);
+      if (nc_k > 0) {
+        pending_k = &scratch(rebuilt_k_, size_t(M) * nc_k * 4, "split attention rebuilt middle (K)");
+        refit(c, c.k, M, static_cast<const VulkanBuffer*>(pending_k));
+      }
+      if (nc_v > 0) {
+        pending_v = &scratch(rebuilt_v_, size_t(M) * nc_v * 4, "split attention rebuilt middle (V)");
+        refit(c, c.v, M, static_cast<const VulkanBuffer*>(pending_v));
+      }
+      fitted = false;
+    }
+  }
   const bool spec_k = fitted && nc_k > 0, spec_v = fitted && nc_v > 0;
   const uint32_t N = uint32_t(std::max(c.n_freq, 1));
   if (spec_k || spec_v) check_period(c.middle, c.n_freq);
@@ -302,15 +326,14 @@ void VulkanSplitKv::attention(const DeviceBuffer& q, const DeviceBuffer& k, cons
                          uint32_t(nk_v),
                          uint32_t(nc_v)};
   const VulkanBuffer* table = (spec_k || spec_v) ? &basis_table(c.middle) : nullptr;
-  rec_.dispatch(
-      main_p,
-      {bind(&q, false), bind(&k, false), bind(&v, false), bind(c.k.sink, false), bind(c.k.window, false),
-       bind(M > 0 ? c.k.kept : nullptr, false), bind(M > 0 && !fitted ? c.k.pending : nullptr, false),
-       bind(c.v.sink, false), bind(c.v.window, false), bind(M > 0 ? c.v.kept : nullptr, false),
-       bind(M > 0 && !fitted ? c.v.pending : nullptr, false), bind(M > 0 ? c.k.dims_table : nullptr, false),
-       bind(M > 0 ? c.v.dims_table : nullptr, false), bind(gvec, false), bind(table, false),
-       bind(&partials, true)},
-      pc, sizeof(pc), chunks, uint32_t(s.n_kv_heads), uint32_t(n));
+  rec_.dispatch(main_p,
+                {bind(&q, false), bind(&k, false), bind(&v, false), bind(c.k.sink, false),
+                 bind(c.k.window, false), bind(M > 0 ? c.k.kept : nullptr, false),
+                 bind(!fitted ? pending_k : nullptr, false), bind(c.v.sink, false), bind(c.v.window, false),
+                 bind(M > 0 ? c.v.kept : nullptr, false), bind(!fitted ? pending_v : nullptr, false),
+                 bind(M > 0 ? c.k.dims_table : nullptr, false), bind(M > 0 ? c.v.dims_table : nullptr, false),
+                 bind(gvec, false), bind(table, false), bind(&partials, true)},
+                pc, sizeof(pc), chunks, uint32_t(s.n_kv_heads), uint32_t(n));
 
   const Pipeline& merge_p = pipelines_.get(
       "split_attention_merge", {spec_v ? kSpectralWorkgroup : kMergeWorkgroup, D, NF, spec_v ? 1u : 0u}, 5);

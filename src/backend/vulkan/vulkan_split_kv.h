@@ -19,8 +19,11 @@ class VulkanSplitKv {
 
   void append(const DeviceBuffer& k, const DeviceBuffer& v, int n, int pos0, const AttentionShape& s,
               SplitKvLayer& cache);
+  // path: kSpectral evaluates a fitted middle's compressed dims in the frequency domain (decode),
+  // kReference/kFused rebuild them once for the call (prefill chunks), kAuto picks the cheaper.
   void attention(const DeviceBuffer& q, const DeviceBuffer& k, const DeviceBuffer& v, int n, int pos0,
-                 const AttentionShape& s, const SplitKvLayer& cache, DeviceBuffer& out);
+                 const AttentionShape& s, const SplitKvLayer& cache, SplitAttentionPath path,
+                 DeviceBuffer& out);
   // fourier_project (overwrite) or fourier_accumulate; values start at float `values_base`.
   void project(const DeviceBuffer& values, uint32_t values_base, int rows, int n_comp, int m0, int period,
                int n_freq, DeviceBuffer& coef, bool overwrite);
@@ -37,13 +40,14 @@ class VulkanSplitKv {
   void enter_middle(const SplitKvLayer& c, const SplitKvPart& part, const DeviceBuffer& chunk, int e0,
                     int cnt, int pos0, const AttentionShape& s);
   void stats(const DeviceBuffer& rows, uint32_t base, int count, int n_comp, bool init, DeviceBuffer& norm);
-  void refit(const SplitKvLayer& c, const SplitKvPart& part, int rows);
+  // mode 0/1: the range normalisation over middle rows 0..rows-1; mode 2: x̂ of those rows into `out`.
+  void refit(const SplitKvLayer& c, const SplitKvPart& part, int rows, const VulkanBuffer* out = nullptr);
 
   std::shared_ptr<VulkanContext> ctx_;
   PipelineCache& pipelines_;
   CommandRecorder& rec_;
   bool cpu_device_ = false;
-  Buffer dummy_, comp_, refit_partial_, gvec_, partials_;
+  Buffer dummy_, comp_, refit_partial_, gvec_, partials_, rebuilt_k_, rebuilt_v_;
   std::map<int, Buffer> tables_;
 };
 
