@@ -73,9 +73,11 @@ shared float red[G * WG];
 shared int kmap[D];  // middle: >= 0 kept column, < 0: -1 - compressed column
 shared int vmap[D];
 shared uint klist[D];  // head g's kept K dims (their columns in `kept` are kcol0 + index)
-// The score vectors g_c, g_s of the G heads, a block of NB frequencies at a time (about 8 KiB).
-const uint NB = (1024u / G) / 32u * 32u;  // the host keeps G <= 16
-shared vec2 gsh[SPEC_K ? G * NB : 1u];
+// The score vectors g_c, g_s of the G heads, a block of NB frequencies at a time (about 8 KiB), two heads
+// per vec4 so that one shared load serves two heads (the loop is bound by shared loads, not arithmetic).
+const uint G2 = (G + 1u) / 2u;
+const uint NB = (512u / G2) / 32u * 32u;  // the host keeps G <= 16
+shared vec4 gsh[SPEC_K ? G2 * NB : 1u];
 
 #define TYPED(name, arr)                               \
   float name(uint e) {                                 \
@@ -209,9 +211,11 @@ void main() {
         for (uint n0 = 0u; n0 < N; n0 += NB) {
           const uint nb = min(NB, N - n0);
           barrier();
-          for (uint e = tid; e < G * nb; e += WG) {
-            const uint hh = e / nb, n = e % nb;
-            gsh[hh * NB + n] = vec2(gv[gbase + hh * GS + n0 + n], gv[gbase + hh * GS + N + n0 + n]);
+          for (uint e = tid; e < G2 * nb; e += WG) {
+            const uint h2 = e / nb, n = e % nb;
+            const uint a = gbase + 2u * h2 * GS + n0 + n;
+            const bool pair = 2u * h2 + 1u < G;
+            gsh[h2 * NB + n] = vec4(gv[a], gv[a + N], pair ? gv[a + GS] : 0.0, pair ? gv[a + GS + N] : 0.0);
           }
           barrier();
           if (live)
@@ -221,9 +225,10 @@ void main() {
                 if (idx >= p.period) idx -= p.period;
                 z = basis[idx];
               }
-              [[unroll]] for (uint hh = 0u; hh < G; ++hh) {
-                const vec2 gg = gsh[hh * NB + n];
-                sc[hh] += gg.x * z.x + gg.y * z.y;
+              [[unroll]] for (uint h2 = 0u; h2 < G2; ++h2) {
+                const vec4 gg = gsh[h2 * NB + n];
+                sc[2u * h2] += gg.x * z.x + gg.y * z.y;
+                if (2u * h2 + 1u < G) sc[2u * h2 + 1u] += gg.z * z.x + gg.w * z.y;
               }
               z = cmul(z, w);
             }
@@ -269,27 +274,32 @@ void main() {
             hs[hh * NPT + k] *= alpha[hh];
           }
         if (spectral) {
+          // Rows outer, the thread's NPT frequencies inner: each weight is read from shared memory once per
+          // row, not once per frequency. Rotation per frequency, reseeded from the table every 32 rows.
+          vec2 z[NPT], w[NPT];
+          uint idx[NPT], step32[NPT];
           [[unroll]] for (uint k = 0u; k < NPT; ++k) {
-            const uint n = tid + k * WG;
-            if (n < N) {
-              const uint nn = n % p.period;
-              const vec2 w = basis[nn];
-              const uint step32 = (32u * nn) % p.period;
-              uint idx = (n * r0) % p.period;
-              vec2 z = basis[idx];
-              for (uint j = 0u; j < tile; ++j) {
-                if (j > 0u && (j & 31u) == 0u) {
-                  idx += step32;
-                  if (idx >= p.period) idx -= p.period;
-                  z = basis[idx];
-                }
-                [[unroll]] for (uint hh = 0u; hh < G; ++hh) {
-                  const float pr = p_s[hh * WG + j];
-                  hc[hh * NPT + k] += pr * z.x;
-                  hs[hh * NPT + k] += pr * z.y;
-                }
-                z = cmul(z, w);
+            const uint n = min(tid + k * WG, N - 1u), nn = n % p.period;
+            w[k] = basis[nn];
+            step32[k] = (32u * nn) % p.period;
+            idx[k] = (n * r0) % p.period;
+            z[k] = basis[idx[k]];
+          }
+          for (uint j = 0u; j < tile; ++j) {
+            if (j > 0u && (j & 31u) == 0u)
+              [[unroll]] for (uint k = 0u; k < NPT; ++k) {
+                idx[k] += step32[k];
+                if (idx[k] >= p.period) idx[k] -= p.period;
+                z[k] = basis[idx[k]];
               }
+            float pr[G];
+            [[unroll]] for (uint hh = 0u; hh < G; ++hh) pr[hh] = p_s[hh * WG + j];
+            [[unroll]] for (uint k = 0u; k < NPT; ++k) {
+              [[unroll]] for (uint hh = 0u; hh < G; ++hh) {
+                hc[hh * NPT + k] += pr[hh] * z[k].x;
+                hs[hh * NPT + k] += pr[hh] * z[k].y;
+              }
+              z[k] = cmul(z[k], w[k]);
             }
           }
         }
