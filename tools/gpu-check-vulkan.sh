@@ -13,7 +13,8 @@
 #   FKV_REPLAY_MODES="on off" FKV_FILL=synthetic FKV_REPS=2 ...        # decode replay on, then off (one
 #                                                                     # bench per mode; default: on only;
 #                                                                     # nofuse: on, FKV_VULKAN_FUSE=0)
-#   FKV_BENCH_FOURIER=1 ...   # also --kv full vs fourier (FKV_BENCH_KVS) decode at depths 0..128K, synthetic fill
+#   FKV_BENCH_FOURIER=1 ...   # also --kv full vs fourier (FKV_BENCH_KVS="full fourier fourier:128", :N sets
+#                             # --fourier-n) decode at depths 0..128K (FKV_BENCH_KV_DEPTHS), synthetic fill
 set -uo pipefail
 cd "$(dirname "$0")/.."
 LOGS=${OUT:-$PWD/build-gpu-check/logs}
@@ -97,9 +98,12 @@ fi
 if [[ -n "${FKV_BENCH_FOURIER:-}" ]]; then
   f=/tmp/fkv-llama3-8b-${FKV_BENCH_FOURIER_TYPE:-f16}.gguf
   [[ -f $f ]] || "$BIN/fkv-make-random-model" --shape llama3-8b --type "${FKV_BENCH_FOURIER_TYPE:-f16}" "$f" >"$LOGS/make_fourier.log" 2>&1
-  for kv in ${FKV_BENCH_KVS:-full fourier}; do
-    echo "== fkv-bench vulkan llama3-8b ${FKV_BENCH_FOURIER_TYPE:-f16} --kv $kv ${FKV_BENCH_FOURIER_ARGS:-}" | tee -a "$LOGS/bench_kv.log"
-    timeout "${FKV_BENCH_KV_TIMEOUT:-270}" "$BIN/fkv-bench" --model "$f" --backend vulkan --kv $kv --ctx 131072 \
+  # fourier:N is the fourier policy with --fourier-n N (decode cost grows with N: docs/VULKAN.md).
+  for spec in ${FKV_BENCH_KVS:-full fourier fourier:128}; do
+    kv=${spec%%:*} extra=""
+    [[ $spec == *:* ]] && extra="--fourier-n ${spec##*:}"
+    echo "== fkv-bench vulkan llama3-8b ${FKV_BENCH_FOURIER_TYPE:-f16} --kv $kv $extra ${FKV_BENCH_FOURIER_ARGS:-}" | tee -a "$LOGS/bench_kv.log"
+    timeout "${FKV_BENCH_KV_TIMEOUT:-180}" "$BIN/fkv-bench" --model "$f" --backend vulkan --kv $kv $extra --ctx 131072 \
       --depth "${FKV_BENCH_KV_DEPTHS:-0,8192,32768,130816}" --fill synthetic -p "${FKV_BENCH_KV_PROMPT:-128}" -n 64 -r 1 \
       ${FKV_BENCH_FOURIER_ARGS:-} >>"$LOGS/bench_kv.log" 2>&1 || echo "fkv-bench --kv $kv failed or timed out (see bench_kv.log)"
   done
