@@ -175,8 +175,9 @@ void VulkanSplitKv::enter_middle(const SplitKvLayer& c, const SplitKvPart& part,
                    uint32_t(nc),
                    uint32_t(c.fit_tokens),
                    0};
-  const VulkanBuffer* comp =
-      nc > 0 ? &scratch(comp_, size_t(cnt) * nc * 4, "Fourier rows entering the middle") : nullptr;
+  const VulkanBuffer* comp = nc > 0 ? &scratch(&part == &c.k ? comp_k_ : comp_v_, size_t(cnt) * nc * 4,
+                                               "Fourier rows entering the middle")
+                                    : nullptr;
   const std::vector<Binding> b = {bind(part.window, false), bind(&chunk, false), bind(part.dims_table, false),
                                   bind(part.kept, true),    bind(comp, true),    bind(part.pending, true)};
   if (nk > 0) {

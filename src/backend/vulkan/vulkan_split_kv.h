@@ -47,7 +47,8 @@ class VulkanSplitKv {
   PipelineCache& pipelines_;
   CommandRecorder& rec_;
   bool cpu_device_ = false;
-  Buffer dummy_, comp_, refit_partial_, gvec_, partials_, rebuilt_k_, rebuilt_v_;
+  // Scratch: comp_k_/comp_v_ apart so that the K and V appends need no barrier between them.
+  Buffer dummy_, comp_k_, comp_v_, refit_partial_, gvec_, partials_, rebuilt_k_, rebuilt_v_;
   std::map<int, Buffer> tables_;
 };
 
