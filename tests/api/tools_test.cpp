@@ -66,6 +66,14 @@ TEST(ParityTool, CpuAgainstCpuPasses) {
                "'It was the best of times, it was the worst of times, it was the age of wisdom.' --json");
   ASSERT_EQ(f.exit_code, 0) << f.out;
   EXPECT_EQ(parse(f)["kv"].get<std::string>(), "fourier");
+
+  // --n-gen: greedy decode steps after the prompt, compared too.
+  const Result g =
+      run_tool("", "fkv-parity", "--backends cpu,cpu --n-gen 3 --prompt 'Hello there, friend.' --json");
+  ASSERT_EQ(g.exit_code, 0) << g.out;
+  const auto jg = parse(g);
+  EXPECT_EQ(jg["n_gen"].get<int>(), 3);
+  EXPECT_EQ(jg["comparisons"][0]["logits"]["greedy_same"].get<int>(), 3);
 }
 
 // The product backend against the reference, wherever this build has it (lavapipe in CI).

@@ -141,7 +141,7 @@ void VulkanSplitKv::refit(const SplitKvLayer& c, const SplitKvPart& part, int ro
   require(blocks <= kMaxGroupsX && nc <= int(kMaxGroupsX), ErrorCode::kUnsupported,
           "Fourier refit: middle or compressed dims too large for one dispatch");
   const VulkanBuffer& partial =
-      out ? *out : scratch(refit_partial_, size_t(nc) * blocks * 16, "Fourier refit partial sums");
+      out ? *out : scratch(refit_partial_, size_t(nc) * blocks * 32, "Fourier refit partial sums");
   const Pipeline& p = pipelines_.get("fourier_refit", {kWorkgroup, kWorkgroup}, 4);
   const std::vector<Binding> b = {bind(part.coef, false), bind(&basis_table(c.middle), false),
                                   bind(&partial, true), bind(part.norm, !out)};
