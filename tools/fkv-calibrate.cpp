@@ -7,6 +7,7 @@
 // scaled to the model's depth, or --fourier-ratio everywhere).
 #include <chrono>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <sstream>
@@ -18,6 +19,8 @@
 #include "engine/session.h"
 #include "fourier/fourier_profile.h"
 #include "fourier/fourier_transform.h"
+#include "gguf/gguf_writer.h"
+#include "model/llama_hparams.h"
 #include "tokenizer/tokenizer.h"
 #include "util/error.h"
 #include "util/thread_pool.h"
@@ -28,6 +31,7 @@ namespace {
 struct Options {
   CommonOptions common;
   std::string text, out;
+  std::string gguf_out;  // also write a copy of the model with the profile in its metadata
 };
 
 // Per-dim reconstruction MSE of `rows` values of n_dims dims ([rows, n_dims]) compressed to N frequencies
@@ -70,11 +74,19 @@ int run(int argc, char** argv) {
   add_common_options(app, o.common, true);
   app.add_option("--text", o.text, "calibration text file")->required();
   app.add_option("--out", o.out, "profile JSON to write")->required();
+  app.add_option(
+      "--gguf-out", o.gguf_out,
+      "also write a copy of the model with the profile stored in its metadata (fkv.fourier.profile), "
+      "used by --kv fourier when no --fourier-profile is given");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     return app.exit(e) == 0 ? kExitOk : kExitBadInput;
   }
+  // Checked before the (long) run: the copy is streamed from the mapped model, so it cannot replace it.
+  require(o.gguf_out.empty() || !std::filesystem::exists(o.gguf_out) ||
+              !std::filesystem::equivalent(o.gguf_out, resolve_model_path(o.common)),
+          ErrorCode::kInvalidArgument, "--gguf-out must not be the model file itself");
   LoadedModel m = load_model(o.common, true);
   const LlamaHparams& hp = m.model->hparams();
   const std::unique_ptr<Tokenizer> tok = Tokenizer::from_gguf(*m.file);
@@ -141,6 +153,10 @@ int run(int argc, char** argv) {
   });
   select_compressed_dims(p, o.common.fourier_ratio);
   save_fourier_profile(p, o.out);
+  if (!o.gguf_out.empty()) {
+    std::fprintf(stderr, "fkv-calibrate: writing %s ...\n", o.gguf_out.c_str());
+    write_gguf_copy_with_string(*m.file, o.gguf_out, kFourierProfileKey, fourier_profile_json(p));
+  }
 
   // Where the kept K dims lie: the paper finds them mostly in the low-frequency (upper) half of each head.
   int kept_k = 0, kept_k_upper = 0;

@@ -78,7 +78,9 @@ void report(const Options& o, const KvOptions& kv, const Session& s, int length,
   if (kv.policy == "fourier") {
     j["fourier_n"] = kv.fourier_n;
     j["fourier_ratio"] = kv.fourier_ratio;
-    j["profile"] = kv.fourier_profile.empty() ? "heuristic" : kv.fourier_profile;
+    j["profile"] = !kv.fourier_profile.empty()                        ? kv.fourier_profile
+                   : s.model().hparams().fourier_profile_json.empty() ? "heuristic"
+                                                                      : "model metadata";
     j["fit_tokens"] = kv.fourier_fit_tokens;
     j["norm"] = kv.fourier_norm;
   }

@@ -5,6 +5,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <numeric>
+#include <sstream>
 #include <string>
 
 #include "util/error.h"
@@ -93,7 +94,7 @@ void select_compressed_dims(FourierProfile& p, double ratio) {
   }
 }
 
-void save_fourier_profile(const FourierProfile& p, const std::string& path) {
+std::string fourier_profile_json(const FourierProfile& p) {
   nlohmann::json j;
   j["format"] = "fkv-fourier-profile";
   j["version"] = 1;
@@ -112,29 +113,39 @@ void save_fourier_profile(const FourierProfile& p, const std::string& path) {
     layers.push_back(std::move(o));
   }
   j["layers"] = std::move(layers);
+  return j.dump(1) + "\n";
+}
+
+void save_fourier_profile(const FourierProfile& p, const std::string& path) {
   std::ofstream out(path);
   require(bool(out), ErrorCode::kIo, "cannot write Fourier profile " + path);
-  out << j.dump(1) << "\n";
+  out << fourier_profile_json(p);
   require(bool(out), ErrorCode::kIo, "writing Fourier profile " + path + " failed");
 }
 
 FourierProfile load_fourier_profile(const std::string& path) {
   std::ifstream in(path);
   require(bool(in), ErrorCode::kIo, "cannot open Fourier profile " + path);
+  std::stringstream text;
+  text << in.rdbuf();
+  return parse_fourier_profile(text.str(), path);
+}
+
+FourierProfile parse_fourier_profile(const std::string& json_text, const std::string& origin) {
   nlohmann::json j;
   try {
-    in >> j;
+    j = nlohmann::json::parse(json_text);
   } catch (const std::exception& e) {
-    throw Error(ErrorCode::kBadFile, "Fourier profile " + path + " is not valid JSON: " + e.what());
+    throw Error(ErrorCode::kBadFile, "Fourier profile " + origin + " is not valid JSON: " + e.what());
   }
   try {
-    require(j.value("format", "") == "fkv-fourier-profile" && j.value("version", 0) == 1, ErrorCode::kBadFile,
-            "Fourier profile " + path + ": not an fkv-fourier-profile version 1");
+    require(j.is_object() && j.value("format", "") == "fkv-fourier-profile" && j.value("version", 0) == 1,
+            ErrorCode::kBadFile, "Fourier profile " + origin + ": not an fkv-fourier-profile version 1");
     FourierProfile p;
     p.n_layers = j.at("n_layers").get<int>();
     p.n_kv_heads = j.at("n_kv_heads").get<int>();
     p.head_dim = j.at("head_dim").get<int>();
-    p.source = j.value("source", path);
+    p.source = j.value("source", origin);
     for (const auto& o : j.at("layers")) {
       FourierProfile::Layer l;
       l.k = o.at("k").get<std::vector<std::vector<int>>>();
@@ -144,11 +155,11 @@ FourierProfile load_fourier_profile(const std::string& path) {
       p.layers.push_back(std::move(l));
     }
     require(int(p.layers.size()) == p.n_layers, ErrorCode::kBadFile,
-            "Fourier profile " + path + ": n_layers is " + std::to_string(p.n_layers) + " but it lists " +
+            "Fourier profile " + origin + ": n_layers is " + std::to_string(p.n_layers) + " but it lists " +
                 std::to_string(p.layers.size()) + " layers");
     return p;
   } catch (const nlohmann::json::exception& e) {
-    throw Error(ErrorCode::kBadFile, "Fourier profile " + path + ": " + e.what());
+    throw Error(ErrorCode::kBadFile, "Fourier profile " + origin + ": " + e.what());
   }
 }
 

@@ -39,9 +39,12 @@ FourierProfile heuristic_fourier_profile(int n_layers, int n_kv_heads, int head_
 // lowest-MSE fraction (layer_fractions) compressed. Throws kInvalidArgument when the profile has no errors.
 void select_compressed_dims(FourierProfile& profile, double ratio);
 
-// JSON (format "fkv-fourier-profile", version 1). load throws kIo / kBadFile naming the file and field.
+// JSON (format "fkv-fourier-profile", version 1). load throws kIo / kBadFile naming the file and field;
+// parse does the same for JSON text, naming `origin` (a file, or a model's metadata key).
 void save_fourier_profile(const FourierProfile& profile, const std::string& path);
 FourierProfile load_fourier_profile(const std::string& path);
+std::string fourier_profile_json(const FourierProfile& profile);
+FourierProfile parse_fourier_profile(const std::string& json_text, const std::string& origin);
 // Throws kInvalidArgument when the profile was made for another shape (names the count that differs) or a
 // dim list is out of range, unsorted or repeated.
 void validate_fourier_profile(const FourierProfile& profile, int n_layers, int n_kv_heads, int head_dim);

@@ -256,4 +256,18 @@ void GgufWriter::write(const std::string& path) const {
   require(std::fclose(raw) == 0, ErrorCode::kIo, "closing " + path + " failed: " + std::strerror(errno));
 }
 
+void write_gguf_copy_with_string(const GgufFile& src, const std::string& path, const std::string& key,
+                                 const std::string& value) {
+  GgufWriter w;
+  for (const auto& [k, v] : src.metadata())
+    if (k != key && k != "general.alignment") w.set_value(k, v);
+  w.set_string(key, value);
+  for (const GgufTensorInfo& t : src.tensors()) {
+    const uint8_t* data = t.data;
+    const uint64_t n = t.n_bytes;
+    w.add_tensor(t.name, t.dims, t.type, [data, n](uint8_t* dst) { std::memcpy(dst, data, n); });
+  }
+  w.write(path);
+}
+
 }  // namespace fkv

@@ -59,4 +59,10 @@ class GgufWriter {
   std::vector<Tensor> tensors_;
 };
 
+// Writes a copy of src to path with every metadata pair and tensor of src, except that `key` is set to the
+// string `value` (replaced when src has it). src's general.alignment is dropped: the copy is written with
+// the writer's alignment. Throws kIo on failure.
+void write_gguf_copy_with_string(const GgufFile& src, const std::string& path, const std::string& key,
+                                 const std::string& value);
+
 }  // namespace fkv

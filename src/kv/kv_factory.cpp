@@ -15,10 +15,16 @@ SplitAttentionPath parse_split_path(const std::string& name) {
               "unknown split attention path '" + name + "' (expected reference, fused, spectral or auto)");
 }
 
+// A profile file given in the options wins ("heuristic" asks for the heuristic); else the one stored in the
+// model file (fkv-calibrate --gguf-out); else the heuristic.
 FourierProfile resolve_fourier_profile(const LlamaHparams& hp, const KvOptions& o) {
-  if (o.fourier_profile.empty())
+  if (o.fourier_profile == "heuristic" || (o.fourier_profile.empty() && hp.fourier_profile_json.empty()))
     return heuristic_fourier_profile(hp.n_layers, hp.n_kv_heads, hp.head_dim, o.fourier_ratio);
-  FourierProfile p = load_fourier_profile(o.fourier_profile);
+  FourierProfile p =
+      o.fourier_profile.empty()
+          ? parse_fourier_profile(hp.fourier_profile_json,
+                                  std::string("in the model's metadata (") + kFourierProfileKey + ")")
+          : load_fourier_profile(o.fourier_profile);
   validate_fourier_profile(p, hp.n_layers, hp.n_kv_heads, hp.head_dim);
   if (o.fourier_ratio >= 0) select_compressed_dims(p, o.fourier_ratio);
   return p;

@@ -16,12 +16,14 @@ struct KvOptions {
   int sink = 4;
   int window = 1020;
   int fourier_n = 512;
-  double fourier_ratio = -1;    // <0: the profile's own fractions
-  std::string fourier_profile;  // JSON from fkv-calibrate; empty: the built-in heuristic
+  double fourier_ratio = -1;  // <0: the profile's own fractions
+  // JSON from fkv-calibrate; empty: the profile stored in the model file if it has one, else the built-in
+  // heuristic; "heuristic": the heuristic even when the model file has a profile.
+  std::string fourier_profile;
   // fkv's rule for a middle that forms gradually (chunked prefill, decode): its compressed dims stay exact
   // until it holds min(T, fourier_fit_tokens) tokens, then the range normalisation is fitted on those.
   int fourier_fit_tokens = 256;
-  std::string fourier_path = "auto";   // split attention: reference | fused | spectral | auto
+  std::string fourier_path = "auto";  // split attention: reference | fused | spectral | auto
   // How x̂ = a·x̃ + b is fitted: lsq (fkv's default: least-squares a, b, docs/FOURIER-IMPL.md) | range
   // (FOURIER.md's a = ρ/ρ̃, much worse on the models measured: docs/ACCURACY.md).
   std::string fourier_norm = "lsq";

@@ -26,8 +26,9 @@ int64_t required_int(const GgufFile& f, const std::string& key) {
 }
 
 int checked_positive(int64_t v, const std::string& key, int64_t max = 1 << 24) {
-  require(v > 0 && v <= max, ErrorCode::kBadFile,
-          "metadata " + key + " = " + std::to_string(v) + " is out of range (1.." + std::to_string(max) + ")");
+  require(
+      v > 0 && v <= max, ErrorCode::kBadFile,
+      "metadata " + key + " = " + std::to_string(v) + " is out of range (1.." + std::to_string(max) + ")");
   return int(v);
 }
 
@@ -39,10 +40,12 @@ LlamaHparams read_llama_hparams(const GgufFile& f) {
   require(hp.architecture == "llama", ErrorCode::kUnsupported,
           f.path() + ": architecture '" + hp.architecture + "' is not supported (fkv runs 'llama' models)");
   hp.name = f.get_string("general.name").value_or("");
+  hp.fourier_profile_json = f.get_string(kFourierProfileKey).value_or("");
   const std::string a = "llama.";
   hp.n_layers = checked_positive(required_int(f, a + "block_count"), a + "block_count", 4096);
   hp.dim = checked_positive(required_int(f, a + "embedding_length"), a + "embedding_length");
-  hp.n_heads = checked_positive(required_int(f, a + "attention.head_count"), a + "attention.head_count", 4096);
+  hp.n_heads =
+      checked_positive(required_int(f, a + "attention.head_count"), a + "attention.head_count", 4096);
   hp.n_kv_heads = checked_positive(f.get_int(a + "attention.head_count_kv").value_or(hp.n_heads),
                                    a + "attention.head_count_kv", 4096);
   require(hp.n_heads % hp.n_kv_heads == 0, ErrorCode::kBadFile,
@@ -60,16 +63,16 @@ LlamaHparams read_llama_hparams(const GgufFile& f) {
   hp.rope.theta = float(f.get_float(a + "rope.freq_base").value_or(10000.0));
   require(hp.rope.theta > 1, ErrorCode::kBadFile, "rope.freq_base out of range");
   const int rope_dims = int(f.get_int(a + "rope.dimension_count").value_or(hp.head_dim));
-  require(rope_dims == hp.head_dim, ErrorCode::kUnsupported,
-          "partial RoPE (rope.dimension_count " + std::to_string(rope_dims) + " < head_dim) is not supported");
+  require(
+      rope_dims == hp.head_dim, ErrorCode::kUnsupported,
+      "partial RoPE (rope.dimension_count " + std::to_string(rope_dims) + " < head_dim) is not supported");
   const std::string scaling = f.get_string(a + "rope.scaling.type").value_or("none");
   if (scaling == "llama3") {
     hp.rope.llama3 = true;
     hp.rope.factor = float(f.get_float(a + "rope.scaling.factor").value_or(8.0));
     hp.rope.low_freq_factor = float(f.get_float(a + "rope.scaling.low_freq_factor").value_or(1.0));
     hp.rope.high_freq_factor = float(f.get_float(a + "rope.scaling.high_freq_factor").value_or(4.0));
-    hp.rope.original_context =
-        int(f.get_int(a + "rope.scaling.original_context_length").value_or(8192));
+    hp.rope.original_context = int(f.get_int(a + "rope.scaling.original_context_length").value_or(8192));
     require(hp.rope.factor >= 1 && hp.rope.high_freq_factor > hp.rope.low_freq_factor &&
                 hp.rope.original_context > 0,
             ErrorCode::kBadFile, "llama3 rope scaling parameters out of range");

@@ -5,8 +5,16 @@
 #include <gtest/gtest.h>
 
 #include <cstdio>
+#include <cstring>
 #include <string>
 
+#include "backend/cpu/cpu_backend.h"
+#include "gguf/gguf_reader.h"
+#include "gguf/gguf_writer.h"
+#include "kv/kv_options.h"
+#include "kv/split_kv_cache.h"
+#include "model/llama_hparams.h"
+#include "model/random_model.h"
 #include "util/error.h"
 
 namespace fkv {
@@ -70,6 +78,62 @@ TEST(FourierProfile, WrongShapeIsAClearError) {
   bad.layers[1].v[0] = {9};
   EXPECT_THROW(validate_fourier_profile(bad, 4, 2, 8), Error);
   EXPECT_THROW(load_fourier_profile("/nonexistent/profile.json"), Error);
+}
+
+// fkv-calibrate --gguf-out stores the profile in the model file; a fourier cache made for that model uses
+// it when no profile file is given, and "heuristic" still asks for the heuristic.
+TEST(FourierProfile, ProfileStoredInTheModelFile) {
+  const std::string plain = testing::TempDir() + "/fkv_profile_plain.gguf";
+  const std::string with = testing::TempDir() + "/fkv_profile_with.gguf";
+  RandomModelOptions ro;
+  ro.shape = "tiny";
+  make_random_model(ro, plain);
+  const auto src = GgufFile::open(plain);
+  const LlamaHparams hp = read_llama_hparams(*src);
+  EXPECT_TRUE(hp.fourier_profile_json.empty());
+  FourierProfile p = heuristic_fourier_profile(hp.n_layers, hp.n_kv_heads, hp.head_dim, 0.25);
+  p.source = "embedded test profile";
+  write_gguf_copy_with_string(*src, with, kFourierProfileKey, fourier_profile_json(p));
+
+  const auto copy = GgufFile::open(with);
+  ASSERT_EQ(copy->tensors().size(), src->tensors().size());
+  for (size_t i = 0; i < src->tensors().size(); ++i) {
+    const GgufTensorInfo &a = src->tensors()[i], &b = copy->tensors()[i];
+    EXPECT_EQ(a.name, b.name);
+    ASSERT_EQ(a.n_bytes, b.n_bytes);
+    EXPECT_EQ(0, std::memcmp(a.data, b.data, a.n_bytes)) << a.name;
+  }
+  LlamaHparams hp2 = read_llama_hparams(*copy);
+  ASSERT_FALSE(hp2.fourier_profile_json.empty());
+
+  auto be = create_cpu_backend(1);
+  KvOptions o;
+  o.policy = "fourier";
+  o.sink = 4;
+  o.window = 16;
+  o.fourier_n = 8;
+  auto compressed_k0 = [&](const KvOptions& opts, const LlamaHparams& h) {
+    const auto cache = make_kv_cache(*be, h, opts, 128);
+    return dynamic_cast<const SplitKvCache&>(*cache).layer(0).k.dims.comp;
+  };
+  const SplitKvDims want = split_dims(p.layers[0].k, hp.head_dim);
+  EXPECT_EQ(compressed_k0(o, hp2), want.comp);
+  KvOptions heuristic = o;
+  heuristic.fourier_profile = "heuristic";
+  const FourierProfile h = heuristic_fourier_profile(hp.n_layers, hp.n_kv_heads, hp.head_dim, -1);
+  EXPECT_EQ(compressed_k0(heuristic, hp2), split_dims(h.layers[0].k, hp.head_dim).comp);
+  EXPECT_NE(want.comp, split_dims(h.layers[0].k, hp.head_dim).comp);
+
+  hp2.fourier_profile_json = "{not json";
+  try {
+    make_kv_cache(*be, hp2, o, 128);
+    ADD_FAILURE() << "a broken stored profile was accepted";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::kBadFile);
+    EXPECT_NE(std::string(e.what()).find(kFourierProfileKey), std::string::npos) << e.what();
+  }
+  std::remove(plain.c_str());
+  std::remove(with.c_str());
 }
 
 }  // namespace

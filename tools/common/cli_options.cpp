@@ -29,7 +29,10 @@ void add_common_options(CLI::App& app, CommonOptions& o, bool with_json) {
   app.add_option("--window", o.window, "recent tokens kept exact (window, fourier)")->capture_default_str();
   app.add_option("--fourier-n", o.fourier_n, "Fourier frequencies per compressed dim")->capture_default_str();
   app.add_option("--fourier-ratio", o.fourier_ratio, "fraction of dims compressed (overrides the profile)");
-  app.add_option("--fourier-profile", o.fourier_profile, "calibration profile (JSON) from fkv-calibrate");
+  app.add_option(
+      "--fourier-profile", o.fourier_profile,
+      "calibration profile (JSON) from fkv-calibrate; default: the one stored in the model file, if "
+      "any, else the heuristic; 'heuristic': the heuristic");
   app.add_option("--fourier-norm", o.fourier_norm,
                  "fit of the reconstruction: lsq (least squares, fkv) | range (FOURIER.md's range match)")
       ->check(CLI::IsMember({"lsq", "range"}))
