@@ -4,7 +4,10 @@
 // position was stored before this chunk, else from the chunk rounded to the cache type.
 //  mode 0: kept dims into `kept` rows (cache type; f16 words may straddle rows, so an invocation writes a
 //          whole word and keeps the half that belongs to another row);
-//  mode 1: compressed dims (fp32) into `comp` [count, n_comp] and, for m < fit, into `pending` row m.
+//  mode 1: compressed dims (fp32) into `comp` [count, n_comp] and, for m < fit, into `pending` row m;
+//  mode 2: decode after the fit (count 1, no refit at this row): mode 0's kept words, then one invocation per
+//          (compressed dim c, frequency f) adds the value's projection to coef (fourier_accumulate's
+//          arithmetic) and, for f = 0, the running sum/min/max: one dispatch instead of four.
 #extension GL_GOOGLE_include_directive : require
 
 layout(local_size_x_id = 0) in;
@@ -16,6 +19,9 @@ layout(std430, binding = 2) readonly buffer Dims { int dims[]; };  // keep_offse
 layout(std430, binding = 3) buffer Kept { uint kept[]; };
 layout(std430, binding = 4) writeonly buffer Comp { float comp[]; };
 layout(std430, binding = 5) writeonly buffer Pending { float pending[]; };
+layout(std430, binding = 6) buffer Coef { float coef[]; };          // mode 2: [n_comp, 2N]
+layout(std430, binding = 7) buffer Norm { float norm[]; };          // mode 2: [n_comp, 8]
+layout(std430, binding = 8) readonly buffer Table { vec2 basis[]; };  // mode 2: cos, sin of 2π k / T
 
 layout(push_constant) uniform Params {
   uint count;
@@ -29,6 +35,8 @@ layout(push_constant) uniform Params {
   uint n_comp;
   uint fit;
   uint mode;
+  uint period;  // mode 2
+  uint n_freq;  // mode 2
 } p;
 
 #include "common/grid.glsl"
@@ -66,6 +74,44 @@ void main() {
   const uint stride = linear_workgroup_count() * gl_WorkGroupSize.x;
   const uint first = linear_workgroup() * gl_WorkGroupSize.x + gl_LocalInvocationID.x;
   const uint m0 = p.pos_first - p.sink;
+  if (p.mode == 2u) {
+    // Invocations [0, kept words) write the kept dims like mode 0 (below); the rest accumulate.
+    const uint e0 = m0 * p.n_keep, e1 = (m0 + 1u) * p.n_keep;
+    const uint kept_items = KV_F16 ? (e1 + 1u) / 2u - e0 / 2u : e1 - e0;
+    const uint total = kept_items + p.n_comp * p.n_freq;
+    for (uint g = first; g < total; g += stride) {
+      if (g < kept_items) {
+        if (KV_F16) {
+          const uint w = e0 / 2u + g;
+          const uint old = kept[w];
+          uint lo = old & 0xFFFFu, hi = old >> 16;
+          if (2u * w >= e0) lo = f16_bits(kept_value(2u * w));
+          if (2u * w + 1u < e1) hi = f16_bits(kept_value(2u * w + 1u));
+          kept[w] = lo | (hi << 16);
+        } else {
+          kept[e0 + g] = floatBitsToUint(kept_value(e0 + g));
+        }
+        continue;
+      }
+      const uint cf = g - kept_items, c = cf / p.n_freq, f = cf % p.n_freq;
+      const float x = cache_value(p.pos_first, element(1u, c));
+      const vec2 b = basis[(f * m0) % p.period];
+      precise float tc = x * b.x;
+      precise float ts = x * b.y;
+      const uint at = c * 2u * p.n_freq + f;
+      precise float cc = coef[at] + tc;
+      precise float ss = coef[at + p.n_freq] + ts;
+      coef[at] = cc;
+      coef[at + p.n_freq] = ss;
+      if (f == 0u) {
+        precise float sum = norm[c * 8u + 4u] + x;
+        norm[c * 8u + 4u] = sum;
+        norm[c * 8u + 5u] = min(norm[c * 8u + 5u], x);
+        norm[c * 8u + 6u] = max(norm[c * 8u + 6u], x);
+      }
+    }
+    return;
+  }
   if (p.mode == 0u) {
     const uint e0 = m0 * p.n_keep, e1 = (m0 + p.count) * p.n_keep;
     if (KV_F16) {

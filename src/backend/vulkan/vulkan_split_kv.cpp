@@ -163,7 +163,7 @@ void VulkanSplitKv::enter_middle(const SplitKvLayer& c, const SplitKvPart& part,
   const SplitKvDims& dims = part.dims;
   const int nk = dims.n_keep(), nc = dims.n_comp(), m0 = e0 - c.sink;
   const bool f16 = c.type == KvType::kF16;
-  const Pipeline& p = pipelines_.get("split_kv_middle", {kWorkgroup, f16 ? 1u : 0u}, 6);
+  const Pipeline& p = pipelines_.get("split_kv_middle", {kWorkgroup, f16 ? 1u : 0u}, 9);
   uint32_t pc[] = {uint32_t(cnt),
                    uint32_t(e0),
                    uint32_t(pos0),
@@ -174,12 +174,33 @@ void VulkanSplitKv::enter_middle(const SplitKvLayer& c, const SplitKvPart& part,
                    uint32_t(nk),
                    uint32_t(nc),
                    uint32_t(c.fit_tokens),
-                   0};
-  const VulkanBuffer* comp = nc > 0 ? &scratch(&part == &c.k ? comp_k_ : comp_v_, size_t(cnt) * nc * 4,
-                                               "Fourier rows entering the middle")
-                                    : nullptr;
-  const std::vector<Binding> b = {bind(part.window, false), bind(&chunk, false), bind(part.dims_table, false),
-                                  bind(part.kept, true),    bind(comp, true),    bind(part.pending, true)};
+                   0,
+                   uint32_t(std::max(c.middle, 1)),
+                   uint32_t(std::max(c.n_freq, 1))};
+  // A decode step after the fit that triggers no refit: kept dims, accumulation and running statistics in
+  // one dispatch (mode 2).
+  const bool decode = cnt == 1 && nc > 0 && m0 >= c.fit_tokens && c.next_refit(m0) != m0 + 1;
+  const VulkanBuffer* comp = nc > 0 && !decode
+                                 ? &scratch(&part == &c.k ? comp_k_ : comp_v_, size_t(cnt) * nc * 4,
+                                            "Fourier rows entering the middle")
+                                 : nullptr;
+  if (decode) check_period(c.middle, c.n_freq);
+  const std::vector<Binding> b = {bind(part.window, false),
+                                  bind(&chunk, false),
+                                  bind(part.dims_table, false),
+                                  bind(part.kept, true),
+                                  bind(comp, true),
+                                  bind(decode ? nullptr : part.pending, true),
+                                  bind(decode ? part.coef : nullptr, true),
+                                  bind(decode ? part.norm : nullptr, true),
+                                  bind(decode ? &basis_table(c.middle) : nullptr, false)};
+  if (decode) {
+    pc[10] = 2;
+    const size_t first = size_t(m0) * nk, last = size_t(m0 + 1) * nk;
+    const size_t kept_items = nk == 0 ? 0 : f16 ? (last + 1) / 2 - first / 2 : last - first;
+    grid_dispatch(p, b, pc, sizeof(pc), kept_items + size_t(nc) * c.n_freq, kWorkgroup);
+    return;
+  }
   if (nk > 0) {
     const size_t first = size_t(m0) * nk, last = size_t(m0 + cnt) * nk;
     grid_dispatch(p, b, pc, sizeof(pc), f16 ? (last + 1) / 2 - first / 2 : last - first, kWorkgroup);
