@@ -85,8 +85,8 @@ void main() {
           const uint w = e0 / 2u + g;
           const uint old = kept[w];
           uint lo = old & 0xFFFFu, hi = old >> 16;
-          if (2u * w >= e0) lo = f16_bits(kept_value(2u * w));
-          if (2u * w + 1u < e1) hi = f16_bits(kept_value(2u * w + 1u));
+          if (2u * w >= e0) lo = to_half(kept_value(2u * w));
+          if (2u * w + 1u < e1) hi = to_half(kept_value(2u * w + 1u));
           kept[w] = lo | (hi << 16);
         } else {
           kept[e0 + g] = floatBitsToUint(kept_value(e0 + g));
@@ -119,8 +119,8 @@ void main() {
       for (uint w = w0 + first; w < w1; w += stride) {
         const uint old = kept[w];
         uint lo = old & 0xFFFFu, hi = old >> 16;
-        if (2u * w >= e0) lo = f16_bits(kept_value(2u * w));
-        if (2u * w + 1u < e1) hi = f16_bits(kept_value(2u * w + 1u));
+        if (2u * w >= e0) lo = to_half(kept_value(2u * w));
+        if (2u * w + 1u < e1) hi = to_half(kept_value(2u * w + 1u));
         kept[w] = lo | (hi << 16);
       }
     } else {

@@ -33,7 +33,7 @@ void main() {
     const uint row = p.ring == 0u ? pos : (pos - p.sink) % p.ring;
     const uint s = (p.src_row0 + r) * p.row_len;
     if (KV_F16)
-      dst[p.dst_base + row * per_row + w] = f16_bits(src[s + 2u * w]) | (f16_bits(src[s + 2u * w + 1u]) << 16);
+      dst[p.dst_base + row * per_row + w] = to_half(src[s + 2u * w]) | (to_half(src[s + 2u * w + 1u]) << 16);
     else
       dst[p.dst_base + row * per_row + w] = floatBitsToUint(src[s + w]);
   }
