@@ -34,10 +34,11 @@ namespace fkv {
 namespace cuda {
 namespace {
 
-static_assert(kSplitP0 + 5 <= int(sizeof(Op::p) / sizeof(Op::p[0])) && kSplitI0 + 3 <= int(sizeof(Op::i) / sizeof(Op::i[0])),
+static_assert(kSplitP0 + 5 <= int(sizeof(Op::p) / sizeof(Op::p[0])) &&
+                  kSplitI0 + 3 <= int(sizeof(Op::i) / sizeof(Op::i[0])),
               "the split-cache ops' fields must fit an Op record");
 
-constexpr int kMatvecMaxTokens = 2;                 // more tokens than this: dequantize + GEMM
+constexpr int kMatvecMaxTokens = 2;                     // more tokens than this: dequantize + GEMM
 constexpr size_t kGemmScratchElems = size_t(32) << 20;  // weight rows decoded per GEMM chunk (64 MiB of f16)
 
 void check_range(const DeviceBuffer& b, size_t offset, size_t bytes, const char* op) {
@@ -62,14 +63,15 @@ class CudaBackend : public Backend {
     FKV_CUDA_CHECK(cudaSetDevice(device_), "selecting CUDA device " + std::to_string(device_));
     cudaDeviceProp prop{};
     FKV_CUDA_CHECK(cudaGetDeviceProperties(&prop, device_), "reading the device properties");
-    device_name_ = std::string(prop.name) + " (sm_" + std::to_string(prop.major) + std::to_string(prop.minor) +
-                   ", " + std::to_string(prop.totalGlobalMem >> 20) + " MiB)";
+    device_name_ = std::string(prop.name) + " (sm_" + std::to_string(prop.major) +
+                   std::to_string(prop.minor) + ", " + std::to_string(prop.totalGlobalMem >> 20) + " MiB)";
     sm_count_ = prop.multiProcessorCount;
     FKV_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking), "creating the CUDA stream");
     FKV_CUDA_CHECK(cublasCreate(&cublas_), "creating the cuBLAS handle");
     FKV_CUDA_CHECK(cublasSetStream(cublas_, stream_), "binding cuBLAS to the stream");
     graph_ = std::make_unique<DecodeGraph>(
-        stream_, [this](const Op& op, bool capturing) { run(op, capturing); }, env_flag("FKV_CUDA_GRAPH", true));
+        stream_, [this](const Op& op, bool capturing) { run(op, capturing); },
+        env_flag("FKV_CUDA_GRAPH", true));
     split_kv_init();
     split_graph_ = env_flag("FKV_CUDA_SPLIT_GRAPH", true);
     native_split_ = env_flag("FKV_CUDA_SPLIT", true);
@@ -102,9 +104,9 @@ class CudaBackend : public Backend {
     graph_->host_write();
     if (bytes == 0) return;
     // From pageable memory the copy is staged before the call returns, so src may be reused at once.
-    FKV_CUDA_CHECK(cudaMemcpyAsync(static_cast<char*>(dev(dst)) + offset, src, bytes, cudaMemcpyHostToDevice,
-                                   stream_),
-                   "uploading " + std::to_string(bytes) + " bytes");
+    FKV_CUDA_CHECK(
+        cudaMemcpyAsync(static_cast<char*>(dev(dst)) + offset, src, bytes, cudaMemcpyHostToDevice, stream_),
+        "uploading " + std::to_string(bytes) + " bytes");
   }
 
   void download(const DeviceBuffer& src, size_t offset, void* dst, size_t bytes) override {
@@ -140,7 +142,8 @@ class CudaBackend : public Backend {
   void embed(const Weight& table, const DeviceBuffer& tokens, int n, DeviceBuffer& out) override {
     use_device();
     check_weight(table, "embed");
-    require(size_t(n) * sizeof(int32_t) <= tokens.size(), ErrorCode::kInvalidArgument, "embed: too few token ids");
+    require(size_t(n) * sizeof(int32_t) <= tokens.size(), ErrorCode::kInvalidArgument,
+            "embed: too few token ids");
     check_floats(out, int64_t(n) * table.cols, "embed", "out");
     Op op;
     op.kind = OpKind::kEmbed;
@@ -196,7 +199,8 @@ class CudaBackend : public Backend {
 
   void rope(DeviceBuffer& x, int n, int n_heads, int pos0, const RopeParams& p) override {
     use_device();
-    require(p.head_dim > 0 && p.head_dim % 2 == 0, ErrorCode::kInvalidArgument, "rope: head_dim must be even");
+    require(p.head_dim > 0 && p.head_dim % 2 == 0, ErrorCode::kInvalidArgument,
+            "rope: head_dim must be even");
     check_floats(x, int64_t(n) * n_heads * p.head_dim, "rope", "x");
     Op op;
     op.kind = OpKind::kRope;
@@ -211,26 +215,22 @@ class CudaBackend : public Backend {
   }
 
   void swiglu(const DeviceBuffer& gate, const DeviceBuffer& up, int64_t count, DeviceBuffer& out) override {
-    use_device();
-    check_floats(gate, count, "swiglu", "gate");
-    check_floats(up, count, "swiglu", "up");
-    check_floats(out, count, "swiglu", "out");
-    Op op;
-    op.kind = OpKind::kSwiglu;
-    op.p[0] = dev(gate);
-    op.p[1] = dev(up);
-    op.p[2] = dev(out);
-    op.i[0] = count;
-    submit(op, true);
+    binary_elementwise(OpKind::kSwiglu, "swiglu", gate, up, count, out);
   }
 
   void add(const DeviceBuffer& a, const DeviceBuffer& b, int64_t count, DeviceBuffer& out) override {
+    binary_elementwise(OpKind::kAdd, "add", a, b, count, out);
+  }
+
+  // out[i] = f(a[i], b[i]) for the elementwise ops that share one op record (swiglu, add).
+  void binary_elementwise(OpKind kind, const char* name, const DeviceBuffer& a, const DeviceBuffer& b,
+                          int64_t count, DeviceBuffer& out) {
     use_device();
-    check_floats(a, count, "add", "a");
-    check_floats(b, count, "add", "b");
-    check_floats(out, count, "add", "out");
+    check_floats(a, count, name, "a");
+    check_floats(b, count, name, "b");
+    check_floats(out, count, name, "out");
     Op op;
-    op.kind = OpKind::kAdd;
+    op.kind = kind;
     op.p[0] = dev(a);
     op.p[1] = dev(b);
     op.p[2] = dev(out);
@@ -279,7 +279,8 @@ class CudaBackend : public Backend {
     op.p[2] = dev(*cache.v);
     op.p[3] = dev(out);
     // One-token steps size the workspace for the whole cache, so that one allocation serves every step (and
-    // a captured graph's pointer stays valid); a growth first runs any deferred op that points at the old one.
+    // a captured graph's pointer stays valid); a growth first runs any deferred op that points at the old
+    // one.
     const bool one = n == 1;
     const size_t ws_bytes =
         sizeof(float) * attention_workspace_floats(n, s, one ? cache.capacity : pos0 + n, sm_count_);
@@ -410,8 +411,8 @@ class CudaBackend : public Backend {
     check_floats(values, int64_t(rows) * n_comp, name, "values");
     check_floats(coef, int64_t(n_comp) * 2 * n_freq, name, "coef");
     graph_->barrier();
-    cuda::fourier_accumulate(dev_f(values), rows, n_comp, n_comp, m0, period, n_freq, basis_table(period), overwrite,
-                             dev_f(coef), stream_);
+    cuda::fourier_accumulate(dev_f(values), rows, n_comp, n_comp, m0, period, n_freq, basis_table(period),
+                             overwrite, dev_f(coef), stream_);
   }
 
   // The layer as device pointers, with every size checked against its buffers.
@@ -465,7 +466,8 @@ class CudaBackend : public Backend {
       const SplitKvDims& dm = P.dims;
       require(int(dm.keep_offset.size()) == L.kvh + 1 && int(dm.comp_offset.size()) == L.kvh + 1 &&
                   dm.n_keep() + dm.n_comp() == L.kvh * L.d,
-              ErrorCode::kInvalidArgument, what + ": the split cache's dim lists do not cover every head's dims");
+              ErrorCode::kInvalidArgument,
+              what + ": the split cache's dim lists do not cover every head's dims");
       D.nk = dm.n_keep();
       D.nc = dm.n_comp();
       need(P.dims_table, sizeof(int32_t) * (2 * size_t(L.kvh + 1) + D.nk + D.nc), "dims_table");
@@ -535,8 +537,9 @@ class CudaBackend : public Backend {
 
   void check_weight(const Weight& w, const char* op) {
     require(w.buf != nullptr, ErrorCode::kInvalidArgument, std::string(op) + ": weight has no buffer");
-    require(weight_type_supported(w.type), ErrorCode::kUnsupported,
-            std::string(op) + ": the CUDA backend cannot read weights of type " + type_name(uint32_t(w.type)));
+    require(
+        weight_type_supported(w.type), ErrorCode::kUnsupported,
+        std::string(op) + ": the CUDA backend cannot read weights of type " + type_name(uint32_t(w.type)));
     require(size_t(w.rows) * row_bytes(w.type, w.cols) <= w.buf->size(), ErrorCode::kInvalidArgument,
             std::string(op) + ": weight buffer is smaller than its rows");
   }
@@ -555,8 +558,8 @@ class CudaBackend : public Backend {
         return cuda::embed(GgmlType(op.i[0]), op.p[0], op.i[1], op.i[2], static_cast<const int32_t*>(op.p[1]),
                            int(op.i[3]), mut(op.p[2]), stream_);
       case OpKind::kRmsNorm:
-        return cuda::rms_norm(static_cast<const float*>(op.p[0]), static_cast<const float*>(op.p[1]), int(op.i[0]),
-                              int(op.i[1]), op.f[0], mut(op.p[2]), stream_);
+        return cuda::rms_norm(static_cast<const float*>(op.p[0]), static_cast<const float*>(op.p[1]),
+                              int(op.i[0]), int(op.i[1]), op.f[0], mut(op.p[2]), stream_);
       case OpKind::kMatvec:
         return cuda::matvec(GgmlType(op.i[0]), op.p[0], op.i[1], op.i[2], static_cast<const float*>(op.p[1]),
                             mut(op.p[2]), sm_count_, stream_);
@@ -593,8 +596,8 @@ class CudaBackend : public Backend {
       }
       case OpKind::kSplitAppend:
         return split_append(unpack_layer(op), static_cast<const float*>(op.p[kSplitP0]),
-                            static_cast<const float*>(op.p[kSplitP0 + 1]), int(op.i[kSplitI0]), op.pos0, pos_dev,
-                            const_cast<void*>(op.p[kSplitP0 + 2]), stream_);
+                            static_cast<const float*>(op.p[kSplitP0 + 1]), int(op.i[kSplitI0]), op.pos0,
+                            pos_dev, const_cast<void*>(op.p[kSplitP0 + 2]), stream_);
       case OpKind::kSplitAttention: {
         SplitAttentionArgs a{};
         a.L = unpack_layer(op);
@@ -629,7 +632,8 @@ class CudaBackend : public Backend {
     }
     const bool in_place = w.type == GgmlType::F32 || w.type == GgmlType::F16;
     const int64_t chunk_rows =
-        in_place ? w.rows : std::max<int64_t>(1, std::min<int64_t>(w.rows, int64_t(kGemmScratchElems) / w.cols));
+        in_place ? w.rows
+                 : std::max<int64_t>(1, std::min<int64_t>(w.rows, int64_t(kGemmScratchElems) / w.cols));
     const float alpha = 1.0f, beta = 0.0f;
     for (int64_t r0 = 0; r0 < w.rows; r0 += chunk_rows) {
       const int64_t rows = std::min(chunk_rows, w.rows - r0);
@@ -642,9 +646,9 @@ class CudaBackend : public Backend {
         a = scratch;
       }
       // Column-major view: C[rows x n] (ldc = w.rows) = A^T[rows x cols] * B[cols x n]; A is W's rows.
-      FKV_CUDA_CHECK(cublasGemmEx(cublas_, CUBLAS_OP_T, CUBLAS_OP_N, int(rows), n, int(w.cols), &alpha, a, ab_type,
-                                  int(w.cols), b, ab_type, int(w.cols), &beta, out + r0, CUDA_R_32F, int(w.rows),
-                                  CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
+      FKV_CUDA_CHECK(cublasGemmEx(cublas_, CUBLAS_OP_T, CUBLAS_OP_N, int(rows), n, int(w.cols), &alpha, a,
+                                  ab_type, int(w.cols), b, ab_type, int(w.cols), &beta, out + r0, CUDA_R_32F,
+                                  int(w.rows), CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
                      "multiplying " + std::to_string(n) + " tokens by a " + std::to_string(w.rows) + "x" +
                          std::to_string(w.cols) + " " + type_name(uint32_t(w.type)) + " weight");
     }
@@ -654,15 +658,16 @@ class CudaBackend : public Backend {
   // agree on the angles bit for bit.
   const float* rope_table(const RopeParams& p) {
     for (auto& [key, buf] : rope_tables_)
-      if (key.head_dim == p.head_dim && key.theta == p.theta && key.llama3 == p.llama3 && key.factor == p.factor &&
-          key.low_freq_factor == p.low_freq_factor && key.high_freq_factor == p.high_freq_factor &&
-          key.original_context == p.original_context)
+      if (key.head_dim == p.head_dim && key.theta == p.theta && key.llama3 == p.llama3 &&
+          key.factor == p.factor && key.low_freq_factor == p.low_freq_factor &&
+          key.high_freq_factor == p.high_freq_factor && key.original_context == p.original_context)
         return static_cast<const float*>(buf->data());
     std::vector<float> freqs(size_t(p.head_dim / 2));
     for (int k = 0; k < p.head_dim / 2; ++k) freqs[size_t(k)] = rope_frequency(p, k);
     auto buf = std::make_unique<CudaBuffer>(freqs.size() * sizeof(float), "RoPE frequencies");
-    FKV_CUDA_CHECK(cudaMemcpy(buf->data(), freqs.data(), freqs.size() * sizeof(float), cudaMemcpyHostToDevice),
-                   "uploading RoPE frequencies");
+    FKV_CUDA_CHECK(
+        cudaMemcpy(buf->data(), freqs.data(), freqs.size() * sizeof(float), cudaMemcpyHostToDevice),
+        "uploading RoPE frequencies");
     rope_tables_.emplace_back(p, std::move(buf));
     return static_cast<const float*>(rope_tables_.back().second->data());
   }
@@ -713,8 +718,9 @@ std::unique_ptr<Backend> create_cuda_backend(int device) {
   const cudaError_t st = cudaGetDeviceCount(&n);
   if (st != cudaSuccess || n == 0) {
     (void)cudaGetLastError();
-    throw Error(ErrorCode::kBackend, std::string("no CUDA device: ") +
-                                         (st != cudaSuccess ? cudaGetErrorString(st) : "the driver reports none"));
+    throw Error(ErrorCode::kBackend,
+                std::string("no CUDA device: ") +
+                    (st != cudaSuccess ? cudaGetErrorString(st) : "the driver reports none"));
   }
   if (device < 0) {
     const char* env = std::getenv("FKV_CUDA_DEVICE");
