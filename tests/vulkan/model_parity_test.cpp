@@ -36,21 +36,7 @@ void compare(const std::string& path, const std::vector<int32_t>& tokens, size_t
   auto model_cpu = LlamaModel::load(*file, cpu);
   const size_t vocab = size_t(model_vk->hparams().vocab);
   const std::vector<float> a = run(*model_vk, tokens, prefill), b = run(*model_cpu, tokens, prefill);
-  ASSERT_EQ(a.size(), tokens.size() * vocab);
-  ASSERT_EQ(b.size(), a.size());
-  double worst = 0;
-  size_t same = 0;
-  for (size_t p = 0; p < tokens.size(); ++p) {
-    const std::vector<float> ra(a.begin() + p * vocab, a.begin() + (p + 1) * vocab);
-    const std::vector<float> rb(b.begin() + p * vocab, b.begin() + (p + 1) * vocab);
-    worst = std::max(worst, max_rel_error(ra, rb));
-    same += std::max_element(ra.begin(), ra.end()) - ra.begin() ==
-            std::max_element(rb.begin(), rb.end()) - rb.begin();
-  }
-  std::printf("[ parity ] %s: %zu positions, worst rel error %.2e, same argmax %zu\n", path.c_str(),
-              tokens.size(), worst, same);
-  EXPECT_LT(worst, 2e-3);
-  EXPECT_GE(double(same), 0.99 * double(tokens.size()));
+  expect_logits_agree(a, b, tokens.size(), vocab, path);
 }
 
 TEST_F(VulkanTest, SmolLM2LogitsMatchCpu) {

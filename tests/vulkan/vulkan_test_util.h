@@ -6,10 +6,12 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <memory>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "backend/backend.h"
@@ -103,6 +105,28 @@ inline double max_rel_error(const std::vector<float>& a, const std::vector<float
     ref = std::max(ref, double(std::fabs(b[i])));
   }
   return ref > 0 ? diff / ref : diff;
+}
+
+// Teacher-forced logits of two backends ([positions, vocab] each) against the end-to-end bar: worst
+// per-position relative error < 2e-3 and the same argmax at >= 99% of positions. `label` names the run in
+// the printed summary.
+inline void expect_logits_agree(const std::vector<float>& a, const std::vector<float>& b, size_t positions,
+                                size_t vocab, const std::string& label) {
+  ASSERT_EQ(a.size(), positions * vocab);
+  ASSERT_EQ(b.size(), a.size());
+  double worst = 0;
+  size_t same = 0;
+  for (size_t p = 0; p < positions; ++p) {
+    const std::vector<float> ra(a.begin() + p * vocab, a.begin() + (p + 1) * vocab);
+    const std::vector<float> rb(b.begin() + p * vocab, b.begin() + (p + 1) * vocab);
+    worst = std::max(worst, max_rel_error(ra, rb));
+    same += std::max_element(ra.begin(), ra.end()) - ra.begin() ==
+            std::max_element(rb.begin(), rb.end()) - rb.begin();
+  }
+  std::printf("[ parity ] %s: %zu positions, worst rel error %.2e, same argmax %zu\n", label.c_str(),
+              positions, worst, same);
+  EXPECT_LT(worst, 2e-3);
+  EXPECT_GE(double(same), 0.99 * double(positions));
 }
 
 }  // namespace fkv::test
