@@ -42,12 +42,7 @@ void compare(const std::string& path, const std::vector<int32_t>& tokens, size_t
 TEST_F(VulkanTest, SmolLM2LogitsMatchCpu) {
   const std::string path = default_model_path();
   ASSERT_TRUE(std::filesystem::exists(path)) << path << " missing: run tools/fetch-default-model.sh";
-  std::ifstream in(fixture("golden_smollm2.json"));
-  const auto j = nlohmann::json::parse(in);
-  std::vector<int32_t> tokens;
-  for (const auto& c : j.at("cases"))
-    for (int32_t t : c.at("tokens").get<std::vector<int32_t>>()) tokens.push_back(t);
-  tokens.resize(std::min<size_t>(tokens.size(), 64));
+  const std::vector<int32_t> tokens = golden_smollm2_tokens(64);
   ASSERT_GE(tokens.size(), 16u);
   compare(path, tokens, tokens.size() - 8, *vk, *cpu);
 }

@@ -9,7 +9,9 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <fstream>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <random>
 #include <string>
 #include <vector>
@@ -17,6 +19,7 @@
 #include "backend/backend.h"
 #include "backend/cpu/cpu_backend.h"
 #include "backend/vulkan/vulkan_backend.h"
+#include "test_paths.h"
 
 namespace fkv::test {
 
@@ -127,6 +130,18 @@ inline void expect_logits_agree(const std::vector<float>& a, const std::vector<f
               positions, worst, same);
   EXPECT_LT(worst, 2e-3);
   EXPECT_GE(double(same), 0.99 * double(positions));
+}
+
+// The first `count` token ids of the golden SmolLM2 fixture's cases, concatenated (a real text the
+// end-to-end tests run through both backends).
+inline std::vector<int32_t> golden_smollm2_tokens(size_t count) {
+  std::ifstream in(fixture("golden_smollm2.json"));
+  const auto j = nlohmann::json::parse(in);
+  std::vector<int32_t> tokens;
+  for (const auto& c : j.at("cases"))
+    for (int32_t t : c.at("tokens").get<std::vector<int32_t>>()) tokens.push_back(t);
+  tokens.resize(std::min(tokens.size(), count));
+  return tokens;
 }
 
 }  // namespace fkv::test
