@@ -424,16 +424,7 @@ class CudaBackend : public Backend {
             what + ": the CUDA split cache supports head_dim up to 256, not " + std::to_string(s.head_dim));
     require(c.sink >= 0 && c.window >= 0 && c.middle >= 0, ErrorCode::kInvalidArgument,
             what + ": negative sink, window or middle");
-    SplitLayerDev L;
-    L.f16 = c.type == KvType::kF16;
-    L.kvh = s.n_kv_heads;
-    L.d = s.head_dim;
-    L.S = c.sink;
-    L.W = c.window;
-    L.T = c.middle;
-    L.N = c.n_freq;
-    L.fit = c.fit_tokens;
-    L.lsq = c.least_squares_norm;
+    SplitLayerDev L = split_layer_sizes(c, s);
     const size_t tb = kv_type_bytes(c.type), row_bytes = size_t(L.row_len()) * tb;
     auto need = [&](const DeviceBuffer* b, size_t bytes, const char* which) {
       if (bytes == 0) return;

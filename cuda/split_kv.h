@@ -56,6 +56,22 @@ struct SplitLayerDev {
   }
 };
 
+// A layer's sizes and flags, without pointers: the backend then points it at device buffers (checked
+// against the layout), the host emulation test at host copies.
+inline SplitLayerDev split_layer_sizes(const SplitKvLayer& c, const AttentionShape& s) {
+  SplitLayerDev L;
+  L.f16 = c.type == KvType::kF16;
+  L.kvh = s.n_kv_heads;
+  L.d = s.head_dim;
+  L.S = c.sink;
+  L.W = c.window;
+  L.T = c.middle;
+  L.N = c.n_freq;
+  L.fit = c.fit_tokens;
+  L.lsq = c.least_squares_norm;
+  return L;
+}
+
 // (cos, sin)(2π (a·b mod T) / T) from the table, with the exact integer angle index (FourierBasis).
 __host__ __device__ inline float2 split_basis(const float2* table, long long a, long long b, int T) {
   return table[(a * b) % T];

@@ -185,16 +185,7 @@ void run_case(const Case& c) {
     std::vector<uint8_t> sink, window, kept, pending, coef, norm;
     std::vector<int> dims;
   } ph[2];
-  SplitLayerDev L;
-  L.f16 = c.type == KvType::kF16;
-  L.kvh = c.n_kv;
-  L.d = c.d;
-  L.S = CL.sink;
-  L.W = CL.window;
-  L.T = CL.middle;
-  L.N = CL.n_freq;
-  L.fit = CL.fit_tokens;
-  L.lsq = CL.least_squares_norm;
+  SplitLayerDev L = split_layer_sizes(CL, s);
   for (int part = 0; part < 2; ++part) {
     const SplitKvPart& P = part == 0 ? CL.k : CL.v;
     PartHost& h = ph[part];
