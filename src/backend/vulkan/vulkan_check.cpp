@@ -54,4 +54,31 @@ void vk_fail(VkResult r, const char* call, const std::string& what) {
                   ") while " + what);
 }
 
+VkCommandBuffer allocate_command_buffer(VkDevice dev, VkCommandPool pool, const std::string& what) {
+  VkCommandBufferAllocateInfo ai{};
+  ai.sType = VK_STRUCTURE_TYPE_COMMAND_BUFFER_ALLOCATE_INFO;
+  ai.commandPool = pool;
+  ai.level = VK_COMMAND_BUFFER_LEVEL_PRIMARY;
+  ai.commandBufferCount = 1;
+  VkCommandBuffer cmd = VK_NULL_HANDLE;
+  vk_check(vkAllocateCommandBuffers(dev, &ai, &cmd), "vkAllocateCommandBuffers", what);
+  return cmd;
+}
+
+VkFence create_fence(VkDevice dev, const std::string& what) {
+  VkFenceCreateInfo fci{};
+  fci.sType = VK_STRUCTURE_TYPE_FENCE_CREATE_INFO;
+  VkFence fence = VK_NULL_HANDLE;
+  vk_check(vkCreateFence(dev, &fci, nullptr, &fence), "vkCreateFence", what);
+  return fence;
+}
+
+void submit_command_buffer(VkQueue queue, VkCommandBuffer cmd, VkFence fence, const std::string& what) {
+  VkSubmitInfo si{};
+  si.sType = VK_STRUCTURE_TYPE_SUBMIT_INFO;
+  si.commandBufferCount = 1;
+  si.pCommandBuffers = &cmd;
+  vk_check(vkQueueSubmit(queue, 1, &si, fence), "vkQueueSubmit", what);
+}
+
 }  // namespace fkv

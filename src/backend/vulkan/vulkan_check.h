@@ -15,4 +15,10 @@ inline void vk_check(VkResult r, const char* call, const std::string& what) {
   if (r != VK_SUCCESS) vk_fail(r, call, what);
 }
 
+// The checked calls every submit path makes (the eager recorder's ring and the decode replay's segments);
+// `what` names the object or the work in the error.
+VkCommandBuffer allocate_command_buffer(VkDevice dev, VkCommandPool pool, const std::string& what);
+VkFence create_fence(VkDevice dev, const std::string& what);  // unsignalled
+void submit_command_buffer(VkQueue queue, VkCommandBuffer cmd, VkFence fence, const std::string& what);
+
 }  // namespace fkv

@@ -25,16 +25,8 @@ CommandRecorder::CommandRecorder(std::shared_ptr<VulkanContext> ctx) : ctx_(std:
     pci.queueFamilyIndex = ctx_->queue_family();
     vk_check(vkCreateCommandPool(dev, &pci, nullptr, &slot.pool), "vkCreateCommandPool",
              "creating a command pool");
-    VkCommandBufferAllocateInfo ai{};
-    ai.sType = VK_STRUCTURE_TYPE_COMMAND_BUFFER_ALLOCATE_INFO;
-    ai.commandPool = slot.pool;
-    ai.level = VK_COMMAND_BUFFER_LEVEL_PRIMARY;
-    ai.commandBufferCount = 1;
-    vk_check(vkAllocateCommandBuffers(dev, &ai, &slot.cmd), "vkAllocateCommandBuffers",
-             "allocating a command buffer");
-    VkFenceCreateInfo fci{};
-    fci.sType = VK_STRUCTURE_TYPE_FENCE_CREATE_INFO;
-    vk_check(vkCreateFence(dev, &fci, nullptr, &slot.fence), "vkCreateFence", "creating a submit fence");
+    slot.cmd = allocate_command_buffer(dev, slot.pool, "allocating a command buffer");
+    slot.fence = create_fence(dev, "creating a submit fence");
   }
   if (!ctx_->push_descriptor_fn()) {
     VkDescriptorPoolSize size{VK_DESCRIPTOR_TYPE_STORAGE_BUFFER, kDescriptorSets * 6};
@@ -100,11 +92,7 @@ void CommandRecorder::submit_current() {
   recording_ = false;
   Slot& slot = slots_[current_];
   vk_check(vkEndCommandBuffer(slot.cmd), "vkEndCommandBuffer", "finishing a command buffer");
-  VkSubmitInfo si{};
-  si.sType = VK_STRUCTURE_TYPE_SUBMIT_INFO;
-  si.commandBufferCount = 1;
-  si.pCommandBuffers = &slot.cmd;
-  vk_check(vkQueueSubmit(ctx_->queue(), 1, &si, slot.fence), "vkQueueSubmit", "submitting recorded ops");
+  submit_command_buffer(ctx_->queue(), slot.cmd, slot.fence, "submitting recorded ops");
   slot.in_flight = true;
   current_ = (current_ + 1) % slots_.size();
 }

@@ -173,11 +173,7 @@ void DecodeReplay::submit_segment() {
              "waiting for a replayed segment");
     vk_check(vkResetFences(ctx_->device(), 1, &s.fence), "vkResetFences", "recycling a replay fence");
   }
-  VkSubmitInfo si{};
-  si.sType = VK_STRUCTURE_TYPE_SUBMIT_INFO;
-  si.commandBufferCount = 1;
-  si.pCommandBuffers = &s.cmd;
-  vk_check(vkQueueSubmit(ctx_->queue(), 1, &si, s.fence), "vkQueueSubmit", "replaying a decode step");
+  submit_command_buffer(ctx_->queue(), s.cmd, s.fence, "replaying a decode step");
   s.in_flight = true;
   done_ = s.end;
   ++next_segment_;
@@ -275,16 +271,8 @@ void DecodeReplay::capture() {
   HazardTracker hazards;
   size_t k = 0;
   for (Segment& s : segments_) {
-    VkCommandBufferAllocateInfo ai{};
-    ai.sType = VK_STRUCTURE_TYPE_COMMAND_BUFFER_ALLOCATE_INFO;
-    ai.commandPool = pool_;
-    ai.level = VK_COMMAND_BUFFER_LEVEL_PRIMARY;
-    ai.commandBufferCount = 1;
-    vk_check(vkAllocateCommandBuffers(dev, &ai, &s.cmd), "vkAllocateCommandBuffers",
-             "allocating a decode replay command buffer");
-    VkFenceCreateInfo fci{};
-    fci.sType = VK_STRUCTURE_TYPE_FENCE_CREATE_INFO;
-    vk_check(vkCreateFence(dev, &fci, nullptr, &s.fence), "vkCreateFence", "creating a replay fence");
+    s.cmd = allocate_command_buffer(dev, pool_, "allocating a decode replay command buffer");
+    s.fence = create_fence(dev, "creating a replay fence");
     VkCommandBufferBeginInfo bi{};
     bi.sType = VK_STRUCTURE_TYPE_COMMAND_BUFFER_BEGIN_INFO;  // no ONE_TIME_SUBMIT: submitted every step
     vk_check(vkBeginCommandBuffer(s.cmd, &bi), "vkBeginCommandBuffer", "recording the decode replay");
