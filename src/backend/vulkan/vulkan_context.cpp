@@ -244,6 +244,13 @@ VulkanContext::VulkanContext(int device) {
             ErrorCode::kBackend,
             std::string("Vulkan device ") + props_.deviceName + " supports only Vulkan 1.0");
     queue_family_ = uint32_t(compute_family(physical_));
+    {
+      uint32_t n = 0;
+      vkGetPhysicalDeviceQueueFamilyProperties(physical_, &n, nullptr);
+      std::vector<VkQueueFamilyProperties> families(n);
+      vkGetPhysicalDeviceQueueFamilyProperties(physical_, &n, families.data());
+      timestamp_bits_ = families[queue_family_].timestampValidBits;
+    }
 
     const float priority = 1.0f;
     VkDeviceQueueCreateInfo qci{};

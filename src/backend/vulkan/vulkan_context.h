@@ -32,6 +32,10 @@ class VulkanContext {
   VkDeviceSize max_binding() const { return max_binding_; }
   VkDeviceSize binding_alignment() const { return binding_alignment_; }
   uint32_t max_workgroup_size() const { return props_.limits.maxComputeWorkGroupInvocations; }
+  // Bits of a timestamp query on the compute queue's family (0: no timestamps there), and nanoseconds per
+  // tick (VkPhysicalDeviceLimits::timestampPeriod).
+  uint32_t timestamp_valid_bits() const { return timestamp_bits_; }
+  float timestamp_period_ns() const { return props_.limits.timestampPeriod; }
 
   // VK_KHR_push_descriptor when the device has it (nullptr otherwise: descriptor sets from a pool).
   PFN_vkCmdPushDescriptorSetKHR push_descriptor_fn() const { return push_descriptor_; }
@@ -47,6 +51,7 @@ class VulkanContext {
   VkDevice device_ = VK_NULL_HANDLE;
   VkQueue queue_ = VK_NULL_HANDLE;
   uint32_t queue_family_ = 0;
+  uint32_t timestamp_bits_ = 0;
   VkPhysicalDeviceProperties props_{};
   VkPhysicalDeviceMemoryProperties mem_props_{};
   VkDeviceSize max_binding_ = 0;

@@ -69,6 +69,7 @@ const Pipeline& PipelineCache::get(const std::string& shader, const std::vector<
 
   Pipeline p;
   p.n_bindings = n_bindings;
+  p.name = shader;
   p.set_layout = set_layout(n_bindings);
   p.layout = layouts_.at(n_bindings);
   std::vector<VkSpecializationMapEntry> entries(spec.size());

@@ -22,6 +22,7 @@ struct Pipeline {
   VkPipelineLayout layout = VK_NULL_HANDLE;
   VkDescriptorSetLayout set_layout = VK_NULL_HANDLE;
   uint32_t n_bindings = 0;
+  std::string name;  // the shader's (its file name without .comp), for errors and the GPU profile
 };
 
 class PipelineCache {
