@@ -54,11 +54,12 @@ class VulkanBackend : public Backend {
         split_kv_(ctx_, pipelines_, rec_),
         cpu_device_(ctx_->properties().deviceType == VK_PHYSICAL_DEVICE_TYPE_CPU &&
                     !std::getenv("FKV_VULKAN_GPU_KERNELS")) {}
-  ~VulkanBackend() override = default;
+  ~VulkanBackend() override { rec_.print_unreported_profile(); }
 
   std::string name() const override { return "vulkan"; }
   const ReplayStats& replay_stats() const { return rec_.replay_stats(); }
   void set_replay(bool on) { rec_.set_replay(on); }
+  CommandRecorder& recorder() { return rec_; }
   void drop_scratch() {
     rec_.flush();
     rope_table_.reset();
@@ -469,6 +470,20 @@ VulkanReplayInfo vulkan_replay_info(const Backend& backend) {
 
 void vulkan_set_replay(Backend& backend, bool on) {
   if (auto* b = dynamic_cast<VulkanBackend*>(&backend)) b->set_replay(on);
+}
+
+bool vulkan_set_profile(Backend& backend, bool on) {
+  auto* b = dynamic_cast<VulkanBackend*>(&backend);
+  return b && b->recorder().set_profiling(on);
+}
+
+VulkanProfile vulkan_profile(Backend& backend) {
+  auto* b = dynamic_cast<VulkanBackend*>(&backend);
+  return b ? b->recorder().profile() : VulkanProfile{};
+}
+
+void vulkan_print_profile(Backend& backend) {
+  if (auto* b = dynamic_cast<VulkanBackend*>(&backend)) b->recorder().print_profile();
 }
 
 void vulkan_drop_scratch(Backend& backend) {

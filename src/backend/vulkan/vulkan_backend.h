@@ -1,6 +1,7 @@
 // The Vulkan backend: the ops of backend.h as GLSL compute shaders, on any Vulkan 1.1 device (NVIDIA, AMD,
 // Intel, Mesa's lavapipe). Environment: FKV_VULKAN_DEVICE=N picks device N of vulkan_list_devices() when
-// the caller passes -1; FKV_VULKAN_VALIDATE=1 turns on VK_LAYER_KHRONOS_validation and counts its messages.
+// the caller passes -1; FKV_VULKAN_VALIDATE=1 turns on VK_LAYER_KHRONOS_validation and counts its messages;
+// FKV_VULKAN_PROFILE=1 times every dispatch (vulkan_profile below).
 #pragma once
 #include <cstdint>
 #include <memory>
@@ -34,6 +35,32 @@ void vulkan_set_replay(Backend& backend, bool on);
 // Frees a Vulkan backend's scratch buffers (RoPE table, attention partials); the next ops allocate them
 // again. For tests of steps whose buffers change.
 void vulkan_drop_scratch(Backend& backend);
+
+// The GPU profile (FKV_VULKAN_PROFILE=1, or vulkan_set_profile): per shader, the dispatches timed by
+// timestamp queries and their total GPU time; the decode replay is off while profiling. docs/VULKAN.md.
+struct VulkanShaderTime {
+  std::string name;  // the shader's file name without .comp
+  uint64_t calls = 0;
+  double total_us = 0;
+};
+struct VulkanProfile {
+  bool on = false;                        // profiling (false: not Vulkan, not asked, or no timestamps)
+  std::vector<VulkanShaderTime> shaders;  // largest total first
+  uint64_t dispatches = 0;                // timed
+  uint64_t untimed = 0;                   // past a command buffer's queries (none expected)
+  uint64_t command_buffers = 0;
+  double dispatch_us = 0;  // sum of the dispatches' times
+  double busy_us = 0;      // union of the command buffers' first-to-last timestamp intervals
+  double span_us = 0;      // first timestamp to last, idle time between submits included
+};
+// Starts (fresh totals) or stops profiling a Vulkan backend between steps; returns whether it profiles.
+// False for other backends and for devices without timestamp queries (a line on stderr says so).
+bool vulkan_set_profile(Backend& backend, bool on);
+// Finishes the recorded work and returns the totals so far ({} when not profiling).
+VulkanProfile vulkan_profile(Backend& backend);
+// Prints the profile table to stderr now (nothing when not profiling). A profiling backend also prints it
+// when destroyed if dispatches were timed since the last print.
+void vulkan_print_profile(Backend& backend);
 
 // Validation-layer warnings and errors seen by this process (FKV_VULKAN_VALIDATE=1); tests expect zero.
 uint64_t vulkan_validation_message_count();

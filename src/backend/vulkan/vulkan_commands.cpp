@@ -1,6 +1,8 @@
 #include "backend/vulkan/vulkan_commands.h"
 
 #include <algorithm>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 
 #include "backend/vulkan/vulkan_check.h"
@@ -13,6 +15,11 @@ constexpr VkDeviceSize kStagingBytes = VkDeviceSize(32) << 20;
 constexpr VkDeviceSize kReadbackBytes = VkDeviceSize(32) << 20;
 constexpr uint32_t kDescriptorSets = 4096;  // between flushes, without push descriptors
 constexpr uint32_t kOpsPerSubmit = 64;      // dispatches per command buffer
+
+bool profile_requested_by_env() {
+  const char* v = std::getenv("FKV_VULKAN_PROFILE");
+  return v && *v && std::strcmp(v, "0") != 0 && std::strcmp(v, "off") != 0 && std::strcmp(v, "false") != 0;
+}
 
 }  // namespace
 
@@ -44,6 +51,8 @@ CommandRecorder::CommandRecorder(std::shared_ptr<VulkanContext> ctx) : ctx_(std:
   hooks.submit_eager = [this] { submit_current(); };
   hooks.forget_hazards = [this] { hazards_.forget(); };
   replay_ = std::make_unique<DecodeReplay>(ctx_, *position_, std::move(hooks));
+  replay_wanted_ = replay_->enabled();
+  if (profile_requested_by_env()) set_profiling(true);
 }
 
 CommandRecorder::~CommandRecorder() {
@@ -53,6 +62,7 @@ CommandRecorder::~CommandRecorder() {
     vkEndCommandBuffer(cmd_);
   }
   vkQueueWaitIdle(ctx_->queue());
+  profiler_.reset();
   if (descriptor_pool_) vkDestroyDescriptorPool(dev, descriptor_pool_, nullptr);
   for (Slot& slot : slots_) {
     vkDestroyFence(dev, slot.fence, nullptr);
@@ -68,6 +78,7 @@ void CommandRecorder::wait(Slot& slot) {
   } while (r == VK_TIMEOUT);
   vk_check(r, "vkWaitForFences", "waiting for the GPU");
   slot.in_flight = false;
+  if (profiler_) profiler_->collect(size_t(&slot - slots_.data()));
   vk_check(vkResetFences(ctx_->device(), 1, &slot.fence), "vkResetFences", "recycling a submit fence");
   vk_check(vkResetCommandPool(ctx_->device(), slot.pool, 0), "vkResetCommandPool",
            "recycling a command buffer");
@@ -81,6 +92,7 @@ void CommandRecorder::begin() {
   bi.sType = VK_STRUCTURE_TYPE_COMMAND_BUFFER_BEGIN_INFO;
   bi.flags = VK_COMMAND_BUFFER_USAGE_ONE_TIME_SUBMIT_BIT;
   vk_check(vkBeginCommandBuffer(slot.cmd, &bi), "vkBeginCommandBuffer", "starting to record commands");
+  if (profiler_) profiler_->begin(current_, slot.cmd);
   cmd_ = slot.cmd;
   recording_ = true;
   bound_ = VK_NULL_HANDLE;
@@ -91,6 +103,7 @@ void CommandRecorder::submit_current() {
   if (!recording_) return;
   recording_ = false;
   Slot& slot = slots_[current_];
+  if (profiler_) profiler_->end(current_, slot.cmd);
   vk_check(vkEndCommandBuffer(slot.cmd), "vkEndCommandBuffer", "finishing a command buffer");
   submit_command_buffer(ctx_->queue(), slot.cmd, slot.fence, "submitting recorded ops");
   slot.in_flight = true;
@@ -194,7 +207,9 @@ void CommandRecorder::execute(const Command& c) {
   VkDescriptorSet set = VK_NULL_HANDLE;
   if (dispatch && !ctx_->push_descriptor_fn()) set = allocate_set(*c.pipeline);
   begin();
-  emit_command(*ctx_, cmd_, c, hazards_, &bound_, set, position_->handle(), VK_NULL_HANDLE, 0);
+  DispatchStamps stamps;
+  if (profiler_ && dispatch) stamps = profiler_->dispatch(current_, *c.pipeline);
+  emit_command(*ctx_, cmd_, c, hazards_, &bound_, set, position_->handle(), VK_NULL_HANDLE, 0, stamps);
   // Barriers order against everything earlier in submission order, so the hazard sets stay valid.
   if (dispatch && ++batch_ops_ >= kOpsPerSubmit) submit_current();
 }
@@ -279,6 +294,47 @@ void CommandRecorder::drain() {
   hazards_.clear();
   staging_head_ = 0;
   ctx_->collect_garbage();
+}
+
+void CommandRecorder::set_replay(bool on) {
+  replay_wanted_ = on;
+  replay_->set_enabled(on && !profiler_);
+}
+
+bool CommandRecorder::set_profiling(bool on) {
+  flush();  // every slot idle: none holds commands recorded with or without the queries
+  if (on) {
+    profiler_.reset();
+    profiler_ = GpuProfiler::create(ctx_, slots_.size(), kOpsPerSubmit);
+    if (profiler_) replay_->set_enabled(false);
+  } else {
+    profiler_.reset();
+    replay_->set_enabled(replay_wanted_);
+  }
+  return profiler_ != nullptr;
+}
+
+VulkanProfile CommandRecorder::profile() {
+  if (!profiler_) return {};
+  flush();
+  return profiler_->profile();
+}
+
+void CommandRecorder::print_profile() {
+  if (!profiler_) return;
+  const std::string table = format_gpu_profile(profile(), ctx_->device_name());
+  std::fputs(table.c_str(), stderr);
+  profiler_->mark_reported();
+}
+
+void CommandRecorder::print_unreported_profile() noexcept {
+  try {
+    if (!profiler_) return;
+    flush();
+    if (profiler_->unreported()) print_profile();
+  } catch (...) {
+    // Teardown after a device error: there is nothing trustworthy to print.
+  }
 }
 
 }  // namespace fkv

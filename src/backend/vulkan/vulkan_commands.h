@@ -10,6 +10,10 @@
 // Position-dependent shaders read the position from a device register (position_buffer()) that
 // set_position() updates in stream order, so that a decode step's commands are the same at every position
 // and DecodeReplay (vulkan_decode_replay.h) can run a repeated step from command buffers recorded once.
+//
+// FKV_VULKAN_PROFILE=1 (or set_profiling) times every dispatch with timestamp queries (vulkan_profile.h);
+// the decode replay is off meanwhile, since its command buffers are recorded once and carry no queries.
+// Off, the only cost is a null check per command buffer and dispatch.
 #pragma once
 #include <vulkan/vulkan.h>
 
@@ -22,6 +26,7 @@
 #include "backend/vulkan/vulkan_decode_replay.h"
 #include "backend/vulkan/vulkan_memory.h"
 #include "backend/vulkan/vulkan_pipelines.h"
+#include "backend/vulkan/vulkan_profile.h"
 
 namespace fkv {
 
@@ -67,7 +72,19 @@ class CommandRecorder {
   const VulkanBuffer& position_buffer() const { return *position_; }
   void set_position(uint32_t pos);
   const ReplayStats& replay_stats() const { return replay_->stats(); }
-  void set_replay(bool on) { replay_->set_enabled(on); }
+  // Replay as asked, but never while profiling.
+  void set_replay(bool on);
+
+  // Starts (with fresh totals) or stops the GPU profile, after finishing what is recorded. Returns whether
+  // profiling is on: false when the device has no timestamps (a line on stderr says so).
+  bool set_profiling(bool on);
+  bool profiling() const { return profiler_ != nullptr; }
+  // Finishes what is recorded and returns the totals so far (empty when not profiling).
+  VulkanProfile profile();
+  // Writes the profile's table to stderr (after finishing what is recorded) when profiling.
+  void print_profile();
+  // The same at teardown, when dispatches were timed since the last print; never throws.
+  void print_unreported_profile() noexcept;
 
  private:
   struct Slot {
@@ -100,7 +117,9 @@ class CommandRecorder {
   uint32_t position_value_ = 0;  // what the register holds once everything recorded so far has run
   bool position_known_ = false;
   std::unique_ptr<DecodeReplay> replay_;
+  bool replay_wanted_ = false;  // set_replay's last word: replay resumes with it when profiling stops
   std::optional<Command> held_;
+  std::unique_ptr<GpuProfiler> profiler_;  // while profiling
 };
 
 }  // namespace fkv

@@ -64,7 +64,7 @@ void emit_barrier(VkCommandBuffer cmd) {
 
 bool emit_command(const VulkanContext& ctx, VkCommandBuffer cmd, const Command& c, HazardTracker& hazards,
                   VkPipeline* bound, VkDescriptorSet set, VkBuffer position_reg, VkBuffer slots,
-                  uint32_t slot) {
+                  uint32_t slot, DispatchStamps stamps) {
   const bool barrier = hazards.needs_barrier(c);
   if (barrier) emit_barrier(cmd);
   switch (c.kind) {
@@ -94,7 +94,15 @@ bool emit_command(const VulkanContext& ctx, VkCommandBuffer cmd, const Command& 
       }
       if (c.push_bytes)
         vkCmdPushConstants(cmd, p.layout, VK_SHADER_STAGE_COMPUTE_BIT, 0, c.push_bytes, c.push);
-      vkCmdDispatch(cmd, c.groups[0], c.groups[1], c.groups[2]);
+      if (stamps.pool) {
+        // Compute stage: each stamp waits for the compute work before it, so a dispatch's time excludes its
+        // barrier and anything still running from earlier dispatches.
+        vkCmdWriteTimestamp(cmd, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT, stamps.pool, stamps.first);
+        vkCmdDispatch(cmd, c.groups[0], c.groups[1], c.groups[2]);
+        vkCmdWriteTimestamp(cmd, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT, stamps.pool, stamps.first + 1);
+      } else {
+        vkCmdDispatch(cmd, c.groups[0], c.groups[1], c.groups[2]);
+      }
       break;
     }
     case Command::Kind::kCopy: {

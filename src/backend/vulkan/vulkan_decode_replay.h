@@ -70,13 +70,21 @@ class HazardTracker {
   bool unknown_ = false;
 };
 
+// Two timestamp queries around a dispatch (the GPU profile, vulkan_profile.h): pool[first] just before it,
+// after its barrier, and pool[first + 1] after it. No pool: none.
+struct DispatchStamps {
+  VkQueryPool pool = VK_NULL_HANDLE;
+  uint32_t first = 0;
+};
+
 // Records c into cmd: a barrier when the tracker asks for one, the pipeline (unless *bound is it), pushed
 // descriptors and constants, or the copy / update. set is the descriptor set to use without push
 // descriptors (VK_NULL_HANDLE with them). A kSetPosition writes position_reg: from slots[slot] when slots
-// is given (a replay), else inline (vkCmdUpdateBuffer). Returns whether a barrier was recorded.
+// is given (a replay), else inline (vkCmdUpdateBuffer). stamps times a dispatch. Returns whether a barrier
+// was recorded.
 bool emit_command(const VulkanContext& ctx, VkCommandBuffer cmd, const Command& c, HazardTracker& hazards,
                   VkPipeline* bound, VkDescriptorSet set, VkBuffer position_reg, VkBuffer slots,
-                  uint32_t slot);
+                  uint32_t slot, DispatchStamps stamps = {});
 // A global memory barrier: compute and transfer writes before it, compute and transfer accesses after.
 void emit_barrier(VkCommandBuffer cmd);
 
@@ -111,6 +119,7 @@ class DecodeReplay {
   void end_step();
   // Turns replay on or off (tests compare both in one process); off forgets the recorded step.
   void set_enabled(bool on);
+  bool enabled() const { return enabled_; }
   // Waits for submitted segments (before the caller waits for the device to go idle, or frees memory).
   void wait_all();
   const ReplayStats& stats() const { return stats_; }

@@ -1,0 +1,156 @@
+// The GPU profile (src/backend/vulkan/vulkan_profile.h): with profiling on, every dispatch is counted under
+// its shader's name with a non-negative time, the totals are consistent (dispatches within the command
+// buffers' busy time, that within the span), and a model's logits are bit-identical with profiling on and
+// off (the timestamps change no result; replay, off while profiling, gives eager execution's results).
+#include <unistd.h>
+
+#include <filesystem>
+#include <map>
+
+#include "engine/session.h"
+#include "gguf/gguf_reader.h"
+#include "model/llama_model.h"
+#include "model/random_model.h"
+#include "vulkan_test_util.h"
+
+namespace fkv::test {
+namespace {
+
+class ProfileTest : public VulkanTest {
+ protected:
+  void TearDown() override {
+    vulkan_set_profile(*vk, false);
+    vulkan_set_replay(*vk, true);
+    VulkanTest::TearDown();
+  }
+};
+
+std::map<std::string, uint64_t> calls_by_shader(const VulkanProfile& p) {
+  std::map<std::string, uint64_t> calls;
+  for (const VulkanShaderTime& s : p.shaders) calls[s.name] = s.calls;
+  return calls;
+}
+
+// Every shader's time non-negative, sorted largest first, summing to the dispatch total, which fits in the
+// command buffers' busy time, which fits in the span.
+void expect_consistent(const VulkanProfile& p) {
+  EXPECT_TRUE(p.on);
+  EXPECT_EQ(p.untimed, 0u);
+  EXPECT_GT(p.command_buffers, 0u);
+  double sum = 0;
+  uint64_t calls = 0;
+  for (size_t i = 0; i < p.shaders.size(); ++i) {
+    EXPECT_GE(p.shaders[i].total_us, 0.0) << p.shaders[i].name;
+    if (i > 0) {
+      EXPECT_LE(p.shaders[i].total_us, p.shaders[i - 1].total_us);
+    }
+    sum += p.shaders[i].total_us;
+    calls += p.shaders[i].calls;
+  }
+  EXPECT_EQ(calls, p.dispatches);
+  EXPECT_NEAR(sum, p.dispatch_us, 1e-6 * p.dispatch_us + 1e-3);
+  EXPECT_GT(p.dispatch_us, 0.0);
+  EXPECT_LE(p.dispatch_us, p.busy_us * 1.01 + 1.0);
+  EXPECT_LE(p.busy_us, p.span_us + 1e-3);
+}
+
+TEST_F(ProfileTest, CountsEveryDispatchUnderItsShader) {
+  EXPECT_FALSE(vulkan_profile(*vk).on);
+  ASSERT_TRUE(vulkan_set_profile(*vk, true)) << "lavapipe has timestamp queries";
+  const int dim = 256;
+  auto [x, xc] = both(random_floats(dim * 3, 1), "x");
+  auto [w, wc] = both(random_floats(dim, 2), "w");
+  BufferPtr out = vk->alloc(dim * 3 * 4, "out");
+  for (int i = 0; i < 3; ++i) vk->rms_norm(*x, *w, 3, dim, 1e-5f, *out);
+  for (int i = 0; i < 2; ++i) vk->swiglu(*x, *x, dim * 3, *out);
+  const VulkanProfile p = vulkan_profile(*vk);
+  expect_consistent(p);
+  EXPECT_EQ(calls_by_shader(p), (std::map<std::string, uint64_t>{{"rms_norm", 3}, {"elementwise", 2}}));
+  EXPECT_EQ(p.dispatches, 5u);
+
+  // Turning it on again starts from zero; off, nothing is reported.
+  ASSERT_TRUE(vulkan_set_profile(*vk, true));
+  EXPECT_EQ(vulkan_profile(*vk).dispatches, 0u);
+  vk->swiglu(*x, *x, dim * 3, *out);
+  EXPECT_EQ(vulkan_profile(*vk).dispatches, 1u);
+  vulkan_set_profile(*vk, false);
+  EXPECT_FALSE(vulkan_profile(*vk).on);
+}
+
+struct RandomModel {
+  std::string path;
+  std::unique_ptr<GgufFile> file;
+  std::unique_ptr<LlamaModel> model;
+  RandomModel(Backend& be, GgmlType type) {
+    path = (std::filesystem::temp_directory_path() /
+            ("fkv_vulkan_profile_" + std::to_string(getpid()) + ".gguf"))
+               .string();
+    RandomModelOptions o;
+    o.shape = "small";
+    o.type = type;
+    o.threads = 2;
+    make_random_model(o, path);
+    file = GgufFile::open(path);
+    model = LlamaModel::load(*file, be);
+  }
+  ~RandomModel() {
+    model.reset();
+    file.reset();
+    std::filesystem::remove(path);
+  }
+};
+
+constexpr int kDecodeSteps = 6;
+
+// A prompt then kDecodeSteps decode steps of fixed ids; profiling (when asked) covers the
+// decode steps only. Returns every eval's logits.
+std::vector<std::vector<float>> decode(Backend& vk, const LlamaModel& model, bool profiled) {
+  SessionOptions so;
+  so.ctx = 64;
+  Session s(model, so);
+  std::vector<std::vector<float>> out;
+  const std::vector<int32_t> prompt = {1, 7, 42, 300};
+  out.push_back(s.eval(prompt));
+  if (profiled) {
+    EXPECT_TRUE(vulkan_set_profile(vk, true));
+  }
+  for (int i = 0; i < kDecodeSteps; ++i) {
+    const int32_t t = int32_t((i * 53 + 5) % 500);
+    out.push_back(s.eval(std::span(&t, 1)));
+  }
+  return out;
+}
+
+TEST_F(ProfileTest, DecodeProfileMatchesTheStepsDispatchesAndLeavesLogitsUnchanged) {
+  RandomModel m(*vk, GgmlType::Q4_0);
+  vulkan_set_replay(*vk, true);
+  const auto plain = decode(*vk, *m.model, false);
+  const uint32_t per_step = vulkan_replay_info(*vk).dispatches;  // the recorded decode step's
+  ASSERT_GT(per_step, 0u) << "the unprofiled decode was not replayed";
+
+  const auto profiled = decode(*vk, *m.model, true);
+  const VulkanProfile p = vulkan_profile(*vk);
+  vulkan_print_profile(*vk);  // the table, for the log
+  vulkan_set_profile(*vk, false);
+
+  ASSERT_EQ(plain.size(), profiled.size());
+  for (size_t s = 0; s < plain.size(); ++s) {
+    ASSERT_EQ(plain[s].size(), profiled[s].size());
+    EXPECT_EQ(std::memcmp(plain[s].data(), profiled[s].data(), plain[s].size() * 4), 0)
+        << "eval " << s << " differs with profiling on";
+  }
+
+  expect_consistent(p);
+  EXPECT_EQ(p.dispatches, uint64_t(kDecodeSteps) * per_step);
+  const auto calls = calls_by_shader(p);
+  const uint64_t layers = uint64_t(m.model->hparams().n_layers), k = kDecodeSteps;
+  EXPECT_EQ(calls.at("embed"), k);
+  EXPECT_EQ(calls.at("rms_norm"), 2 * k);               // the first layer's norm and the output norm
+  EXPECT_EQ(calls.at("matmul"), (7 * layers + 1) * k);  // q k v o gate up down per layer, the logits
+  EXPECT_EQ(calls.at("add_rms_norm"), (2 * layers - 1) * k);
+  for (const auto& [name, n] : calls) EXPECT_EQ(n % k, 0u) << name << " is not the same in every step";
+  for (const char* name : {"rope", "attention_split"}) EXPECT_TRUE(calls.count(name)) << name;
+}
+
+}  // namespace
+}  // namespace fkv::test
