@@ -1,11 +1,14 @@
 // fkv-bench: prefill and decode speed at chosen context depths, with the memory it takes.
 //
 //   fkv-bench --n-prompt N --n-gen N --depth 0,4096,32768 --reps R [--backend B] [--kv P] [--json]
+//   [--profile]
 //
 // For each depth and repetition: a fresh session is filled to the depth with untimed prefill, then
 // n-prompt tokens are prefilled (timed) and n-gen tokens decoded one at a time (timed, so decode starts at
 // depth + n-prompt). Token ids are pseudo-random, so random-weight models without a tokenizer work; the
 // speed does not depend on the ids. Reports the median tokens/s with min, max and standard deviation.
+// --profile (Vulkan): after the timed repetitions of each depth, one more, untimed, with every dispatch
+// timed on the GPU; its prefill and its decode each print a per-shader table on stderr (docs/VULKAN.md).
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -22,6 +25,9 @@
 #include "engine/sampler.h"
 #include "engine/session.h"
 #include "util/error.h"
+#ifdef FKV_HAVE_VULKAN
+#include "backend/vulkan/vulkan_backend.h"
+#endif
 
 namespace {
 
@@ -37,6 +43,7 @@ struct DepthResult {
   Summary prefill, decode;  // tokens/s over the repetitions
   KvMemoryReport kv;        // after the last repetition's decode
   size_t activations = 0;
+  json profile;  // --profile: {"prefill": ..., "decode": ...}
 };
 
 double seconds_since(Clock::time_point t0) {
@@ -45,6 +52,38 @@ double seconds_since(Clock::time_point t0) {
 
 json summary_json(const Summary& s) {
   return {{"median", s.median}, {"min", s.min}, {"max", s.max}, {"mean", s.mean}, {"stdev", s.stdev}};
+}
+
+// --profile: the Vulkan GPU profile of one timed section (prefill or decode), started before it by
+// start_profile; prints the table on stderr under a heading and returns it as JSON (null without one).
+bool start_profile(Backend& backend) {
+#ifdef FKV_HAVE_VULKAN
+  return vulkan_set_profile(backend, true);
+#else
+  (void)backend;
+  return false;
+#endif
+}
+
+json finish_profile(Backend& backend, const std::string& heading) {
+#ifdef FKV_HAVE_VULKAN
+  const VulkanProfile p = vulkan_profile(backend);
+  if (!p.on) return nullptr;
+  std::fprintf(stderr, "fkv-bench: GPU profile of %s\n", heading.c_str());
+  vulkan_print_profile(backend);
+  vulkan_set_profile(backend, false);
+  json shaders = json::array();
+  for (const VulkanShaderTime& s : p.shaders)
+    shaders.push_back({{"shader", s.name}, {"calls", s.calls}, {"total_us", s.total_us}});
+  return {{"shaders", shaders},           {"dispatches", p.dispatches},
+          {"dispatch_us", p.dispatch_us}, {"command_buffers", p.command_buffers},
+          {"busy_us", p.busy_us},         {"gap_us", std::max(0.0, p.busy_us - p.dispatch_us)},
+          {"span_us", p.span_us}};
+#else
+  (void)backend;
+  (void)heading;
+  return nullptr;
+#endif
 }
 
 int bench_main(int argc, char** argv) {
@@ -77,6 +116,11 @@ int bench_main(int argc, char** argv) {
                  "stored through the KV policy; decode speed is the same, the fill takes far less time)")
       ->check(CLI::IsMember({"prefill", "synthetic"}))
       ->capture_default_str();
+  bool profile = false;
+  app.add_flag(
+      "--profile", profile,
+      "Vulkan: one more, untimed repetition per depth with every dispatch timed on the GPU; per-shader "
+      "tables of its prefill and decode on stderr (and in --json)");
   if (auto rc = parse_command_line(app, argc, argv)) return *rc;
   if (n_prompt == 0 && n_gen == 0) {
     std::fprintf(stderr, "fkv-bench: nothing to time: --n-prompt and --n-gen are both 0\n");
@@ -91,6 +135,11 @@ int bench_main(int argc, char** argv) {
     return kExitBadInput;
   }
   LoadedModel m = load_model(opts, opts.json);
+  if (profile && m.backend->name() != "vulkan") {
+    std::fprintf(stderr, "fkv-bench: --profile times Vulkan dispatches; the %s backend runs without it\n",
+                 m.backend->name().c_str());
+    profile = false;
+  }
   const LlamaHparams& hp = m.model->hparams();
   SessionOptions so;
   so.ctx = opts.ctx > 0 ? opts.ctx : needed;  // just enough: the KV cache is allocated for all of it
@@ -110,28 +159,41 @@ int bench_main(int argc, char** argv) {
     DepthResult r;
     r.depth = depth;
     std::vector<double> pp, tg;
-    for (int rep = 0; rep < reps; ++rep) {
+    // One repetition; with profile, an untimed one whose prefill and decode are profiled instead.
+    auto run = [&](bool profiled) {
       session.reset();
       const std::vector<float>* logits = nullptr;
       if (depth > 0 && synthetic_fill) session.fill_synthetic(depth, seed);
       if (depth > 0 && !synthetic_fill) logits = &session.eval(std::span(fill.data(), size_t(depth)));
+      const std::string at = " at depth " + std::to_string(depth);
       if (n_prompt > 0) {
+        if (profiled && !start_profile(*m.backend)) return;
         const auto t0 = Clock::now();
         logits = &session.eval(prompt);  // returns after the logits are read back: the work is done
-        pp.push_back(n_prompt / seconds_since(t0));
+        if (profiled)
+          r.profile["prefill"] =
+              finish_profile(*m.backend, "the prefill of " + std::to_string(n_prompt) + " tokens" + at);
+        else
+          pp.push_back(n_prompt / seconds_since(t0));
       }
       if (n_gen > 0) {
         int32_t next = logits           ? Sampler::argmax(logits->data(), int64_t(logits->size()))
                        : prompt.empty() ? 1
                                         : prompt[0];
+        if (profiled && !start_profile(*m.backend)) return;
         const auto t0 = Clock::now();
         for (int i = 0; i < n_gen; ++i) {
           logits = &session.eval(std::span(&next, 1));
           next = Sampler::argmax(logits->data(), int64_t(logits->size()));
         }
-        tg.push_back(n_gen / seconds_since(t0));
+        if (profiled)
+          r.profile["decode"] = finish_profile(*m.backend, std::to_string(n_gen) + " decoded tokens" + at);
+        else
+          tg.push_back(n_gen / seconds_since(t0));
       }
-    }
+    };
+    for (int rep = 0; rep < reps; ++rep) run(false);
+    if (profile) run(true);
     r.prefill = summarize(pp);
     r.decode = summarize(tg);
     r.kv = session.kv_memory();
@@ -166,6 +228,7 @@ int bench_main(int argc, char** argv) {
                   {"middle_pending", r.kv.middle_pending}}},
                 {"activation_bytes_estimate", r.activations},
                 {"device_bytes_total", weights + r.kv.allocated + r.activations}};
+      if (!r.profile.is_null()) d["gpu_profile"] = r.profile;
       if (n_prompt > 0) d["prefill_tokens_per_s"] = summary_json(r.prefill);
       if (n_gen > 0) d["decode_tokens_per_s"] = summary_json(r.decode);
       j["results"].push_back(d);
