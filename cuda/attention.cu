@@ -326,25 +326,52 @@ __global__ void __launch_bounds__(kPrefillThreads)
   }
 }
 
-// out[i, h, :] from the splits that hold positions of token i: log-sum-exp weights exp(m_s - M).
+// out[i, h, :] from the splits that hold positions of token i: log-sum-exp weights exp(m_s - M). The
+// threads share the per-split work (max, weights, sum) and keep the weights in shared memory, so that the
+// output loop over splits only loads and adds: at 32K tokens (129 splits) the serial version took 25 us a
+// layer.
 __global__ void attention_combine_kernel(const float* __restrict__ ws, int pos0, const int* __restrict__ pos0_dev,
                                          int H, int D, int span, int n_splits, float* __restrict__ out) {
+  extern __shared__ float weight[];  // [n_splits]
+  __shared__ float red[32];
   const int h = blockIdx.x, i = blockIdx.y;
   const int len = (pos0_dev ? *pos0_dev : pos0) + i + 1;
   const int valid = min(n_splits, (len + span - 1) / span);
-  const float* base = ws + (size_t(i) * H + h) * n_splits * size_t(D + 2);
+  const size_t stride = size_t(D + 2);
+  const float* base = ws + (size_t(i) * H + h) * n_splits * stride;
+  const int warps = blockDim.x >> 5, warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+
+  float m = -INFINITY;
+  for (int s = threadIdx.x; s < valid; s += blockDim.x) m = fmaxf(m, base[s * stride]);
+  for (int o = 16; o > 0; o >>= 1) m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, o));
+  if (lane == 0) red[warp] = m;
+  __syncthreads();
   float M = -INFINITY;
-  for (int s = 0; s < valid; ++s) M = fmaxf(M, base[s * size_t(D + 2)]);
+  for (int k = 0; k < warps; ++k) M = fmaxf(M, red[k]);
+  __syncthreads();  // red is reused below
+
+  float l = 0.0f;
+  for (int s = threadIdx.x; s < valid; s += blockDim.x) {
+    const float e = expf(base[s * stride] - M);
+    weight[s] = e;
+    l = fmaf(e, base[s * stride + 1], l);
+  }
+  for (int o = 16; o > 0; o >>= 1) l += __shfl_xor_sync(0xffffffffu, l, o);
+  if (lane == 0) red[warp] = l;
+  __syncthreads();
   float L = 0.0f;
-  for (int s = 0; s < valid; ++s) L += expf(base[s * size_t(D + 2)] - M) * base[s * size_t(D + 2) + 1];
+  for (int k = 0; k < warps; ++k) L += red[k];
   const float inv = 1.0f / L;
+
   for (int d = threadIdx.x; d < D; d += blockDim.x) {
-    float o = 0.0f;
-    for (int s = 0; s < valid; ++s) {
-      const float* part = base + s * size_t(D + 2);
-      o = fmaf(expf(part[0] - M), part[2 + d], o);
+    float o0 = 0.0f, o1 = 0.0f;
+    int s = 0;
+    for (; s + 1 < valid; s += 2) {  // two independent chains: loads stay in flight
+      o0 = fmaf(weight[s], base[s * stride + 2 + d], o0);
+      o1 = fmaf(weight[s + 1], base[(s + 1) * stride + 2 + d], o1);
     }
-    out[(size_t(i) * H + h) * D + d] = o * inv;
+    if (s < valid) o0 = fmaf(weight[s], base[s * stride + 2 + d], o0);
+    out[(size_t(i) * H + h) * D + d] = (o0 + o1) * inv;
   }
 }
 
@@ -424,7 +451,11 @@ void attention(const AttentionArgs& a, int sm_count, cudaStream_t st) {
     a.f16 ? decode<__half>(a, p, st) : decode<float>(a, p, st);
   else
     a.f16 ? prefill<__half>(a, p, st) : prefill<float>(a, p, st);
-  attention_combine_kernel<<<dim3(unsigned(a.s.n_heads), unsigned(a.n)), 128, 0, st>>>(
+  const size_t weight_bytes = sizeof(float) * size_t(p.n_splits);
+  if (weight_bytes > 48 * 1024)
+    throw Error(ErrorCode::kUnsupported, "CUDA attention: context too long for the split merge (" +
+                                             std::to_string(p.n_splits) + " splits)");
+  attention_combine_kernel<<<dim3(unsigned(a.s.n_heads), unsigned(a.n)), 128, weight_bytes, st>>>(
       a.workspace, a.pos0, a.pos0_dev, a.s.n_heads, a.s.head_dim, p.span, p.n_splits, a.out);
   check_launch("attention_combine");
 }

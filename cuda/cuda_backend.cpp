@@ -25,6 +25,7 @@
 #include "cuda_check.h"
 #include "cuda_kernels.h"
 #include "decode_graph.h"
+#include "quant_device.cuh"
 #include "fourier/fourier_basis.h"
 #include "split_chirp.h"
 #include "split_kv.h"
@@ -109,6 +110,22 @@ class CudaBackend : public Backend {
         "uploading " + std::to_string(bytes) + " bytes");
   }
 
+  void upload_weight(const Weight& w, const void* data, size_t bytes) override {
+    const WeightLayout layout = upload_layout(w.type, w.cols);
+    if (layout == WeightLayout::kGguf || bytes != size_t(w.rows) * row_bytes(w.type, w.cols))
+      return upload(*w.buf, 0, data, bytes);
+    // Repacked a slice of rows at a time, so the host copy stays small.
+    const size_t rb = row_bytes(w.type, w.cols);
+    const int64_t slice = std::max<int64_t>(1, int64_t((64u << 20) / rb));
+    std::vector<uint8_t> packed(size_t(std::min(slice, w.rows)) * rb);
+    for (int64_t r0 = 0; r0 < w.rows; r0 += slice) {
+      const int64_t n = std::min(slice, w.rows - r0);
+      repack_q4_0x8(static_cast<const uint8_t*>(data) + size_t(r0) * rb, n, w.cols, packed.data());
+      upload(*w.buf, size_t(r0) * rb, packed.data(), size_t(n) * rb);
+    }
+    static_cast<CudaBuffer&>(*w.buf).set_layout(int32_t(layout));
+  }
+
   void download(const DeviceBuffer& src, size_t offset, void* dst, size_t bytes) override {
     check_range(src, offset, bytes, "download");
     use_device();
@@ -154,6 +171,7 @@ class CudaBackend : public Backend {
     op.i[1] = table.rows;
     op.i[2] = table.cols;
     op.i[3] = n;
+    op.i[4] = layout_of(table);
     submit(op, n == 1);
   }
 
@@ -189,6 +207,7 @@ class CudaBackend : public Backend {
         op.i[0] = int64_t(w.type);
         op.i[1] = w.rows;
         op.i[2] = w.cols;
+        op.i[3] = layout_of(w);
         submit(op, n == 1);
       }
       return;
@@ -546,13 +565,15 @@ class CudaBackend : public Backend {
                        "copying between device buffers");
         return;
       case OpKind::kEmbed:
-        return cuda::embed(GgmlType(op.i[0]), op.p[0], op.i[1], op.i[2], static_cast<const int32_t*>(op.p[1]),
+        return cuda::embed(GgmlType(op.i[0]), WeightLayout(op.i[4]), op.p[0], op.i[1], op.i[2],
+                           static_cast<const int32_t*>(op.p[1]),
                            int(op.i[3]), mut(op.p[2]), stream_);
       case OpKind::kRmsNorm:
         return cuda::rms_norm(static_cast<const float*>(op.p[0]), static_cast<const float*>(op.p[1]),
                               int(op.i[0]), int(op.i[1]), op.f[0], mut(op.p[2]), stream_);
       case OpKind::kMatvec:
-        return cuda::matvec(GgmlType(op.i[0]), op.p[0], op.i[1], op.i[2], static_cast<const float*>(op.p[1]),
+        return cuda::matvec(GgmlType(op.i[0]), WeightLayout(op.i[3]), op.p[0], op.i[1], op.i[2],
+                            static_cast<const float*>(op.p[1]),
                             mut(op.p[2]), sm_count_, stream_);
       case OpKind::kRope:
         return cuda::rope(mut(op.p[0]), int(op.i[0]), int(op.i[1]), int(op.i[2]), op.pos0, pos_dev,
@@ -610,6 +631,7 @@ class CudaBackend : public Backend {
   }
 
   static float* mut(const void* p) { return static_cast<float*>(const_cast<void*>(p)); }
+  static int32_t layout_of(const Weight& w) { return static_cast<const CudaBuffer&>(*w.buf).layout(); }
 
   void gemm(const Weight& w, const float* x, int n, float* out) {
     const bool fp32 = w.type == GgmlType::F32 || w.type == GgmlType::BF16;
@@ -633,7 +655,7 @@ class CudaBackend : public Backend {
         a = dev(*w.buf);
       } else {
         void* scratch = w_scratch_.get(size_t(chunk_rows) * w.cols * elem, stream_);
-        dequantize_rows(w.type, dev(*w.buf), r0, rows, w.cols, scratch, !fp32, stream_);
+        dequantize_rows(w.type, WeightLayout(layout_of(w)), dev(*w.buf), r0, rows, w.cols, scratch, !fp32, stream_);
         a = scratch;
       }
       // Column-major view: C[rows x n] (ldc = w.rows) = A^T[rows x cols] * B[cols x n]; A is W's rows.

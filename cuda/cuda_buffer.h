@@ -3,6 +3,7 @@
 #include <cuda_runtime.h>
 
 #include <cstddef>
+#include <cstdint>
 #include <string>
 #include <utility>
 
@@ -18,9 +19,13 @@ class CudaBuffer : public DeviceBuffer {
   CudaBuffer(const CudaBuffer&) = delete;
   CudaBuffer& operator=(const CudaBuffer&) = delete;
   void* data() const { return ptr_; }
+  // How the bytes of a weight uploaded with upload_weight are arranged (cuda_kernels.h WeightLayout).
+  int32_t layout() const { return layout_; }
+  void set_layout(int32_t layout) { layout_ = layout; }
 
  private:
   void* ptr_ = nullptr;
+  int32_t layout_ = 0;
 };
 
 inline void* dev(const DeviceBuffer& b) { return static_cast<const CudaBuffer&>(b).data(); }

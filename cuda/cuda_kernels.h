@@ -13,16 +13,22 @@ namespace fkv::cuda {
 // True when the matvec/dequant kernels know the type (every GgmlType of ggml_type.h).
 bool weight_type_supported(GgmlType type);
 
+// How the backend holds a weight's bytes: as in the GGUF file, or Q4_0 rows repacked into runs of 8 blocks
+// (quant_device.cuh Q4_0x8) by upload_weight, for aligned loads in the decode matvec.
+enum class WeightLayout : int32_t { kGguf = 0, kQ4_0x8 = 1 };
+// The layout upload_weight gives a weight of this type and row length.
+WeightLayout upload_layout(GgmlType type, int64_t cols);
+
 // out[r] = sum_c W[r, c] x[c] for one token (matvec.cu). w: rows of row_bytes bytes.
-void matvec(GgmlType type, const void* w, int64_t rows, int64_t cols, const float* x, float* out,
-            int sm_count, cudaStream_t stream);
+void matvec(GgmlType type, WeightLayout layout, const void* w, int64_t rows, int64_t cols, const float* x,
+            float* out, int sm_count, cudaStream_t stream);
 
 // Decodes rows [row0, row0 + n_rows) of W into dst (dequant.cu): f16 for `to_half`, else fp32.
-void dequantize_rows(GgmlType type, const void* w, int64_t row0, int64_t n_rows, int64_t cols, void* dst,
-                     bool to_half, cudaStream_t stream);
+void dequantize_rows(GgmlType type, WeightLayout layout, const void* w, int64_t row0, int64_t n_rows, int64_t cols,
+                     void* dst, bool to_half, cudaStream_t stream);
 // out[i, :] = dequantize(table row ids[i]); ids out of range give NaN rows (the host validates ids first).
-void embed(GgmlType type, const void* table, int64_t rows, int64_t cols, const int32_t* ids, int n, float* out,
-           cudaStream_t stream);
+void embed(GgmlType type, WeightLayout layout, const void* table, int64_t rows, int64_t cols, const int32_t* ids,
+           int n, float* out, cudaStream_t stream);
 // fp32 -> f16 (round to nearest even), count values.
 void to_half(const float* src, int64_t count, void* dst, cudaStream_t stream);
 

@@ -91,9 +91,10 @@ void run_dense(const void* w, int64_t rows, int64_t row0, const int32_t* ids, in
 }
 
 template <class D>
-void decode(GgmlType type, const void* w, int64_t rows, int64_t row0, const int32_t* ids, int64_t n_rows,
-            int64_t cols, D* dst, cudaStream_t st) {
+void decode(GgmlType type, WeightLayout layout, const void* w, int64_t rows, int64_t row0, const int32_t* ids,
+            int64_t n_rows, int64_t cols, D* dst, cudaStream_t st) {
   if (n_rows == 0) return;
+  if (layout == WeightLayout::kQ4_0x8) return run_quant<Q4_0x8>(w, rows, row0, ids, n_rows, cols, dst, st);
   switch (type) {
     case GgmlType::F32: return run_dense<float>(w, rows, row0, ids, n_rows, cols, dst, st);
     case GgmlType::F16: return run_dense<__half>(w, rows, row0, ids, n_rows, cols, dst, st);
@@ -109,18 +110,22 @@ void decode(GgmlType type, const void* w, int64_t rows, int64_t row0, const int3
 
 }  // namespace
 
-void dequantize_rows(GgmlType type, const void* w, int64_t row0, int64_t n_rows, int64_t cols, void* dst,
-                     bool half_out, cudaStream_t st) {
-  const int64_t rows = row0 + n_rows;
-  if (half_out)
-    decode(type, w, rows, row0, nullptr, n_rows, cols, static_cast<__half*>(dst), st);
-  else
-    decode(type, w, rows, row0, nullptr, n_rows, cols, static_cast<float*>(dst), st);
+WeightLayout upload_layout(GgmlType type, int64_t cols) {
+  return type == GgmlType::Q4_0 && cols % 256 == 0 ? WeightLayout::kQ4_0x8 : WeightLayout::kGguf;
 }
 
-void embed(GgmlType type, const void* table, int64_t rows, int64_t cols, const int32_t* ids, int n, float* out,
-           cudaStream_t st) {
-  decode(type, table, rows, 0, ids, n, cols, out, st);
+void dequantize_rows(GgmlType type, WeightLayout layout, const void* w, int64_t row0, int64_t n_rows, int64_t cols,
+                     void* dst, bool half_out, cudaStream_t st) {
+  const int64_t rows = row0 + n_rows;
+  if (half_out)
+    decode(type, layout, w, rows, row0, nullptr, n_rows, cols, static_cast<__half*>(dst), st);
+  else
+    decode(type, layout, w, rows, row0, nullptr, n_rows, cols, static_cast<float*>(dst), st);
+}
+
+void embed(GgmlType type, WeightLayout layout, const void* table, int64_t rows, int64_t cols, const int32_t* ids,
+           int n, float* out, cudaStream_t st) {
+  decode(type, layout, table, rows, 0, ids, n, cols, out, st);
 }
 
 void to_half(const float* src, int64_t count, void* dst, cudaStream_t st) {

@@ -8,6 +8,7 @@
 #include <cuda_fp16.h>
 
 #include <algorithm>
+#include <cstdlib>
 
 #include "cuda_check.h"
 #include "cuda_kernels.h"
@@ -167,6 +168,98 @@ __global__ void matvec_quant_kernel(const uint8_t* __restrict__ w, int64_t rows,
   finish_row(acc, row, rows, out);
 }
 
+// Q4_0x8 rows (quant_device.cuh; a multiple of 256 values): a warp takes R rows and one run of 8 blocks per
+// pass, lane = 4 * block + part, part p holding the run's nibble word 4p..4p+3 of its block (values 4p..4p+3
+// and 16+4p..16+4p+3). Per pass and row the warp loads 128 contiguous bytes as aligned words plus the 16
+// bytes of scales; its two float4 loads of x cover 1 KiB of x contiguously and serve all R rows. kUnroll
+// passes are loaded before any is used, so that enough bytes are in flight to cover memory latency.
+template <int R>
+__global__ void matvec_q4_0x8_kernel(const uint8_t* __restrict__ w, int64_t rows, int64_t runs,
+                                     const float* __restrict__ x, float* __restrict__ out) {
+  constexpr int kUnroll = 4;
+  __shared__ float partial[R][kBlockThreads / 32];
+  const int64_t row0 = (int64_t(blockIdx.x) * blockDim.y + threadIdx.y) * R;
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, wpr = blockDim.x >> 5;
+  const int blk = lane >> 2, part = lane & 3;
+  const size_t row_bytes = size_t(runs) * Q4_0x8::kRunBytes;
+  const uint8_t* wr[R];
+#pragma unroll
+  for (int r = 0; r < R; ++r) wr[r] = w + size_t(min(row0 + r, rows - 1)) * row_bytes;  // clamped: no read past
+  const float4* x4 = reinterpret_cast<const float4*>(x) + 8 * blk + part;
+  float acc[R];
+#pragma unroll
+  for (int r = 0; r < R; ++r) acc[r] = 0.0f;
+
+  auto pass = [&](uint32_t q, float d, float4 xa, float4 xb, float& a) {
+    float s = 0.0f;
+    s = fmaf(small_uint_to_float(q & 15, 8.0f), xa.x, s);
+    s = fmaf(small_uint_to_float((q >> 8) & 15, 8.0f), xa.y, s);
+    s = fmaf(small_uint_to_float((q >> 16) & 15, 8.0f), xa.z, s);
+    s = fmaf(small_uint_to_float((q >> 24) & 15, 8.0f), xa.w, s);
+    s = fmaf(small_uint_to_float((q >> 4) & 15, 8.0f), xb.x, s);
+    s = fmaf(small_uint_to_float((q >> 12) & 15, 8.0f), xb.y, s);
+    s = fmaf(small_uint_to_float((q >> 20) & 15, 8.0f), xb.z, s);
+    s = fmaf(small_uint_to_float(q >> 28, 8.0f), xb.w, s);
+    a = fmaf(d, s, a);
+  };
+
+  if (row0 < rows) {
+    int64_t s = warp;
+    for (; s + (kUnroll - 1) * wpr < runs; s += kUnroll * wpr) {
+      uint32_t q[kUnroll][R];
+      float d[kUnroll][R];
+      float4 xa[kUnroll], xb[kUnroll];
+#pragma unroll
+      for (int k = 0; k < kUnroll; ++k) {
+        const int64_t run = s + k * wpr;
+        xa[k] = __ldg(x4 + 64 * run);
+        xb[k] = __ldg(x4 + 64 * run + 4);
+#pragma unroll
+        for (int r = 0; r < R; ++r) {
+          const uint8_t* base = wr[r] + size_t(run) * Q4_0x8::kRunBytes;
+          q[k][r] = __ldcs(reinterpret_cast<const unsigned int*>(base + 16) + lane);
+          d[k][r] = __half2float(__ushort_as_half(__ldg(reinterpret_cast<const unsigned short*>(base) + blk)));
+        }
+      }
+#pragma unroll
+      for (int k = 0; k < kUnroll; ++k)
+#pragma unroll
+        for (int r = 0; r < R; ++r) pass(q[k][r], d[k][r], xa[k], xb[k], acc[r]);
+    }
+    for (; s < runs; s += wpr) {
+      const float4 xa = __ldg(x4 + 64 * s), xb = __ldg(x4 + 64 * s + 4);
+#pragma unroll
+      for (int r = 0; r < R; ++r) {
+        const uint8_t* base = wr[r] + size_t(s) * Q4_0x8::kRunBytes;
+        const uint32_t q = __ldcs(reinterpret_cast<const unsigned int*>(base + 16) + lane);
+        const float d = __half2float(__ushort_as_half(__ldg(reinterpret_cast<const unsigned short*>(base) + blk)));
+        pass(q, d, xa, xb, acc[r]);
+      }
+    }
+  }
+#pragma unroll
+  for (int r = 0; r < R; ++r) acc[r] = warp_sum(acc[r]);
+  if (wpr == 1) {
+    if (lane == 0)
+#pragma unroll
+      for (int r = 0; r < R; ++r)
+        if (row0 + r < rows) out[row0 + r] = acc[r];
+    return;
+  }
+  if (lane == 0)
+#pragma unroll
+    for (int r = 0; r < R; ++r) partial[r][threadIdx.y * wpr + warp] = acc[r];
+  __syncthreads();
+  if (threadIdx.x == 0)
+#pragma unroll
+    for (int r = 0; r < R; ++r) {
+      if (row0 + r >= rows) continue;
+      float t = 0.0f;
+      for (int i = 0; i < wpr; ++i) t += partial[r][threadIdx.y * wpr + i];
+      out[row0 + r] = t;
+    }
+}
+
 // Chooses warps per row so that the grid has enough warps to keep memory busy, without giving a warp
 // fewer than two work items per pass.
 dim3 block_shape(int64_t rows, int64_t items_per_row, int sm_count) {
@@ -191,6 +284,34 @@ void matvec_quant(const void* w, int64_t rows, int64_t cols, const float* x, flo
   const size_t row_bytes = size_t(cols / (32 * F::kUnitsPerBlock)) * F::kBlockBytes;
   launch(matvec_quant_kernel<F>, "matvec_quant", rows, units * 8, sm, st, static_cast<const uint8_t*>(w), rows, units,
          row_bytes, x, out);
+}
+
+// Rows per warp of the Q4_0x8 matvec: 2 unless FKV_CUDA_Q4_ROWS says 1 or 4 (a tuning knob, read once).
+int q4_rows_per_warp() {
+  static const int r = [] {
+    const char* v = std::getenv("FKV_CUDA_Q4_ROWS");
+    const int n = v ? std::atoi(v) : 2;
+    return n == 1 || n == 4 ? n : 2;
+  }();
+  return r;
+}
+
+template <int R>
+void launch_q4_0x8(const void* w, int64_t rows, int64_t cols, const float* x, float* out, int sm, cudaStream_t st) {
+  const int64_t runs = cols / 256;
+  const int64_t warp_rows = (rows + R - 1) / R;
+  const dim3 block = block_shape(warp_rows, runs * 32, sm);
+  const int64_t grid = (warp_rows + block.y - 1) / block.y;
+  matvec_q4_0x8_kernel<R><<<unsigned(grid), block, 0, st>>>(static_cast<const uint8_t*>(w), rows, runs, x, out);
+  check_launch("matvec_q4_0x8");
+}
+
+void matvec_q4_0x8(const void* w, int64_t rows, int64_t cols, const float* x, float* out, int sm, cudaStream_t st) {
+  switch (q4_rows_per_warp()) {
+    case 1: return launch_q4_0x8<1>(w, rows, cols, x, out, sm, st);
+    case 4: return launch_q4_0x8<4>(w, rows, cols, x, out, sm, st);
+    default: return launch_q4_0x8<2>(w, rows, cols, x, out, sm, st);
+  }
 }
 
 template <class T>
@@ -219,9 +340,10 @@ bool weight_type_supported(GgmlType type) {
   return false;
 }
 
-void matvec(GgmlType type, const void* w, int64_t rows, int64_t cols, const float* x, float* out, int sm,
-            cudaStream_t st) {
+void matvec(GgmlType type, WeightLayout layout, const void* w, int64_t rows, int64_t cols, const float* x,
+            float* out, int sm, cudaStream_t st) {
   if (rows == 0) return;
+  if (layout == WeightLayout::kQ4_0x8) return matvec_q4_0x8(w, rows, cols, x, out, sm, st);
   switch (type) {
     case GgmlType::F32: {
       const float* wf = static_cast<const float*>(w);

@@ -87,6 +87,59 @@ FKV_UNROLL
   }
 };
 
+// Q4_0 as the CUDA backend stores it (cuda_backend.cpp upload_weight) when a row is a multiple of 256
+// values: each run of 8 blocks (144 bytes, 16-byte aligned) holds the 8 scales, then the 8 blocks' 16
+// nibble bytes. A warp then reads a run's nibbles as 32 aligned words, where ggml's 18-byte blocks (2-byte
+// aligned) allow only 2-byte loads; the bytes per row do not change.
+struct Q4_0x8 {
+  static constexpr int kBlockBytes = 18;
+  static constexpr int kUnitsPerBlock = 1;
+  static constexpr bool kOffset = false;
+  static constexpr int kRunBlocks = 8;
+  static constexpr int kRunBytes = 144;
+  FKV_HD static const uint8_t* scale_at(const uint8_t* row, int u) {
+    return row + size_t(u >> 3) * kRunBytes + 2 * (u & 7);
+  }
+  FKV_HD static const uint8_t* nibbles_at(const uint8_t* row, int u) {
+    return row + size_t(u >> 3) * kRunBytes + 16 + 16 * (u & 7);
+  }
+  FKV_HD static void load(const uint8_t* row, int u, Unit& r) {
+    r.a0 = r.a1 = half_at(scale_at(row, u));
+    r.b0 = r.b1 = 0.0f;
+    const uint8_t* q = nibbles_at(row, u);
+FKV_UNROLL
+    for (int i = 0; i < 4; ++i) {
+      const uint32_t w = u32_at(q + 4 * i);
+FKV_UNROLL
+      for (int k = 0; k < 4; ++k) {
+        r.q[4 * i + k] = small_uint_to_float((w >> (8 * k)) & 15, 8.0f);
+        r.q[4 * i + k + 16] = small_uint_to_float((w >> (8 * k + 4)) & 15, 8.0f);
+      }
+    }
+  }
+  FKV_HD static void load4(const uint8_t* row, int u, int p, Quad& r) {
+    r.a = half_at(scale_at(row, u));
+    r.b = 0.0f;
+    const uint32_t w = u32_at(nibbles_at(row, u) + 4 * (p & 3));
+    const int shift = (p >> 2) * 4;
+FKV_UNROLL
+    for (int k = 0; k < 4; ++k) r.q[k] = small_uint_to_float((w >> (8 * k + shift)) & 15, 8.0f);
+  }
+};
+
+// ggml Q4_0 rows (cols a multiple of 256) -> Q4_0x8, same size. Host only.
+inline void repack_q4_0x8(const uint8_t* src, int64_t rows, int64_t cols, uint8_t* dst) {
+  const int64_t runs = cols / 256;
+  for (int64_t r = 0; r < rows * runs; ++r) {
+    const uint8_t* in = src + r * Q4_0x8::kRunBytes;
+    uint8_t* out = dst + r * Q4_0x8::kRunBytes;
+    for (int b = 0; b < Q4_0x8::kRunBlocks; ++b) {
+      std::memcpy(out + 2 * b, in + 18 * b, 2);
+      std::memcpy(out + 16 + 16 * b, in + 18 * b + 2, 16);
+    }
+  }
+}
+
 // Q4_1: 20 bytes: f16 d, f16 m, 16 bytes of nibbles; value = d * q + m.
 struct Q4_1 {
   static constexpr int kBlockBytes = 20;

@@ -29,10 +29,11 @@ Weight LlamaModel::upload_matrix(const GgufFile& f, const std::string& name, int
           "tensor " + name + " has shape " + shape_text(t.dims) + ", expected [" + std::to_string(cols) + ", " +
               std::to_string(rows) + "]");
   BufferPtr buf = backend_->alloc(t.n_bytes, "weight " + name);
-  backend_->upload(*buf, 0, t.data, t.n_bytes);
+  const Weight w{buf.get(), t.type, rows, cols};
+  backend_->upload_weight(w, t.data, t.n_bytes);
   buffers_.push_back(buf);
   weight_bytes_ += t.n_bytes;
-  return Weight{buf.get(), t.type, rows, cols};
+  return w;
 }
 
 BufferPtr LlamaModel::upload_norm(const GgufFile& f, const std::string& name, int64_t dim) {

@@ -49,6 +49,20 @@ class CudaOpTest : public ::testing::Test {
   Pair both(const std::vector<T>& v) {
     return both(v.data(), v.size() * sizeof(T));
   }
+  // A weight matrix's GGUF bytes uploaded as the model loader does (upload_weight: the CUDA backend may repack
+  // them); returns the weights of both sides.
+  struct WeightPair {
+    Pair buf;
+    Weight c, g;
+  };
+  WeightPair weights(const std::vector<uint8_t>& bytes, GgmlType type, int64_t rows, int64_t cols) {
+    WeightPair p{{cpu->alloc(bytes.size(), "test weight"), gpu->alloc(bytes.size(), "test weight")}, {}, {}};
+    p.c = Weight{p.buf.c.get(), type, rows, cols};
+    p.g = Weight{p.buf.g.get(), type, rows, cols};
+    cpu->upload_weight(p.c, bytes.data(), bytes.size());
+    gpu->upload_weight(p.g, bytes.data(), bytes.size());
+    return p;
+  }
   // An output buffer of n floats filled with NaN on both sides, so that an element an op fails to write shows.
   Pair poisoned(size_t n) { return both(std::vector<float>(n, std::numeric_limits<float>::quiet_NaN())); }
 

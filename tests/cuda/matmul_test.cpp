@@ -13,19 +13,28 @@ const GgmlType kTypes[] = {GgmlType::F32, GgmlType::F16, GgmlType::BF16, GgmlTyp
 
 bool is_k_quant(GgmlType t) { return t == GgmlType::Q4_K || t == GgmlType::Q6_K; }
 
-void run_case(Matmul& t, GgmlType type, int64_t rows, int64_t cols, int n) {
+// as_weight: uploaded with upload_weight, like the model loader (the backend's own layout, e.g. Q4_0 repacked
+// in runs of 8 blocks when a row is a multiple of 256); else with plain upload (the GGUF layout).
+void run_case(Matmul& t, GgmlType type, int64_t rows, int64_t cols, int n, bool as_weight = true) {
   std::vector<float> values = t.random_floats(size_t(rows * cols));
   std::vector<uint8_t> w(row_bytes(type, cols) * rows);
   quantize_row(type, values.data(), w.data(), rows * cols);
-  auto wb = t.both(w.data(), w.size());
   auto x = t.both(t.random_floats(size_t(n) * cols, -2, 2));
   auto out = t.poisoned(size_t(n) * rows);
-  t.cpu->matmul(Weight{wb.c.get(), type, rows, cols}, *x.c, n, *out.c);
-  t.gpu->matmul(Weight{wb.g.get(), type, rows, cols}, *x.g, n, *out.g);
+  if (as_weight) {
+    auto wp = t.weights(w, type, rows, cols);
+    t.cpu->matmul(wp.c, *x.c, n, *out.c);
+    t.gpu->matmul(wp.g, *x.g, n, *out.g);
+  } else {
+    auto wb = t.both(w.data(), w.size());
+    t.cpu->matmul(Weight{wb.c.get(), type, rows, cols}, *x.c, n, *out.c);
+    t.gpu->matmul(Weight{wb.g.get(), type, rows, cols}, *x.g, n, *out.g);
+  }
   const bool fp32_path = n <= 2 || type == GgmlType::F32 || type == GgmlType::BF16;
   const double tol = fp32_path ? 1e-4 : 2e-3;
   EXPECT_LT(t.rel_error(t.read_gpu(out, size_t(n) * rows), t.read_cpu(out, size_t(n) * rows)), tol)
-      << type_name(uint32_t(type)) << " rows=" << rows << " cols=" << cols << " n=" << n;
+      << type_name(uint32_t(type)) << " rows=" << rows << " cols=" << cols << " n=" << n
+      << (as_weight ? " (upload_weight)" : " (upload)");
 }
 
 TEST_F(Matmul, DecodeEveryType) {
@@ -47,6 +56,17 @@ TEST_F(Matmul, DecodeOddShapes) {
     run_case(*this, type, 13, 32 * 37, 1);
   }
   for (GgmlType type : {GgmlType::Q4_K, GgmlType::Q6_K}) run_case(*this, type, 13, 256 * 3, 1);
+}
+
+TEST_F(Matmul, Q4_0InBothLayouts) {
+  // Rows of a multiple of 256 values are repacked (Q4_0x8) by upload_weight; the GGUF layout stays readable
+  // for buffers uploaded as plain bytes. Row counts around the kernel's rows per warp and warps per block.
+  for (bool as_weight : {true, false})
+    for (int64_t rows : {1, 2, 3, 5, 255, 1023, 1025})
+      for (int64_t cols : {256, 768, 14336}) {
+        run_case(*this, GgmlType::Q4_0, rows, cols, 1, as_weight);
+        if (rows == 1025) run_case(*this, GgmlType::Q4_0, rows, cols, 40, as_weight);  // prefill: dequantized
+      }
 }
 
 TEST_F(Matmul, TwoTokensUseMatvec) {

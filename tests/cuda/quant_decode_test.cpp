@@ -13,8 +13,9 @@
 namespace fkv::cuda {
 namespace {
 
+// repacked: the decoder reads the CUDA backend's Q4_0x8 copy of the rows, the reference the ggml bytes.
 template <class F>
-void check_format(GgmlType type) {
+void check_format(GgmlType type, bool repacked = false) {
   const int64_t cols = 512, rows = 3;
   std::mt19937 rng(7);
   std::uniform_real_distribution<float> dist(-2.0f, 2.0f);
@@ -23,10 +24,12 @@ void check_format(GgmlType type) {
   const size_t rb = row_bytes(type, cols);
   std::vector<uint8_t> w(rb * rows);
   quantize_row(type, values.data(), w.data(), rows * cols);
+  std::vector<uint8_t> packed(w.size());
+  if (repacked) repack_q4_0x8(w.data(), rows, cols, packed.data());
   std::vector<float> want(static_cast<size_t>(cols));
   for (int64_t r = 0; r < rows; ++r) {
-    const uint8_t* row = w.data() + rb * r;
-    dequantize_row(type, row, want.data(), cols);
+    dequantize_row(type, w.data() + rb * r, want.data(), cols);
+    const uint8_t* row = (repacked ? packed.data() : w.data()) + rb * r;
     for (int u = 0; u < cols / 32; ++u) {
       Unit unit;
       F::load(row, u, unit);
@@ -46,6 +49,7 @@ void check_format(GgmlType type) {
 }
 
 TEST(CudaQuantDecode, Q4_0) { check_format<Q4_0>(GgmlType::Q4_0); }
+TEST(CudaQuantDecode, Q4_0RepackedInRunsOf8) { check_format<Q4_0x8>(GgmlType::Q4_0, true); }
 TEST(CudaQuantDecode, Q4_1) { check_format<Q4_1>(GgmlType::Q4_1); }
 TEST(CudaQuantDecode, Q8_0) { check_format<Q8_0>(GgmlType::Q8_0); }
 TEST(CudaQuantDecode, Q4_K) { check_format<Q4_K>(GgmlType::Q4_K); }
