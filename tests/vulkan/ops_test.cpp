@@ -1,5 +1,7 @@
 // Each Vulkan op against the CPU reference on fresh random inputs, poisoned outputs and odd sizes.
+#include <map>
 #include <string>
+#include <vector>
 
 #include "model/ggml_type.h"
 #include "model/quant.h"
@@ -66,37 +68,73 @@ TEST_P(TypeTest, MatmulMatchesCpu) {
   }
 }
 
-// The GPU configuration of matmul (threads sharing a row, vector loads, 16 tokens per workgroup) on any
-// device: lavapipe otherwise runs its own (one row per invocation).
-TEST_P(TypeTest, MatmulGpuKernelsMatchCpu) {
-  std::unique_ptr<Backend> own;
-  Backend* be = vk;
-  if (vk->device_name().find("llvmpipe") != std::string::npos) {
-    setenv("FKV_VULKAN_GPU_KERNELS", "1", 1);
-    own = create_vulkan_backend(-1);
-    unsetenv("FKV_VULKAN_GPU_KERNELS");
-    be = own.get();
-  }
-  const GgmlType type = GetParam();
-  for (int64_t want_cols : {int64_t(512), int64_t(173)}) {
-    const int64_t cols = block_cols(type, want_cols), rows = 67;
-    const auto bytes = random_weight(type, rows, cols, 7);
-    BufferPtr wv = be->alloc(bytes.size(), "weight"), wc = cpu->alloc(bytes.size(), "weight");
-    be->upload(*wv, 0, bytes.data(), bytes.size());
-    cpu->upload(*wc, 0, bytes.data(), bytes.size());
-    for (int n : {1, 5, 19}) {
-      const std::vector<float> x = random_floats(size_t(n * cols), uint32_t(n + 100));
-      BufferPtr xv = be->alloc(x.size() * 4, "x"), xc = cpu->alloc(x.size() * 4, "x");
-      be->upload(*xv, 0, x.data(), x.size() * 4);
-      cpu->upload(*xc, 0, x.data(), x.size() * 4);
-      BufferPtr ov = be->alloc(size_t(n * rows) * 4, "out"), oc = cpu->alloc(size_t(n * rows) * 4, "out");
-      std::vector<uint8_t> nan(size_t(n * rows) * 4, 0xFF);
-      be->upload(*ov, 0, nan.data(), nan.size());
-      be->matmul(Weight{wv.get(), type, rows, cols}, *xv, n, *ov);
-      cpu->matmul(Weight{wc.get(), type, rows, cols}, *xc, n, *oc);
-      EXPECT_LT(max_rel_error(read(*be, *ov, n * rows), read(*cpu, *oc, n * rows)), 1e-4)
-          << type_name(uint32_t(type)) << " cols " << cols << " n " << n;
+// Vulkan backends made with some environment variables set, one per setting for the whole program (NVIDIA's
+// driver refuses new instances after a few dozen), destroyed and validated after the last test.
+class EnvBackends : public ::testing::Environment {
+ public:
+  // vars: "NAME=VALUE" pairs set while the backend is created.
+  static Backend& get(const std::vector<std::string>& vars) {
+    std::string key;
+    for (const auto& v : vars) key += v + ";";
+    auto& b = backends_[key];
+    if (!b) {
+      for (const auto& v : vars)
+        setenv(v.substr(0, v.find('=')).c_str(), v.substr(v.find('=') + 1).c_str(), 1);
+      b = create_vulkan_backend(-1);
+      for (const auto& v : vars) unsetenv(v.substr(0, v.find('=')).c_str());
     }
+    return *b;
+  }
+  void TearDown() override {
+    const uint64_t before = vulkan_validation_message_count();
+    backends_.clear();
+    EXPECT_EQ(vulkan_validation_message_count(), before) << "Vulkan validation messages at destruction";
+  }
+
+ private:
+  static inline std::map<std::string, std::unique_ptr<Backend>> backends_;
+};
+::testing::Environment* const kEnvBackends = ::testing::AddGlobalTestEnvironment(new EnvBackends);
+
+// The GPU configuration of matmul (threads sharing a row, vector loads, 16 tokens per workgroup; for one
+// token matvec.comp) on any device: lavapipe otherwise runs its own (one row per invocation). Twice: with
+// subgroupAdd where the device has it, and with the shared-memory reduction. Sizes: rows not a multiple of
+// the workgroup's rows, cols not a multiple of 256 (Q4_0/Q8_0 rows then start 2 bytes into a word), cols
+// past one pass of the workgroup (4384: a second, partial pass), cols % 8 != 0 (F16 falls back).
+TEST_P(TypeTest, MatmulGpuKernelsMatchCpu) {
+  const bool cpu_device = vk->device_name().find("llvmpipe") != std::string::npos;
+  for (const char* subgroup : {"1", "0"}) {
+    std::vector<std::string> vars = {std::string("FKV_VULKAN_SUBGROUP=") + subgroup};
+    if (cpu_device) vars.push_back("FKV_VULKAN_GPU_KERNELS=1");
+    Backend* be = !cpu_device && subgroup[0] == '1' ? vk : &EnvBackends::get(vars);
+    const GgmlType type = GetParam();
+    struct Shape {
+      int64_t rows, want_cols;
+      std::vector<int> ns;
+    };
+    for (const Shape& sh : {Shape{67, 512, {1, 5, 19}}, Shape{67, 173, {1, 5, 19}}, Shape{259, 1056, {1}},
+                            Shape{5, 4384, {1}}, Shape{1, 64, {1}}}) {
+      const int64_t cols = block_cols(type, sh.want_cols), rows = sh.rows;
+      const auto bytes = random_weight(type, rows, cols, 7);
+      BufferPtr wv = be->alloc(bytes.size(), "weight"), wc = cpu->alloc(bytes.size(), "weight");
+      be->upload(*wv, 0, bytes.data(), bytes.size());
+      cpu->upload(*wc, 0, bytes.data(), bytes.size());
+      for (int n : sh.ns) {
+        const std::vector<float> x = random_floats(size_t(n * cols), uint32_t(n + 100));
+        BufferPtr xv = be->alloc(x.size() * 4, "x"), xc = cpu->alloc(x.size() * 4, "x");
+        be->upload(*xv, 0, x.data(), x.size() * 4);
+        cpu->upload(*xc, 0, x.data(), x.size() * 4);
+        BufferPtr ov = be->alloc(size_t(n * rows) * 4, "out"), oc = cpu->alloc(size_t(n * rows) * 4, "out");
+        std::vector<uint8_t> nan(size_t(n * rows) * 4, 0xFF);
+        be->upload(*ov, 0, nan.data(), nan.size());
+        be->matmul(Weight{wv.get(), type, rows, cols}, *xv, n, *ov);
+        cpu->matmul(Weight{wc.get(), type, rows, cols}, *xc, n, *oc);
+        EXPECT_LT(max_rel_error(read(*be, *ov, n * rows), read(*cpu, *oc, n * rows)), 1e-4)
+            << type_name(uint32_t(type)) << " rows " << rows << " cols " << cols << " n " << n << " subgroup "
+            << subgroup;
+      }
+    }
+    be->synchronize();
   }
 }
 

@@ -147,11 +147,41 @@ class VulkanBackend : public Backend {
                                delta(xb, size_t(i0) * x_row) / 4,
                                delta(ob, size_t(i0) * out_row) / 4 + uint32_t(r0),
                                uint32_t(w.rows)};
+        if (const Pipeline* mv = matvec_pipeline(w, ni, pc[3], pc[4])) {
+          const auto [gx, gz] = split(uint32_t((nr + matvec_rows(w.type) - 1) / matvec_rows(w.type)));
+          rec_.dispatch(*mv, {wb, xb, ob}, pc, sizeof(pc), gx, 1, gz);
+          continue;
+        }
         const uint32_t groups = uint32_t((nr + rows_per_group - 1) / rows_per_group);
         const auto [gx, gz] = split(groups);
         rec_.dispatch(p, {wb, xb, ob}, pc, sizeof(pc), gx, uint32_t((ni + nt - 1) / nt), gz);
       }
     }
+  }
+
+  // Rows per workgroup of matvec.comp: F16 two (16-byte loads, 8 in flight per thread), quantized four
+  // (each slot's activations serve four rows; the weight loads are narrow).
+  static uint32_t matvec_rows(GgmlType t) { return t == GgmlType::F16 ? 2 : 4; }
+
+  // The GPU decode matvec (shaders/common/matvec.glsl) when it applies to this piece, else nullptr
+  // (matmul.comp then): one token, not a CPU device, F16 / Q4_0 / Q4_1 / Q8_0, activations 16-byte aligned,
+  // F16 rows 16-byte aligned (its 16-byte loads).
+  const Pipeline* matvec_pipeline(const Weight& w, int64_t n, uint32_t w_base, uint32_t x_base) {
+    if (n != 1 || cpu_device_ || !matvec_ || x_base % 4 != 0) return nullptr;
+    switch (w.type) {
+      case GgmlType::F16:
+        if (w.cols % 8 != 0 || w_base % 16 != 0) return nullptr;
+        break;
+      case GgmlType::Q4_0:
+      case GgmlType::Q4_1:
+      case GgmlType::Q8_0:
+        break;
+      default:
+        return nullptr;
+    }
+    const uint32_t unroll = 4;
+    return &pipelines_.get(ctx_->subgroup_arithmetic() ? "matvec_subgroup" : "matvec",
+                           {kWorkgroup, uint32_t(w.type), kWorkgroup, matvec_rows(w.type), unroll}, 3);
   }
 
   void rope(DeviceBuffer& x, int n, int n_heads, int pos0, const RopeParams& rp) override {
@@ -453,6 +483,11 @@ class VulkanBackend : public Backend {
   // CPU implementations (lavapipe) run one row per invocation: their barriers cost more than GPUs'.
   // FKV_VULKAN_GPU_KERNELS=1 makes them run the GPU configuration (tests use it).
   bool cpu_device_ = false;
+  // FKV_VULKAN_MATVEC=0 sends GPU decode to matmul.comp instead of matvec.comp (for timing the two).
+  bool matvec_ = [] {
+    const char* v = std::getenv("FKV_VULKAN_MATVEC");
+    return !(v && std::strcmp(v, "0") == 0);
+  }();
 };
 
 }  // namespace

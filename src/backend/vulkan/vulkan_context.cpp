@@ -274,6 +274,18 @@ VulkanContext::VulkanContext(int device) {
       push_descriptor_ = reinterpret_cast<PFN_vkCmdPushDescriptorSetKHR>(
           vkGetDeviceProcAddr(device_, "vkCmdPushDescriptorSetKHR"));
 
+    VkPhysicalDeviceSubgroupProperties sub{};
+    sub.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SUBGROUP_PROPERTIES;
+    VkPhysicalDeviceProperties2 props2{};
+    props2.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_PROPERTIES_2;
+    props2.pNext = &sub;
+    vkGetPhysicalDeviceProperties2(physical_, &props2);
+    const VkSubgroupFeatureFlags ops = VK_SUBGROUP_FEATURE_BASIC_BIT | VK_SUBGROUP_FEATURE_ARITHMETIC_BIT;
+    const char* sub_env = std::getenv("FKV_VULKAN_SUBGROUP");
+    subgroup_arithmetic_ = (sub.supportedStages & VK_SHADER_STAGE_COMPUTE_BIT) != 0 &&
+                           (sub.supportedOperations & ops) == ops &&
+                           !(sub_env && std::string(sub_env) == "0");
+
     binding_alignment_ = std::max<VkDeviceSize>(props_.limits.minStorageBufferOffsetAlignment, 4);
     max_binding_ = std::min<VkDeviceSize>(props_.limits.maxStorageBufferRange, VkDeviceSize(1) << 30);
     max_binding_ -= max_binding_ % binding_alignment_;

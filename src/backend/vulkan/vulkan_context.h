@@ -37,6 +37,10 @@ class VulkanContext {
   uint32_t timestamp_valid_bits() const { return timestamp_bits_; }
   float timestamp_period_ns() const { return props_.limits.timestampPeriod; }
 
+  // Subgroup arithmetic (subgroupAdd) in compute shaders, as the device reports it (Vulkan 1.1 subgroup
+  // properties); FKV_VULKAN_SUBGROUP=0 turns it off to run the shared-memory fallbacks.
+  bool subgroup_arithmetic() const { return subgroup_arithmetic_; }
+
   // VK_KHR_push_descriptor when the device has it (nullptr otherwise: descriptor sets from a pool).
   PFN_vkCmdPushDescriptorSetKHR push_descriptor_fn() const { return push_descriptor_; }
 
@@ -57,6 +61,7 @@ class VulkanContext {
   VkDeviceSize max_binding_ = 0;
   VkDeviceSize binding_alignment_ = 16;
   PFN_vkCmdPushDescriptorSetKHR push_descriptor_ = nullptr;
+  bool subgroup_arithmetic_ = false;
   std::mutex garbage_mutex_;
   std::vector<std::pair<VkBuffer, VkDeviceMemory>> garbage_;
 };

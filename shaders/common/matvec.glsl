@@ -1,0 +1,163 @@
+// The decode matrix-vector product on GPUs: out[r] = sum_c W[r, c] * x[c] for one token.
+// Included by matvec.comp (partial sums added in shared memory) and matvec_subgroup.comp (subgroupAdd, for
+// devices with subgroup arithmetic in compute); the including file defines FKV_SUBGROUP_ADD to 0 or 1.
+//
+// A workgroup of WG threads computes R neighbouring rows, every thread working on all R: the row is cut
+// into 8-value slots, thread t takes slots t, t + WG, t + 2 WG, ..., so neighbouring threads read
+// neighbouring bytes of each row and of x. Each slot's 8 activations are loaded once (two vec4) and used
+// for the R rows; U slots are loaded before any is used, so R * U weight loads are in flight per thread.
+// Quantized slots are a quarter of a Q4_0/Q4_1 block (one word of nibbles: values 4q..4q+3 and their
+// partners 16 later) or a quarter of a Q8_0 block (8 bytes); the block scale multiplies the slot's integer
+// dot product, fp32 throughout. Rows past the end are clamped (loaded, never written) and slots past the
+// end are loaded at the last slot and not added, so loads need no branches.
+// The host uses this shader for F16 (cols % 8 == 0, 16-byte aligned rows), Q4_0, Q4_1 and Q8_0 when x
+// starts 16-byte aligned; everything else goes to matmul.comp.
+#extension GL_GOOGLE_include_directive : require
+#extension GL_EXT_control_flow_attributes : require
+#if FKV_SUBGROUP_ADD
+#extension GL_KHR_shader_subgroup_arithmetic : require
+#endif
+
+layout(local_size_x_id = 0) in;
+layout(constant_id = 1) const uint WTYPE = 1u;
+layout(constant_id = 2) const uint WG = 128u;  // equals local_size_x; a power of two
+layout(constant_id = 3) const uint R = 2u;     // rows per workgroup
+layout(constant_id = 4) const uint U = 4u;     // slots per thread loaded together
+
+layout(std430, binding = 0) readonly buffer Weights { uint w[]; };
+layout(std430, binding = 0) readonly buffer Weights4 { uvec4 w4[]; };  // the same words, 16 bytes at a time
+layout(std430, binding = 1) readonly buffer X4 { vec4 x4[]; };
+layout(std430, binding = 2) writeonly buffer Out { float o[]; };
+
+// The layout of matmul.comp's push constants (n is always 1 here, out_stride unused).
+layout(push_constant) uniform Params {
+  uint rows;
+  uint cols;
+  uint n;
+  uint w_base;  // byte offset of the first row in binding 0
+  uint x_base;  // float offset of x in binding 1, a multiple of 4
+  uint out_base;
+  uint out_stride;
+} p;
+
+#include "common/grid.glsl"
+#include "common/dequant.glsl"
+
+shared float red[R * WG];
+
+// The 4 bytes at even byte address b, with no read past the word that holds the last of them.
+uint word_at(uint b) {
+  const uint i = b >> 2;
+  const uint lo = w[i], hi = w[i + ((b >> 1) & 1u)];
+  return (b & 2u) == 0u ? lo : (lo >> 16) | (hi << 16);
+}
+
+// Nibble k (0..7) of a word minus `bias` (8 or 0), exactly, as a float: the bits 0x4B000000 | n are the
+// float 2^23 + n, so one mask and one subtraction replace an integer-to-float conversion.
+float nib(uint q, uint k, float bias) {
+  return uintBitsToFloat(((q >> (4u * k)) & 0xFu) | 0x4B000000u) - (8388608.0 + bias);
+}
+
+// Raw data of one slot of one row: F16: the slot's 16 bytes; Q4_0: (scale bits, nibble word);
+// Q4_1: (scale and min bits, nibble word); Q8_0: (scale bits, bytes 0-3, bytes 4-7).
+uvec4 load_slot(uint rb, uint s) {
+  if (WTYPE == T_F16) return w4[(rb >> 4) + s];
+  const uint blk = s >> 2, q = s & 3u;
+  if (WTYPE == T_Q4_0) {
+    const uint b = rb + blk * 18u;
+    return uvec4(word_at(b), word_at(b + 2u + 4u * q), 0u, 0u);
+  }
+  if (WTYPE == T_Q4_1) {
+    const uint b = rb + blk * 20u;  // rows of Q4_1 are whole words
+    return uvec4(w[b >> 2], w[(b >> 2) + 1u + q], 0u, 0u);
+  }
+  const uint b = rb + blk * 34u;  // Q8_0
+  return uvec4(word_at(b), word_at(b + 2u + 8u * q), word_at(b + 6u + 8u * q), 0u);
+}
+
+// The activations of slot s: F16 and Q8_0 take 8 consecutive values; Q4_0/Q4_1 values 4q..4q+3 and
+// 16+4q..16+4q+3 of their block.
+void load_x(uint xb4, uint s, out vec4 a, out vec4 b) {
+  if (WTYPE == T_F16 || WTYPE == T_Q8_0) {
+    a = x4[xb4 + 2u * s];
+    b = x4[xb4 + 2u * s + 1u];
+  } else {
+    const uint i = xb4 + (s >> 2) * 8u + (s & 3u);
+    a = x4[i];
+    b = x4[i + 4u];
+  }
+}
+
+float slot_dot(uvec4 d, vec4 a, vec4 b) {
+  if (WTYPE == T_F16) {
+    return dot(vec4(unpackHalf2x16(d.x), unpackHalf2x16(d.y)), a) +
+           dot(vec4(unpackHalf2x16(d.z), unpackHalf2x16(d.w)), b);
+  }
+  if (WTYPE == T_Q4_0) {
+    const float scale = unpackHalf2x16(d.x & 0xFFFFu).x;
+    const vec4 lo = vec4(nib(d.y, 0u, 8.0), nib(d.y, 2u, 8.0), nib(d.y, 4u, 8.0), nib(d.y, 6u, 8.0));
+    const vec4 hi = vec4(nib(d.y, 1u, 8.0), nib(d.y, 3u, 8.0), nib(d.y, 5u, 8.0), nib(d.y, 7u, 8.0));
+    return scale * (dot(lo, a) + dot(hi, b));
+  }
+  if (WTYPE == T_Q4_1) {
+    // (n d + m) x summed: d * sum(n x) + m * sum(x), with n the unsigned nibble.
+    const vec2 dm = unpackHalf2x16(d.x);
+    const vec4 lo = vec4(nib(d.y, 0u, 0.0), nib(d.y, 2u, 0.0), nib(d.y, 4u, 0.0), nib(d.y, 6u, 0.0));
+    const vec4 hi = vec4(nib(d.y, 1u, 0.0), nib(d.y, 3u, 0.0), nib(d.y, 5u, 0.0), nib(d.y, 7u, 0.0));
+    return dm.x * (dot(lo, a) + dot(hi, b)) + dm.y * dot(a + b, vec4(1.0));
+  }
+  const float scale = unpackHalf2x16(d.x & 0xFFFFu).x;  // Q8_0
+  const vec4 lo = vec4(sbyte_of(d.y, 0u), sbyte_of(d.y, 1u), sbyte_of(d.y, 2u), sbyte_of(d.y, 3u));
+  const vec4 hi = vec4(sbyte_of(d.z, 0u), sbyte_of(d.z, 1u), sbyte_of(d.z, 2u), sbyte_of(d.z, 3u));
+  return scale * (dot(lo, a) + dot(hi, b));
+}
+
+void main() {
+  const uint tid = gl_LocalInvocationID.x;
+  const uint row0 = linear_workgroup() * R;
+  const uint slots = p.cols / 8u;  // F16: cols % 8 == 0; quantized: 4 slots per 32-value block
+  const uint rbytes = row_bytes(p.cols);
+  const uint xb4 = p.x_base / 4u;
+
+  float acc[R];
+  [[unroll]] for (uint r = 0u; r < R; ++r) acc[r] = 0.0;
+  for (uint s0 = tid; s0 < slots; s0 += WG * U) {
+    vec4 xa[U], xb[U];
+    uvec4 raw[R * U];
+    [[unroll]] for (uint k = 0u; k < U; ++k) {
+      const uint s = min(s0 + k * WG, slots - 1u);
+      load_x(xb4, s, xa[k], xb[k]);
+      [[unroll]] for (uint r = 0u; r < R; ++r)
+        raw[r * U + k] = load_slot(p.w_base + min(row0 + r, p.rows - 1u) * rbytes, s);
+    }
+    [[unroll]] for (uint k = 0u; k < U; ++k) {
+      if (s0 + k * WG < slots) {
+        [[unroll]] for (uint r = 0u; r < R; ++r) acc[r] += slot_dot(raw[r * U + k], xa[k], xb[k]);
+      }
+    }
+  }
+
+#if FKV_SUBGROUP_ADD
+  // One sum per subgroup and row, then the first R threads add the subgroups' sums (any subgroup size).
+  [[unroll]] for (uint r = 0u; r < R; ++r) {
+    const float s = subgroupAdd(acc[r]);
+    if (subgroupElect()) red[r * WG + gl_SubgroupID] = s;
+  }
+  barrier();
+  if (tid < R && row0 + tid < p.rows) {
+    float t = 0.0;
+    for (uint i = 0u; i < gl_NumSubgroups; ++i) t += red[tid * WG + i];
+    o[p.out_base + row0 + tid] = t;
+  }
+#else
+  [[unroll]] for (uint r = 0u; r < R; ++r) red[r * WG + tid] = acc[r];
+  barrier();
+  for (uint h = WG / 2u; h > 0u; h >>= 1) {
+    if (tid < h) {
+      [[unroll]] for (uint r = 0u; r < R; ++r) red[r * WG + tid] += red[r * WG + tid + h];
+    }
+    barrier();
+  }
+  if (tid < R && row0 + tid < p.rows) o[p.out_base + row0 + tid] = red[tid * WG];
+#endif
+}
