@@ -52,11 +52,14 @@ uint word_at(uint b) {
   return (b & 2u) == 0u ? lo : (lo >> 16) | (hi << 16);
 }
 
-// Nibble k (0..7) of a word minus `bias` (8 or 0), exactly, as a float: the bits 0x4B000000 | n are the
-// float 2^23 + n, so one mask and one subtraction replace an integer-to-float conversion.
-float nib(uint q, uint k, float bias) {
-  return uintBitsToFloat(((q >> (4u * k)) & 0xFu) | 0x4B000000u) - (8388608.0 + bias);
-}
+// The 2 bytes at even byte address b, in the low half of the result (upper bits not cleared).
+uint half_at(uint b) { return w[b >> 2] >> ((b & 2u) * 8u); }
+
+// The nibble of h under mask m (one of 0xF, 0xF0, 0xF00, 0xF000: the nibble times 16^j) minus `bias`, as
+// a float, exactly: the bits 0x4B000000 | v are the float 2^23 + v for v < 2^23, so a mask and a
+// subtraction replace a shift and an integer-to-float conversion. The factor 16^j is taken out of the
+// activations instead (prep_x), once per slot for all R rows.
+float nib(uint h, uint m, float bias) { return uintBitsToFloat((h & m) | 0x4B000000u) - (8388608.0 + bias); }
 
 // Raw data of one slot of one row: F16: the slot's 16 bytes; Q4_0: (scale bits, nibble word);
 // Q4_1: (scale and min bits, nibble word); Q8_0: (scale bits, bytes 0-3, bytes 4-7).
@@ -65,14 +68,14 @@ uvec4 load_slot(uint rb, uint s) {
   const uint blk = s >> 2, q = s & 3u;
   if (WTYPE == T_Q4_0) {
     const uint b = rb + blk * 18u;
-    return uvec4(word_at(b), word_at(b + 2u + 4u * q), 0u, 0u);
+    return uvec4(half_at(b), word_at(b + 2u + 4u * q), 0u, 0u);
   }
   if (WTYPE == T_Q4_1) {
     const uint b = rb + blk * 20u;  // rows of Q4_1 are whole words
     return uvec4(w[b >> 2], w[(b >> 2) + 1u + q], 0u, 0u);
   }
   const uint b = rb + blk * 34u;  // Q8_0
-  return uvec4(word_at(b), word_at(b + 2u + 8u * q), word_at(b + 6u + 8u * q), 0u);
+  return uvec4(half_at(b), word_at(b + 2u + 8u * q), word_at(b + 6u + 8u * q), 0u);
 }
 
 // The activations of slot s: F16 and Q8_0 take 8 consecutive values; Q4_0/Q4_1 values 4q..4q+3 and
@@ -88,25 +91,40 @@ void load_x(uint xb4, uint s, out vec4 a, out vec4 b) {
   }
 }
 
-float slot_dot(uvec4 d, vec4 a, vec4 b) {
+// Q4_0/Q4_1: the activations divided by the 16^j that nib() leaves on each nibble (exact: powers of two),
+// and (Q4_1, for its minimum) the slot's plain sum.
+void prep_x(inout vec4 a, inout vec4 b, out float sum) {
+  sum = 0.0;
+  if (WTYPE == T_Q4_0 || WTYPE == T_Q4_1) {
+    if (WTYPE == T_Q4_1) sum = dot(a + b, vec4(1.0));
+    a *= vec4(1.0, 1.0 / 256.0, 1.0, 1.0 / 256.0);
+    b *= vec4(1.0 / 16.0, 1.0 / 4096.0, 1.0 / 16.0, 1.0 / 4096.0);
+  }
+}
+
+// Q4_0 (bias 8) / Q4_1 (bias 0): sum over the slot's 8 nibbles of (n - bias) * x, with x from prep_x.
+// Word q holds values 4q..4q+3 in its low nibbles (bits 0, 8, 16, 24) and 16+4q.. in its high ones.
+float nibble_dot(uint q, float bias, vec4 a, vec4 b) {
+  const uint h = q >> 16;
+  const vec4 lo = vec4(nib(q, 0xFu, bias), nib(q, 0xF00u, bias * 256.0), nib(h, 0xFu, bias),
+                       nib(h, 0xF00u, bias * 256.0));
+  const vec4 hi = vec4(nib(q, 0xF0u, bias * 16.0), nib(q, 0xF000u, bias * 4096.0), nib(h, 0xF0u, bias * 16.0),
+                       nib(h, 0xF000u, bias * 4096.0));
+  return dot(lo, a) + dot(hi, b);
+}
+
+float slot_dot(uvec4 d, vec4 a, vec4 b, float xsum) {
   if (WTYPE == T_F16) {
     return dot(vec4(unpackHalf2x16(d.x), unpackHalf2x16(d.y)), a) +
            dot(vec4(unpackHalf2x16(d.z), unpackHalf2x16(d.w)), b);
   }
-  if (WTYPE == T_Q4_0) {
-    const float scale = unpackHalf2x16(d.x & 0xFFFFu).x;
-    const vec4 lo = vec4(nib(d.y, 0u, 8.0), nib(d.y, 2u, 8.0), nib(d.y, 4u, 8.0), nib(d.y, 6u, 8.0));
-    const vec4 hi = vec4(nib(d.y, 1u, 8.0), nib(d.y, 3u, 8.0), nib(d.y, 5u, 8.0), nib(d.y, 7u, 8.0));
-    return scale * (dot(lo, a) + dot(hi, b));
-  }
+  if (WTYPE == T_Q4_0) return unpackHalf2x16(d.x).x * nibble_dot(d.y, 8.0, a, b);
   if (WTYPE == T_Q4_1) {
-    // (n d + m) x summed: d * sum(n x) + m * sum(x), with n the unsigned nibble.
+    // (n d + m) x summed: d * sum(n x) + m * sum(x).
     const vec2 dm = unpackHalf2x16(d.x);
-    const vec4 lo = vec4(nib(d.y, 0u, 0.0), nib(d.y, 2u, 0.0), nib(d.y, 4u, 0.0), nib(d.y, 6u, 0.0));
-    const vec4 hi = vec4(nib(d.y, 1u, 0.0), nib(d.y, 3u, 0.0), nib(d.y, 5u, 0.0), nib(d.y, 7u, 0.0));
-    return dm.x * (dot(lo, a) + dot(hi, b)) + dm.y * dot(a + b, vec4(1.0));
+    return dm.x * nibble_dot(d.y, 0.0, a, b) + dm.y * xsum;
   }
-  const float scale = unpackHalf2x16(d.x & 0xFFFFu).x;  // Q8_0
+  const float scale = unpackHalf2x16(d.x).x;  // Q8_0
   const vec4 lo = vec4(sbyte_of(d.y, 0u), sbyte_of(d.y, 1u), sbyte_of(d.y, 2u), sbyte_of(d.y, 3u));
   const vec4 hi = vec4(sbyte_of(d.z, 0u), sbyte_of(d.z, 1u), sbyte_of(d.z, 2u), sbyte_of(d.z, 3u));
   return scale * (dot(lo, a) + dot(hi, b));
@@ -123,6 +141,7 @@ void main() {
   [[unroll]] for (uint r = 0u; r < R; ++r) acc[r] = 0.0;
   for (uint s0 = tid; s0 < slots; s0 += WG * U) {
     vec4 xa[U], xb[U];
+    float xs[U];
     uvec4 raw[R * U];
     [[unroll]] for (uint k = 0u; k < U; ++k) {
       const uint s = min(s0 + k * WG, slots - 1u);
@@ -131,8 +150,9 @@ void main() {
         raw[r * U + k] = load_slot(p.w_base + min(row0 + r, p.rows - 1u) * rbytes, s);
     }
     [[unroll]] for (uint k = 0u; k < U; ++k) {
+      prep_x(xa[k], xb[k], xs[k]);
       if (s0 + k * WG < slots) {
-        [[unroll]] for (uint r = 0u; r < R; ++r) acc[r] += slot_dot(raw[r * U + k], xa[k], xb[k]);
+        [[unroll]] for (uint r = 0u; r < R; ++r) acc[r] += slot_dot(raw[r * U + k], xa[k], xb[k], xs[k]);
       }
     }
   }
