@@ -1,21 +1,39 @@
 #version 450
-// Causal attention, first pass: workgroup (chunk c, head h, query i) attends the cache rows of its chunk,
-// [c * chunk_len, min((c + 1) * chunk_len, pos0 + i + 1)), with an online softmax, and writes the partial
-// result (max score m, sum of exp l, unnormalised output acc) for attention_merge.comp to combine with a
-// log-sum-exp. Splitting the sequence over workgroups lets one decode query fill the GPU. pos0 comes from
-// the position register and the chunking from common/attention_chunks.glsl, so that one recorded dispatch
-// of `want` chunk workgroups serves every position.
+// Causal attention over a full cache, first pass. Workgroup (chunk c, head block b, query i) takes KV head
+// kvh = b / (G / HC) and the HC query heads h0 .. h0+HC-1 of its group that read it (GQA: with HC = G the
+// cache is read once per KV head, not once per query head), over the chunk's cache rows
+// [c * chunk_len, min((c + 1) * chunk_len, pos0 + i + 1)). It writes per head the partial result (max score
+// m, sum of exp l, unnormalised output acc) that attention_merge.comp combines with a log-sum-exp. pos0 comes
+// from the position register and the chunking from common/attention_chunks.glsl, so that one recorded
+// dispatch of `want` chunk workgroups serves every position.
+//
+// Memory: the cache is read as 16-byte words (uvec4: 8 f16 or 4 f32 values), NS words per KV-head row, and
+// neighbouring threads read neighbouring words of a row, so each row is one contiguous, fully used span.
+// The chunk is walked in spans of SPAN rows:
+//  - K: tiles of TK rows are staged in shared memory (each thread holds LPT words; the next tile's loads are
+//    issued before the current tile's dot products, so they are in flight meanwhile). Thread j then dots row
+//    j with the HC query vectors (q_s, broadcast reads): the row is read from shared memory once for all
+//    heads, and the padded stride (NSP odd) keeps consecutive rows in different banks.
+//  - softmax: the span's scores (buf, [HC][SPAN]) get one running max per head (online softmax across
+//    spans; each head's thread block reduces its share), then become probabilities in place.
+//  - V: read straight from memory, thread (row group rg, word sl) weighs rows rg, rg + RPV, ... (UV rows
+//    loaded before they are used) into HC x VW accumulators; the row groups are summed once at the end.
+// No subgroup operation is used (any subgroup size works); shared memory stays under 27 KiB (the host
+// checks the device limit and falls back to attention_split_rows.comp otherwise).
 #extension GL_GOOGLE_include_directive : require
 #extension GL_EXT_control_flow_attributes : require
 
 layout(local_size_x_id = 0) in;
-layout(constant_id = 1) const uint WG = 64u;  // equals local_size_x; a power of two; keys per tile
-layout(constant_id = 2) const uint D = 64u;   // head_dim
+layout(constant_id = 1) const uint WG = 128u;    // equals local_size_x
+layout(constant_id = 2) const uint D = 128u;     // head_dim; a multiple of VW, D / VW <= WG, HC * D <= BUF
 layout(constant_id = 3) const bool KV_F16 = true;
+layout(constant_id = 4) const uint HC = 4u;      // query heads per workgroup, a divisor of the group size
+layout(constant_id = 5) const uint TK = 32u;     // rows per K tile
+layout(constant_id = 6) const uint SPAN = 512u;  // rows per softmax span: a multiple of TK, HC * SPAN <= BUF
 
 layout(std430, binding = 0) readonly buffer Q { float q[]; };
-layout(std430, binding = 1) readonly buffer K { uint kc[]; };
-layout(std430, binding = 2) readonly buffer V { uint vc[]; };
+layout(std430, binding = 1) readonly buffer K { uvec4 kc[]; };
+layout(std430, binding = 2) readonly buffer V { uvec4 vc[]; };
 layout(std430, binding = 3) writeonly buffer Partial { float part[]; };  // [n, heads, want, D + 2]
 layout(std430, binding = 4) readonly buffer Position { uint pos0; };
 
@@ -24,115 +42,195 @@ layout(push_constant) uniform Params {
   uint heads;
   uint kv_heads;
   float scale;
-  uint want;  // chunk workgroups dispatched
+  uint want;       // chunk workgroups dispatched per (query, head block)
+  uint min_chunk;  // keys per chunk at least, a multiple of TK
 } p;
 
 #include "common/attention_chunks.glsl"
 #include "common/grid.glsl"
 
-const uint DPT = (D + WG - 1u) / WG;  // output dims per thread
+const uint VW = KV_F16 ? 8u : 4u;              // cache values per 16-byte word
+const uint NS = D / VW;                        // words per KV-head row
+const uint NSP = NS | 1u;                      // k_s row stride in words: odd, so no bank conflicts
+const uint LPT = (TK * NS + WG - 1u) / WG;     // K tile words per thread
+const uint RPV = WG / NS;                      // V row groups
+const uint UV = 4u;                            // V rows per thread loaded before use
+const uint BUF = 2048u;                        // floats of buf
+const uint TPH = WG / HC;                      // threads per head in the softmax
+const uint OPT = (HC * D + WG - 1u) / WG;      // outputs per thread in the final sum
 
-shared float q_s[D];
-shared float p_s[WG];
+shared vec4 q_s[HC * D / 4u];
+shared uvec4 k_s[TK * NSP];
+shared float buf[BUF];  // the span's scores, then probabilities, [HC][SPAN]; at the end row-group outputs
 shared float red[WG];
+shared float alpha_s[HC];
 
+uint tid;
+uint kv_base;  // word offset of this KV head in row 0
+uvec4 kr[LPT];
 
-float key_dot(uint e0) {
-  float s = 0.0;
-  if (KV_F16) {
-    for (uint j = 0u; j < D; j += 2u) {
-      const vec2 k2 = unpackHalf2x16(kc[(e0 + j) >> 1]);
-      s += q_s[j] * k2.x + q_s[j + 1u] * k2.y;
+// The K tile of rows t0 .. t0+rows-1 into registers (rows past `rows` read nothing).
+void load_k(uint t0, uint rows) {
+  [[unroll]] for (uint e = 0u; e < LPT; ++e) {
+    const uint idx = tid + e * WG, r = idx / NS, sl = idx % NS;
+    kr[e] = uvec4(0u);
+    if (r < rows) kr[e] = kc[(t0 + r) * p.kv_heads * NS + kv_base + sl];
+  }
+}
+
+void store_k() {
+  [[unroll]] for (uint e = 0u; e < LPT; ++e) {
+    const uint idx = tid + e * WG, r = idx / NS, sl = idx % NS;
+    if (r < TK) k_s[r * NSP + sl] = kr[e];
+  }
+}
+
+// Scores of the staged tile's rows 0 .. rows-1 for the HC heads, into buf at span offset off.
+void tile_scores(uint off, uint rows) {
+  for (uint j = tid; j < rows; j += WG) {
+    float s[HC];
+    [[unroll]] for (uint g = 0u; g < HC; ++g) s[g] = 0.0;
+    for (uint sl = 0u; sl < NS; ++sl) {
+      const uvec4 w = k_s[j * NSP + sl];
+      if (KV_F16) {
+        const vec4 a = vec4(unpackHalf2x16(w.x), unpackHalf2x16(w.y));
+        const vec4 b = vec4(unpackHalf2x16(w.z), unpackHalf2x16(w.w));
+        [[unroll]] for (uint g = 0u; g < HC; ++g) {
+          const uint o = (g * D) / 4u + 2u * sl;
+          s[g] += dot(q_s[o], a) + dot(q_s[o + 1u], b);
+        }
+      } else {
+        const vec4 a = uintBitsToFloat(w);
+        [[unroll]] for (uint g = 0u; g < HC; ++g) s[g] += dot(q_s[(g * D) / 4u + sl], a);
+      }
     }
-  } else {
-    for (uint j = 0u; j < D; ++j) s += q_s[j] * uintBitsToFloat(kc[e0 + j]);
+    [[unroll]] for (uint g = 0u; g < HC; ++g) buf[g * SPAN + off + j] = s[g];
   }
-  return s;
 }
 
-float value_at(uint e) {
+float acc[HC * VW];
+
+void accumulate(uvec4 w, uint j) {
+  vec4 a, b;
   if (KV_F16) {
-    const vec2 v2 = unpackHalf2x16(vc[e >> 1]);
-    return (e & 1u) == 0u ? v2.x : v2.y;
+    a = vec4(unpackHalf2x16(w.x), unpackHalf2x16(w.y));
+    b = vec4(unpackHalf2x16(w.z), unpackHalf2x16(w.w));
+  } else {
+    a = uintBitsToFloat(w);
+    b = vec4(0.0);
   }
-  return uintBitsToFloat(vc[e]);
-}
-
-float reduce_max(float v, uint tid) {
-  red[tid] = v;
-  barrier();
-  for (uint k = WG / 2u; k > 0u; k >>= 1) {
-    if (tid < k) red[tid] = max(red[tid], red[tid + k]);
-    barrier();
+  [[unroll]] for (uint g = 0u; g < HC; ++g) {
+    const float pr = buf[g * SPAN + j];
+    [[unroll]] for (uint v = 0u; v < 4u; ++v) acc[g * VW + v] += pr * a[v];
+    if (KV_F16) {
+      [[unroll]] for (uint v = 0u; v < 4u; ++v) acc[g * VW + 4u + v] += pr * b[v];
+    }
   }
-  const float r = red[0];
-  barrier();
-  return r;
-}
-
-float reduce_sum(float v, uint tid) {
-  red[tid] = v;
-  barrier();
-  for (uint k = WG / 2u; k > 0u; k >>= 1) {
-    if (tid < k) red[tid] += red[tid + k];
-    barrier();
-  }
-  const float r = red[0];
-  barrier();
-  return r;
 }
 
 void main() {
-  const uint tid = gl_LocalInvocationID.x;
-  const uint c = gl_WorkGroupID.x, h = gl_WorkGroupID.y, i = gl_WorkGroupID.z;
-  const uint chunk_len = attention_chunk_len(pos0 + p.n, p.want, WG);
+  tid = gl_LocalInvocationID.x;
+  const uint c = gl_WorkGroupID.x, blk = gl_WorkGroupID.y, i = gl_WorkGroupID.z;
+  const uint chunk_len = attention_chunk_len(pos0 + p.n, p.want, TK, p.min_chunk);
   if (c >= attention_chunks(pos0 + p.n, chunk_len)) return;  // uniform: the whole workgroup leaves
-  const uint kvh = h / (p.heads / p.kv_heads);
-  const uint kv_row = p.kv_heads * D;
+  const uint group = p.heads / p.kv_heads;
+  const uint kvh = (blk * HC) / group;
+  const uint h0 = blk * HC;
+  kv_base = kvh * NS;
   const uint len = pos0 + i + 1u;
   const uint start = c * chunk_len;
   const uint end = min(start + chunk_len, len);
 
-  for (uint j = tid; j < D; j += WG) q_s[j] = q[(i * p.heads + h) * D + j];
-  barrier();
+  const uint qb = (i * p.heads + h0) * D;
+  for (uint e = tid; e < HC * D / 4u; e += WG)
+    q_s[e] = vec4(q[qb + 4u * e], q[qb + 4u * e + 1u], q[qb + 4u * e + 2u], q[qb + 4u * e + 3u]) * p.scale;
+  // The first barrier of the span loop orders q_s before its use.
 
-  // m is the running max (uniform); each thread keeps its own share of the exp sum, rescaled with the
-  // shared alpha, and the shares are added once at the end: one reduction per tile instead of two.
-  float m = kNegBig, l_part = 0.0;
-  float acc[DPT];
-  [[unroll]] for (uint k = 0u; k < DPT; ++k) acc[k] = 0.0;
+  const uint g_own = tid / TPH, k_own = tid % TPH;  // softmax: head and share (g_own < HC)
+  const uint sl = tid % NS, rg = tid / NS;          // V pass: word and row group (rg < RPV)
+  float m_own = kNegBig, l_own = 0.0;
+  [[unroll]] for (uint e = 0u; e < HC * VW; ++e) acc[e] = 0.0;
 
-  for (uint t0 = start; t0 < end; t0 += WG) {
-    const uint t = t0 + tid;
-    const bool live = t < end;
-    const float s = live ? key_dot(t * kv_row + kvh * D) * p.scale : kNegBig;
-    const float m_new = max(m, reduce_max(s, tid));
-    const float pr = live ? exp(s - m_new) : 0.0;
-    p_s[tid] = pr;
-    barrier();
-    const float alpha = exp(m - m_new);
-    l_part = l_part * alpha + pr;
-    const uint tile = min(WG, end - t0);
-    [[unroll]] for (uint k = 0u; k < DPT; ++k) {
-      const uint d = tid + k * WG;
-      if (d < D) {
-        float a = acc[k] * alpha;
-        for (uint j = 0u; j < tile; ++j) a += p_s[j] * value_at((t0 + j) * kv_row + kvh * D + d);
-        acc[k] = a;
-      }
+  for (uint s0 = start; s0 < end; s0 += SPAN) {
+    const uint s1 = min(s0 + SPAN, end), cnt = s1 - s0;
+    load_k(s0, min(TK, cnt));
+    for (uint t0 = s0; t0 < s1; t0 += TK) {
+      barrier();  // the previous tile's dot products (and the previous span's V pass) are done with k_s, buf
+      store_k();
+      barrier();
+      if (t0 + TK < s1) load_k(t0 + TK, min(TK, s1 - t0 - TK));  // in flight during the dot products
+      tile_scores(t0 - s0, min(TK, s1 - t0));
     }
-    m = m_new;
-    barrier();  // p_s is rewritten by the next tile
-  }
-  const float l = reduce_sum(l_part, tid);
+    barrier();
 
-  const uint base = ((i * p.heads + h) * p.want + c) * (D + 2u);
-  if (tid == 0u) {
-    part[base] = m;
-    part[base + 1u] = l;
+    float mx = kNegBig;
+    if (g_own < HC)
+      for (uint j = k_own; j < cnt; j += TPH) mx = max(mx, buf[g_own * SPAN + j]);
+    red[tid] = mx;
+    barrier();
+    float alpha = 1.0;
+    if (g_own < HC) {
+      float m_new = m_own;
+      for (uint k = 0u; k < TPH; ++k) m_new = max(m_new, red[g_own * TPH + k]);
+      alpha = exp(m_own - m_new);
+      float lsum = 0.0;
+      for (uint j = k_own; j < cnt; j += TPH) {
+        const float pr = exp(buf[g_own * SPAN + j] - m_new);
+        buf[g_own * SPAN + j] = pr;
+        lsum += pr;
+      }
+      l_own = l_own * alpha + lsum;
+      m_own = m_new;
+      if (k_own == 0u) alpha_s[g_own] = alpha;
+    }
+    barrier();
+
+    if (rg < RPV) {
+      [[unroll]] for (uint g = 0u; g < HC; ++g) {
+        const float a = alpha_s[g];
+        [[unroll]] for (uint v = 0u; v < VW; ++v) acc[g * VW + v] *= a;
+      }
+      const uint stride = p.kv_heads * NS;
+      uint r = s0 + rg;
+      for (; r + (UV - 1u) * RPV < s1; r += UV * RPV) {
+        uvec4 w[UV];
+        [[unroll]] for (uint u = 0u; u < UV; ++u) w[u] = vc[(r + u * RPV) * stride + kv_base + sl];
+        [[unroll]] for (uint u = 0u; u < UV; ++u) accumulate(w[u], r + u * RPV - s0);
+      }
+      for (; r < s1; r += RPV) accumulate(vc[r * stride + kv_base + sl], r - s0);
+    }
   }
-  [[unroll]] for (uint k = 0u; k < DPT; ++k) {
-    const uint d = tid + k * WG;
-    if (d < D) part[base + 2u + d] = acc[k];
+
+  // Sum the row groups' accumulators through buf, RB groups at a time.
+  barrier();  // the last V pass is done with buf and red
+  red[tid] = g_own < HC ? l_own : 0.0;
+  const uint HD = HC * D, RB = BUF / HD;
+  float outv[OPT];
+  [[unroll]] for (uint k = 0u; k < OPT; ++k) outv[k] = 0.0;
+  for (uint r0 = 0u; r0 < RPV; r0 += RB) {
+    if (rg < RPV && rg >= r0 && rg < r0 + RB) {
+      [[unroll]] for (uint g = 0u; g < HC; ++g)
+        [[unroll]] for (uint v = 0u; v < VW; ++v) buf[(rg - r0) * HD + g * D + sl * VW + v] = acc[g * VW + v];
+    }
+    barrier();
+    const uint nb = min(RB, RPV - r0);
+    [[unroll]] for (uint k = 0u; k < OPT; ++k) {
+      const uint e = tid + k * WG;
+      if (e < HD)
+        for (uint b = 0u; b < nb; ++b) outv[k] += buf[b * HD + e];
+    }
+    barrier();
+  }
+
+  const uint base = ((i * p.heads + h0) * p.want + c) * (D + 2u);  // head h0 + g at base + g * want * (D + 2)
+  if (g_own < HC && k_own == 0u) {
+    float l = 0.0;
+    for (uint k = 0u; k < TPH; ++k) l += red[g_own * TPH + k];
+    part[base + g_own * p.want * (D + 2u)] = m_own;
+    part[base + g_own * p.want * (D + 2u) + 1u] = l;
+  }
+  [[unroll]] for (uint k = 0u; k < OPT; ++k) {
+    const uint e = tid + k * WG;
+    if (e < HD) part[base + (e / D) * p.want * (D + 2u) + 2u + e % D] = outv[k];
   }
 }

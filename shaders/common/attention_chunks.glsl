@@ -1,12 +1,13 @@
 // How decode/prefill attention splits the cache into chunks, computed on the GPU from the position
 // register so that a recorded step stays valid at every position. The host dispatches `want` chunk
 // workgroups (a fixed count per shape); chunks past the ones the current length needs exit at once.
-// attention_split.comp and attention_merge.comp must agree, hence one definition.
+// The split shaders and attention_merge.comp must agree, hence one definition.
 
-// Keys per chunk: the length spread over `want` chunks, a multiple of `tile` keys, at least one tile.
-uint attention_chunk_len(uint max_len, uint want, uint tile) {
+// Keys per chunk: the length spread over `want` chunks, a multiple of `tile` keys, at least `min_len` (a
+// multiple of `tile`): short contexts get few chunks (little to merge), long ones exactly `want`.
+uint attention_chunk_len(uint max_len, uint want, uint tile, uint min_len) {
   const uint len = (max_len + want - 1u) / want;
-  return max(tile, (len + tile - 1u) / tile * tile);
+  return max(min_len, (len + tile - 1u) / tile * tile);
 }
 
 uint attention_chunks(uint max_len, uint chunk_len) { return (max_len + chunk_len - 1u) / chunk_len; }

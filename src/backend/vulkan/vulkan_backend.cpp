@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "backend/cpu/cpu_kernels.h"
+#include "backend/vulkan/vulkan_attention_plan.h"
 #include "backend/vulkan/vulkan_commands.h"
 #include "backend/vulkan/vulkan_context.h"
 #include "backend/vulkan/vulkan_memory.h"
@@ -21,12 +22,9 @@
 namespace fkv {
 namespace {
 
-constexpr uint32_t kWorkgroup = 128;          // matmul, norms, element-wise: the Vulkan minimum maximum
-constexpr uint32_t kAttnWorkgroup = 64;       // keys per attention tile
-constexpr uint32_t kMatmulTokens = 16;        // tokens per workgroup, GPU prefill of up to 16 tokens
-constexpr uint32_t kTiledMinTokens = 17;      // from here on GPU prefill uses the 64 x 64 tiled kernel
-constexpr uint32_t kAttnTargetGroups = 2048;  // enough attention workgroups to fill a large GPU
-constexpr uint32_t kAttnCpuGroups = 16;       // lavapipe and other CPU devices
+constexpr uint32_t kWorkgroup = 128;      // matmul, norms, element-wise: the Vulkan minimum maximum
+constexpr uint32_t kMatmulTokens = 16;    // tokens per workgroup, GPU prefill of up to 16 tokens
+constexpr uint32_t kTiledMinTokens = 17;  // from here on GPU prefill uses the 64 x 64 tiled kernel
 constexpr uint32_t kMaxGroupsX = 65535;
 constexpr int kRopeRowsAhead = 1024;  // RoPE table rows appended at a time
 
@@ -60,6 +58,7 @@ class VulkanBackend : public Backend {
   const ReplayStats& replay_stats() const { return rec_.replay_stats(); }
   void set_replay(bool on) { rec_.set_replay(on); }
   CommandRecorder& recorder() { return rec_; }
+  void set_attention_target(uint32_t target) { attn_target_ = target > 0 ? target : default_attn_target(); }
   void drop_scratch() {
     rec_.flush();
     rope_table_.reset();
@@ -250,36 +249,47 @@ class VulkanBackend : public Backend {
     if (n <= 0) return;
     const uint32_t d = uint32_t(s.head_dim);
     const size_t heads = size_t(s.n_heads);
-    // Split the keys so that n * heads * chunks workgroups fill the GPU; prefill has enough rows already.
-    // `want` chunk workgroups are dispatched whatever the position (the shaders compute how many of them
-    // the length needs, common/attention_chunks.glsl), so that the dispatch is the same at every step.
-    // CPU devices run workgroups a few at a time, and each empty one still costs: few chunks there.
-    const uint32_t target = cpu_device_ ? kAttnCpuGroups : kAttnTargetGroups;
-    uint32_t want = std::max<uint32_t>(1, target / uint32_t(std::min<size_t>(n * heads, target)));
+    // Split the keys so that n * head blocks * chunks workgroups fill the GPU (vulkan_attention_plan.h);
+    // prefill has enough queries already. `want` chunk workgroups are dispatched whatever the position (the
+    // shaders compute how many of them the length needs, common/attention_chunks.glsl), so that the
+    // dispatch is the same at every step. CPU devices run workgroups a few at a time, and each empty one
+    // still costs: few chunks there.
+    AttentionPlan plan =
+        plan_attention(n, s, cache.type, attn_target_, ctx_->properties().limits.maxComputeSharedMemorySize);
     const size_t partial_row = size_t(d + 2) * 4;
     // Keep the partials within one binding.
-    while (want > 1 && size_t(n) * heads * want * partial_row > ctx_->max_binding()) want /= 2;
-    const size_t partial_bytes = size_t(n) * heads * want * partial_row;
+    while (plan.want > 1 && size_t(n) * heads * plan.want * partial_row > ctx_->max_binding()) plan.want /= 2;
+    const size_t partial_bytes = size_t(n) * heads * plan.want * partial_row;
     require(partial_bytes <= ctx_->max_binding(), ErrorCode::kUnsupported,
             "attention: the partial results of " + std::to_string(n) + " queries exceed one storage binding");
     if (!partials_ || partials_->size() < partial_bytes)
-      partials_ = std::make_shared<VulkanBuffer>(
-          ctx_, std::max(partial_bytes, size_t(kAttnTargetGroups) * partial_row), MemoryKind::kDevice,
-          "attention partials");
+      partials_ =
+          std::make_shared<VulkanBuffer>(ctx_, std::max(partial_bytes, size_t(kAttnGpuTarget) * partial_row),
+                                         MemoryKind::kDevice, "attention partials");
     const size_t kv_bytes = size_t(cache.capacity) * s.n_kv_heads * d * kv_type_bytes(cache.type);
-    const Pipeline& split_p = pipelines_.get(
-        "attention_split", {kAttnWorkgroup, kAttnWorkgroup, d, cache.type == KvType::kF16 ? 1u : 0u}, 5);
-    const uint32_t pc[] = {uint32_t(n), uint32_t(s.n_heads), uint32_t(s.n_kv_heads), u32(s.scale), want};
+    const uint32_t f16 = cache.type == KvType::kF16 ? 1u : 0u;
+    const Pipeline& split_p =
+        plan.grouped
+            ? pipelines_.get("attention_split",
+                             {kAttnGroupedWorkgroup, kAttnGroupedWorkgroup, d, f16, plan.heads_per_wg,
+                              plan.tile, plan.span},
+                             5)
+            : pipelines_.get("attention_split_rows", {kAttnRowsWorkgroup, kAttnRowsWorkgroup, d, f16}, 5);
+    const uint32_t pc[] = {uint32_t(n),  uint32_t(s.n_heads), uint32_t(s.n_kv_heads),
+                           u32(s.scale), plan.want,           plan.min_chunk};
     const size_t qo_bytes = size_t(n) * heads * d * 4;
     const Binding part = window(*partials_, 0, partial_bytes, true);
     rec_.set_position(uint32_t(pos0));
     rec_.dispatch(split_p,
                   {window(q, 0, qo_bytes, false), window(*cache.k, 0, kv_bytes, false),
                    window(*cache.v, 0, kv_bytes, false), part, position()},
-                  pc, sizeof(pc), want, uint32_t(heads), uint32_t(n));
-    const Pipeline& merge_p = pipelines_.get("attention_merge", {kAttnWorkgroup, d}, 3);
-    const uint32_t mc[] = {uint32_t(n), uint32_t(n * heads), want, kAttnWorkgroup};
-    const auto [gx, gz] = split(uint32_t(n * heads));
+                  pc, sizeof(pc), plan.want, plan.head_blocks, uint32_t(n));
+    const uint32_t blocks = (d + kAttnMergeDims - 1) / kAttnMergeDims;
+    const Pipeline& merge_p =
+        pipelines_.get("attention_merge", {kAttnMergeWorkgroup, kAttnMergeWorkgroup, d, kAttnMergeDims}, 3);
+    const uint32_t groups = uint32_t(n * heads * blocks);
+    const uint32_t mc[] = {uint32_t(n), groups, plan.want, plan.tile, plan.min_chunk};
+    const auto [gx, gz] = split(groups);
     Binding part_in = part;
     part_in.write = false;
     rec_.dispatch(merge_p, {part_in, window(out, 0, qo_bytes, true), position()}, mc, sizeof(mc), gx, 1, gz);
@@ -488,6 +498,14 @@ class VulkanBackend : public Backend {
     const char* v = std::getenv("FKV_VULKAN_MATVEC");
     return !(v && std::strcmp(v, "0") == 0);
   }();
+  // Chunk workgroups per attention step (vulkan_attention_plan.h); FKV_VULKAN_ATTN_GROUPS=N overrides it
+  // for tuning on a new GPU.
+  uint32_t default_attn_target() const {
+    const char* v = std::getenv("FKV_VULKAN_ATTN_GROUPS");
+    const long n = v ? std::strtol(v, nullptr, 10) : 0;
+    return n > 0 ? uint32_t(n) : cpu_device_ ? kAttnCpuTarget : kAttnGpuTarget;
+  }
+  uint32_t attn_target_ = default_attn_target();
 };
 
 }  // namespace
@@ -501,6 +519,10 @@ VulkanReplayInfo vulkan_replay_info(const Backend& backend) {
   if (!b) return {};
   const ReplayStats& s = b->replay_stats();
   return VulkanReplayInfo{s.replays, s.commands, s.dispatches, s.barriers, s.segments};
+}
+
+void vulkan_set_attention_target(Backend& backend, uint32_t target) {
+  if (auto* b = dynamic_cast<VulkanBackend*>(&backend)) b->set_attention_target(target);
 }
 
 void vulkan_set_replay(Backend& backend, bool on) {

@@ -32,6 +32,10 @@ struct VulkanReplayInfo {
 VulkanReplayInfo vulkan_replay_info(const Backend& backend);
 // Turns the decode replay of a Vulkan backend on or off (no-op for others), between steps.
 void vulkan_set_replay(Backend& backend, bool on);
+// Sets how many chunk workgroups a Vulkan backend's attention aims for in all (vulkan_attention_plan.h);
+// 0 restores the default (FKV_VULKAN_ATTN_GROUPS, else by device type). No-op for other backends. For tests
+// that run the GPU's split on lavapipe.
+void vulkan_set_attention_target(Backend& backend, uint32_t target);
 // Frees a Vulkan backend's scratch buffers (RoPE table, attention partials); the next ops allocate them
 // again. For tests of steps whose buffers change.
 void vulkan_drop_scratch(Backend& backend);
