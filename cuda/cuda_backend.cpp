@@ -71,12 +71,19 @@ class CudaBackend : public Backend {
     FKV_CUDA_CHECK(cublasCreate(&cublas_), "creating the cuBLAS handle");
     FKV_CUDA_CHECK(cublasSetStream(cublas_, stream_), "binding cuBLAS to the stream");
     graph_ = std::make_unique<DecodeGraph>(
-        stream_, [this](const Op& op, bool capturing) { run(op, capturing); },
+        stream_,
+        [this](const Op* ops, size_t count, bool capturing) {
+          const size_t fused = capturing && fuse_ ? run_fused(ops, count) : 0;
+          if (fused == 0) run(ops[0], capturing);
+          fused_ops_ += int(fused);
+          return fused == 0 ? size_t(1) : fused;
+        },
         env_flag("FKV_CUDA_GRAPH", true));
     split_kv_init();
     split_graph_ = env_flag("FKV_CUDA_SPLIT_GRAPH", true);
     native_split_ = env_flag("FKV_CUDA_SPLIT", true);
     chirp_ = env_flag("FKV_CUDA_CHIRP", false);
+    fuse_ = env_flag("FKV_CUDA_FUSE", true);
   }
 
   ~CudaBackend() override {
@@ -93,6 +100,7 @@ class CudaBackend : public Backend {
   std::string name() const override { return "cuda"; }
   std::string device_name() const override { return device_name_; }
   int graph_replays() const { return graph_->replays(); }
+  int fused_ops() const { return fused_ops_; }
 
   BufferPtr alloc(size_t bytes, const std::string& what) override {
     use_device();
@@ -630,6 +638,56 @@ class CudaBackend : public Backend {
     throw Error(ErrorCode::kInternal, "CUDA backend: unknown op kind");
   }
 
+  // Inside a decode-graph capture: runs ops[0] fused with the ops after it when they form one of the decode
+  // step's patterns, and returns how many ops it ran (0: no pattern, nothing launched). Patterns:
+  //  - up to 3 matvecs of one x, type, layout and row length (q/k/v, gate/up): one launch;
+  //  - add then the RMSNorm of its sum (the residual and the next norm): one launch;
+  //  - rope(q), rope(k), kv_store(k), kv_store(v) of one token: one launch.
+  size_t run_fused(const Op* ops, size_t count) {
+    const int* pos_dev = graph_->pos0_device();
+    const Op& a = ops[0];
+    if (a.kind == OpKind::kMatvec) {
+      size_t m = 1;
+      while (m < count && m < 3 && ops[m].kind == OpKind::kMatvec && ops[m].p[1] == a.p[1] &&
+             ops[m].i[0] == a.i[0] && ops[m].i[2] == a.i[2] && ops[m].i[3] == a.i[3] && ops[m].p[2] != a.p[1])
+        ++m;
+      if (m < 2) return 0;
+      const void* w[3];
+      float* out[3];
+      int64_t rows[3];
+      for (size_t k = 0; k < m; ++k) {
+        w[k] = ops[k].p[0];
+        out[k] = mut(ops[k].p[2]);
+        rows[k] = ops[k].i[1];
+      }
+      return matvec_fused(GgmlType(a.i[0]), WeightLayout(a.i[3]), int(m), w, rows, a.i[2],
+                          static_cast<const float*>(a.p[1]), out, sm_count_, stream_)
+                 ? m
+                 : 0;
+    }
+    if (a.kind == OpKind::kAdd && count >= 2) {
+      const Op& norm = ops[1];
+      if (norm.kind != OpKind::kRmsNorm || norm.p[0] != a.p[2] || norm.i[0] != 1 || norm.i[1] != a.i[0]) return 0;
+      return add_rms_norm(static_cast<const float*>(a.p[0]), static_cast<const float*>(a.p[1]), mut(a.p[2]),
+                          static_cast<const float*>(norm.p[1]), int(norm.i[1]), norm.f[0], mut(norm.p[2]), stream_)
+                 ? 2
+                 : 0;
+    }
+    if (a.kind == OpKind::kRope && count >= 4) {
+      const Op &rk = ops[1], &sk = ops[2], &sv = ops[3];
+      const bool match = rk.kind == OpKind::kRope && sk.kind == OpKind::kKvStore && sv.kind == OpKind::kKvStore &&
+                         a.i[0] == 1 && rk.i[0] == 1 && sk.i[0] == 1 && sv.i[0] == 1 && a.p[1] == rk.p[1] &&
+                         a.i[2] == rk.i[2] && a.i[2] % 2 == 0 && sk.p[0] == rk.p[0] && sk.i[1] == rk.i[1] * rk.i[2] &&
+                         sv.i[1] == sk.i[1] && sv.i[2] == sk.i[2] && sv.p[0] != a.p[0] && sv.p[0] != rk.p[0];
+      if (!match) return 0;
+      rope_store(mut(a.p[0]), int(a.i[1]), mut(rk.p[0]), static_cast<const float*>(sv.p[0]), int(rk.i[1]),
+                 int(a.i[2]), a.pos0, pos_dev, static_cast<const float*>(a.p[1]), sk.i[2] != 0,
+                 const_cast<void*>(sk.p[1]), const_cast<void*>(sv.p[1]), stream_);
+      return 4;
+    }
+    return 0;
+  }
+
   static float* mut(const void* p) { return static_cast<float*>(const_cast<void*>(p)); }
   static int32_t layout_of(const Weight& w) { return static_cast<const CudaBuffer&>(*w.buf).layout(); }
 
@@ -703,6 +761,8 @@ class CudaBackend : public Backend {
   // gave wrong results and illegal addresses for N >= 128 (SplitKv.AttentionHeadDim128Fp32,
   // AttentionEveryDimCompressed at 16c1e87) while the per-row path passed the same configurations.
   bool chirp_ = false;
+  int fused_ops_ = 0;
+  bool fuse_ = true;          // FKV_CUDA_FUSE=0: a captured decode graph runs every op on its own
   bool split_graph_ = true;   // FKV_CUDA_SPLIT_GRAPH=0: split-cache ops never replay in a graph
   bool native_split_ = true;  // FKV_CUDA_SPLIT=0: the Backend base class's host fallback (for bisecting)
   std::vector<std::pair<RopeParams, std::unique_ptr<CudaBuffer>>> rope_tables_;
@@ -724,6 +784,11 @@ int cuda_device_count() {
 int cuda_graph_replays(const Backend& backend) {
   const auto* b = dynamic_cast<const cuda::CudaBackend*>(&backend);
   return b ? b->graph_replays() : 0;
+}
+
+int cuda_fused_ops(const Backend& backend) {
+  const auto* b = dynamic_cast<const cuda::CudaBackend*>(&backend);
+  return b ? b->fused_ops() : 0;
 }
 
 std::unique_ptr<Backend> create_cuda_backend(int device) {

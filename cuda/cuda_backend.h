@@ -16,5 +16,7 @@ int cuda_device_count();
 // Decode steps replayed as a CUDA graph so far by this backend (0 for a backend that is not CUDA). Set
 // FKV_CUDA_GRAPH=0 to run every op eagerly.
 int cuda_graph_replays(const Backend& backend);
+// Ops that the captured decode graphs of this backend run fused with their neighbours (FKV_CUDA_FUSE=0: none).
+int cuda_fused_ops(const Backend& backend);
 
 }  // namespace fkv

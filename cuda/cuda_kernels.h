@@ -23,6 +23,11 @@ WeightLayout upload_layout(GgmlType type, int64_t cols);
 void matvec(GgmlType type, WeightLayout layout, const void* w, int64_t rows, int64_t cols, const float* x,
             float* out, int sm_count, cudaStream_t stream);
 
+// out[m] = W[m] x for count <= 3 matrices of the same type, layout and row length, in one launch (the q, k
+// and v projections of a decode step). False, with nothing launched, when the type has no such kernel.
+bool matvec_fused(GgmlType type, WeightLayout layout, int count, const void* const* w, const int64_t* rows,
+                  int64_t cols, const float* x, float* const* out, int sm_count, cudaStream_t stream);
+
 // Decodes rows [row0, row0 + n_rows) of W into dst (dequant.cu): f16 for `to_half`, else fp32.
 void dequantize_rows(GgmlType type, WeightLayout layout, const void* w, int64_t row0, int64_t n_rows, int64_t cols,
                      void* dst, bool to_half, cudaStream_t stream);
@@ -37,6 +42,15 @@ void rms_norm(const float* x, const float* w, int n, int dim, float eps, float* 
 // freqs: [head_dim / 2] from rope_frequency(); pos0 read from *pos0_dev when non-null (graph replay).
 void rope(float* x, int n, int n_heads, int head_dim, int pos0, const int* pos0_dev, const float* freqs,
           cudaStream_t stream);
+// One decode row: sum_out = a + b (may alias a or b), out = rms_norm(sum_out) * w, in one launch. False, with
+// nothing launched, when dim or the alignment does not suit the kernel.
+bool add_rms_norm(const float* a, const float* b, float* sum_out, const float* w, int dim, float eps, float* out,
+                  cudaStream_t stream);
+// One decode token: rope of q [q_heads, head_dim] and k [kv_heads, head_dim] in place, then k and v written to
+// cache row pos0 (f16 or fp32), in one launch; the results of rope, rope, kv_store, kv_store.
+void rope_store(float* q, int q_heads, float* k, const float* v, int kv_heads, int head_dim, int pos0,
+                const int* pos0_dev, const float* freqs, bool f16, void* k_cache, void* v_cache,
+                cudaStream_t stream);
 void swiglu(const float* gate, const float* up, int64_t count, float* out, cudaStream_t stream);
 void add(const float* a, const float* b, int64_t count, float* out, cudaStream_t stream);
 // Writes n rows of row_len values to cache rows pos0.. (f16 with round-to-nearest-even, or fp32).

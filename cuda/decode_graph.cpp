@@ -25,7 +25,10 @@ bool DecodeGraph::same_steps(const std::vector<Op>& a, const std::vector<Op>& b)
 }
 
 void DecodeGraph::submit(const Op& op, size_t generation) {
-  if (!enabled_) return run_(op, false);
+  if (!enabled_) {
+    run_(&op, 1, false);
+    return;
+  }
   if (op.uses_pos) {
     if (step_pos0_ < 0) step_pos0_ = op.pos0;
     if (op.pos0 != step_pos0_) tainted_ = true;  // positions that move within a step: not one scalar
@@ -38,14 +41,14 @@ void DecodeGraph::submit(const Op& op, size_t generation) {
     return;
   }
   flush();
-  run_(op, false);
+  run_(&op, 1, false);
   step_.push_back(op);
 }
 
 void DecodeGraph::flush() {
   const size_t n = deferred_;
   deferred_ = 0;  // before running: a throwing op must not leave them to run twice
-  for (size_t k = 0; k < n; ++k) run_(step_[k], false);
+  for (size_t k = 0; k < n; ++k) run_(&step_[k], 1, false);
 }
 
 void DecodeGraph::barrier() {
@@ -94,7 +97,7 @@ void DecodeGraph::capture(size_t generation) {
   cudaGraph_t graph = nullptr;
   FKV_CUDA_CHECK(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal), "capturing the decode graph");
   try {
-    for (const Op& op : step_) run_(op, true);
+    for (size_t k = 0; k < step_.size();) k += run_(&step_[k], step_.size() - k, true);
   } catch (...) {
     (void)cudaStreamEndCapture(stream_, &graph);
     if (graph) (void)cudaGraphDestroy(graph);

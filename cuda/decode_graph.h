@@ -19,9 +19,10 @@ namespace fkv::cuda {
 
 class DecodeGraph {
  public:
-  // run(op, capturing): launches op's kernels on the stream; with capturing, position-dependent kernels read
-  // pos0 from pos0_device() and attention sizes its splits for the whole cache.
-  using Runner = std::function<void(const Op&, bool capturing)>;
+  // run(ops, count, capturing): launches the kernels of ops[0] on the stream and returns 1; with capturing,
+  // position-dependent kernels read pos0 from pos0_device(), attention sizes its splits for the whole cache,
+  // and the runner may fuse ops[0] with the ops after it (of the count given), returning how many it ran.
+  using Runner = std::function<size_t(const Op* ops, size_t count, bool capturing)>;
   DecodeGraph(cudaStream_t stream, Runner run, bool enabled);
   ~DecodeGraph();
   DecodeGraph(const DecodeGraph&) = delete;

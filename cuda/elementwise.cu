@@ -64,6 +64,87 @@ __global__ void rms_norm_vec_kernel(const float* __restrict__ x, const float* __
   }
 }
 
+// The residual add and the RMSNorm of its sum for one decode row, in one launch: sum = a + b (written to
+// sum_out, which may alias a or b), out = norm(sum) * w. Same rounding as add then rms_norm_vec_kernel.
+template <int kPer>
+__global__ void add_rms_norm_kernel(const float* a, const float* b, float* sum_out, const float* __restrict__ w,
+                                    int dim, float eps, float* __restrict__ out) {
+  const int d4 = dim / 4;
+  const float4* a4 = reinterpret_cast<const float4*>(a);
+  const float4* b4 = reinterpret_cast<const float4*>(b);
+  float4* s4 = reinterpret_cast<float4*>(sum_out);
+  const float4* w4 = reinterpret_cast<const float4*>(w);
+  float4* o4 = reinterpret_cast<float4*>(out);
+  float4 v[kPer];
+  float s = 0.0f;
+#pragma unroll
+  for (int k = 0; k < kPer; ++k) {
+    const int j = threadIdx.x + k * blockDim.x;
+    v[k] = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+    if (j < d4) {
+      const float4 x = a4[j], y = b4[j];
+      v[k] = make_float4(x.x + y.x, x.y + y.y, x.z + y.z, x.w + y.w);
+    }
+  }
+#pragma unroll
+  for (int k = 0; k < kPer; ++k) {
+    const int j = threadIdx.x + k * blockDim.x;
+    if (j < d4) s4[j] = v[k];
+    s += v[k].x * v[k].x + v[k].y * v[k].y + v[k].z * v[k].z + v[k].w * v[k].w;
+  }
+  const float scale = 1.0f / sqrtf(block_sum(s) / float(dim) + eps);
+#pragma unroll
+  for (int k = 0; k < kPer; ++k) {
+    const int j = threadIdx.x + k * blockDim.x;
+    if (j < d4) {
+      const float4 g = w4[j];
+      o4[j] = make_float4(v[k].x * scale * g.x, v[k].y * scale * g.y, v[k].z * scale * g.z, v[k].w * scale * g.w);
+    }
+  }
+}
+
+__device__ __forceinline__ float2 rotate(float2 ab, int pos, float freq) {
+  const float angle = float(pos) * freq;
+  float s, c;
+  sincosf(angle, &s, &c);
+  return make_float2(ab.x * c - ab.y * s, ab.x * s + ab.y * c);
+}
+
+// A decode step's RoPE of q and k and the cache store of k and v, in one launch: a thread per pair of q, of
+// k (rotated in place and stored) and of v (stored). Same results as rope, rope, kv_store, kv_store.
+__global__ void rope_store_kernel(float* __restrict__ q, int q_pairs, float* __restrict__ k,
+                                  const float* __restrict__ v, int kv_pairs, int half_dim, int pos0,
+                                  const int* __restrict__ pos0_dev, const float* __restrict__ freqs, bool f16,
+                                  void* __restrict__ k_cache, void* __restrict__ v_cache) {
+  const int idx = int(blockIdx.x * blockDim.x + threadIdx.x);
+  const int pos = pos0_dev ? *pos0_dev : pos0;
+  const int64_t row = int64_t(pos) * (2 * kv_pairs);
+  float2 val;
+  void* cache;
+  int pair;
+  if (idx < q_pairs) {
+    float2* p = reinterpret_cast<float2*>(q) + idx;
+    *p = rotate(*p, pos, freqs[idx % half_dim]);
+    return;
+  } else if (idx < q_pairs + kv_pairs) {
+    pair = idx - q_pairs;
+    float2* p = reinterpret_cast<float2*>(k) + pair;
+    val = rotate(*p, pos, freqs[pair % half_dim]);
+    *p = val;
+    cache = k_cache;
+  } else if (idx < q_pairs + 2 * kv_pairs) {
+    pair = idx - q_pairs - kv_pairs;
+    val = reinterpret_cast<const float2*>(v)[pair];
+    cache = v_cache;
+  } else {
+    return;
+  }
+  if (f16)
+    reinterpret_cast<__half2*>(static_cast<__half*>(cache) + row)[pair] = __floats2half2_rn(val.x, val.y);
+  else
+    reinterpret_cast<float2*>(static_cast<float*>(cache) + row)[pair] = val;
+}
+
 // One thread per (token, head, pair). Angles as the CPU computes them: float(pos) * freq, then accurate
 // sincosf (full range reduction: positions reach tens of thousands of radians).
 __global__ void rope_kernel(float* __restrict__ x, int n, int n_heads, int head_dim, int pos0,
@@ -125,6 +206,33 @@ void rms_norm(const float* x, const float* w, int n, int dim, float eps, float* 
   else
     rms_norm_kernel<<<n, kNormThreads, 0, st>>>(x, w, dim, eps, out);
   check_launch("rms_norm");
+}
+
+bool add_rms_norm(const float* a, const float* b, float* sum_out, const float* w, int dim, float eps, float* out,
+                  cudaStream_t st) {
+  constexpr int kThreads = 1024;
+  const int per = (dim / 4 + kThreads - 1) / kThreads;
+  const auto aligned = [](const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; };
+  if (dim % 4 != 0 || per > 4 || !aligned(a) || !aligned(b) || !aligned(sum_out) || !aligned(w) || !aligned(out))
+    return false;
+  if (per <= 1)
+    add_rms_norm_kernel<1><<<1, kThreads, 0, st>>>(a, b, sum_out, w, dim, eps, out);
+  else if (per <= 2)
+    add_rms_norm_kernel<2><<<1, kThreads, 0, st>>>(a, b, sum_out, w, dim, eps, out);
+  else
+    add_rms_norm_kernel<4><<<1, kThreads, 0, st>>>(a, b, sum_out, w, dim, eps, out);
+  check_launch("add_rms_norm");
+  return true;
+}
+
+void rope_store(float* q, int q_heads, float* k, const float* v, int kv_heads, int head_dim, int pos0,
+                const int* pos0_dev, const float* freqs, bool f16, void* k_cache, void* v_cache, cudaStream_t st) {
+  const int half = head_dim / 2, q_pairs = q_heads * half, kv_pairs = kv_heads * half;
+  const int items = q_pairs + 2 * kv_pairs;
+  if (items == 0) return;
+  rope_store_kernel<<<blocks_for(items), 256, 0, st>>>(q, q_pairs, k, v, kv_pairs, half, pos0, pos0_dev, freqs, f16,
+                                                        k_cache, v_cache);
+  check_launch("rope_store");
 }
 
 void rope(float* x, int n, int n_heads, int head_dim, int pos0, const int* pos0_dev, const float* freqs,

@@ -25,23 +25,40 @@ __device__ __forceinline__ float warp_sum(float v) {
   return v;
 }
 
-// Adds the partial sums of a row's warps and writes the row's result.
-__device__ __forceinline__ void finish_row(float acc, int64_t row, int64_t rows, float* out) {
+// Adds the partial sums of a row's warps and writes the row's result to *dst (none when dst is null).
+__device__ __forceinline__ void finish_row(float acc, float* dst) {
   __shared__ float partial[kBlockThreads / 32];
   acc = warp_sum(acc);
   const int warps_per_row = blockDim.x >> 5;
   if (warps_per_row == 1) {
-    if (threadIdx.x == 0 && row < rows) out[row] = acc;
+    if (threadIdx.x == 0 && dst) *dst = acc;
     return;
   }
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
   if (lane == 0) partial[threadIdx.y * warps_per_row + warp] = acc;
   __syncthreads();
-  if (threadIdx.x == 0 && row < rows) {
+  if (threadIdx.x == 0 && dst) {
     float s = 0.0f;
     for (int i = 0; i < warps_per_row; ++i) s += partial[threadIdx.y * warps_per_row + i];
-    out[row] = s;
+    *dst = s;
   }
+}
+__device__ __forceinline__ void finish_row(float acc, int64_t row, int64_t rows, float* out) {
+  finish_row(acc, row < rows ? out + row : nullptr);
+}
+
+// Up to three matrices with the same x and row length run as one grid (the q, k and v projections, gate
+// and up): global rows [end[m-1], end[m]) are matrix m's rows. Unused slots repeat the last end.
+struct Targets {
+  const void* w[3];
+  float* out[3];
+  int64_t end[3];
+};
+__device__ __forceinline__ int target_of(const Targets& t, int64_t row) {
+  return int(row >= t.end[0]) + int(row >= t.end[1]);
+}
+__device__ __forceinline__ int64_t local_row(const Targets& t, int m, int64_t row) {
+  return m == 0 ? row : row - t.end[m - 1];
 }
 
 // 8 values of a 16-byte chunk as fp32.
@@ -64,42 +81,41 @@ __device__ __forceinline__ void widen8(const uint4& c, const __nv_bfloat16*, flo
 }
 
 // F16 / BF16 rows whose length is a multiple of 8: each thread streams 16-byte chunks (8 values) with
-// two chunks in flight per iteration; x is read as float4 (it stays in L1/L2: every row reads it).
+// kUnroll chunks in flight per iteration; x is read as float4 (it stays in L1/L2: every row reads it).
 template <class T>
-__global__ void matvec_half_kernel(const T* __restrict__ w, int64_t rows, int64_t cols,
-                                   const float* __restrict__ x, float* __restrict__ out) {
+__device__ __forceinline__ float dot8(const uint4& c, const float4* x4, int64_t chunk, float acc) {
+  float f[8];
+  widen8(c, static_cast<const T*>(nullptr), f);
+  const float4 x0 = x4[2 * chunk], x1 = x4[2 * chunk + 1];
+  acc = fmaf(f[0], x0.x, acc); acc = fmaf(f[1], x0.y, acc); acc = fmaf(f[2], x0.z, acc);
+  acc = fmaf(f[3], x0.w, acc); acc = fmaf(f[4], x1.x, acc); acc = fmaf(f[5], x1.y, acc);
+  acc = fmaf(f[6], x1.z, acc); acc = fmaf(f[7], x1.w, acc);
+  return acc;
+}
+
+template <class T, int kUnroll>
+__global__ void matvec_half_kernel(Targets t, int64_t cols, const float* __restrict__ x) {
   const int64_t row = int64_t(blockIdx.x) * blockDim.y + threadIdx.y;
+  const bool live = row < t.end[2];
+  const int m = target_of(t, row);
+  const int64_t local = local_row(t, m, row);
   float acc = 0.0f;
-  if (row < rows) {
-    const uint4* wr = reinterpret_cast<const uint4*>(w + row * cols);
+  if (live) {
+    const uint4* wr = reinterpret_cast<const uint4*>(static_cast<const T*>(t.w[m]) + local * cols);
     const float4* x4 = reinterpret_cast<const float4*>(x);
     const int64_t chunks = cols / 8;
     int64_t c = threadIdx.x;
     const int stride = blockDim.x;
-    for (; c + stride < chunks; c += 2 * stride) {
-      const uint4 a = __ldcs(wr + c), b = __ldcs(wr + c + stride);  // weights: streamed, read once
-      float fa[8], fb[8];
-      widen8(a, static_cast<const T*>(nullptr), fa);
-      widen8(b, static_cast<const T*>(nullptr), fb);
-      const float4 xa0 = x4[2 * c], xa1 = x4[2 * c + 1];
-      const float4 xb0 = x4[2 * (c + stride)], xb1 = x4[2 * (c + stride) + 1];
-      acc = fmaf(fa[0], xa0.x, acc); acc = fmaf(fa[1], xa0.y, acc); acc = fmaf(fa[2], xa0.z, acc);
-      acc = fmaf(fa[3], xa0.w, acc); acc = fmaf(fa[4], xa1.x, acc); acc = fmaf(fa[5], xa1.y, acc);
-      acc = fmaf(fa[6], xa1.z, acc); acc = fmaf(fa[7], xa1.w, acc);
-      acc = fmaf(fb[0], xb0.x, acc); acc = fmaf(fb[1], xb0.y, acc); acc = fmaf(fb[2], xb0.z, acc);
-      acc = fmaf(fb[3], xb0.w, acc); acc = fmaf(fb[4], xb1.x, acc); acc = fmaf(fb[5], xb1.y, acc);
-      acc = fmaf(fb[6], xb1.z, acc); acc = fmaf(fb[7], xb1.w, acc);
+    for (; c + (kUnroll - 1) * stride < chunks; c += kUnroll * stride) {
+      uint4 a[kUnroll];
+#pragma unroll
+      for (int k = 0; k < kUnroll; ++k) a[k] = __ldcs(wr + c + k * stride);  // weights: streamed, read once
+#pragma unroll
+      for (int k = 0; k < kUnroll; ++k) acc = dot8<T>(a[k], x4, c + k * stride, acc);
     }
-    for (; c < chunks; c += stride) {
-      float f[8];
-      widen8(__ldcs(wr + c), static_cast<const T*>(nullptr), f);
-      const float4 x0 = x4[2 * c], x1 = x4[2 * c + 1];
-      acc = fmaf(f[0], x0.x, acc); acc = fmaf(f[1], x0.y, acc); acc = fmaf(f[2], x0.z, acc);
-      acc = fmaf(f[3], x0.w, acc); acc = fmaf(f[4], x1.x, acc); acc = fmaf(f[5], x1.y, acc);
-      acc = fmaf(f[6], x1.z, acc); acc = fmaf(f[7], x1.w, acc);
-    }
+    for (; c < chunks; c += stride) acc = dot8<T>(__ldcs(wr + c), x4, c, acc);
   }
-  finish_row(acc, row, rows, out);
+  finish_row(acc, live ? t.out[m] + local : nullptr);
 }
 
 // F32 rows whose length is a multiple of 4: float4 chunks.
@@ -174,17 +190,24 @@ __global__ void matvec_quant_kernel(const uint8_t* __restrict__ w, int64_t rows,
 // bytes of scales; its two float4 loads of x cover 1 KiB of x contiguously and serve all R rows. kUnroll
 // passes are loaded before any is used, so that enough bytes are in flight to cover memory latency.
 template <int R>
-__global__ void matvec_q4_0x8_kernel(const uint8_t* __restrict__ w, int64_t rows, int64_t runs,
-                                     const float* __restrict__ x, float* __restrict__ out) {
+__global__ void matvec_q4_0x8_kernel(Targets t, int64_t runs, const float* __restrict__ x) {
   constexpr int kUnroll = 4;
   __shared__ float partial[R][kBlockThreads / 32];
+  const int64_t rows = t.end[2];
   const int64_t row0 = (int64_t(blockIdx.x) * blockDim.y + threadIdx.y) * R;
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, wpr = blockDim.x >> 5;
   const int blk = lane >> 2, part = lane & 3;
   const size_t row_bytes = size_t(runs) * Q4_0x8::kRunBytes;
   const uint8_t* wr[R];
+  float* dst[R];  // null past the last row
 #pragma unroll
-  for (int r = 0; r < R; ++r) wr[r] = w + size_t(min(row0 + r, rows - 1)) * row_bytes;  // clamped: no read past
+  for (int r = 0; r < R; ++r) {
+    const int64_t row = min(row0 + r, rows - 1);  // clamped: no read past the end
+    const int m = target_of(t, row);
+    const int64_t local = local_row(t, m, row);
+    wr[r] = static_cast<const uint8_t*>(t.w[m]) + size_t(local) * row_bytes;
+    dst[r] = row0 + r < rows ? t.out[m] + local : nullptr;
+  }
   const float4* x4 = reinterpret_cast<const float4*>(x) + 8 * blk + part;
   float acc[R];
 #pragma unroll
@@ -243,7 +266,7 @@ __global__ void matvec_q4_0x8_kernel(const uint8_t* __restrict__ w, int64_t rows
     if (lane == 0)
 #pragma unroll
       for (int r = 0; r < R; ++r)
-        if (row0 + r < rows) out[row0 + r] = acc[r];
+        if (dst[r]) *dst[r] = acc[r];
     return;
   }
   if (lane == 0)
@@ -253,10 +276,10 @@ __global__ void matvec_q4_0x8_kernel(const uint8_t* __restrict__ w, int64_t rows
   if (threadIdx.x == 0)
 #pragma unroll
     for (int r = 0; r < R; ++r) {
-      if (row0 + r >= rows) continue;
-      float t = 0.0f;
-      for (int i = 0; i < wpr; ++i) t += partial[r][threadIdx.y * wpr + i];
-      out[row0 + r] = t;
+      if (!dst[r]) continue;
+      float total = 0.0f;
+      for (int i = 0; i < wpr; ++i) total += partial[r][threadIdx.y * wpr + i];
+      *dst[r] = total;
     }
 }
 
@@ -296,34 +319,79 @@ int q4_rows_per_warp() {
   return r;
 }
 
+Targets one_target(const void* w, int64_t rows, float* out) {
+  return Targets{{w, w, w}, {out, out, out}, {rows, rows, rows}};
+}
+
 template <int R>
-void launch_q4_0x8(const void* w, int64_t rows, int64_t cols, const float* x, float* out, int sm, cudaStream_t st) {
-  const int64_t runs = cols / 256;
+void launch_q4_0x8(const Targets& t, int64_t cols, const float* x, int sm, cudaStream_t st) {
+  const int64_t rows = t.end[2], runs = cols / 256;
   const int64_t warp_rows = (rows + R - 1) / R;
   const dim3 block = block_shape(warp_rows, runs * 32, sm);
   const int64_t grid = (warp_rows + block.y - 1) / block.y;
-  matvec_q4_0x8_kernel<R><<<unsigned(grid), block, 0, st>>>(static_cast<const uint8_t*>(w), rows, runs, x, out);
+  matvec_q4_0x8_kernel<R><<<unsigned(grid), block, 0, st>>>(t, runs, x);
   check_launch("matvec_q4_0x8");
 }
 
-void matvec_q4_0x8(const void* w, int64_t rows, int64_t cols, const float* x, float* out, int sm, cudaStream_t st) {
+void matvec_q4_0x8(const Targets& t, int64_t cols, const float* x, int sm, cudaStream_t st) {
   switch (q4_rows_per_warp()) {
-    case 1: return launch_q4_0x8<1>(w, rows, cols, x, out, sm, st);
-    case 4: return launch_q4_0x8<4>(w, rows, cols, x, out, sm, st);
-    default: return launch_q4_0x8<2>(w, rows, cols, x, out, sm, st);
+    case 1: return launch_q4_0x8<1>(t, cols, x, sm, st);
+    case 4: return launch_q4_0x8<4>(t, cols, x, sm, st);
+    default: return launch_q4_0x8<2>(t, cols, x, sm, st);
   }
+}
+
+// Chunks in flight per thread of the F16/BF16 matvec: 4 unless FKV_CUDA_HALF_UNROLL=2 (a tuning knob;
+// measured on the H100, 8B-shape F16 decode: 129.2 t/s with 4, 123.0 with 2).
+int half_unroll() {
+  static const int u = [] {
+    const char* v = std::getenv("FKV_CUDA_HALF_UNROLL");
+    return v && std::atoi(v) == 2 ? 2 : 4;
+  }();
+  return u;
+}
+
+template <class T>
+void matvec_half_rows(const Targets& t, int64_t cols, const float* x, int sm, cudaStream_t st) {
+  if (half_unroll() == 4)
+    launch(matvec_half_kernel<T, 4>, "matvec_half", t.end[2], cols / 8, sm, st, t, cols, x);
+  else
+    launch(matvec_half_kernel<T, 2>, "matvec_half", t.end[2], cols / 8, sm, st, t, cols, x);
 }
 
 template <class T>
 void matvec_half(const void* w, int64_t rows, int64_t cols, const float* x, float* out, int sm, cudaStream_t st) {
   const T* wt = static_cast<const T*>(w);
   if (cols % 8 == 0)
-    launch(matvec_half_kernel<T>, "matvec_half", rows, cols / 8, sm, st, wt, rows, cols, x, out);
+    matvec_half_rows<T>(one_target(w, rows, out), cols, x, sm, st);
   else
     launch(matvec_scalar_kernel<T>, "matvec_scalar", rows, cols, sm, st, wt, rows, cols, x, out);
 }
 
 }  // namespace
+
+bool matvec_fused(GgmlType type, WeightLayout layout, int count, const void* const* w, const int64_t* rows,
+                  int64_t cols, const float* x, float* const* out, int sm, cudaStream_t st) {
+  const bool half = (type == GgmlType::F16 || type == GgmlType::BF16) && cols % 8 == 0;
+  if (count < 1 || count > 3 || !(half || layout == WeightLayout::kQ4_0x8)) return false;
+  Targets t{};
+  int64_t end = 0;
+  for (int m = 0; m < 3; ++m) {
+    const int k = m < count ? m : count - 1;
+    if (m < count) end += rows[k];
+    t.w[m] = w[k];
+    t.out[m] = out[k];
+    t.end[m] = end;
+  }
+  if (end == 0) return true;
+  if (layout == WeightLayout::kQ4_0x8)
+    matvec_q4_0x8(t, cols, x, sm, st);
+  else if (type == GgmlType::F16)
+    matvec_half_rows<__half>(t, cols, x, sm, st);
+  else
+    matvec_half_rows<__nv_bfloat16>(t, cols, x, sm, st);
+  return true;
+}
 
 bool weight_type_supported(GgmlType type) {
   switch (type) {
@@ -343,7 +411,7 @@ bool weight_type_supported(GgmlType type) {
 void matvec(GgmlType type, WeightLayout layout, const void* w, int64_t rows, int64_t cols, const float* x,
             float* out, int sm, cudaStream_t st) {
   if (rows == 0) return;
-  if (layout == WeightLayout::kQ4_0x8) return matvec_q4_0x8(w, rows, cols, x, out, sm, st);
+  if (layout == WeightLayout::kQ4_0x8) return matvec_q4_0x8(one_target(w, rows, out), cols, x, sm, st);
   switch (type) {
     case GgmlType::F32: {
       const float* wf = static_cast<const float*>(w);

@@ -56,5 +56,83 @@ TEST_F(DecodeGraphTest, ReplaysMatchEagerCpu) {
   EXPECT_GE(cuda_graph_replays(*gpu) - before, 30) << "the repeated step was not replayed as a graph";
 }
 
+// A whole decode layer in Session's op order, weights uploaded as the loader does (Q4_0 repacked): once the
+// step replays as a graph, the q/k/v and gate/up matvecs, rope + kv_store and add + RMSNorm run fused.
+struct FullLayer {
+  static constexpr int kDim = 256, kHeads = 4, kKvHeads = 2, kHeadDim = 64, kFfn = 512, kCapacity = 48;
+  static constexpr int kKvDim = kKvHeads * kHeadDim;
+  GgmlType type;
+  CudaOpTest::WeightPair wq, wk, wv, wo, wg, wu, wd;
+  CudaOpTest::Pair x, n1, n2, xb, q, k, v, att, hb, hb2, kc, vc;
+  AttentionShape s{kHeads, kKvHeads, kHeadDim, 0.125f};
+  RopeParams rope;
+
+  CudaOpTest::WeightPair matrix(CudaOpTest& t, int64_t rows, int64_t cols) {
+    std::vector<float> values = t.random_floats(size_t(rows * cols), -0.1f, 0.1f);
+    std::vector<uint8_t> bytes(row_bytes(type, cols) * rows);
+    quantize_row(type, values.data(), bytes.data(), rows * cols);
+    return t.weights(bytes, type, rows, cols);
+  }
+
+  FullLayer(CudaOpTest& t, GgmlType weight_type) : type(weight_type) {
+    rope.head_dim = kHeadDim;
+    wq = matrix(t, kDim, kDim);
+    wk = matrix(t, kKvDim, kDim);
+    wv = matrix(t, kKvDim, kDim);
+    wo = matrix(t, kDim, kDim);
+    wg = matrix(t, kFfn, kDim);
+    wu = matrix(t, kFfn, kDim);
+    wd = matrix(t, kDim, kFfn);
+    x = t.both(t.random_floats(kDim));
+    n1 = t.both(t.random_floats(kDim, 0.5f, 1.5f));
+    n2 = t.both(t.random_floats(kDim, 0.5f, 1.5f));
+    for (auto* p : {&xb, &q, &att}) *p = t.poisoned(kDim);
+    for (auto* p : {&k, &v}) *p = t.poisoned(kKvDim);
+    for (auto* p : {&hb, &hb2}) *p = t.poisoned(kFfn);
+    kc = t.both(std::vector<uint8_t>(size_t(kCapacity) * kKvDim * 2));
+    vc = t.both(std::vector<uint8_t>(size_t(kCapacity) * kKvDim * 2));
+  }
+
+  // Returns the next layer's normalised input.
+  std::vector<float> step(CudaOpTest& t, Backend& b, bool gpu, int pos) {
+    auto pick = [&](CudaOpTest::Pair& p) -> DeviceBuffer& { return gpu ? *p.g : *p.c; };
+    auto w = [&](CudaOpTest::WeightPair& p) -> const Weight& { return gpu ? p.g : p.c; };
+    KvLayer layer{&pick(kc), &pick(vc), KvType::kF16, kCapacity};
+    b.rms_norm(pick(x), pick(n1), 1, kDim, 1e-5f, pick(xb));
+    b.matmul(w(wq), pick(xb), 1, pick(q));
+    b.matmul(w(wk), pick(xb), 1, pick(k));
+    b.matmul(w(wv), pick(xb), 1, pick(v));
+    b.rope(pick(q), 1, kHeads, pos, rope);
+    b.rope(pick(k), 1, kKvHeads, pos, rope);
+    b.kv_store(pick(k), pick(v), 1, pos, s, layer);
+    b.attention(pick(q), 1, pos, s, layer, pick(att));
+    b.matmul(w(wo), pick(att), 1, pick(xb));
+    b.add(pick(x), pick(xb), kDim, pick(x));
+    b.rms_norm(pick(x), pick(n2), 1, kDim, 1e-5f, pick(xb));
+    b.matmul(w(wg), pick(xb), 1, pick(hb));
+    b.matmul(w(wu), pick(xb), 1, pick(hb2));
+    b.swiglu(pick(hb), pick(hb2), kFfn, pick(hb));
+    b.matmul(w(wd), pick(hb), 1, pick(xb));
+    b.add(pick(x), pick(xb), kDim, pick(x));
+    b.rms_norm(pick(x), pick(n1), 1, kDim, 1e-5f, pick(xb));
+    return t.read(b, pick(xb), kDim);  // one read a step (x carries into the next step)
+  }
+};
+
+TEST_F(DecodeGraphTest, FusedLayerMatchesCpu) {
+  for (GgmlType type : {GgmlType::Q4_0, GgmlType::F16}) {
+    FullLayer m(*this, type);
+    const int replays = cuda_graph_replays(*gpu), fused = cuda_fused_ops(*gpu);
+    for (int pos = 0; pos < FullLayer::kCapacity; ++pos) {
+      const auto want = m.step(*this, *cpu, false, pos);
+      const auto got = m.step(*this, *gpu, true, pos);
+      ASSERT_LT(rel_error(got, want), 1e-4) << type_name(uint32_t(type)) << " step " << pos;
+    }
+    EXPECT_GE(cuda_graph_replays(*gpu) - replays, FullLayer::kCapacity - 4) << type_name(uint32_t(type));
+    // q/k/v (3), gate/up (2), rope/rope/store/store (4), add + norm twice (4) in the captured graph.
+    EXPECT_GE(cuda_fused_ops(*gpu) - fused, 13) << type_name(uint32_t(type));
+  }
+}
+
 }  // namespace
 }  // namespace fkv::test
