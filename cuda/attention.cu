@@ -74,7 +74,8 @@ struct Partial {
   }
 };
 
-template <int DPL, int HC, bool kExact, class KV>
+// kRows: cache rows per group in flight in each pass.
+template <int DPL, int HC, bool kExact, class KV, int kRows>
 __global__ void __launch_bounds__(kDecodeThreads)
     attention_decode_kernel(const float* __restrict__ q, const KV* __restrict__ kc, const KV* __restrict__ vc,
                             int pos0, const int* __restrict__ pos0_dev, int H, int KVH, int D, float scale,
@@ -103,14 +104,14 @@ __global__ void __launch_bounds__(kDecodeThreads)
 
   const size_t row_stride = size_t(KVH) * D;
   // Pass 1: scores of the span. The loop runs the same trips on every lane of a warp (the shuffles need the
-  // whole warp): a warp takes 8 consecutive positions per trip, two per group, both loads issued before
-  // either is used (bytes in flight set the speed); groups past the span's end load nothing.
+  // whole warp): a warp takes 4 * kRows consecutive positions per trip, kRows per group, all loads issued
+  // before any is used (bytes in flight set the speed); groups past the span's end load nothing.
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-  for (int t0 = t_begin + 8 * warp; t0 < t_end; t0 += 2 * kGroups) {
-    float k[2][DPL];
-    bool valid[2];
+  for (int t0 = t_begin + 4 * kRows * warp; t0 < t_end; t0 += kRows * kGroups) {
+    float k[kRows][DPL];
+    bool valid[kRows];
 #pragma unroll
-    for (int r = 0; r < 2; ++r) {
+    for (int r = 0; r < kRows; ++r) {
       const int t = t0 + 4 * r + (g & 3);
       valid[r] = t < t_end;
       if (valid[r]) {
@@ -121,7 +122,7 @@ __global__ void __launch_bounds__(kDecodeThreads)
       }
     }
 #pragma unroll
-    for (int r = 0; r < 2; ++r)
+    for (int r = 0; r < kRows; ++r)
 #pragma unroll
       for (int h = 0; h < HC; ++h) {
         float s = 0.0f;
@@ -162,14 +163,15 @@ __global__ void __launch_bounds__(kDecodeThreads)
   for (int h = 0; h < HC; ++h)
 #pragma unroll
     for (int j = 0; j < DPL; ++j) acc[h][j] = 0.0f;
-  // Two rows per group in flight; no shuffles inside, so groups may leave the loop at different trips.
+  // kRows rows per group in flight; no shuffles inside, so groups may leave the loop at different trips.
   int t = t_begin + g;
-  for (; t + kGroups < t_end; t += 2 * kGroups) {
-    float v[2][DPL];
-    load_row_slice<DPL, kExact>(vc + size_t(t) * row_stride + size_t(kvh) * D, lane8, D, v[0]);
-    load_row_slice<DPL, kExact>(vc + size_t(t + kGroups) * row_stride + size_t(kvh) * D, lane8, D, v[1]);
+  for (; t + (kRows - 1) * kGroups < t_end; t += kRows * kGroups) {
+    float v[kRows][DPL];
 #pragma unroll
-    for (int r = 0; r < 2; ++r)
+    for (int r = 0; r < kRows; ++r)
+      load_row_slice<DPL, kExact>(vc + size_t(t + r * kGroups) * row_stride + size_t(kvh) * D, lane8, D, v[r]);
+#pragma unroll
+    for (int r = 0; r < kRows; ++r)
 #pragma unroll
       for (int h = 0; h < HC; ++h) {
         const float p = scores[h][t + r * kGroups - t_begin];
@@ -177,7 +179,7 @@ __global__ void __launch_bounds__(kDecodeThreads)
         for (int j = 0; j < DPL; ++j) acc[h][j] = fmaf(p, v[r][j], acc[h][j]);
       }
   }
-  if (t < t_end) {
+  for (; t < t_end; t += kGroups) {
     float v[DPL];
     load_row_slice<DPL, kExact>(vc + size_t(t) * row_stride + size_t(kvh) * D, lane8, D, v);
 #pragma unroll
@@ -327,19 +329,24 @@ __global__ void __launch_bounds__(kPrefillThreads)
 }
 
 // out[i, h, :] from the splits that hold positions of token i: log-sum-exp weights exp(m_s - M). The
-// threads share the per-split work (max, weights, sum) and keep the weights in shared memory, so that the
-// output loop over splits only loads and adds: at 32K tokens (129 splits) the serial version took 25 us a
-// layer.
-__global__ void attention_combine_kernel(const float* __restrict__ ws, int pos0, const int* __restrict__ pos0_dev,
-                                         int H, int D, int span, int n_splits, float* __restrict__ out) {
-  extern __shared__ float weight[];  // [n_splits]
+// threads share the per-split work (max, weights, sum) and keep the weights in shared memory; then each
+// warp sums every kCombineWarps-th split over all dims (independent loads, many in flight) and the warps'
+// sums are added in shared memory. At 32K tokens (129 splits) a thread per dim walking every split took
+// 25 us a layer.
+constexpr int kCombineThreads = 256, kCombineWarps = kCombineThreads / 32;
+__global__ void __launch_bounds__(kCombineThreads)
+    attention_combine_kernel(const float* __restrict__ ws, int pos0, const int* __restrict__ pos0_dev, int H, int D,
+                             int span, int n_splits, float* __restrict__ out) {
+  extern __shared__ float smem[];  // weight[n_splits], then sums[kCombineWarps][D]
+  float* weight = smem;
+  float* sums = smem + n_splits;
   __shared__ float red[32];
   const int h = blockIdx.x, i = blockIdx.y;
   const int len = (pos0_dev ? *pos0_dev : pos0) + i + 1;
   const int valid = min(n_splits, (len + span - 1) / span);
   const size_t stride = size_t(D + 2);
   const float* base = ws + (size_t(i) * H + h) * n_splits * stride;
-  const int warps = blockDim.x >> 5, warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
 
   float m = -INFINITY;
   for (int s = threadIdx.x; s < valid; s += blockDim.x) m = fmaxf(m, base[s * stride]);
@@ -347,7 +354,7 @@ __global__ void attention_combine_kernel(const float* __restrict__ ws, int pos0,
   if (lane == 0) red[warp] = m;
   __syncthreads();
   float M = -INFINITY;
-  for (int k = 0; k < warps; ++k) M = fmaxf(M, red[k]);
+  for (int k = 0; k < kCombineWarps; ++k) M = fmaxf(M, red[k]);
   __syncthreads();  // red is reused below
 
   float l = 0.0f;
@@ -360,18 +367,21 @@ __global__ void attention_combine_kernel(const float* __restrict__ ws, int pos0,
   if (lane == 0) red[warp] = l;
   __syncthreads();
   float L = 0.0f;
-  for (int k = 0; k < warps; ++k) L += red[k];
+  for (int k = 0; k < kCombineWarps; ++k) L += red[k];
   const float inv = 1.0f / L;
 
+  for (int d = lane; d < D; d += 32) {
+    float o = 0.0f;
+#pragma unroll 4
+    for (int s = warp; s < valid; s += kCombineWarps) o = fmaf(weight[s], base[s * stride + 2 + d], o);
+    sums[warp * D + d] = o;
+  }
+  __syncthreads();
   for (int d = threadIdx.x; d < D; d += blockDim.x) {
-    float o0 = 0.0f, o1 = 0.0f;
-    int s = 0;
-    for (; s + 1 < valid; s += 2) {  // two independent chains: loads stay in flight
-      o0 = fmaf(weight[s], base[s * stride + 2 + d], o0);
-      o1 = fmaf(weight[s + 1], base[(s + 1) * stride + 2 + d], o1);
-    }
-    if (s < valid) o0 = fmaf(weight[s], base[s * stride + 2 + d], o0);
-    out[(size_t(i) * H + h) * D + d] = (o0 + o1) * inv;
+    float o = 0.0f;
+#pragma unroll
+    for (int w = 0; w < kCombineWarps; ++w) o += sums[w * D + d];
+    out[(size_t(i) * H + h) * D + d] = o * inv;
   }
 }
 
@@ -395,9 +405,12 @@ template <int DPL, int HC, bool kExact, class KV>
 void launch_decode(const AttentionArgs& a, const Plan& p, cudaStream_t st) {
   const int group = a.s.n_heads / a.s.n_kv_heads;
   const dim3 grid(unsigned(a.s.n_kv_heads * ((group + HC - 1) / HC)), unsigned(p.n_splits), unsigned(a.n));
-  attention_decode_kernel<DPL, HC, kExact, KV><<<grid, kDecodeThreads, 0, st>>>(
-      a.q, static_cast<const KV*>(a.k), static_cast<const KV*>(a.v), a.pos0, a.pos0_dev, a.s.n_heads,
-      a.s.n_kv_heads, a.s.head_dim, a.s.scale, p.n_splits, a.workspace);
+  // 2 rows in flight with unconstrained registers (4 blocks a multiprocessor) measured best on the H100 at
+  // 32K: 4 rows, or 6 blocks forced by launch bounds (spills), were 6-30% slower.
+  auto kernel = attention_decode_kernel<DPL, HC, kExact, KV, 2>;
+  kernel<<<grid, kDecodeThreads, 0, st>>>(a.q, static_cast<const KV*>(a.k), static_cast<const KV*>(a.v), a.pos0,
+                                          a.pos0_dev, a.s.n_heads, a.s.n_kv_heads, a.s.head_dim, a.s.scale,
+                                          p.n_splits, a.workspace);
   check_launch("attention_decode");
 }
 
@@ -451,11 +464,11 @@ void attention(const AttentionArgs& a, int sm_count, cudaStream_t st) {
     a.f16 ? decode<__half>(a, p, st) : decode<float>(a, p, st);
   else
     a.f16 ? prefill<__half>(a, p, st) : prefill<float>(a, p, st);
-  const size_t weight_bytes = sizeof(float) * size_t(p.n_splits);
-  if (weight_bytes > 48 * 1024)
+  const size_t combine_bytes = sizeof(float) * (size_t(p.n_splits) + size_t(kCombineWarps) * a.s.head_dim);
+  if (combine_bytes > 48 * 1024)
     throw Error(ErrorCode::kUnsupported, "CUDA attention: context too long for the split merge (" +
                                              std::to_string(p.n_splits) + " splits)");
-  attention_combine_kernel<<<dim3(unsigned(a.s.n_heads), unsigned(a.n)), 128, weight_bytes, st>>>(
+  attention_combine_kernel<<<dim3(unsigned(a.s.n_heads), unsigned(a.n)), kCombineThreads, combine_bytes, st>>>(
       a.workspace, a.pos0, a.pos0_dev, a.s.n_heads, a.s.head_dim, p.span, p.n_splits, a.out);
   check_launch("attention_combine");
 }
