@@ -13,6 +13,7 @@
 
 #include "cuda_check.h"
 #include "cuda_kernels.h"
+#include "pdl.cuh"
 
 namespace fkv::cuda {
 namespace {
@@ -337,6 +338,7 @@ constexpr int kCombineThreads = 256, kCombineWarps = kCombineThreads / 32;
 __global__ void __launch_bounds__(kCombineThreads)
     attention_combine_kernel(const float* __restrict__ ws, int pos0, const int* __restrict__ pos0_dev, int H, int D,
                              int span, int n_splits, float* __restrict__ out) {
+  pdl_allow_dependents();  // the output projection may start loading its weights
   extern __shared__ float smem[];  // weight[n_splits], then sums[kCombineWarps][D]
   float* weight = smem;
   float* sums = smem + n_splits;

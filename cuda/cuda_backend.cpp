@@ -84,6 +84,7 @@ class CudaBackend : public Backend {
     native_split_ = env_flag("FKV_CUDA_SPLIT", true);
     chirp_ = env_flag("FKV_CUDA_CHIRP", false);
     fuse_ = env_flag("FKV_CUDA_FUSE", true);
+    set_programmatic_launch(prop.major >= 9 && env_flag("FKV_CUDA_PDL", true));
   }
 
   ~CudaBackend() override {

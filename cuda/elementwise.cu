@@ -5,6 +5,7 @@
 
 #include "cuda_check.h"
 #include "cuda_kernels.h"
+#include "pdl.cuh"
 
 namespace fkv::cuda {
 namespace {
@@ -26,6 +27,7 @@ __device__ __forceinline__ float block_sum(float s) {
 // One block per row: sum of squares through warp shuffles and shared memory, then the scaled write.
 __global__ void rms_norm_kernel(const float* __restrict__ x, const float* __restrict__ w, int dim, float eps,
                                 float* __restrict__ out) {
+  pdl_allow_dependents();  // the next matvec may start loading its weights
   const float* xi = x + size_t(blockIdx.x) * dim;
   float* oi = out + size_t(blockIdx.x) * dim;
   float s = 0.0f;
@@ -40,6 +42,7 @@ __global__ void rms_norm_kernel(const float* __restrict__ x, const float* __rest
 template <int kPer>
 __global__ void rms_norm_vec_kernel(const float* __restrict__ x, const float* __restrict__ w, int dim, float eps,
                                     float* __restrict__ out) {
+  pdl_allow_dependents();  // the next matvec may start loading its weights
   const int d4 = dim / 4;
   const float4* xi = reinterpret_cast<const float4*>(x + size_t(blockIdx.x) * dim);
   float4* oi = reinterpret_cast<float4*>(out + size_t(blockIdx.x) * dim);
@@ -69,6 +72,7 @@ __global__ void rms_norm_vec_kernel(const float* __restrict__ x, const float* __
 template <int kPer>
 __global__ void add_rms_norm_kernel(const float* a, const float* b, float* sum_out, const float* __restrict__ w,
                                     int dim, float eps, float* __restrict__ out) {
+  pdl_allow_dependents();  // the next matvec may start loading its weights
   const int d4 = dim / 4;
   const float4* a4 = reinterpret_cast<const float4*>(a);
   const float4* b4 = reinterpret_cast<const float4*>(b);
@@ -165,6 +169,7 @@ __global__ void rope_kernel(float* __restrict__ x, int n, int n_heads, int head_
 }
 
 __global__ void swiglu_kernel(const float* gate, const float* up, int64_t count, float* out) {
+  pdl_allow_dependents();  // the next matvec may start loading its weights
   const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
   if (i >= count) return;
   const float g = gate[i];

@@ -8,10 +8,12 @@
 #include <cuda_fp16.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstdlib>
 
 #include "cuda_check.h"
 #include "cuda_kernels.h"
+#include "pdl.cuh"
 #include "quant_device.cuh"
 
 namespace fkv::cuda {
@@ -106,14 +108,25 @@ __global__ void matvec_half_kernel(Targets t, int64_t cols, const float* __restr
     const int64_t chunks = cols / 8;
     int64_t c = threadIdx.x;
     const int stride = blockDim.x;
-    for (; c + (kUnroll - 1) * stride < chunks; c += kUnroll * stride) {
-      uint4 a[kUnroll];
+    // The first weights are loaded before waiting for the kernel that writes x (programmatic launch).
+    uint4 a[kUnroll];
+    bool full = c + (kUnroll - 1) * stride < chunks;
+    if (full)
 #pragma unroll
       for (int k = 0; k < kUnroll; ++k) a[k] = __ldcs(wr + c + k * stride);  // weights: streamed, read once
+    pdl_wait();
+    while (full) {
 #pragma unroll
       for (int k = 0; k < kUnroll; ++k) acc = dot8<T>(a[k], x4, c + k * stride, acc);
+      c += kUnroll * stride;
+      full = c + (kUnroll - 1) * stride < chunks;
+      if (full)
+#pragma unroll
+        for (int k = 0; k < kUnroll; ++k) a[k] = __ldcs(wr + c + k * stride);
     }
     for (; c < chunks; c += stride) acc = dot8<T>(__ldcs(wr + c), x4, c, acc);
+  } else {
+    pdl_wait();
   }
   finish_row(acc, live ? t.out[m] + local : nullptr);
 }
@@ -226,6 +239,7 @@ __global__ void matvec_q4_0x8_kernel(Targets t, int64_t runs, const float* __res
     a = fmaf(d, s, a);
   };
 
+  bool waited = false;
   if (row0 < rows) {
     int64_t s = warp;
     for (; s + (kUnroll - 1) * wpr < runs; s += kUnroll * wpr) {
@@ -235,8 +249,6 @@ __global__ void matvec_q4_0x8_kernel(Targets t, int64_t runs, const float* __res
 #pragma unroll
       for (int k = 0; k < kUnroll; ++k) {
         const int64_t run = s + k * wpr;
-        xa[k] = __ldg(x4 + 64 * run);
-        xb[k] = __ldg(x4 + 64 * run + 4);
 #pragma unroll
         for (int r = 0; r < R; ++r) {
           const uint8_t* base = wr[r] + size_t(run) * Q4_0x8::kRunBytes;
@@ -244,10 +256,24 @@ __global__ void matvec_q4_0x8_kernel(Targets t, int64_t runs, const float* __res
           d[k][r] = __half2float(__ushort_as_half(__ldg(reinterpret_cast<const unsigned short*>(base) + blk)));
         }
       }
+      if (!waited) {  // the first weights are in flight before waiting for the kernel that writes x
+        pdl_wait();
+        waited = true;
+      }
+#pragma unroll
+      for (int k = 0; k < kUnroll; ++k) {
+        const int64_t run = s + k * wpr;
+        xa[k] = __ldg(x4 + 64 * run);
+        xb[k] = __ldg(x4 + 64 * run + 4);
+      }
 #pragma unroll
       for (int k = 0; k < kUnroll; ++k)
 #pragma unroll
         for (int r = 0; r < R; ++r) pass(q[k][r], d[k][r], xa[k], xb[k], acc[r]);
+    }
+    if (!waited) {
+      pdl_wait();
+      waited = true;
     }
     for (; s < runs; s += wpr) {
       const float4 xa = __ldg(x4 + 64 * s), xb = __ldg(x4 + 64 * s + 4);
@@ -260,6 +286,7 @@ __global__ void matvec_q4_0x8_kernel(Targets t, int64_t runs, const float* __res
       }
     }
   }
+  if (!waited) pdl_wait();  // rows past the end still order their (absent) writes after the wait
 #pragma unroll
   for (int r = 0; r < R; ++r) acc[r] = warp_sum(acc[r]);
   if (wpr == 1) {
@@ -301,6 +328,28 @@ void launch(K kernel, const char* name, int64_t rows, int64_t items_per_row, int
   check_launch(name);
 }
 
+std::atomic<bool> g_programmatic{false};
+
+// A launch that may overlap the end of the stream's previous kernel (pdl.cuh) when programmatic launches are
+// on; the kernel must call pdl_wait() before touching what earlier kernels write.
+template <class K, class... Args>
+void launch_programmatic(K kernel, const char* name, dim3 grid, dim3 block, cudaStream_t stream, Args... args) {
+  if (!g_programmatic.load(std::memory_order_relaxed)) {
+    kernel<<<grid, block, 0, stream>>>(args...);
+    return check_launch(name);
+  }
+  cudaLaunchConfig_t cfg = {};
+  cfg.gridDim = grid;
+  cfg.blockDim = block;
+  cfg.stream = stream;
+  cudaLaunchAttribute attr[1];
+  attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attr[0].val.programmaticStreamSerializationAllowed = 1;
+  cfg.attrs = attr;
+  cfg.numAttrs = 1;
+  check(cudaLaunchKernelEx(&cfg, kernel, args...), name, "launching a kernel");
+}
+
 template <class F>
 void matvec_quant(const void* w, int64_t rows, int64_t cols, const float* x, float* out, int sm, cudaStream_t st) {
   const int64_t units = cols / 32;
@@ -329,8 +378,7 @@ void launch_q4_0x8(const Targets& t, int64_t cols, const float* x, int sm, cudaS
   const int64_t warp_rows = (rows + R - 1) / R;
   const dim3 block = block_shape(warp_rows, runs * 32, sm);
   const int64_t grid = (warp_rows + block.y - 1) / block.y;
-  matvec_q4_0x8_kernel<R><<<unsigned(grid), block, 0, st>>>(t, runs, x);
-  check_launch("matvec_q4_0x8");
+  launch_programmatic(matvec_q4_0x8_kernel<R>, "matvec_q4_0x8", dim3(unsigned(grid)), block, st, t, runs, x);
 }
 
 void matvec_q4_0x8(const Targets& t, int64_t cols, const float* x, int sm, cudaStream_t st) {
@@ -353,10 +401,12 @@ int half_unroll() {
 
 template <class T>
 void matvec_half_rows(const Targets& t, int64_t cols, const float* x, int sm, cudaStream_t st) {
+  const dim3 block = block_shape(t.end[2], cols / 8, sm);
+  const dim3 grid(unsigned((t.end[2] + block.y - 1) / block.y));
   if (half_unroll() == 4)
-    launch(matvec_half_kernel<T, 4>, "matvec_half", t.end[2], cols / 8, sm, st, t, cols, x);
+    launch_programmatic(matvec_half_kernel<T, 4>, "matvec_half", grid, block, st, t, cols, x);
   else
-    launch(matvec_half_kernel<T, 2>, "matvec_half", t.end[2], cols / 8, sm, st, t, cols, x);
+    launch_programmatic(matvec_half_kernel<T, 2>, "matvec_half", grid, block, st, t, cols, x);
 }
 
 template <class T>
@@ -392,6 +442,8 @@ bool matvec_fused(GgmlType type, WeightLayout layout, int count, const void* con
     matvec_half_rows<__nv_bfloat16>(t, cols, x, sm, st);
   return true;
 }
+
+void set_programmatic_launch(bool on) { g_programmatic.store(on, std::memory_order_relaxed); }
 
 bool weight_type_supported(GgmlType type) {
   switch (type) {
