@@ -330,6 +330,14 @@ const AttnCase kAttnCases[] = {
      33},  // prefill chunk, fitted middle 289   // prefill chunk, middle before the fit
     {{4, 2, 64, 4, 32, 0, 0, 0, 0.0, KvType::kF16}, 100, 5},    // window policy
     {{4, 4, 64, 0, 48, 300, 32, 32, 0.2, KvType::kF32}, 0, 9},  // first chunk: nothing cached
+    // split_attention.comp's tiles (128 rows, spectral rows in blocks of 4 per invocation, g in shared
+    // memory whole or in blocks) at row counts that are not multiples of them, and its fallback:
+    {{32, 8, 128, 4, 64, 2000, 512, 256, 0.24, KvType::kF16}, 1500, 1},  // 8B shape, middle 1432
+    {{16, 2, 64, 4, 40, 900, 200, 64, 0.3, KvType::kF32}, 700, 1},       // G 8: g in blocks of 128
+    {{12, 2, 64, 4, 40, 900, 48, 64, 0.5, KvType::kF16}, 600, 3},        // G 6, prefill chunk
+    {{8, 2, 128, 4, 64, 600, 64, 64, 1.0, KvType::kF16}, 400, 1},        // fitted, all kept
+    {{16, 1, 64, 4, 32, 400, 64, 64, 0.2, KvType::kF32}, 293, 1},        // G 16: split_attention_rows
+    {{4, 2, 36, 4, 32, 400, 32, 64, 0.2, KvType::kF16}, 200, 2},         // d 36: split_attention_rows
 };
 
 INSTANTIATE_TEST_SUITE_P(Shapes, SplitAttentionTest, ::testing::ValuesIn(kAttnCases), [](const auto& info) {

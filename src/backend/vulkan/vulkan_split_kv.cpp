@@ -17,6 +17,7 @@ constexpr uint32_t kAttnWorkgroup = 128;  // rows per split_attention tile
 constexpr uint32_t kMergeWorkgroup = 64;
 constexpr uint32_t kSpectralWorkgroup = 256;  // prep, and the merge when it applies h to the V coefficients
 constexpr uint32_t kMaxGroupsX = 65535;
+constexpr uint32_t kTiledSharedBytes = 32 * 1024;  // split_attention.comp uses at most ~31.5 KiB
 
 const VulkanBuffer& vk(const DeviceBuffer& b) {
   return static_cast<const VulkanBuffer&>(b);
@@ -325,8 +326,15 @@ void VulkanSplitKv::attention(const DeviceBuffer& q, const DeviceBuffer& k, cons
   const VulkanBuffer& partials =
       scratch(partials_, size_t(n) * H * chunks * ps * 4, "split attention partials");
 
+  // split_attention.comp (tiled: coalesced staged rows, register-blocked spectral sums) takes the usual
+  // shapes; split_attention_rows.comp (one invocation per row) the rest. FKV_VULKAN_SPLIT_ROWS=1 forces the
+  // latter (for comparisons).
+  static const bool force_rows = std::getenv("FKV_VULKAN_SPLIT_ROWS") != nullptr &&
+                                 std::string(std::getenv("FKV_VULKAN_SPLIT_ROWS")) == "1";
+  const bool tiled = !force_rows && G <= 8 && D % 8 == 0 && D <= 128 &&
+                     ctx_->properties().limits.maxComputeSharedMemorySize >= kTiledSharedBytes;
   const Pipeline& main_p = pipelines_.get(
-      "split_attention",
+      tiled ? "split_attention" : "split_attention_rows",
       {kAttnWorkgroup, kAttnWorkgroup, D, G, f16 ? 1u : 0u, NF, spec_k ? 1u : 0u, spec_v ? 1u : 0u}, 16);
   const uint32_t pc[] = {uint32_t(pos0),
                          H,
