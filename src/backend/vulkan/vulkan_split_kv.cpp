@@ -313,7 +313,12 @@ void VulkanSplitKv::attention(const DeviceBuffer& q, const DeviceBuffer& k, cons
   // each split also writes 2N floats of h per query head and rows cost ~4N operations each, so fewer,
   // longer splits: partial traffic stays small and the work per row keeps the device busy.
   const uint32_t max_len = uint32_t(S_len + M + W_len + n);
-  const uint32_t target = cpu_device_ ? 64 : spec_v ? 512 : 2048;
+  // FKV_VULKAN_SPLIT_GROUPS=N overrides the target (tuning on a GPU).
+  static const uint32_t target_env = [] {
+    const char* e = std::getenv("FKV_VULKAN_SPLIT_GROUPS");
+    return e ? uint32_t(std::max(1, std::atoi(e))) : 0u;
+  }();
+  const uint32_t target = target_env ? target_env : cpu_device_ ? 64 : spec_v ? 512 : 2048;
   const uint32_t work = std::min<uint32_t>(uint32_t(n) * uint32_t(s.n_kv_heads), target);
   const uint32_t want = std::max<uint32_t>(1, target / work);
   uint32_t chunk_len = (max_len + want - 1) / want;
