@@ -36,64 +36,35 @@ __global__ void rms_norm_kernel(const float* __restrict__ x, const float* __rest
   for (int j = threadIdx.x; j < dim; j += blockDim.x) oi[j] = xi[j] * scale * w[j];
 }
 
-// Rows of a multiple of 4 values, at most kPer float4 per thread: every load of the row is issued before
-// the reduction and the row stays in registers for the write. A decode step is one row, so its time is
-// the latency of one round of loads, not of dim / blockDim dependent ones (15 us -> a few us at dim 4096).
-template <int kPer>
-__global__ void rms_norm_vec_kernel(const float* __restrict__ x, const float* __restrict__ w, int dim, float eps,
-                                    float* __restrict__ out) {
-  pdl_allow_dependents();  // the next matvec may start loading its weights
-  const int d4 = dim / 4;
-  const float4* xi = reinterpret_cast<const float4*>(x + size_t(blockIdx.x) * dim);
-  float4* oi = reinterpret_cast<float4*>(out + size_t(blockIdx.x) * dim);
-  const float4* w4 = reinterpret_cast<const float4*>(w);
-  float4 v[kPer];
-  float s = 0.0f;
-#pragma unroll
-  for (int k = 0; k < kPer; ++k) {
-    const int j = threadIdx.x + k * blockDim.x;
-    v[k] = j < d4 ? xi[j] : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
-  }
-#pragma unroll
-  for (int k = 0; k < kPer; ++k) s += v[k].x * v[k].x + v[k].y * v[k].y + v[k].z * v[k].z + v[k].w * v[k].w;
-  const float scale = 1.0f / sqrtf(block_sum(s) / float(dim) + eps);
-#pragma unroll
-  for (int k = 0; k < kPer; ++k) {
-    const int j = threadIdx.x + k * blockDim.x;
-    if (j < d4) {
-      const float4 g = w4[j];
-      oi[j] = make_float4(v[k].x * scale * g.x, v[k].y * scale * g.y, v[k].z * scale * g.z, v[k].w * scale * g.w);
-    }
-  }
-}
-
-// The residual add and the RMSNorm of its sum for one decode row, in one launch: sum = a + b (written to
-// sum_out, which may alias a or b), out = norm(sum) * w. Same rounding as add then rms_norm_vec_kernel.
-template <int kPer>
-__global__ void add_rms_norm_kernel(const float* a, const float* b, float* sum_out, const float* __restrict__ w,
+// Rows of a multiple of 4 values, at most kPer float4 per thread, one block per row: every load of the row is
+// issued before the reduction and the row stays in registers for the write. A decode step is one row, so
+// its time is the latency of one round of loads, not of dim / blockDim dependent ones (15 us -> a few us at
+// dim 4096). kAdd: the row is a + b, written to sum_out (which may alias a or b) before the norm: the residual
+// add and the next RMSNorm in one launch, with the rounding of add then norm.
+template <int kPer, bool kAdd>
+__global__ void rms_norm_vec_kernel(const float* a, const float* b, float* sum_out, const float* __restrict__ w,
                                     int dim, float eps, float* __restrict__ out) {
   pdl_allow_dependents();  // the next matvec may start loading its weights
   const int d4 = dim / 4;
-  const float4* a4 = reinterpret_cast<const float4*>(a);
-  const float4* b4 = reinterpret_cast<const float4*>(b);
-  float4* s4 = reinterpret_cast<float4*>(sum_out);
+  const size_t row = size_t(blockIdx.x) * dim;
+  const float4* a4 = reinterpret_cast<const float4*>(a + row);
   const float4* w4 = reinterpret_cast<const float4*>(w);
-  float4* o4 = reinterpret_cast<float4*>(out);
+  float4* o4 = reinterpret_cast<float4*>(out + row);
   float4 v[kPer];
+#pragma unroll
+  for (int k = 0; k < kPer; ++k) {
+    const int j = threadIdx.x + k * blockDim.x;
+    v[k] = j < d4 ? a4[j] : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+    if (kAdd && j < d4) {
+      const float4 y = reinterpret_cast<const float4*>(b + row)[j];
+      v[k] = make_float4(v[k].x + y.x, v[k].y + y.y, v[k].z + y.z, v[k].w + y.w);
+    }
+  }
   float s = 0.0f;
 #pragma unroll
   for (int k = 0; k < kPer; ++k) {
     const int j = threadIdx.x + k * blockDim.x;
-    v[k] = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
-    if (j < d4) {
-      const float4 x = a4[j], y = b4[j];
-      v[k] = make_float4(x.x + y.x, x.y + y.y, x.z + y.z, x.w + y.w);
-    }
-  }
-#pragma unroll
-  for (int k = 0; k < kPer; ++k) {
-    const int j = threadIdx.x + k * blockDim.x;
-    if (j < d4) s4[j] = v[k];
+    if (kAdd && j < d4) reinterpret_cast<float4*>(sum_out + row)[j] = v[k];
     s += v[k].x * v[k].x + v[k].y * v[k].y + v[k].z * v[k].z + v[k].w * v[k].w;
   }
   const float scale = 1.0f / sqrtf(block_sum(s) / float(dim) + eps);
@@ -105,6 +76,26 @@ __global__ void add_rms_norm_kernel(const float* a, const float* b, float* sum_o
       o4[j] = make_float4(v[k].x * scale * g.x, v[k].y * scale * g.y, v[k].z * scale * g.z, v[k].w * scale * g.w);
     }
   }
+}
+
+// One launch of rms_norm_vec_kernel for n rows of dim values; false when dim or the alignment does not suit it.
+template <bool kAdd>
+bool launch_norm_vec(const float* a, const float* b, float* sum_out, const float* w, int n, int dim, float eps,
+                     float* out, cudaStream_t st) {
+  constexpr int kThreads = 1024;
+  const int per = (dim / 4 + kThreads - 1) / kThreads;
+  const auto aligned = [](const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; };
+  if (dim % 4 != 0 || per > 4 || !aligned(a) || !aligned(w) || !aligned(out) ||
+      (kAdd && (!aligned(b) || !aligned(sum_out))))
+    return false;
+  if (per <= 1)
+    rms_norm_vec_kernel<1, kAdd><<<n, kThreads, 0, st>>>(a, b, sum_out, w, dim, eps, out);
+  else if (per <= 2)
+    rms_norm_vec_kernel<2, kAdd><<<n, kThreads, 0, st>>>(a, b, sum_out, w, dim, eps, out);
+  else
+    rms_norm_vec_kernel<4, kAdd><<<n, kThreads, 0, st>>>(a, b, sum_out, w, dim, eps, out);
+  check_launch(kAdd ? "add_rms_norm" : "rms_norm");
+  return true;
 }
 
 __device__ __forceinline__ float2 rotate(float2 ab, int pos, float freq) {
@@ -198,36 +189,14 @@ unsigned blocks_for(int64_t items) { return unsigned((items + 255) / 256); }
 
 void rms_norm(const float* x, const float* w, int n, int dim, float eps, float* out, cudaStream_t st) {
   if (n == 0) return;
-  constexpr int kVecThreads = 1024;
-  const int per = (dim / 4 + kVecThreads - 1) / kVecThreads;
-  const bool aligned = dim % 4 == 0 && reinterpret_cast<uintptr_t>(x) % 16 == 0 &&
-                       reinterpret_cast<uintptr_t>(w) % 16 == 0 && reinterpret_cast<uintptr_t>(out) % 16 == 0;
-  if (aligned && per <= 1)
-    rms_norm_vec_kernel<1><<<n, kVecThreads, 0, st>>>(x, w, dim, eps, out);
-  else if (aligned && per <= 2)
-    rms_norm_vec_kernel<2><<<n, kVecThreads, 0, st>>>(x, w, dim, eps, out);
-  else if (aligned && per <= 4)
-    rms_norm_vec_kernel<4><<<n, kVecThreads, 0, st>>>(x, w, dim, eps, out);
-  else
-    rms_norm_kernel<<<n, kNormThreads, 0, st>>>(x, w, dim, eps, out);
+  if (launch_norm_vec<false>(x, nullptr, nullptr, w, n, dim, eps, out, st)) return;
+  rms_norm_kernel<<<n, kNormThreads, 0, st>>>(x, w, dim, eps, out);
   check_launch("rms_norm");
 }
 
 bool add_rms_norm(const float* a, const float* b, float* sum_out, const float* w, int dim, float eps, float* out,
                   cudaStream_t st) {
-  constexpr int kThreads = 1024;
-  const int per = (dim / 4 + kThreads - 1) / kThreads;
-  const auto aligned = [](const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; };
-  if (dim % 4 != 0 || per > 4 || !aligned(a) || !aligned(b) || !aligned(sum_out) || !aligned(w) || !aligned(out))
-    return false;
-  if (per <= 1)
-    add_rms_norm_kernel<1><<<1, kThreads, 0, st>>>(a, b, sum_out, w, dim, eps, out);
-  else if (per <= 2)
-    add_rms_norm_kernel<2><<<1, kThreads, 0, st>>>(a, b, sum_out, w, dim, eps, out);
-  else
-    add_rms_norm_kernel<4><<<1, kThreads, 0, st>>>(a, b, sum_out, w, dim, eps, out);
-  check_launch("add_rms_norm");
-  return true;
+  return launch_norm_vec<true>(a, b, sum_out, w, 1, dim, eps, out, st);
 }
 
 void rope_store(float* q, int q_heads, float* k, const float* v, int kv_heads, int head_dim, int pos0,

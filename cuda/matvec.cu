@@ -9,6 +9,8 @@
 
 #include <algorithm>
 #include <atomic>
+#include <map>
+#include <mutex>
 #include <cstdlib>
 
 #include "cuda_check.h"
@@ -319,6 +321,45 @@ dim3 block_shape(int64_t rows, int64_t items_per_row, int sm_count) {
   return dim3(32 * wpr, kBlockThreads / (32 * wpr));
 }
 
+// Warps of `kernel` (blocks of kBlockThreads) that fit on the GPU at once, from the occupancy calculator;
+// cached per kernel.
+template <class K>
+int64_t resident_warps(K kernel, int sm_count) {
+  static std::mutex mu;
+  static std::map<const void*, int> blocks_per_sm;
+  std::lock_guard<std::mutex> lock(mu);
+  const void* key = reinterpret_cast<const void*>(kernel);
+  auto it = blocks_per_sm.find(key);
+  if (it == blocks_per_sm.end()) {
+    int n = 0;
+    if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, kernel, kBlockThreads, 0) != cudaSuccess) {
+      (void)cudaGetLastError();
+      n = 0;
+    }
+    it = blocks_per_sm.emplace(key, n).first;
+  }
+  return int64_t(it->second) * sm_count * (kBlockThreads / 32);
+}
+
+// FKV_CUDA_ONE_WAVE=1: warps per row chosen so that a grid that fits on the GPU in one wave stays in one
+// wave (a partial second wave of blocks runs the GPU a third full at the end: 4096-row matrices).
+bool one_wave() {
+  static const bool on = [] {
+    const char* v = std::getenv("FKV_CUDA_ONE_WAVE");
+    return v && std::atoi(v) == 1;
+  }();
+  return on;
+}
+
+// block_shape, or with one_wave(): the most warps per row (up to 8, at least two work items per lane)
+// whose grid still fits in `resident` warps.
+dim3 wave_block_shape(int64_t rows, int64_t items_per_row, int sm_count, int64_t resident) {
+  if (!one_wave() || resident <= 0) return block_shape(rows, items_per_row, sm_count);
+  int wpr = 1;
+  while (wpr < 8 && rows * (2 * wpr) <= resident && items_per_row >= int64_t(64) * (2 * wpr) * 2) wpr *= 2;
+  return dim3(32 * wpr, kBlockThreads / (32 * wpr));
+}
+
 template <class K, class... Args>
 void launch(K kernel, const char* name, int64_t rows, int64_t items_per_row, int sm_count, cudaStream_t stream,
             Args... args) {
@@ -376,7 +417,7 @@ template <int R>
 void launch_q4_0x8(const Targets& t, int64_t cols, const float* x, int sm, cudaStream_t st) {
   const int64_t rows = t.end[2], runs = cols / 256;
   const int64_t warp_rows = (rows + R - 1) / R;
-  const dim3 block = block_shape(warp_rows, runs * 32, sm);
+  const dim3 block = wave_block_shape(warp_rows, runs * 32, sm, resident_warps(matvec_q4_0x8_kernel<R>, sm));
   const int64_t grid = (warp_rows + block.y - 1) / block.y;
   launch_programmatic(matvec_q4_0x8_kernel<R>, "matvec_q4_0x8", dim3(unsigned(grid)), block, st, t, runs, x);
 }
@@ -401,7 +442,7 @@ int half_unroll() {
 
 template <class T>
 void matvec_half_rows(const Targets& t, int64_t cols, const float* x, int sm, cudaStream_t st) {
-  const dim3 block = block_shape(t.end[2], cols / 8, sm);
+  const dim3 block = wave_block_shape(t.end[2], cols / 8, sm, resident_warps(matvec_half_kernel<T, 4>, sm));
   const dim3 grid(unsigned((t.end[2] + block.y - 1) / block.y));
   if (half_unroll() == 4)
     launch_programmatic(matvec_half_kernel<T, 4>, "matvec_half", grid, block, st, t, cols, x);
