@@ -186,6 +186,57 @@ TEST_F(VulkanTest, AddThenRmsNormMatchesCpu) {
   }
 }
 
+// The norms' shapes (common/rms_norm.glsl) in every configuration: the GPU's (a workgroup of up to 1024
+// invocations per row, one slot each at dim 4096) and lavapipe's (128 invocations, several slots each), with
+// subgroupAdd and with the shared-memory tree; vec4 slots (dim % 4 == 0) and float slots (577, 4099); rows
+// past the slots held in registers (lavapipe at 4100 and 4099, the GPU's at 33000 and 33001); 1 and 7 rows
+// (decode, prefill). Plain and fused with an add, also in place (the engine's x = x + xb, xb = norm(x)).
+TEST_F(VulkanTest, RmsNormShapesMatchCpu) {
+  const bool cpu_device = vk->device_name().find("llvmpipe") != std::string::npos;
+  Backend* const shared = vk;
+  std::vector<std::vector<std::string>> configs = {{}, {"FKV_VULKAN_SUBGROUP=0"}};  // {}: the shared backend
+  if (cpu_device) {
+    configs.push_back({"FKV_VULKAN_GPU_KERNELS=1"});
+    configs.push_back({"FKV_VULKAN_GPU_KERNELS=1", "FKV_VULKAN_SUBGROUP=0"});
+  }
+  for (const auto& vars : configs) {
+    vk = vars.empty() ? shared : &EnvBackends::get(vars);
+    std::string config;
+    for (const auto& v : vars) config += v + " ";
+    struct Shape {
+      int n, dim;
+    };
+    for (const Shape sh : {Shape{1, 4096}, Shape{7, 4096}, Shape{1, 4100}, Shape{7, 4100}, Shape{1, 577},
+                           Shape{7, 577}, Shape{1, 4099}, Shape{3, 33000}, Shape{1, 33001}, Shape{2, 8}}) {
+      const int n = sh.n, dim = sh.dim;
+      const size_t count = size_t(n) * dim;
+      const std::string what = config + "n " + std::to_string(n) + " dim " + std::to_string(dim);
+      auto [xv, xc] = both(random_floats(count, 1, 3.0f), "x");
+      auto [bv, bc] = both(random_floats(count, 2), "b");
+      auto [wv, wc] = both(random_floats(size_t(dim), 3), "w");
+      BufferPtr ov = poisoned(count * 4, "out"), oc = cpu->alloc(count * 4, "out");
+      vk->rms_norm(*xv, *wv, n, dim, 1e-5f, *ov);
+      cpu->rms_norm(*xc, *wc, n, dim, 1e-5f, *oc);
+      EXPECT_LT(max_rel_error(read(*vk, *ov, count), read(*cpu, *oc, count)), 1e-5) << what;
+      BufferPtr sv = poisoned(count * 4, "sum"), sc = cpu->alloc(count * 4, "sum");
+      vk->add(*xv, *bv, int64_t(count), *sv);
+      vk->rms_norm(*sv, *wv, n, dim, 1e-5f, *ov);
+      cpu->add(*xc, *bc, int64_t(count), *sc);
+      cpu->rms_norm(*sc, *wc, n, dim, 1e-5f, *oc);
+      EXPECT_LT(max_rel_error(read(*vk, *sv, count), read(*cpu, *sc, count)), 1e-6) << what;
+      EXPECT_LT(max_rel_error(read(*vk, *ov, count), read(*cpu, *oc, count)), 1e-5) << what;
+      vk->add(*xv, *bv, int64_t(count), *xv);
+      vk->rms_norm(*xv, *wv, n, dim, 1e-5f, *bv);
+      cpu->add(*xc, *bc, int64_t(count), *xc);
+      cpu->rms_norm(*xc, *wc, n, dim, 1e-5f, *bc);
+      EXPECT_LT(max_rel_error(read(*vk, *xv, count), read(*cpu, *xc, count)), 1e-6) << what << " in place";
+      EXPECT_LT(max_rel_error(read(*vk, *bv, count), read(*cpu, *bc, count)), 1e-5) << what << " in place";
+    }
+    vk->synchronize();
+  }
+  vk = shared;
+}
+
 TEST_F(VulkanTest, RopeMatchesCpu) {
   for (int head_dim : {64, 128}) {
     for (bool llama3 : {false, true}) {

@@ -107,7 +107,7 @@ class VulkanBackend : public Backend {
     const size_t bytes = size_t(n) * dim * 4;
     const uint32_t pc[] = {uint32_t(dim), u32(eps)};
     if (fuse_with_held_add(x, w, n, dim, pc, out)) return;
-    const Pipeline& p = pipelines_.get("rms_norm", {kWorkgroup, kWorkgroup}, 3);
+    const Pipeline& p = norm_pipeline(false, dim);
     rec_.dispatch(
         p, {window(x, 0, bytes, false), window(w, 0, size_t(dim) * 4, false), window(out, 0, bytes, true)},
         pc, sizeof(pc), uint32_t(n), 1, 1);
@@ -405,6 +405,28 @@ class VulkanBackend : public Backend {
     return true;
   }
 
+  // rms_norm.comp / add_rms_norm.comp (common/rms_norm.glsl): one workgroup per row, each invocation holding
+  // R slots (vec4, or floats for odd dims) of the row in registers. A GPU gets the smallest power-of-two
+  // workgroup from 64 up to 1024 (and the device's limits) that covers the row in one slot per invocation
+  // (4096 floats: 1024 invocations, one 16-byte load each), so a decode call waits on one round of loads
+  // and one reduction. CPU devices (lavapipe) keep 128 invocations, several slots each: their cost is per
+  // invocation and per barrier, not memory latency.
+  const Pipeline& norm_pipeline(bool add, int dim) {
+    const uint32_t slots = (uint32_t(dim) + 3) / 4;
+    uint32_t wg = kWorkgroup;
+    if (!cpu_device_) {
+      const auto& lim = ctx_->properties().limits;
+      const uint32_t max_wg =
+          std::min({1024u, lim.maxComputeWorkGroupInvocations, lim.maxComputeWorkGroupSize[0]});
+      wg = 64;
+      while (wg < slots && wg * 2 <= max_wg) wg *= 2;
+    }
+    const uint32_t r = std::clamp<uint32_t>((slots + wg - 1) / wg, 1, 8);
+    std::string name = add ? "add_rms_norm" : "rms_norm";
+    if (ctx_->subgroup_arithmetic()) name += "_subgroup";
+    return pipelines_.get(name, {wg, wg, r}, add ? 5 : 3);
+  }
+
   // The RMSNorm of a held add's sum, fused with it: true when recorded.
   bool fuse_with_held_add(const DeviceBuffer& x, const DeviceBuffer& w, int n, int dim,
                           const uint32_t (&pc)[2], DeviceBuffer& out) {
@@ -417,7 +439,7 @@ class VulkanBackend : public Backend {
     // The norm's output may be an operand of the add (the engine normalises x = x + xb into xb): every
     // element is read in the first pass by the invocation that writes it in the second. Not the sum.
     if (!sum_is_x || ov.handle() == sum.handle) return false;
-    const Pipeline& p = pipelines_.get("add_rms_norm", {kWorkgroup, kWorkgroup}, 5);
+    const Pipeline& p = norm_pipeline(true, dim);
     const size_t bytes = size_t(n) * dim * 4;
     // Bindings 0-2 as the add had them; the norm's weight and output after.
     Command c =
