@@ -18,8 +18,10 @@
 //    spans; each head's thread block reduces its share), then become probabilities in place.
 //  - V: read straight from memory, thread (row group rg, word sl) weighs rows rg, rg + RPV, ... (UV rows
 //    loaded before they are used) into HC x VW accumulators; the row groups are summed once at the end.
-// No subgroup operation is used (any subgroup size works); shared memory stays under 27 KiB (the host
-// checks the device limit and falls back to attention_split_rows.comp otherwise).
+// A span's first UV V rows per thread (RPV * UV rows: one tile) are loaded with its first K tile, and q
+// before the position register is read: a chunk of one tile (short contexts, vulkan_attention_plan.cpp)
+// waits on memory twice. No subgroup operation is used (any subgroup size works); shared memory stays under
+// 27 KiB (the host checks the device limit and falls back to attention_split_rows.comp otherwise).
 #extension GL_GOOGLE_include_directive : require
 #extension GL_EXT_control_flow_attributes : require
 
@@ -31,7 +33,7 @@ layout(constant_id = 4) const uint HC = 4u;      // query heads per workgroup, a
 layout(constant_id = 5) const uint TK = 32u;     // rows per K tile
 layout(constant_id = 6) const uint SPAN = 512u;  // rows per softmax span: a multiple of TK, HC * SPAN <= BUF
 
-layout(std430, binding = 0) readonly buffer Q { float q[]; };
+layout(std430, binding = 0) readonly buffer Q { vec4 q4[]; };
 layout(std430, binding = 1) readonly buffer K { uvec4 kc[]; };
 layout(std430, binding = 2) readonly buffer V { uvec4 vc[]; };
 layout(std430, binding = 3) writeonly buffer Partial { float part[]; };  // [n, heads, want, D + 2]
@@ -58,6 +60,7 @@ const uint UV = 4u;                            // V rows per thread loaded befor
 const uint BUF = 2048u;                        // floats of buf
 const uint TPH = WG / HC;                      // threads per head in the softmax
 const uint OPT = (HC * D + WG - 1u) / WG;      // outputs per thread in the final sum
+const uint QPT = (HC * D / 4u + WG - 1u) / WG;  // query vec4s per thread
 
 shared vec4 q_s[HC * D / 4u];
 shared uvec4 k_s[TK * NSP];
@@ -131,19 +134,28 @@ void accumulate(uvec4 w, uint j) {
 void main() {
   tid = gl_LocalInvocationID.x;
   const uint c = gl_WorkGroupID.x, blk = gl_WorkGroupID.y, i = gl_WorkGroupID.z;
+  const uint h0 = blk * HC;
+  // The query vectors do not depend on the position register: their loads are issued before it is read,
+  // so both are in flight together.
+  const uint qb = (i * p.heads + h0) * D / 4u;  // D is a multiple of 4: q rows are whole vec4s
+  vec4 qv[QPT];
+  [[unroll]] for (uint k = 0u; k < QPT; ++k) {
+    const uint e = tid + k * WG;
+    qv[k] = e < HC * D / 4u ? q4[qb + e] : vec4(0.0);
+  }
   const uint chunk_len = attention_chunk_len(pos0 + p.n, p.want, TK, p.min_chunk);
   if (c >= attention_chunks(pos0 + p.n, chunk_len)) return;  // uniform: the whole workgroup leaves
   const uint group = p.heads / p.kv_heads;
   const uint kvh = (blk * HC) / group;
-  const uint h0 = blk * HC;
   kv_base = kvh * NS;
   const uint len = pos0 + i + 1u;
   const uint start = c * chunk_len;
   const uint end = min(start + chunk_len, len);
 
-  const uint qb = (i * p.heads + h0) * D;
-  for (uint e = tid; e < HC * D / 4u; e += WG)
-    q_s[e] = vec4(q[qb + 4u * e], q[qb + 4u * e + 1u], q[qb + 4u * e + 2u], q[qb + 4u * e + 3u]) * p.scale;
+  [[unroll]] for (uint k = 0u; k < QPT; ++k) {
+    const uint e = tid + k * WG;
+    if (e < HC * D / 4u) q_s[e] = qv[k] * p.scale;
+  }
   // The first barrier of the span loop orders q_s before its use.
 
   const uint g_own = tid / TPH, k_own = tid % TPH;  // softmax: head and share (g_own < HC)
@@ -154,6 +166,14 @@ void main() {
   for (uint s0 = start; s0 < end; s0 += SPAN) {
     const uint s1 = min(s0 + SPAN, end), cnt = s1 - s0;
     load_k(s0, min(TK, cnt));
+    // The span's first UV row groups of V (RPV * UV rows: a whole tile) in the same round of loads: a
+    // short chunk (decode at short context: one tile) then waits on memory once after the position.
+    uvec4 vw[UV];
+    [[unroll]] for (uint u = 0u; u < UV; ++u) {
+      const uint r = s0 + rg + u * RPV;
+      vw[u] = uvec4(0u);
+      if (rg < RPV && r < s1) vw[u] = vc[r * p.kv_heads * NS + kv_base + sl];
+    }
     for (uint t0 = s0; t0 < s1; t0 += TK) {
       barrier();  // the previous tile's dot products (and the previous span's V pass) are done with k_s, buf
       store_k();
@@ -191,7 +211,9 @@ void main() {
         [[unroll]] for (uint v = 0u; v < VW; ++v) acc[g * VW + v] *= a;
       }
       const uint stride = p.kv_heads * NS;
-      uint r = s0 + rg;
+      [[unroll]] for (uint u = 0u; u < UV; ++u)
+        if (s0 + rg + u * RPV < s1) accumulate(vw[u], rg + u * RPV);
+      uint r = s0 + rg + UV * RPV;
       for (; r + (UV - 1u) * RPV < s1; r += UV * RPV) {
         uvec4 w[UV];
         [[unroll]] for (uint u = 0u; u < UV; ++u) w[u] = vc[(r + u * RPV) * stride + kv_base + sl];

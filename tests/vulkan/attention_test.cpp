@@ -2,7 +2,9 @@
 // and 128 (and odd sizes that take the per-head fallback), sequence lengths 1, 7, 513 and 4100, f16 and
 // f32 caches; each case with lavapipe's chunking (few chunks, several softmax spans per chunk) and a GPU's
 // (many chunks of at least 128 keys). Plus the chunk rule of vulkan_attention_plan.h.
+#include <algorithm>
 #include <sstream>
+#include <utility>
 
 #include "backend/vulkan/vulkan_attention_plan.h"
 #include "util/half.h"
@@ -106,17 +108,28 @@ INSTANTIATE_TEST_SUITE_P(Shapes, AttentionTest,
                          case_name);
 
 // The chunk rule on the Llama-3-8B shape at a GPU's target: one workgroup per (chunk, KV head) serving the
-// 4 query heads, kAttnGpuTarget / 8 chunks at long context (kAttnGpuTarget workgroups in all, several per
-// multiprocessor of a 132-SM GPU), at least 128 keys per chunk (few chunks at short context).
+// 4 query heads, kAttnGpuTarget (512, measured best on an H100 at 32K against 1024 and 2048) / 8 chunks at
+// long context, one K tile (32 keys) per chunk at least, so that a short context is spread over several
+// short chunks (decode at depth 0) rather than walked by one workgroup per KV head.
 TEST(AttentionPlan, LlamaEightBDecode) {
+  EXPECT_EQ(kAttnGpuTarget, 512u);
   const AttentionShape s{32, 8, 128, 1.0f / std::sqrt(128.0f)};
   const AttentionPlan p = plan_attention(1, s, KvType::kF16, kAttnGpuTarget, 32768);
   EXPECT_TRUE(p.grouped);
   EXPECT_EQ(p.heads_per_wg, 4u);
   EXPECT_EQ(p.head_blocks, 8u);
   EXPECT_EQ(p.want * p.head_blocks, kAttnGpuTarget);
-  EXPECT_EQ(p.min_chunk % p.tile, 0u);
-  EXPECT_GE(p.min_chunk, 128u);
+  EXPECT_EQ(p.tile, 32u);
+  EXPECT_EQ(p.min_chunk, p.tile);
+  // Keys per chunk and chunks as shaders/common/attention_chunks.glsl computes them.
+  const auto chunks = [&](uint32_t len) {
+    const uint32_t per = std::max(p.min_chunk, ((len + p.want - 1) / p.want + p.tile - 1) / p.tile * p.tile);
+    return std::pair<uint32_t, uint32_t>{per, (len + per - 1) / per};
+  };
+  EXPECT_EQ(chunks(1), (std::pair<uint32_t, uint32_t>{32, 1}));
+  EXPECT_EQ(chunks(100), (std::pair<uint32_t, uint32_t>{32, 4}));
+  EXPECT_EQ(chunks(2048), (std::pair<uint32_t, uint32_t>{32, 64}));
+  EXPECT_EQ(chunks(32768), (std::pair<uint32_t, uint32_t>{512, 64}));
   EXPECT_EQ(p.span % p.tile, 0u);
   EXPECT_LE(p.shared_bytes, 32768u);
   // Prefill of 512 queries: one chunk per (query, KV head) is enough work.

@@ -8,12 +8,6 @@ namespace {
 constexpr uint32_t kBufFloats = 2048;  // attention_split.comp's BUF: scores of a span, the final sums
 constexpr uint32_t kMaxHeadsPerWg = 8;
 constexpr uint32_t kTileWords = 512;  // 16-byte words per K tile: 8 KiB, 4 per thread
-constexpr uint32_t kMinChunkKeys = 128;
-
-uint32_t round_up(uint32_t x, uint32_t m) {
-  return (x + m - 1) / m * m;
-}
-
 }  // namespace
 
 AttentionPlan plan_attention(int n, const AttentionShape& s, KvType type, uint32_t target,
@@ -36,7 +30,9 @@ AttentionPlan plan_attention(int n, const AttentionShape& s, KvType type, uint32
       p.heads_per_wg = hc;
       p.tile = tile;
       p.span = kBufFloats / hc / tile * tile;
-      p.min_chunk = round_up(kMinChunkKeys, tile);
+      // One tile per chunk at least: a short context (decode at small depths) is spread over many short
+      // chunks whose K and V arrive in one round of loads, rather than walked by a few workgroups.
+      p.min_chunk = tile;
       p.shared_bytes = shared;
     }
   }

@@ -12,7 +12,7 @@ constexpr uint32_t kAttnGroupedWorkgroup = 128;  // attention_split.comp's threa
 constexpr uint32_t kAttnRowsWorkgroup = 64;      // attention_split_rows.comp's threads and keys per tile
 constexpr uint32_t kAttnMergeWorkgroup = 128;  // attention_merge.comp's threads (the Vulkan minimum maximum)
 constexpr uint32_t kAttnMergeDims = 16;        // and dims per merge workgroup
-constexpr uint32_t kAttnGpuTarget = 1024;      // chunk workgroups per step on a GPU (docs/VULKAN.md)
+constexpr uint32_t kAttnGpuTarget = 512;       // chunk workgroups per step on a GPU (docs/VULKAN.md)
 constexpr uint32_t kAttnCpuTarget = 16;        // lavapipe and other CPU devices
 
 struct AttentionPlan {
