@@ -3,11 +3,13 @@
 // attention_split_rows.comp) for one (query, head) with a log-sum-exp:
 // out = sum_c exp(m_c - M) acc_c / sum_c exp(m_c - M) l_c, M the largest m_c, so no exp overflows. The
 // chunk count follows from the position register like in the split shaders.
-// Workgroup (query and head qh, block of DB dims): the chunks are spread over the threads, not walked one
-// after the other (a decode step has a hundred or more chunks, and a serial walk would wait on each load):
+// Workgroup (query and head qh, block of DB dims). At most LANES chunks (short contexts): one round of loads,
+// one barrier (below). More: the chunks are spread over the threads, not walked one after the other (a
+// decode step at long context has tens of chunks or more, and a serial walk would wait on each load):
 // the chunk weights exp(m_c - M) go to shared memory WG chunks at a time, and LANES = WG / DB threads per
 // dim sum every LANES-th chunk, reading DB consecutive floats of a chunk's acc together.
 #extension GL_GOOGLE_include_directive : require
+#extension GL_EXT_control_flow_attributes : require
 
 layout(local_size_x_id = 0) in;
 layout(constant_id = 1) const uint WG = 128u;  // equals local_size_x; a power of two, a multiple of DB
@@ -56,6 +58,34 @@ void main() {
   const uint chunk_len = attention_chunk_len(pos0 + p.n, p.want, p.tile, p.min_chunk);
   const uint chunks = attention_chunks(pos0 + p.n, chunk_len);
   const uint base = qh * p.want * (D + 2u);
+
+  if (chunks <= LANES) {
+    // Few chunks (short contexts): thread (lane, d) weighs chunk `lane` at dim d; every thread reads the
+    // chunks' m and l itself (the same few words for the whole workgroup), so all loads go out in one round
+    // and the lanes' sums meet in one barrier, instead of two tree reductions.
+    float mc[LANES];
+    float mx_few = kNegBig;
+    [[unroll]] for (uint c = 0u; c < LANES; ++c) {
+      mc[c] = c < chunks ? part[base + c * (D + 2u)] : kNegBig;
+      mx_few = max(mx_few, mc[c]);
+    }
+    float total_few = 0.0;
+    [[unroll]] for (uint c = 0u; c < LANES; ++c)
+      if (c < chunks) total_few += exp(mc[c] - mx_few) * part[base + c * (D + 2u) + 1u];
+    float a_few = 0.0;
+    if (lane < chunks && d < D) {
+      const uint b = base + lane * (D + 2u);
+      a_few = exp(part[b] - mx_few) * part[b + 2u + d];
+    }
+    red[tid] = a_few;
+    barrier();
+    if (lane == 0u && d < D) {
+      float s = 0.0;
+      for (uint k = 0u; k < LANES; ++k) s += red[tid + k * DB];
+      o[qh * D + d] = s / total_few;
+    }
+    return;
+  }
 
   float mx = kNegBig;
   for (uint c = tid; c < chunks; c += WG) mx = max(mx, part[base + c * (D + 2u)]);
