@@ -27,6 +27,7 @@
 #include "decode_graph.h"
 #include "quant_device.cuh"
 #include "fourier/fourier_basis.h"
+#include "model/quant.h"
 #include "split_chirp.h"
 #include "split_kv.h"
 #include "util/error.h"

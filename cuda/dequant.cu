@@ -7,6 +7,7 @@
 
 #include "cuda_check.h"
 #include "cuda_kernels.h"
+#include "model/quant.h"
 #include "quant_device.cuh"
 
 namespace fkv::cuda {
@@ -111,7 +112,7 @@ void decode(GgmlType type, WeightLayout layout, const void* w, int64_t rows, int
 }  // namespace
 
 WeightLayout upload_layout(GgmlType type, int64_t cols) {
-  return type == GgmlType::Q4_0 && cols % 256 == 0 ? WeightLayout::kQ4_0x8 : WeightLayout::kGguf;
+  return q4_0x8_applies(type, cols) ? WeightLayout::kQ4_0x8 : WeightLayout::kGguf;
 }
 
 void dequantize_rows(GgmlType type, WeightLayout layout, const void* w, int64_t row0, int64_t n_rows, int64_t cols,

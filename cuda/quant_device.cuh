@@ -87,16 +87,17 @@ FKV_UNROLL
   }
 };
 
-// Q4_0 as the CUDA backend stores it (cuda_backend.cpp upload_weight) when a row is a multiple of 256
-// values: each run of 8 blocks (144 bytes, 16-byte aligned) holds the 8 scales, then the 8 blocks' 16
-// nibble bytes. A warp then reads a run's nibbles as 32 aligned words, where ggml's 18-byte blocks (2-byte
-// aligned) allow only 2-byte loads; the bytes per row do not change.
+// Q4_0 as the CUDA backend stores it (cuda_backend.cpp upload_weight; repack_q4_0x8 in src/model/quant.h,
+// shared with the Vulkan backend) when a row is a multiple of 256 values: each run of 8 blocks (144 bytes,
+// 16-byte aligned) holds the 8 scales, then the 8 blocks' 16 nibble bytes. A warp then reads a run's
+// nibbles as 32 aligned words, where ggml's 18-byte blocks (2-byte aligned) allow only 2-byte loads; the
+// bytes per row do not change.
 struct Q4_0x8 {
   static constexpr int kBlockBytes = 18;
   static constexpr int kUnitsPerBlock = 1;
   static constexpr bool kOffset = false;
   static constexpr int kRunBlocks = 8;
-  static constexpr int kRunBytes = 144;
+  static constexpr int kRunBytes = 144;  // kQ4_0x8RunBytes of model/quant.h
   FKV_HD static const uint8_t* scale_at(const uint8_t* row, int u) {
     return row + size_t(u >> 3) * kRunBytes + 2 * (u & 7);
   }
@@ -126,19 +127,6 @@ FKV_UNROLL
     for (int k = 0; k < 4; ++k) r.q[k] = small_uint_to_float((w >> (8 * k + shift)) & 15, 8.0f);
   }
 };
-
-// ggml Q4_0 rows (cols a multiple of 256) -> Q4_0x8, same size. Host only.
-inline void repack_q4_0x8(const uint8_t* src, int64_t rows, int64_t cols, uint8_t* dst) {
-  const int64_t runs = cols / 256;
-  for (int64_t r = 0; r < rows * runs; ++r) {
-    const uint8_t* in = src + r * Q4_0x8::kRunBytes;
-    uint8_t* out = dst + r * Q4_0x8::kRunBytes;
-    for (int b = 0; b < Q4_0x8::kRunBlocks; ++b) {
-      std::memcpy(out + 2 * b, in + 18 * b, 2);
-      std::memcpy(out + 16 + 16 * b, in + 18 * b + 2, 16);
-    }
-  }
-}
 
 // Q4_1: 20 bytes: f16 d, f16 m, 16 bytes of nibbles; value = d * q + m.
 struct Q4_1 {

@@ -401,4 +401,22 @@ float dot_row(GgmlType type, const void* row, const float* x, int64_t n) {
   return sum;
 }
 
+bool q4_0x8_applies(GgmlType type, int64_t cols) {
+  return type == GgmlType::Q4_0 && cols > 0 && cols % kQ4_0x8RunValues == 0;
+}
+
+void repack_q4_0x8(const void* src, int64_t rows, int64_t cols, void* dst) {
+  require(q4_0x8_applies(GgmlType::Q4_0, cols), ErrorCode::kInvalidArgument,
+          "repack_q4_0x8: rows of " + std::to_string(cols) + " values are not whole runs of 256");
+  const auto* in = static_cast<const uint8_t*>(src);
+  auto* out = static_cast<uint8_t*>(dst);
+  const int64_t runs = rows * (cols / kQ4_0x8RunValues);
+  for (int64_t r = 0; r < runs; ++r, in += kQ4_0x8RunBytes, out += kQ4_0x8RunBytes) {
+    for (int b = 0; b < 8; ++b) {
+      std::memcpy(out + 2 * b, in + sizeof(BlockQ4_0) * b, 2);
+      std::memcpy(out + 16 + 16 * b, in + sizeof(BlockQ4_0) * b + 2, 16);
+    }
+  }
+}
+
 }  // namespace fkv

@@ -255,5 +255,49 @@ TEST(Quant, RejectsPartialBlocks) {
   EXPECT_THROW(dot_row(GgmlType::Q8_0, q, x, 16), Error);
 }
 
+// Q4_0x8 (the GPU backends' upload layout): every value read back from the repacked bytes at the layout's
+// documented places (scale of block k of a run at byte 2k, its nibble bytes at 16 + 16k) equals the
+// reference decode of the ggml bytes, and the size is unchanged.
+TEST(Quant, Q4_0x8RepackKeepsEveryValue) {
+  for (int64_t cols : {int64_t(256), int64_t(768), int64_t(4096)}) {
+    const int64_t rows = 3;
+    const auto v = gaussian(rows * cols, 1.0f, uint32_t(cols));
+    const size_t rb = row_bytes(GgmlType::Q4_0, cols);
+    std::vector<uint8_t> q(rb * rows), packed(q.size(), 0xAB);
+    quantize_row(GgmlType::Q4_0, v.data(), q.data(), rows * cols);
+    repack_q4_0x8(q.data(), rows, cols, packed.data());
+    EXPECT_EQ(rb % kQ4_0x8RunBytes, 0u);
+    std::vector<float> want(static_cast<size_t>(cols));
+    for (int64_t r = 0; r < rows; ++r) {
+      dequantize_row(GgmlType::Q4_0, q.data() + rb * r, want.data(), cols);
+      const uint8_t* row = packed.data() + rb * r;
+      for (int64_t u = 0; u < cols / 32; ++u) {
+        const uint8_t* run = row + size_t(u / 8) * kQ4_0x8RunBytes;
+        const int k = int(u % 8);
+        uint16_t h;
+        std::memcpy(&h, run + 2 * k, 2);
+        const float d = half_to_float(h);
+        for (int j = 0; j < 16; ++j) {
+          const uint8_t b = run[16 + 16 * k + j];
+          ASSERT_EQ(float((b & 15) - 8) * d, want[size_t(32 * u + j)]) << "cols " << cols << " row " << r;
+          ASSERT_EQ(float((b >> 4) - 8) * d, want[size_t(32 * u + 16 + j)])
+              << "cols " << cols << " row " << r;
+        }
+      }
+    }
+  }
+}
+
+TEST(Quant, Q4_0x8AppliesToWholeRunsOfQ4_0Only) {
+  EXPECT_TRUE(q4_0x8_applies(GgmlType::Q4_0, 256));
+  EXPECT_TRUE(q4_0x8_applies(GgmlType::Q4_0, 14336));
+  EXPECT_FALSE(q4_0x8_applies(GgmlType::Q4_0, 288));
+  EXPECT_FALSE(q4_0x8_applies(GgmlType::Q4_0, 0));
+  EXPECT_FALSE(q4_0x8_applies(GgmlType::Q4_1, 4096));
+  EXPECT_FALSE(q4_0x8_applies(GgmlType::Q8_0, 4096));
+  uint8_t q[18 * 9] = {}, out[18 * 9];
+  EXPECT_THROW(repack_q4_0x8(q, 1, 288, out), Error);
+}
+
 }  // namespace
 }  // namespace fkv
