@@ -1,6 +1,6 @@
 // Weight decoding for every GGUF storage type, over a weight buffer bound as raw 32-bit words.
 // The including shader declares `w` (readonly uint array) and the specialization constant WTYPE
-// (the ggml type id) before including this file.
+// (the ggml type id, or T_Q4_0X8) before including this file.
 //
 // Weights are read by byte address: quantized blocks are 18, 34 or 210 bytes long, so a block or row may
 // start 2 bytes into a word. Reading words and shifting works on every device; it needs no 8/16-bit
@@ -14,6 +14,10 @@ const uint T_Q8_0 = 8u;
 const uint T_Q4_K = 12u;
 const uint T_Q6_K = 14u;
 const uint T_BF16 = 30u;
+// Not a ggml type: Q4_0 rows repacked by the backend's upload_weight (src/model/quant.h Q4_0x8): runs of 8
+// blocks (144 bytes, 36 words, 16-byte aligned), the 8 f16 scales in words 0-3, block k's 16 nibble bytes
+// in words 4 + 4k .. 7 + 4k (ggml's order within the block). Rows are multiples of 256 values.
+const uint T_Q4_0X8 = 258u;
 
 // Every type is decoded in units of 32 values: one block (Q4_0, Q4_1, Q8_0), one sub-block (Q4_K, Q6_K)
 // or 32 consecutive values (F32, F16, BF16; the last unit of a row may be partial for these).
@@ -35,7 +39,7 @@ int sbyte_of(uint word, uint k) { return int(word << (24u - 8u * k)) >> 24; }
 uint row_bytes(uint cols) {
   if (WTYPE == T_F32) return cols * 4u;
   if (WTYPE == T_F16 || WTYPE == T_BF16) return cols * 2u;
-  if (WTYPE == T_Q4_0) return cols / 32u * 18u;
+  if (WTYPE == T_Q4_0 || WTYPE == T_Q4_0X8) return cols / 32u * 18u;
   if (WTYPE == T_Q4_1) return cols / 32u * 20u;
   if (WTYPE == T_Q8_0) return cols / 32u * 34u;
   if (WTYPE == T_Q4_K) return cols / 256u * 144u;
@@ -54,6 +58,18 @@ void decode_unit(uint rb, uint u, uint cols, out float v[32]) {
         uint by = byte_of(q, j);
         v[4u * k + j] = float(int(by & 0xFu) - 8) * d;
         v[4u * k + j + 16u] = float(int(by >> 4) - 8) * d;
+      }
+    }
+  } else if (WTYPE == T_Q4_0X8) {
+    // Aligned word loads: the row starts 16-byte aligned.
+    const uint run = rb / 4u + (u / 8u) * 36u, k = u % 8u;
+    float d = unpackHalf2x16(w[run + k / 2u] >> (16u * (k % 2u))).x;
+    [[unroll]] for (uint i = 0u; i < 4u; ++i) {
+      uint q = w[run + 4u + 4u * k + i];
+      [[unroll]] for (uint j = 0u; j < 4u; ++j) {
+        uint by = byte_of(q, j);
+        v[4u * i + j] = float(int(by & 0xFu) - 8) * d;
+        v[4u * i + j + 16u] = float(int(by >> 4) - 8) * d;
       }
     }
   } else if (WTYPE == T_Q4_1) {

@@ -10,8 +10,11 @@
 // partners 16 later) or a quarter of a Q8_0 block (8 bytes); the block scale multiplies the slot's integer
 // dot product, fp32 throughout. Rows past the end are clamped (loaded, never written) and slots past the
 // end are loaded at the last slot and not added, so loads need no branches.
-// The host uses this shader for F16 (cols % 8 == 0, 16-byte aligned rows), Q4_0, Q4_1 and Q8_0 when x
-// starts 16-byte aligned; everything else goes to matmul.comp.
+// Q4_0 repacked at upload (T_Q4_0X8, runs of 8 blocks: scales, then nibbles) is read with aligned 32-bit
+// loads only: the 32 threads of a run's slots read its 128 nibble bytes as 32 consecutive words, and each
+// reads its block's scale word (4 threads share it).
+// The host uses this shader for F16 (cols % 8 == 0, 16-byte aligned rows), Q4_0 (either layout), Q4_1 and
+// Q8_0 when x starts 16-byte aligned; everything else goes to matmul.comp.
 #extension GL_GOOGLE_include_directive : require
 #extension GL_EXT_control_flow_attributes : require
 #if FKV_SUBGROUP_ADD
@@ -61,10 +64,16 @@ uint half_at(uint b) { return w[b >> 2] >> ((b & 2u) * 8u); }
 // activations instead (prep_x), once per slot for all R rows.
 float nib(uint h, uint m, float bias) { return uintBitsToFloat((h & m) | 0x4B000000u) - (8388608.0 + bias); }
 
-// Raw data of one slot of one row: F16: the slot's 16 bytes; Q4_0: (scale bits, nibble word);
+// Raw data of one slot of one row: F16: the slot's 16 bytes; Q4_0 and Q4_0X8: (scale bits, nibble word);
 // Q4_1: (scale and min bits, nibble word); Q8_0: (scale bits, bytes 0-3, bytes 4-7).
 uvec4 load_slot(uint rb, uint s) {
   if (WTYPE == T_F16) return w4[(rb >> 4) + s];
+  if (WTYPE == T_Q4_0X8) {
+    // Slot s: run s / 32, block (s / 4) % 8 of it, quarter s % 4: nibble word 4 + s % 32 of the run; the
+    // scale is half (s / 4) % 2 of scale word (s / 8) % 4. Rows start 16-byte aligned.
+    const uint run = (rb >> 2) + (s >> 5) * 36u;
+    return uvec4(w[run + ((s >> 3) & 3u)] >> ((s & 4u) << 2), w[run + 4u + (s & 31u)], 0u, 0u);
+  }
   const uint blk = s >> 2, q = s & 3u;
   if (WTYPE == T_Q4_0) {
     const uint b = rb + blk * 18u;
@@ -95,7 +104,7 @@ void load_x(uint xb4, uint s, out vec4 a, out vec4 b) {
 // and (Q4_1, for its minimum) the slot's plain sum.
 void prep_x(inout vec4 a, inout vec4 b, out float sum) {
   sum = 0.0;
-  if (WTYPE == T_Q4_0 || WTYPE == T_Q4_1) {
+  if (WTYPE == T_Q4_0 || WTYPE == T_Q4_0X8 || WTYPE == T_Q4_1) {
     if (WTYPE == T_Q4_1) sum = dot(a + b, vec4(1.0));
     a *= vec4(1.0, 1.0 / 256.0, 1.0, 1.0 / 256.0);
     b *= vec4(1.0 / 16.0, 1.0 / 4096.0, 1.0 / 16.0, 1.0 / 4096.0);
@@ -118,7 +127,7 @@ float slot_dot(uvec4 d, vec4 a, vec4 b, float xsum) {
     return dot(vec4(unpackHalf2x16(d.x), unpackHalf2x16(d.y)), a) +
            dot(vec4(unpackHalf2x16(d.z), unpackHalf2x16(d.w)), b);
   }
-  if (WTYPE == T_Q4_0) return unpackHalf2x16(d.x).x * nibble_dot(d.y, 8.0, a, b);
+  if (WTYPE == T_Q4_0 || WTYPE == T_Q4_0X8) return unpackHalf2x16(d.x).x * nibble_dot(d.y, 8.0, a, b);
   if (WTYPE == T_Q4_1) {
     // (n d + m) x summed: d * sum(n x) + m * sum(x).
     const vec2 dm = unpackHalf2x16(d.x);

@@ -88,8 +88,9 @@ class Backend {
                     size_t bytes) = 0;
   virtual void synchronize() = 0;
   // Uploads a weight matrix: `bytes` of w.rows rows of w.type, as in the GGUF file, into w.buf from offset 0.
-  // A backend may keep them in a layout of its own that only its ops read (the CUDA backend repacks Q4_0 for
-  // aligned loads); download() of such a buffer returns that layout. The default is upload().
+  // A backend may keep them in a layout of its own that only its ops read (CUDA and Vulkan repack Q4_0 rows
+  // of a multiple of 256 values for aligned loads: model/quant.h Q4_0x8); download() of such a buffer returns
+  // that layout. The default is upload().
   virtual void upload_weight(const Weight& w, const void* data, size_t bytes) { upload(*w.buf, 0, data, bytes); }
 
   // out[i, :] = dequantize(table row tokens[i]) for i < n. tokens: int32 [n], each in [0, table.rows).

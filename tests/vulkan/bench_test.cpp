@@ -24,21 +24,32 @@ TEST_F(VulkanTest, DISABLED_BenchDecodeOps) {
     const char* name;
     int64_t rows, cols;
   };
-  for (GgmlType type : {GgmlType::F16, GgmlType::Q4_0, GgmlType::Q8_0, GgmlType::Q4_K}) {
+  // "q4_0x8": Q4_0 uploaded as the model loader does (upload_weight repacks it); "q4_0": the GGUF layout.
+  struct Layout {
+    GgmlType type;
+    bool as_weight;
+  };
+  for (Layout l : {Layout{GgmlType::F16, false}, Layout{GgmlType::Q4_0, true}, Layout{GgmlType::Q4_0, false},
+                   Layout{GgmlType::Q8_0, false}, Layout{GgmlType::Q4_K, false}}) {
+    const GgmlType type = l.type;
+    const std::string label =
+        l.as_weight && q4_0x8_applies(type, 4096) ? "q4_0x8" : type_name(uint32_t(type));
     for (Shape s :
          {Shape{"ffn_up 8B", 14336, 4096}, Shape{"ffn_down 8B", 4096, 14336}, Shape{"wq 8B", 4096, 4096}}) {
       const size_t bytes = row_bytes(type, s.cols) * size_t(s.rows);
       BufferPtr w = vk->alloc(bytes, "w");
       std::vector<uint8_t> zero(bytes, 0);
-      vk->upload(*w, 0, zero.data(), bytes);
+      const Weight wt{w.get(), type, s.rows, s.cols};
+      if (l.as_weight) {
+        vk->upload_weight(wt, zero.data(), bytes);
+      } else {
+        vk->upload(*w, 0, zero.data(), bytes);
+      }
       BufferPtr x = vk->alloc(size_t(s.cols) * 4 * 256, "x"), o = vk->alloc(size_t(s.rows) * 4 * 256, "o");
       for (int n : {1, 256}) {
-        const double ms = time_ms(*vk, n == 1 ? 50 : 5, [&] {
-          vk->matmul(Weight{w.get(), type, s.rows, s.cols}, *x, n, *o);
-        });
-        std::printf("BENCH matmul %-5s %-12s n=%3d %8.3f ms  %7.1f GB/s  %7.2f TFLOP/s\n",
-                    type_name(uint32_t(type)).c_str(), s.name, n, ms, double(bytes) / ms / 1e6,
-                    2.0 * s.rows * s.cols * n / ms / 1e9);
+        const double ms = time_ms(*vk, n == 1 ? 50 : 5, [&] { vk->matmul(wt, *x, n, *o); });
+        std::printf("BENCH matmul %-6s %-12s n=%3d %8.3f ms  %7.1f GB/s  %7.2f TFLOP/s\n", label.c_str(),
+                    s.name, n, ms, double(bytes) / ms / 1e6, 2.0 * s.rows * s.cols * n / ms / 1e9);
       }
     }
   }

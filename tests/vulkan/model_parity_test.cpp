@@ -10,6 +10,7 @@
 #include "gguf/gguf_reader.h"
 #include "model/llama2c_convert.h"
 #include "model/llama_model.h"
+#include "model/random_model.h"
 #include "test_paths.h"
 #include "vulkan_test_util.h"
 
@@ -53,6 +54,23 @@ TEST_F(VulkanTest, Stories260kLogitsMatchCpu) {
                            ("fkv_vulkan_stories260k_" + std::to_string(getpid()) + ".gguf"))
                               .string();
   convert_llama2c(shared_dir() + "/models/stories260K.bin", out);
+  std::vector<int32_t> tokens;
+  for (int i = 0; i < 40; ++i) tokens.push_back(int32_t(1 + (i * 37) % 500));
+  compare(out, tokens, 30, *vk, *cpu);
+  std::filesystem::remove(out);
+}
+
+TEST_F(VulkanTest, RandomQ4_0LogitsMatchCpu) {
+  // Every matrix and the embedding table Q4_0 with rows of 256 or 512 values: repacked by the Vulkan
+  // backend's upload_weight (docs/VULKAN.md), read in the GGUF layout by the CPU.
+  const std::string out = (std::filesystem::temp_directory_path() /
+                           ("fkv_vulkan_random_q4_0_" + std::to_string(getpid()) + ".gguf"))
+                              .string();
+  RandomModelOptions o;
+  o.shape = "small";
+  o.type = GgmlType::Q4_0;
+  o.threads = 2;
+  make_random_model(o, out);
   std::vector<int32_t> tokens;
   for (int i = 0; i < 40; ++i) tokens.push_back(int32_t(1 + (i * 37) % 500));
   compare(out, tokens, 30, *vk, *cpu);

@@ -1,5 +1,7 @@
 // Each Vulkan op against the CPU reference on fresh random inputs, poisoned outputs and odd sizes.
+#include <cstring>
 #include <map>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -140,6 +142,119 @@ TEST_P(TypeTest, MatmulGpuKernelsMatchCpu) {
 
 INSTANTIATE_TEST_SUITE_P(AllTypes, TypeTest, ::testing::ValuesIn(kAllTypes),
                          [](const auto& info) { return type_name(uint32_t(info.param)); });
+
+// Backends to run the weight-layout tests on: the shared one, plus the GPU configuration with and without
+// subgroupAdd (on lavapipe, which otherwise runs one row per invocation), or without subgroupAdd on a GPU.
+std::vector<Backend*> layout_backends(Backend* vk) {
+  if (vk->device_name().find("llvmpipe") == std::string::npos)
+    return {vk, &EnvBackends::get({"FKV_VULKAN_SUBGROUP=0"})};
+  return {vk, &EnvBackends::get({"FKV_VULKAN_SUBGROUP=1", "FKV_VULKAN_GPU_KERNELS=1"}),
+          &EnvBackends::get({"FKV_VULKAN_SUBGROUP=0", "FKV_VULKAN_GPU_KERNELS=1"})};
+}
+
+// Q4_0 uploaded as the model loader does (upload_weight: rows of a multiple of 256 values repacked into
+// model/quant.h Q4_0x8, which the shaders read as a type of their own) and with plain upload() (the GGUF
+// layout), against the CPU: matmul at decode (n = 1: matvec.comp on GPUs), n = 2, prefill sizes
+// (matmul.comp, matmul_tiled.comp from 17 tokens on GPUs), and embed. cols 800 is not a multiple of 256:
+// upload_weight keeps its GGUF layout. The repacked buffer is read back to check it was repacked.
+TEST_F(VulkanTest, Q4_0RepackedAtUploadMatchesCpu) {
+  const GgmlType type = GgmlType::Q4_0;
+  struct Shape {
+    int64_t rows, cols;
+    std::vector<int> ns;
+  };
+  const std::vector<Shape> shapes = {{1, 256, {1, 2, 17}},  {5, 768, {1, 2, 19}},   {259, 4096, {1, 2, 33}},
+                                     {1025, 4096, {1}},     {5, 14336, {1, 2, 17}}, {1025, 14336, {1}},
+                                     {259, 800, {1, 2, 17}}};
+  const std::vector<Backend*> backends = layout_backends(vk);
+  for (const Shape& sh : shapes) {
+    const auto bytes = random_weight(type, sh.rows, sh.cols, uint32_t(sh.rows + sh.cols));
+    BufferPtr wc = cpu->alloc(bytes.size(), "weight");
+    cpu->upload(*wc, 0, bytes.data(), bytes.size());
+    const Weight wcpu{wc.get(), type, sh.rows, sh.cols};
+    for (Backend* be : backends) {
+      for (bool repack : {true, false}) {
+        const std::string what = std::string(repack ? "upload_weight" : "upload") + " rows " +
+                                 std::to_string(sh.rows) + " cols " + std::to_string(sh.cols) + " on " +
+                                 be->device_name();
+        BufferPtr wv = be->alloc(bytes.size(), "weight");
+        const Weight w{wv.get(), type, sh.rows, sh.cols};
+        if (repack) {
+          be->upload_weight(w, bytes.data(), bytes.size());
+        } else {
+          be->upload(*wv, 0, bytes.data(), bytes.size());
+        }
+        if (repack && q4_0x8_applies(type, sh.cols)) {
+          std::vector<uint8_t> want(bytes.size()), got(bytes.size());
+          repack_q4_0x8(bytes.data(), sh.rows, sh.cols, want.data());
+          be->download(*wv, 0, got.data(), got.size());
+          EXPECT_TRUE(got == want) << what << ": not repacked";
+        }
+        for (int n : sh.ns) {
+          const std::vector<float> x = random_floats(size_t(n * sh.cols), uint32_t(n + 100));
+          BufferPtr xv = be->alloc(x.size() * 4, "x"), xc = cpu->alloc(x.size() * 4, "x");
+          be->upload(*xv, 0, x.data(), x.size() * 4);
+          cpu->upload(*xc, 0, x.data(), x.size() * 4);
+          BufferPtr ov = be->alloc(size_t(n * sh.rows) * 4, "out"),
+                    oc = cpu->alloc(size_t(n * sh.rows) * 4, "out");
+          const std::vector<uint8_t> nan(size_t(n * sh.rows) * 4, 0xFF);
+          be->upload(*ov, 0, nan.data(), nan.size());
+          be->matmul(w, *xv, n, *ov);
+          cpu->matmul(wcpu, *xc, n, *oc);
+          EXPECT_LT(max_rel_error(read(*be, *ov, n * sh.rows), read(*cpu, *oc, n * sh.rows)), 1e-4)
+              << what << " n " << n;
+        }
+        const std::vector<int32_t> ids = {0, int32_t(sh.rows - 1), int32_t(sh.rows / 2), 0};
+        const int n = int(ids.size());
+        BufferPtr tv = be->alloc(ids.size() * 4, "tokens"), tc = cpu->alloc(ids.size() * 4, "tokens");
+        be->upload(*tv, 0, ids.data(), ids.size() * 4);
+        cpu->upload(*tc, 0, ids.data(), ids.size() * 4);
+        BufferPtr ev = be->alloc(size_t(n * sh.cols) * 4, "out"),
+                  ec = cpu->alloc(size_t(n * sh.cols) * 4, "out");
+        const std::vector<uint8_t> nan(size_t(n * sh.cols) * 4, 0xFF);
+        be->upload(*ev, 0, nan.data(), nan.size());
+        be->embed(w, *tv, n, *ev);
+        cpu->embed(wcpu, *tc, n, *ec);
+        EXPECT_LT(max_rel_error(read(*be, *ev, n * sh.cols), read(*cpu, *ec, n * sh.cols)), 1e-6) << what;
+      }
+      be->synchronize();
+    }
+  }
+}
+
+// A repacked Q4_0 weight larger than one storage binding on lavapipe (128 MiB): matmul and embed bind it in
+// row ranges, whose offsets must keep the runs' word alignment. Random bytes with small positive scales
+// stand in for quantized values (generating 240M floats would take longer than the test).
+TEST_F(VulkanTest, Q4_0RepackedBindsInPieces) {
+  const int64_t rows = 16700, cols = 14336;
+  const size_t rb = row_bytes(GgmlType::Q4_0, cols);
+  std::vector<uint8_t> bytes(rb * rows);
+  std::mt19937 rng(3);
+  for (size_t i = 0; i < bytes.size(); i += 4) {
+    const uint32_t r = rng();
+    std::memcpy(&bytes[i], &r, 4);
+  }
+  for (size_t b = 0; b < bytes.size(); b += 18) {
+    const uint16_t d = uint16_t(0x2000 | (rng() & 0x0FFF));  // 2^-7 .. 2^-6
+    std::memcpy(&bytes[b], &d, 2);
+  }
+  BufferPtr wv = vk->alloc(bytes.size(), "big weight"), wc = cpu->alloc(bytes.size(), "big weight");
+  const Weight w{wv.get(), GgmlType::Q4_0, rows, cols}, wcpu{wc.get(), GgmlType::Q4_0, rows, cols};
+  vk->upload_weight(w, bytes.data(), bytes.size());
+  cpu->upload_weight(wcpu, bytes.data(), bytes.size());
+  bytes = {};
+  auto [xv, xc] = both(random_floats(cols, 10), "x");
+  BufferPtr ov = poisoned(rows * 4, "out"), oc = cpu->alloc(rows * 4, "out");
+  vk->matmul(w, *xv, 1, *ov);
+  cpu->matmul(wcpu, *xc, 1, *oc);
+  EXPECT_LT(max_rel_error(read(*vk, *ov, rows), read(*cpu, *oc, rows)), 1e-4);
+  const std::vector<int32_t> ids = {0, 16643, 16644, 16699};
+  auto [tv, tc] = both_bytes(ids.data(), 16, "tokens");
+  BufferPtr ev = poisoned(4 * cols * 4, "out"), ec = cpu->alloc(4 * cols * 4, "out");
+  vk->embed(w, *tv, 4, *ev);
+  cpu->embed(wcpu, *tc, 4, *ec);
+  EXPECT_EQ(max_rel_error(read(*vk, *ev, 4 * cols), read(*cpu, *ec, 4 * cols)), 0.0);
+}
 
 TEST_F(VulkanTest, RmsNormMatchesCpu) {
   const int n = 5, dim = 577;

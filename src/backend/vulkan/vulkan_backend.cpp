@@ -17,6 +17,7 @@
 #include "backend/vulkan/vulkan_memory.h"
 #include "backend/vulkan/vulkan_pipelines.h"
 #include "backend/vulkan/vulkan_split_kv.h"
+#include "model/quant.h"
 #include "util/error.h"
 
 namespace fkv {
@@ -27,6 +28,9 @@ constexpr uint32_t kMatmulTokens = 16;    // tokens per workgroup, GPU prefill o
 constexpr uint32_t kTiledMinTokens = 17;  // from here on GPU prefill uses the 64 x 64 tiled kernel
 constexpr uint32_t kMaxGroupsX = 65535;
 constexpr int kRopeRowsAhead = 1024;  // RoPE table rows appended at a time
+// The WTYPE specialization constant of Q4_0 repacked by upload_weight (model/quant.h Q4_0x8): past every
+// ggml type id; shaders/common/dequant.glsl T_Q4_0X8.
+constexpr uint32_t kTypeQ4_0x8 = 256 + uint32_t(GgmlType::Q4_0);
 
 const VulkanBuffer& vk(const DeviceBuffer& b) {
   return static_cast<const VulkanBuffer&>(b);
@@ -72,7 +76,26 @@ class VulkanBackend : public Backend {
   }
   void upload(DeviceBuffer& dst, size_t offset, const void* src, size_t bytes) override {
     check_range(dst, offset, bytes, "upload");
+    static_cast<VulkanBuffer&>(dst).set_q4_0x8(false);  // the bytes are the caller's, as given
     rec_.upload(vk(dst), offset, src, bytes);
+  }
+  // Q4_0 rows of a multiple of 256 values are repacked into runs of 8 blocks, scales apart from nibbles
+  // (model/quant.h Q4_0x8), so that the decode matvec reads them with aligned loads; the shaders read them
+  // as type kTypeQ4_0x8. Everything else keeps the GGUF layout.
+  void upload_weight(const Weight& w, const void* data, size_t bytes) override {
+    const size_t rb = row_bytes(w.type, w.cols);
+    if (!repack_ || !q4_0x8_applies(w.type, w.cols) || bytes != size_t(w.rows) * rb)
+      return upload(*w.buf, 0, data, bytes);
+    check_range(*w.buf, 0, bytes, "upload_weight");
+    // A slice of rows at a time: the host copy stays small (the recorder copies it into staging at once).
+    const int64_t slice = std::max<int64_t>(1, int64_t((16u << 20) / rb));
+    std::vector<uint8_t> packed(size_t(std::min(slice, w.rows)) * rb);
+    for (int64_t r0 = 0; r0 < w.rows; r0 += slice) {
+      const int64_t n = std::min(slice, w.rows - r0);
+      repack_q4_0x8(static_cast<const uint8_t*>(data) + size_t(r0) * rb, n, w.cols, packed.data());
+      rec_.upload(vk(*w.buf), size_t(r0) * rb, packed.data(), size_t(n) * rb);
+    }
+    static_cast<VulkanBuffer&>(*w.buf).set_q4_0x8(true);
   }
   void download(const DeviceBuffer& src, size_t offset, void* dst, size_t bytes) override {
     check_range(src, offset, bytes, "download");
@@ -89,7 +112,7 @@ class VulkanBackend : public Backend {
   void embed(const Weight& table, const DeviceBuffer& tokens, int n, DeviceBuffer& out) override {
     if (n <= 0) return;
     const size_t rb = row_bytes(table.type, table.cols);
-    const Pipeline& p = pipelines_.get("embed", {kWorkgroup, uint32_t(table.type)}, 3);
+    const Pipeline& p = pipelines_.get("embed", {kWorkgroup, shader_type(table)}, 3);
     const Binding tok = window(tokens, 0, size_t(n) * 4, false);
     const Binding dst = window(out, 0, size_t(n) * table.cols * 4, true);
     const int64_t piece = rows_per_binding(rb);
@@ -124,8 +147,9 @@ class VulkanBackend : public Backend {
     const bool quantized = type_traits(w.type).block_elems > 1;
     const uint32_t rpt = !cpu_device_ && n == 1 && quantized ? 2 : 1;
     const uint32_t rows_per_group = tiled ? 64 : wg / tpr * rpt;
-    const Pipeline& p = tiled ? pipelines_.get("matmul_tiled", {256, uint32_t(w.type)}, 3)
-                              : pipelines_.get("matmul", {wg, uint32_t(w.type), tpr, nt, wg, rpt}, 3);
+    const uint32_t wtype = shader_type(w);
+    const Pipeline& p = tiled ? pipelines_.get("matmul_tiled", {256, wtype}, 3)
+                              : pipelines_.get("matmul", {wg, wtype, tpr, nt, wg, rpt}, 3);
     const int64_t row_piece = rows_per_binding(rb);
     const size_t out_row = size_t(w.rows) * 4, x_row = size_t(w.cols) * 4;
     const int64_t tok_piece =
@@ -146,7 +170,7 @@ class VulkanBackend : public Backend {
                                delta(xb, size_t(i0) * x_row) / 4,
                                delta(ob, size_t(i0) * out_row) / 4 + uint32_t(r0),
                                uint32_t(w.rows)};
-        if (const Pipeline* mv = matvec_pipeline(w, ni, pc[3], pc[4])) {
+        if (const Pipeline* mv = matvec_pipeline(w, wtype, ni, pc[3], pc[4])) {
           const auto [gx, gz] = split(uint32_t((nr + matvec_rows(w.type) - 1) / matvec_rows(w.type)));
           rec_.dispatch(*mv, {wb, xb, ob}, pc, sizeof(pc), gx, 1, gz);
           continue;
@@ -163,9 +187,10 @@ class VulkanBackend : public Backend {
   static uint32_t matvec_rows(GgmlType t) { return t == GgmlType::F16 ? 2 : 4; }
 
   // The GPU decode matvec (shaders/common/matvec.glsl) when it applies to this piece, else nullptr
-  // (matmul.comp then): one token, not a CPU device, F16 / Q4_0 / Q4_1 / Q8_0, activations 16-byte aligned,
-  // F16 rows 16-byte aligned (its 16-byte loads).
-  const Pipeline* matvec_pipeline(const Weight& w, int64_t n, uint32_t w_base, uint32_t x_base) {
+  // (matmul.comp then): one token, not a CPU device, F16 / Q4_0 (either layout) / Q4_1 / Q8_0, activations
+  // 16-byte aligned, F16 rows 16-byte aligned (its 16-byte loads).
+  const Pipeline* matvec_pipeline(const Weight& w, uint32_t wtype, int64_t n, uint32_t w_base,
+                                  uint32_t x_base) {
     if (n != 1 || cpu_device_ || !matvec_ || x_base % 4 != 0) return nullptr;
     switch (w.type) {
       case GgmlType::F16:
@@ -180,7 +205,7 @@ class VulkanBackend : public Backend {
     }
     const uint32_t unroll = 4;
     return &pipelines_.get(ctx_->subgroup_arithmetic() ? "matvec_subgroup" : "matvec",
-                           {kWorkgroup, uint32_t(w.type), kWorkgroup, matvec_rows(w.type), unroll}, 3);
+                           {kWorkgroup, wtype, kWorkgroup, matvec_rows(w.type), unroll}, 3);
   }
 
   void rope(DeviceBuffer& x, int n, int n_heads, int pos0, const RopeParams& rp) override {
@@ -328,6 +353,18 @@ class VulkanBackend : public Backend {
     return Binding{&b, start, range, write};
   }
   static uint32_t delta(const Binding& b, size_t offset) { return uint32_t(offset - b.offset); }
+
+  // The WTYPE specialization constant of the shaders that read weight w: its ggml type, or kTypeQ4_0x8
+  // where upload_weight repacked its buffer. The shaders read Q4_0x8 runs as aligned words: a run starts at
+  // a multiple of 16 bytes in every binding, since rows are multiples of 144 bytes, so piece offsets are
+  // multiples of 16, and binding offsets are aligned down to a power of two.
+  static uint32_t shader_type(const Weight& w) {
+    if (!vk(*w.buf).q4_0x8()) return uint32_t(w.type);
+    require(q4_0x8_applies(w.type, w.cols), ErrorCode::kInvalidArgument,
+            "a weight buffer repacked as Q4_0 rows of a multiple of 256 values is read as " +
+                type_name(uint32_t(w.type)) + " rows of " + std::to_string(w.cols) + " values");
+    return kTypeQ4_0x8;
+  }
 
   // The position register that rope, kv_store and attention read pos0 from (CommandRecorder::set_position).
   Binding position() const { return window(rec_.position_buffer(), 0, 4, false); }
@@ -518,6 +555,11 @@ class VulkanBackend : public Backend {
   // FKV_VULKAN_MATVEC=0 sends GPU decode to matmul.comp instead of matvec.comp (for timing the two).
   bool matvec_ = [] {
     const char* v = std::getenv("FKV_VULKAN_MATVEC");
+    return !(v && std::strcmp(v, "0") == 0);
+  }();
+  // FKV_VULKAN_REPACK=0 keeps Q4_0 weights in the GGUF layout (for timing the two in one binary).
+  bool repack_ = [] {
+    const char* v = std::getenv("FKV_VULKAN_REPACK");
     return !(v && std::strcmp(v, "0") == 0);
   }();
   // Chunk workgroups per attention step (vulkan_attention_plan.h); FKV_VULKAN_ATTN_GROUPS=N overrides it

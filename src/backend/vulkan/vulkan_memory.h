@@ -29,6 +29,10 @@ class VulkanBuffer : public DeviceBuffer {
   uint8_t* mapped() const { return mapped_; }          // host-visible kinds only
   // Unique in the process: tells a buffer from a later one that reuses its freed handle.
   uint64_t serial() const { return serial_; }
+  // True while the buffer holds a Q4_0 weight repacked by upload_weight (model/quant.h Q4_0x8); a plain
+  // upload into the buffer clears it.
+  bool q4_0x8() const { return q4_0x8_; }
+  void set_q4_0x8(bool on) { q4_0x8_ = on; }
 
  private:
   std::shared_ptr<VulkanContext> ctx_;
@@ -37,6 +41,7 @@ class VulkanBuffer : public DeviceBuffer {
   VkDeviceSize capacity_ = 0;
   uint8_t* mapped_ = nullptr;
   uint64_t serial_ = 0;
+  bool q4_0x8_ = false;
 };
 
 }  // namespace fkv
