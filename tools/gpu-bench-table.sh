@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# The decode table of docs/PERFORMANCE.md in one call on an NVIDIA machine: fkv-bench, full vs fourier KV,
+# on both GPU backends, on random Llama-3-8B-shape Q4_0 then F16 weights. Each result is appended to
+# $OUT/summary.txt (or ./build-gpu-check/logs) as soon as it exists, and --profile tables of the Vulkan
+# decode are kept, so a call cut short still returns what it measured.
+#
+# Binaries are built where the dependencies are and carried (FKV_PREBUILT: a folder with fkv-bench and
+# fkv-make-random-model); the Vulkan loader and the NVIDIA ICD's GL/X11 libraries come as Debian packages
+# in FKV_DEBS (default .gl; ../shared/scripts/fetch-vulkan-debs.sh fetches them).
+#
+#   FKV_PREBUILT=build-gpu FKV_DEBS=.gl tools/gpu-bench-table.sh
+#   FKV_GUARD=330 ...       # seconds after which remaining benches are skipped (default 500)
+set -u
+cd "$(dirname "$0")/.."
+BIN=${FKV_PREBUILT:-build}
+LOGS=${OUT:-$PWD/build-gpu-check/logs}
+S=$LOGS/summary.txt
+MODELS=${FKV_MODEL_DIR:-/tmp/fkv-8b}
+mkdir -p "$LOGS" "$MODELS"
+if [[ -d ${FKV_DEBS:-.gl} ]] && ! ldconfig -p | grep -q libvulkan.so.1; then
+  for f in "${FKV_DEBS:-.gl}"/*.deb; do dpkg -x "$f" /; done
+  ldconfig
+fi
+export VK_DRIVER_FILES=${VK_DRIVER_FILES:-/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json}
+export FKV_VULKAN_VALIDATE=0
+export LD_LIBRARY_PATH=/usr/local/cuda/lib64:/usr/local/cuda/lib:${LD_LIBRARY_PATH:-}
+nvidia-smi --query-gpu=name,driver_version --format=csv,noheader >> "$S" 2>&1
+
+n=0
+bench() {  # model backend kv depths [fkv-bench args...]
+  local t=$1 b=$2 kv=$3 d=$4; shift 4
+  if (( SECONDS > ${FKV_GUARD:-500} )); then echo "skip $t $b $kv $d $* (time)" >> "$S"; return; fi
+  local s=$SECONDS; n=$((n + 1))
+  timeout "${FKV_BENCH_TIMEOUT:-60}" "$BIN/fkv-bench" --model "$MODELS/$t.gguf" --backend "$b" --kv "$kv" \
+    -p 64 -n 32 -r 2 -d "$d" --fill synthetic "$@" > /tmp/fkv-bench.txt 2> /tmp/fkv-bench.err
+  local rc=$?
+  echo "== $t $b $kv $* rc=$rc $((SECONDS - s))s" >> "$S"
+  grep -E "^ +[0-9]+ " /tmp/fkv-bench.txt >> "$S" || tail -c 300 /tmp/fkv-bench.err >> "$S"
+  if grep -q "shader" /tmp/fkv-bench.err; then cp /tmp/fkv-bench.err "$LOGS/profile_${t}_${b}_$n.txt"; fi
+}
+model() {  # type: made once, the other type's file removed first (disk)
+  rm -f "$MODELS"/*.gguf
+  "$BIN/fkv-make-random-model" --shape llama3-8b --type "$1" "$MODELS/$1.gguf" > /dev/null 2>&1
+  echo "model $1 at ${SECONDS}s" >> "$S"
+}
+
+model q4_0
+bench q4_0 cuda full 0,8192,32768,130816
+bench q4_0 cuda fourier 0,8192,32768
+bench q4_0 cuda fourier 32768 --window 256 --fourier-n 128
+bench q4_0 vulkan full 0,8192,32768,130816
+bench q4_0 vulkan full 0 --profile
+bench q4_0 vulkan fourier 0,8192,32768
+bench q4_0 vulkan fourier 32768 --window 256 --fourier-n 128
+model f16
+bench f16 cuda full 0,8192,32768,130816
+bench f16 vulkan full 0,8192,32768,130816
+bench f16 cuda fourier 0,32768
+bench f16 vulkan fourier 0,32768
+bench f16 vulkan full 0 --profile
+rm -f "$MODELS"/*.gguf
