@@ -175,19 +175,29 @@ void CommandRecorder::record(const Command& c) {
 
 void CommandRecorder::hold(const Command& c) {
   release_held();
-  held_ = c;
+  held_.push_back(c);
+}
+
+void CommandRecorder::hold_also(const Command& c) {
+  require(held_.size() == 1, ErrorCode::kInternal, "hold_also: exactly one command must be held");
+  held_.push_back(c);
 }
 
 void CommandRecorder::release_held() {
-  if (!held_) return;
-  const Command c = *held_;
-  held_.reset();
-  if (c.groups[0] && c.groups[1] && c.groups[2]) submit(c);
+  if (held_.empty()) return;
+  std::vector<Command> held;
+  held.swap(held_);
+  for (const Command& c : held)
+    if (c.groups[0] && c.groups[1] && c.groups[2]) submit(c);
+  held.clear();
+  held.swap(held_);  // keeps the capacity: nothing is allocated per token
 }
 
 void CommandRecorder::set_position(uint32_t pos) {
-  release_held();
+  // A held command reads the register: it is recorded before the register changes, and may stay held
+  // when it does not.
   if (position_known_ && pos == position_value_) return;
+  release_held();
   position_value_ = pos;
   position_known_ = true;
   Command c;

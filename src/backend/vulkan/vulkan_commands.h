@@ -54,10 +54,14 @@ class CommandRecorder {
   void record(const Command& c);
   // A command held back so that the next op may fuse with it (an add followed by the norm of its sum):
   // held() shows it, drop_held() forgets it (the caller recorded a fused command instead); any other call
-  // records it first, so the order of commands is kept.
+  // records it first, so the order of commands is kept. hold_also() holds a second command after the first
+  // (the RoPE of K after that of q, so that the store of K and V fuses all three); held() is then the
+  // second and held_before() the first, and both are recorded in order unless dropped.
   void hold(const Command& c);
-  const Command* held() const { return held_ ? &*held_ : nullptr; }
-  void drop_held() { held_.reset(); }
+  void hold_also(const Command& c);
+  const Command* held() const { return held_.empty() ? nullptr : &held_.back(); }
+  const Command* held_before() const { return held_.size() < 2 ? nullptr : &held_[held_.size() - 2]; }
+  void drop_held() { held_.clear(); }
   void copy(const VulkanBuffer& src, VkDeviceSize src_offset, const VulkanBuffer& dst,
             VkDeviceSize dst_offset, VkDeviceSize bytes);
   // Copies src into the staging ring now (the caller may reuse src at once) and records the transfer.
@@ -118,7 +122,7 @@ class CommandRecorder {
   bool position_known_ = false;
   std::unique_ptr<DecodeReplay> replay_;
   bool replay_wanted_ = false;  // set_replay's last word: replay resumes with it when profiling stops
-  std::optional<Command> held_;
+  std::vector<Command> held_;   // at most two
   std::unique_ptr<GpuProfiler> profiler_;  // while profiling
 };
 
