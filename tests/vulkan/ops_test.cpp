@@ -436,6 +436,82 @@ TEST_F(VulkanTest, RopeThenKvStoreMatchesCpu) {
   }
 }
 
+// A layer's RoPE of q and K and the store of K and V, in the engine's order, run as one dispatch
+// (rope_kv_store.comp) into an f16 cache and give exactly what the ops give unfused (FKV_VULKAN_FUSE=0): q,
+// K and both caches bit for bit. head_dim 128 and 64, GQA 32:8, 9:3 and none; decode steps at several
+// positions (the RoPE table grows at 1024, inside rope(q)) and prefill chunks; an f32 cache (not fused
+// into the store) the same.
+TEST_F(VulkanTest, RopeQkAndKvStoreFusedMatchUnfused) {
+  Backend& plain = EnvBackends::get({"FKV_VULKAN_FUSE=0"});
+  struct Shape {
+    int heads, kv_heads, head_dim;
+  };
+  struct Step {
+    int n, pos0;
+  };
+  const int cap = 1100;
+  uint32_t seed = 100;
+  for (const Shape& sh : {Shape{32, 8, 128}, Shape{9, 3, 64}, Shape{4, 4, 64}}) {
+    const AttentionShape s{sh.heads, sh.kv_heads, sh.head_dim, 0.1f};
+    RopeParams rp;
+    rp.head_dim = sh.head_dim;
+    for (KvType type : {KvType::kF16, KvType::kF32}) {
+      const std::string what = std::to_string(sh.heads) + ":" + std::to_string(sh.kv_heads) + " head_dim " +
+                               std::to_string(sh.head_dim) + (type == KvType::kF16 ? " f16" : " f32");
+      const size_t row = size_t(sh.kv_heads) * sh.head_dim, bytes = size_t(cap) * row * kv_type_bytes(type);
+      std::vector<uint8_t> init(bytes, 0x5A);
+      Backend* be[2] = {vk, &plain};
+      BufferPtr kc[2], vc[2];
+      for (int b = 0; b < 2; ++b) {
+        kc[b] = be[b]->alloc(bytes, "K cache");
+        vc[b] = be[b]->alloc(bytes, "V cache");
+        be[b]->upload(*kc[b], 0, init.data(), bytes);
+        be[b]->upload(*vc[b], 0, init.data(), bytes);
+      }
+      for (const Step& st : {Step{1, 0}, Step{1, 1}, Step{1, 37}, Step{5, 40}, Step{1, 1023}, Step{2, 1024},
+                             Step{1, 1099}, Step{1, 500}}) {
+        const size_t qn = size_t(st.n) * sh.heads * sh.head_dim, kn = size_t(st.n) * row;
+        const std::vector<float> q = random_floats(qn, ++seed, 2.0f), k = random_floats(kn, ++seed, 2.0f),
+                                 v = random_floats(kn, ++seed);
+        std::vector<uint8_t> got[2][2];  // [backend][q, K]
+        const bool count = st.n == 1 && st.pos0 == 37 && type == KvType::kF16;
+        for (int b = 0; b < 2; ++b) {
+          BufferPtr qb = be[b]->alloc(qn * 4, "q"), kb = be[b]->alloc(kn * 4, "k"),
+                    vb = be[b]->alloc(kn * 4, "v");
+          be[b]->upload(*qb, 0, q.data(), qn * 4);
+          be[b]->upload(*kb, 0, k.data(), kn * 4);
+          be[b]->upload(*vb, 0, v.data(), kn * 4);
+          KvLayer layer{kc[b].get(), vc[b].get(), type, cap};
+          if (count && b == 0) ASSERT_TRUE(vulkan_set_profile(*vk, true));
+          be[b]->rope(*qb, st.n, sh.heads, st.pos0, rp);
+          be[b]->rope(*kb, st.n, sh.kv_heads, st.pos0, rp);
+          be[b]->kv_store(*kb, *vb, st.n, st.pos0, s, layer);
+          if (count && b == 0) {
+            const VulkanProfile p = vulkan_profile(*vk);
+            vulkan_set_profile(*vk, false);
+            ASSERT_EQ(p.shaders.size(), 1u) << what;
+            EXPECT_EQ(p.shaders[0].name, "rope_kv_store") << what;
+            EXPECT_EQ(p.shaders[0].calls, 1u) << what;
+          }
+          got[b][0].resize(qn * 4);
+          got[b][1].resize(kn * 4);
+          be[b]->download(*qb, 0, got[b][0].data(), qn * 4);
+          be[b]->download(*kb, 0, got[b][1].data(), kn * 4);
+        }
+        EXPECT_TRUE(got[0][0] == got[1][0]) << what << ": q at " << st.pos0 << " n " << st.n;
+        EXPECT_TRUE(got[0][1] == got[1][1]) << what << ": K at " << st.pos0 << " n " << st.n;
+      }
+      for (int c = 0; c < 2; ++c) {
+        std::vector<uint8_t> a(bytes), b(bytes);
+        vk->download(c == 0 ? *kc[0] : *vc[0], 0, a.data(), bytes);
+        plain.download(c == 0 ? *kc[1] : *vc[1], 0, b.data(), bytes);
+        EXPECT_TRUE(a == b) << what << (c == 0 ? ": K cache" : ": V cache");
+        EXPECT_FALSE(a == init) << what;
+      }
+    }
+  }
+}
+
 TEST_F(VulkanTest, KvStoreMatchesCpuBitForBit) {
   AttentionShape s{4, 2, 64, 0.125f};
   const int cap = 40, n = 9, pos0 = 13;

@@ -158,8 +158,12 @@ TEST_F(ProfileTest, DecodeProfileMatchesTheStepsDispatchesAndLeavesLogitsUnchang
   EXPECT_EQ(calls.at("rms_norm"), 2 * k);               // the first layer's norm and the output norm
   EXPECT_EQ(calls.at("matmul"), (7 * layers + 1) * k);  // q k v o gate up down per layer, the logits
   EXPECT_EQ(calls.at("add_rms_norm"), (2 * layers - 1) * k);
+  // RoPE of q and K and the store of K and V: one dispatch per layer, no other rope or kv_store.
+  EXPECT_EQ(calls.at("rope_kv_store"), layers * k);
+  EXPECT_EQ(calls.count("rope"), 0u);
+  EXPECT_EQ(calls.count("kv_store"), 0u);
   for (const auto& [name, n] : calls) EXPECT_EQ(n % k, 0u) << name << " is not the same in every step";
-  for (const char* name : {"rope", "attention_split"}) EXPECT_TRUE(calls.count(name)) << name;
+  EXPECT_TRUE(calls.count("attention_split"));
 }
 
 }  // namespace

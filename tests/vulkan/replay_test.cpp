@@ -135,12 +135,12 @@ TEST_F(ReplayTest, RecordedStepHasBarriersOnlyWhereDataFlows) {
   for (int32_t t = 10; t < 14; ++t) s.eval(std::span(&t, 1));
   const VulkanReplayInfo info = vulkan_replay_info(*vk);
   const int layers = m.model->hparams().n_layers;
-  // embed; per layer norm (the first layer's only), q k v, rope q, rope k + its store (fused), kv_store v,
+  // embed; per layer norm (the first layer's only), q k v, rope q + rope k + store k and v (fused),
   // attention split and merge, wo, add + norm (fused), gate up, swiglu, down, add + the next layer's norm
   // (fused; the last layer's add alone); output norm, logits.
-  EXPECT_EQ(info.dispatches, uint32_t(1 + 1 + 15 * layers + 2));
+  EXPECT_EQ(info.dispatches, uint32_t(1 + 1 + 13 * layers + 2));
   // One before the step (its input), then one per dependent group: the first layer's norm, then per layer
-  // q k v | rope q, rope k + store, store v (with the position update) | split | merge | wo | add + norm |
+  // q k v | rope q, k + store k, v (with the position update) | split | merge | wo | add + norm |
   // gate up | swiglu | down | add + norm (the last: add), then copy of the last row | output norm | logits.
   EXPECT_EQ(info.barriers, uint32_t(1 + 1 + 10 * layers + 3));
   EXPECT_GE(info.replays, 2u);

@@ -62,6 +62,10 @@ class VulkanBackend : public Backend {
   const ReplayStats& replay_stats() const { return rec_.replay_stats(); }
   void set_replay(bool on) { rec_.set_replay(on); }
   CommandRecorder& recorder() { return rec_; }
+  void set_fusion(bool on) {
+    rec_.flush();  // records what is held
+    fuse_ = on;
+  }
   void set_attention_target(uint32_t target) { attn_target_ = target > 0 ? target : default_attn_target(); }
   void drop_scratch() {
     rec_.flush();
@@ -227,9 +231,21 @@ class VulkanBackend : public Backend {
         rec_.make_dispatch(p, {window(x, 0, size_t(n) * n_heads * rp.head_dim * 4, true), tb, position()}, pc,
                            sizeof(pc), gx, 1, gz);
     if (!fuse_) return rec_.record(c);
-    // Held back: when the next op stores this K into an f16 cache, both run as one dispatch.
-    rec_.hold(c);
-    held_rope_ = HeldRope{n, n_heads, pairs, pos0, {pc[3], pc[4]}};
+    // Held back: when the next op stores this K into an f16 cache, both run as one dispatch. The RoPE of K
+    // right after that of q (same tokens and positions, another buffer) is held with it, so that the store
+    // of K and V makes one dispatch of all three (rope_kv_store.comp).
+    const HeldRope h{n, n_heads, pairs, pos0, {pc[3], pc[4]}};
+    const Command* prev = rec_.held();
+    if (prev && !rec_.held_before() && prev->pipeline == &p && held_rope_.n == n &&
+        held_rope_.pairs == pairs && held_rope_.pos0 == pos0 && held_rope_.table[0] == h.table[0] &&
+        held_rope_.table[1] == h.table[1] && same_ref(prev->refs[1], c.refs[1]) &&
+        prev->refs[0].handle != c.refs[0].handle) {
+      rec_.hold_also(c);
+      held_q_ = held_rope_;
+    } else {
+      rec_.hold(c);
+    }
+    held_rope_ = h;
   }
 
   void swiglu(const DeviceBuffer& gate, const DeviceBuffer& up, int64_t count, DeviceBuffer& out) override {
@@ -253,11 +269,11 @@ class VulkanBackend : public Backend {
       return;
     }
     require(row % 2 == 0, ErrorCode::kUnsupported, "kv_store: an f16 cache row must hold an even count");
+    if (store_held_rope(k, v, n, pos0, s, cache)) return;
     const Pipeline& p = pipelines_.get("kv_store", {kWorkgroup}, 3);
     const auto [gx, gz] = split(uint32_t(std::min<size_t>((count / 2 + kWorkgroup - 1) / kWorkgroup, 16384)));
-    const bool fused_k = store_held_rope(k, n, pos0, s, cache);
     rec_.set_position(uint32_t(pos0));
-    for (int kv = fused_k ? 1 : 0; kv < 2; ++kv) {
+    for (int kv = 0; kv < 2; ++kv) {
       const DeviceBuffer& src = kv == 0 ? k : v;
       const DeviceBuffer& dst = kv == 0 ? *cache.k : *cache.v;
       const auto [db, dc] = cache_rows(dst, n, pos0, row, cache.capacity);
@@ -417,29 +433,50 @@ class VulkanBackend : public Backend {
     return {db, CacheRows{delta(db, first) / 4, origin}};
   }
 
-  // The store of K into an f16 cache right after its RoPE (held back by rope()), fused with it
-  // (rope_kv_store.comp): true when recorded.
-  bool store_held_rope(const DeviceBuffer& k, int n, int pos0, const AttentionShape& s, KvLayer& cache) {
+  // The store of K and V into an f16 cache right after the RoPE of K (held back by rope()), and of q when
+  // that was held before it, fused into one dispatch (rope_kv_store.comp): true when recorded.
+  bool store_held_rope(const DeviceBuffer& k, const DeviceBuffer& v, int n, int pos0, const AttentionShape& s,
+                       KvLayer& cache) {
+    const Pipeline& rope_p = pipelines_.get("rope", {kWorkgroup}, 3);
     const Command* rope = rec_.held();
-    if (!rope || rope->pipeline != &pipelines_.get("rope", {kWorkgroup}, 3)) return false;
+    if (!fuse_ || !rope || rope->pipeline != &rope_p) return false;
     const HeldRope h = held_rope_;
     const VulkanBuffer& kv = vk(k);
+    // V is read in the dispatch that rotates K (and q): it must be neither.
     if (rope->refs[0].handle != kv.handle() || rope->refs[0].serial != kv.serial() ||
-        rope->refs[0].offset != 0 || h.n != n || h.heads != s.n_kv_heads || int(h.pairs) * 2 != s.head_dim ||
-        h.pos0 != pos0 || cache.type != KvType::kF16)
+        vk(v).handle() == kv.handle() || rope->refs[0].offset != 0 || h.n != n || h.heads != s.n_kv_heads ||
+        int(h.pairs) * 2 != s.head_dim || h.pos0 != pos0 || cache.type != KvType::kF16)
       return false;
-    const size_t row = size_t(s.n_kv_heads) * s.head_dim;
-    const auto [db, dc] = cache_rows(*cache.k, n, pos0, row, cache.capacity);
-    const Pipeline& p = pipelines_.get("rope_kv_store", {kWorkgroup}, 4);
-    const uint32_t pc[] = {uint32_t(n), uint32_t(h.heads), h.pairs,   h.table[0],
-                           h.table[1],  dc.base,           dc.origin, uint32_t(row / 2)};
-    // Bindings 0-2 as the RoPE had them (K, table, position register); the cache after.
-    Command c = rec_.make_dispatch(p, {window(k, 0, size_t(n) * row * 4, true), position(), position(), db},
-                                   pc, sizeof(pc), rope->groups[0], rope->groups[1], rope->groups[2]);
-    for (int i = 0; i < 3; ++i) c.refs[i] = rope->refs[i];
+    // rope() holds a RoPE before this one only when it is q's: same tokens, positions, pairs and table.
+    const Command* q = rec_.held_before();
+    const bool with_q = q && q->pipeline == &rope_p && vk(v).handle() != q->refs[0].handle;
+    const uint32_t q_heads = with_q ? uint32_t(held_q_.heads) : 0u;
+    const size_t row = size_t(s.n_kv_heads) * s.head_dim, count = size_t(n) * row;
+    const auto [kb, kc] = cache_rows(*cache.k, n, pos0, row, cache.capacity);
+    const auto [vb, vc] = cache_rows(*cache.v, n, pos0, row, cache.capacity);
+    const Pipeline& p = pipelines_.get("rope_kv_store", {kWorkgroup}, 7);
+    const uint32_t pc[] = {uint32_t(n), q_heads, uint32_t(h.heads), h.pairs,  h.table[0],
+                           h.table[1],  kc.base, vc.base,           kc.origin};
+    const size_t total = size_t(n) * h.pairs * (q_heads + 2u * uint32_t(h.heads));
+    const auto [gx, gz] = split(uint32_t(std::min<size_t>((total + kWorkgroup - 1) / kWorkgroup, 16384)));
+    // q, K, the table and the position register as the RoPEs had them (binding 0 aliases K without q);
+    // V and the caches after.
+    Command c = rec_.make_dispatch(p,
+                                   {window(k, 0, count * 4, true), window(k, 0, count * 4, true),
+                                    window(v, 0, count * 4, false), position(), position(), kb, vb},
+                                   pc, sizeof(pc), gx, 1, gz);
+    c.refs[0] = with_q ? q->refs[0] : rope->refs[0];
+    c.refs[1] = rope->refs[0];
+    c.refs[3] = rope->refs[1];
+    c.refs[4] = rope->refs[2];
     rec_.drop_held();
     rec_.record(c);
     return true;
+  }
+
+  static bool same_ref(const Command::Ref& a, const Command::Ref& b) {
+    return a.handle == b.handle && a.serial == b.serial && a.offset == b.offset && a.range == b.range &&
+           a.write == b.write;
   }
 
   // rms_norm.comp / add_rms_norm.comp (common/rms_norm.glsl): one workgroup per row, each invocation holding
@@ -543,7 +580,8 @@ class VulkanBackend : public Backend {
     uint32_t pairs = 0;
     int pos0 = 0;
     uint32_t table[2] = {0, 0};  // push constants table_base, origin
-  } held_rope_;                  // the RoPE CommandRecorder holds
+  } held_rope_,                  // the RoPE CommandRecorder holds (held())
+      held_q_;                   // the RoPE of q held before it (held_before())
   // FKV_VULKAN_FUSE=0 runs every op as its own dispatches (no add + RMSNorm, no RoPE + K store).
   bool fuse_ = [] {
     const char* v = std::getenv("FKV_VULKAN_FUSE");
@@ -587,6 +625,10 @@ VulkanReplayInfo vulkan_replay_info(const Backend& backend) {
 
 void vulkan_set_attention_target(Backend& backend, uint32_t target) {
   if (auto* b = dynamic_cast<VulkanBackend*>(&backend)) b->set_attention_target(target);
+}
+
+void vulkan_set_fusion(Backend& backend, bool on) {
+  if (auto* b = dynamic_cast<VulkanBackend*>(&backend)) b->set_fusion(on);
 }
 
 void vulkan_set_replay(Backend& backend, bool on) {
