@@ -11,6 +11,7 @@
 #include "gguf/gguf_reader.h"
 #include "model/llama_model.h"
 #include "model/random_model.h"
+#include "random_model_file.h"
 #include "vulkan_test_util.h"
 
 namespace fkv::test {
@@ -87,28 +88,6 @@ TEST_F(ProfileTest, CountsEveryDispatchUnderItsShader) {
   EXPECT_FALSE(vulkan_profile(*vk).on);
 }
 
-struct RandomModel {
-  std::string path;
-  std::unique_ptr<GgufFile> file;
-  std::unique_ptr<LlamaModel> model;
-  RandomModel(Backend& be, GgmlType type) {
-    path = (std::filesystem::temp_directory_path() /
-            ("fkv_vulkan_profile_" + std::to_string(getpid()) + ".gguf"))
-               .string();
-    RandomModelOptions o;
-    o.shape = "small";
-    o.type = type;
-    o.threads = 2;
-    make_random_model(o, path);
-    file = GgufFile::open(path);
-    model = LlamaModel::load(*file, be);
-  }
-  ~RandomModel() {
-    model.reset();
-    file.reset();
-    std::filesystem::remove(path);
-  }
-};
 
 constexpr int kDecodeSteps = 6;
 
@@ -132,7 +111,7 @@ std::vector<std::vector<float>> decode(Backend& vk, const LlamaModel& model, boo
 }
 
 TEST_F(ProfileTest, DecodeProfileMatchesTheStepsDispatchesAndLeavesLogitsUnchanged) {
-  RandomModel m(*vk, GgmlType::Q4_0);
+  RandomModelFile m(*vk, "small", GgmlType::Q4_0);
   vulkan_set_replay(*vk, true);
   const auto plain = decode(*vk, *m.model, false);
   const uint32_t per_step = vulkan_replay_info(*vk).dispatches;  // the recorded decode step's

@@ -13,6 +13,7 @@
 #include "gguf/gguf_reader.h"
 #include "model/llama_model.h"
 #include "model/random_model.h"
+#include "random_model_file.h"
 #include "vulkan_test_util.h"
 
 namespace fkv::test {
@@ -26,28 +27,6 @@ class ReplayTest : public VulkanTest {
   }
 };
 
-struct RandomModel {
-  std::string path;
-  std::unique_ptr<GgufFile> file;
-  std::unique_ptr<LlamaModel> model;
-  RandomModel(Backend& be, const std::string& shape, GgmlType type) {
-    path = (std::filesystem::temp_directory_path() /
-            ("fkv_vulkan_replay_" + shape + "_" + std::to_string(getpid()) + ".gguf"))
-               .string();
-    RandomModelOptions o;
-    o.shape = shape;
-    o.type = type;
-    o.threads = 2;
-    make_random_model(o, path);
-    file = GgufFile::open(path);
-    model = LlamaModel::load(*file, be);
-  }
-  ~RandomModel() {
-    model.reset();
-    file.reset();
-    std::filesystem::remove(path);
-  }
-};
 
 // Logits of every eval of a fixed script: decode steps, a prefill chunk in the middle, steps that alternate
 // between two sessions, a synthetic fill and decode steps across position 1024 (the RoPE table, fresh at the
@@ -115,17 +94,17 @@ void expect_bit_identical(Backend& vk, const LlamaModel& model) {
 }
 
 TEST_F(ReplayTest, ReplayedDecodeIsBitIdenticalToEagerF16) {
-  RandomModel m(*vk, "small", GgmlType::F16);
+  RandomModelFile m(*vk, "small", GgmlType::F16);
   expect_bit_identical(*vk, *m.model);
 }
 
 TEST_F(ReplayTest, ReplayedDecodeIsBitIdenticalToEagerQ4_0) {
-  RandomModel m(*vk, "small", GgmlType::Q4_0);
+  RandomModelFile m(*vk, "small", GgmlType::Q4_0);
   expect_bit_identical(*vk, *m.model);
 }
 
 TEST_F(ReplayTest, RecordedStepHasBarriersOnlyWhereDataFlows) {
-  RandomModel m(*vk, "small", GgmlType::F16);
+  RandomModelFile m(*vk, "small", GgmlType::F16);
   vulkan_set_replay(*vk, true);
   SessionOptions so;
   so.ctx = 64;
@@ -150,7 +129,7 @@ TEST_F(ReplayTest, RecordedStepHasBarriersOnlyWhereDataFlows) {
 // matching and submitting, plus the logits' readback) and the wall time. Off by default (DISABLED_): run with
 // --gtest_also_run_disabled_tests; prints lines starting with BENCH.
 TEST_F(ReplayTest, DISABLED_BenchReplayHostTime) {
-  RandomModel m(*vk, "small", GgmlType::F16);
+  RandomModelFile m(*vk, "small", GgmlType::F16);
   SessionOptions so;
   so.ctx = 512;
   for (bool replay : {false, true, false, true}) {
