@@ -680,7 +680,8 @@ class CudaBackend : public Backend {
       const bool match = rk.kind == OpKind::kRope && sk.kind == OpKind::kKvStore && sv.kind == OpKind::kKvStore &&
                          a.i[0] == 1 && rk.i[0] == 1 && sk.i[0] == 1 && sv.i[0] == 1 && a.p[1] == rk.p[1] &&
                          a.i[2] == rk.i[2] && a.i[2] % 2 == 0 && sk.p[0] == rk.p[0] && sk.i[1] == rk.i[1] * rk.i[2] &&
-                         sv.i[1] == sk.i[1] && sv.i[2] == sk.i[2] && sv.p[0] != a.p[0] && sv.p[0] != rk.p[0];
+                         sv.i[1] == sk.i[1] && sv.i[2] == sk.i[2] && sv.p[0] != a.p[0] && sv.p[0] != rk.p[0] &&
+                         a.p[0] != rk.p[0];  // one kernel rotating one buffer as q and as k would race
       if (!match) return 0;
       rope_store(mut(a.p[0]), int(a.i[1]), mut(rk.p[0]), static_cast<const float*>(sv.p[0]), int(rk.i[1]),
                  int(a.i[2]), a.pos0, pos_dev, static_cast<const float*>(a.p[1]), sk.i[2] != 0,
