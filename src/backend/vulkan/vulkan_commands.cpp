@@ -72,14 +72,9 @@ CommandRecorder::~CommandRecorder() {
 
 void CommandRecorder::wait(Slot& slot) {
   if (!slot.in_flight) return;
-  VkResult r;
-  do {
-    r = vkWaitForFences(ctx_->device(), 1, &slot.fence, VK_TRUE, 10'000'000'000ull);
-  } while (r == VK_TIMEOUT);
-  vk_check(r, "vkWaitForFences", "waiting for the GPU");
+  wait_and_reset_fence(ctx_->device(), slot.fence, "waiting for the GPU");
   slot.in_flight = false;
   if (profiler_) profiler_->collect(size_t(&slot - slots_.data()));
-  vk_check(vkResetFences(ctx_->device(), 1, &slot.fence), "vkResetFences", "recycling a submit fence");
   vk_check(vkResetCommandPool(ctx_->device(), slot.pool, 0), "vkResetCommandPool",
            "recycling a command buffer");
 }

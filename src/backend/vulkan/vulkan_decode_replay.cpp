@@ -176,11 +176,7 @@ void DecodeReplay::submit_segment() {
     if (recorded_[k].kind == Command::Kind::kSetPosition)
       std::memcpy(slots_->mapped() + size_t(slot_of_[k]) * 4, &step_[k].position, 4);
   hooks_.submit_eager();  // what precedes the step (its input upload) runs first
-  if (s.in_flight) {
-    vk_check(vkWaitForFences(ctx_->device(), 1, &s.fence, VK_TRUE, UINT64_MAX), "vkWaitForFences",
-             "waiting for a replayed segment");
-    vk_check(vkResetFences(ctx_->device(), 1, &s.fence), "vkResetFences", "recycling a replay fence");
-  }
+  if (s.in_flight) wait_and_reset_fence(ctx_->device(), s.fence, "waiting for a replayed segment");
   submit_command_buffer(ctx_->queue(), s.cmd, s.fence, "replaying a decode step");
   s.in_flight = true;
   done_ = s.end;
@@ -236,12 +232,7 @@ void DecodeReplay::set_enabled(bool on) {
 void DecodeReplay::wait_all() {
   for (Segment& s : segments_) {
     if (!s.in_flight) continue;
-    VkResult r;
-    do {
-      r = vkWaitForFences(ctx_->device(), 1, &s.fence, VK_TRUE, 10'000'000'000ull);
-    } while (r == VK_TIMEOUT);
-    vk_check(r, "vkWaitForFences", "waiting for a replayed segment");
-    vk_check(vkResetFences(ctx_->device(), 1, &s.fence), "vkResetFences", "recycling a replay fence");
+    wait_and_reset_fence(ctx_->device(), s.fence, "waiting for a replayed segment");
     s.in_flight = false;
   }
 }
