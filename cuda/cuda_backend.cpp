@@ -25,7 +25,6 @@
 #include "cuda_check.h"
 #include "cuda_kernels.h"
 #include "decode_graph.h"
-#include "quant_device.cuh"
 #include "fourier/fourier_basis.h"
 #include "model/quant.h"
 #include "split_chirp.h"
@@ -124,15 +123,7 @@ class CudaBackend : public Backend {
     const WeightLayout layout = upload_layout(w.type, w.cols);
     if (layout == WeightLayout::kGguf || bytes != size_t(w.rows) * row_bytes(w.type, w.cols))
       return upload(*w.buf, 0, data, bytes);
-    // Repacked a slice of rows at a time, so the host copy stays small.
-    const size_t rb = row_bytes(w.type, w.cols);
-    const int64_t slice = std::max<int64_t>(1, int64_t((64u << 20) / rb));
-    std::vector<uint8_t> packed(size_t(std::min(slice, w.rows)) * rb);
-    for (int64_t r0 = 0; r0 < w.rows; r0 += slice) {
-      const int64_t n = std::min(slice, w.rows - r0);
-      repack_q4_0x8(static_cast<const uint8_t*>(data) + size_t(r0) * rb, n, w.cols, packed.data());
-      upload(*w.buf, size_t(r0) * rb, packed.data(), size_t(n) * rb);
-    }
+    upload_repacked_q4_0x8(*this, w, data, 64u << 20);
     static_cast<CudaBuffer&>(*w.buf).set_layout(int32_t(layout));
   }
 

@@ -168,4 +168,9 @@ class Backend {
                                   int n_freq, DeviceBuffer& coef);
 };
 
+// For a backend whose upload_weight keeps Q4_0 repacked (model/quant.h Q4_0x8): uploads w's GGUF rows
+// (w.rows rows of w.type, bytes from `data`) into w.buf through be.upload(), repacked slice_bytes of rows at
+// a time so that the host copy stays small.
+void upload_repacked_q4_0x8(Backend& be, const Weight& w, const void* data, size_t slice_bytes);
+
 }  // namespace fkv

@@ -91,14 +91,7 @@ class VulkanBackend : public Backend {
     if (!repack_ || !q4_0x8_applies(w.type, w.cols) || bytes != size_t(w.rows) * rb)
       return upload(*w.buf, 0, data, bytes);
     check_range(*w.buf, 0, bytes, "upload_weight");
-    // A slice of rows at a time: the host copy stays small (the recorder copies it into staging at once).
-    const int64_t slice = std::max<int64_t>(1, int64_t((16u << 20) / rb));
-    std::vector<uint8_t> packed(size_t(std::min(slice, w.rows)) * rb);
-    for (int64_t r0 = 0; r0 < w.rows; r0 += slice) {
-      const int64_t n = std::min(slice, w.rows - r0);
-      repack_q4_0x8(static_cast<const uint8_t*>(data) + size_t(r0) * rb, n, w.cols, packed.data());
-      rec_.upload(vk(*w.buf), size_t(r0) * rb, packed.data(), size_t(n) * rb);
-    }
+    upload_repacked_q4_0x8(*this, w, data, 16u << 20);  // the recorder copies each slice into staging at once
     static_cast<VulkanBuffer&>(*w.buf).set_q4_0x8(true);
   }
   void download(const DeviceBuffer& src, size_t offset, void* dst, size_t bytes) override {
