@@ -17,17 +17,9 @@
 namespace fkv::test {
 namespace {
 
-// Logits of every position: the first `prefill` tokens in one eval, the rest one token at a time.
+// Logits of every position with the default session options (full cache).
 std::vector<float> run(const LlamaModel& model, const std::vector<int32_t>& tokens, size_t prefill) {
-  SessionOptions so;
-  so.ctx = int(tokens.size());
-  Session session(model, so);
-  std::vector<float> all = session.eval(std::span(tokens.data(), prefill), true);
-  for (size_t i = prefill; i < tokens.size(); ++i) {
-    const auto& last = session.eval(std::span(tokens.data() + i, 1));
-    all.insert(all.end(), last.begin(), last.end());
-  }
-  return all;
+  return logits_per_position(model, SessionOptions{}, tokens, prefill);
 }
 
 void compare(const std::string& path, const std::vector<int32_t>& tokens, size_t prefill, Backend& vk,

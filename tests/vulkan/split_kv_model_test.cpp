@@ -20,20 +20,13 @@ namespace {
 
 std::vector<float> run_fourier(const LlamaModel& model, const std::vector<int32_t>& tokens, size_t prefill) {
   SessionOptions so;
-  so.ctx = int(tokens.size());
   so.max_batch = 16;
   so.kv.policy = "fourier";
   so.kv.sink = 4;
   so.kv.window = 16;
   so.kv.fourier_n = 32;
   so.kv.fourier_fit_tokens = 8;
-  Session session(model, so);
-  std::vector<float> all = session.eval(std::span(tokens.data(), prefill), true);
-  for (size_t i = prefill; i < tokens.size(); ++i) {
-    const auto& last = session.eval(std::span(tokens.data() + i, 1));
-    all.insert(all.end(), last.begin(), last.end());
-  }
-  return all;
+  return logits_per_position(model, so, tokens, prefill);
 }
 
 TEST_F(VulkanTest, SmolLM2FourierLogitsMatchCpu) {

@@ -19,6 +19,8 @@
 #include "backend/backend.h"
 #include "backend/cpu/cpu_backend.h"
 #include "backend/vulkan/vulkan_backend.h"
+#include "engine/session.h"
+#include "model/llama_model.h"
 #include "test_paths.h"
 
 namespace fkv::test {
@@ -134,6 +136,20 @@ inline void expect_logits_agree(const std::vector<float>& a, const std::vector<f
 
 // The first `count` token ids of the golden SmolLM2 fixture's cases, concatenated (a real text the
 // end-to-end tests run through both backends).
+// Logits of every position of a session with options `so` (ctx set to the token count): the first `prefill`
+// tokens in one eval, the rest one token at a time.
+inline std::vector<float> logits_per_position(const LlamaModel& model, SessionOptions so,
+                                              const std::vector<int32_t>& tokens, size_t prefill) {
+  so.ctx = int(tokens.size());
+  Session session(model, so);
+  std::vector<float> all = session.eval(std::span(tokens.data(), prefill), true);
+  for (size_t i = prefill; i < tokens.size(); ++i) {
+    const auto& last = session.eval(std::span(tokens.data() + i, 1));
+    all.insert(all.end(), last.begin(), last.end());
+  }
+  return all;
+}
+
 inline std::vector<int32_t> golden_smollm2_tokens(size_t count) {
   std::ifstream in(fixture("golden_smollm2.json"));
   const auto j = nlohmann::json::parse(in);
