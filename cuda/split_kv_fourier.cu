@@ -25,9 +25,13 @@ void pack_layer(const SplitLayerDev& L, Op& op) {
     for (int j = 0; j < 7; ++j) op.p[7 * q + j] = ptrs[j];
   }
   op.p[14] = L.table;
-  const int64_t ints[13] = {L.f16, L.kvh, L.d,    L.S,    L.W,    L.T,   L.N,
-                            L.fit, L.lsq, L.k.nk, L.k.nc, L.v.nk, L.v.nc};
-  for (int j = 0; j < 13; ++j) op.i[j] = ints[j];
+  op.p[15] = L.chirp_n;
+  op.p[16] = L.chirp_m;
+  op.p[17] = L.chirp_seg;
+  op.p[18] = L.chirp_twiddle;
+  const int64_t ints[14] = {L.f16, L.kvh, L.d,    L.S,    L.W,    L.T,    L.N,
+                            L.fit, L.lsq, L.k.nk, L.k.nc, L.v.nk, L.v.nc, L.chirp};
+  for (int j = 0; j < 14; ++j) op.i[j] = ints[j];
 }
 
 SplitLayerDev unpack_layer(const Op& op) {

@@ -59,6 +59,76 @@ TEST(SplitKvHost, AppendEventFollowsTheFitAndRefitLengths) {
   EXPECT_EQ(int(cuda::append_event(L, 2, 100)), int(cuda::AppendEvent::kMany));
 }
 
+// A split-cache op carries its layer through Op's pointer and integer slots (deferred or captured ops run
+// later); every field must come back, or the launch runs another path than the workspace was sized for (the
+// chirp flag and tables were once dropped: the chirp-sized workspace overflowed on an H100).
+TEST(SplitKvHost, PackedLayerKeepsEveryField) {
+  cuda::SplitLayerDev L;
+  int slot[40];
+  auto ptr = [&](int j) { return reinterpret_cast<float*>(&slot[j]); };
+  L.f16 = false;
+  L.kvh = 3;
+  L.d = 96;
+  L.S = 4;
+  L.W = 17;
+  L.T = 999;
+  L.N = 77;
+  L.fit = 33;
+  L.lsq = true;
+  L.table = reinterpret_cast<const float2*>(ptr(0));
+  L.chirp = true;
+  L.chirp_n = reinterpret_cast<const float2*>(ptr(1));
+  L.chirp_m = reinterpret_cast<const float2*>(ptr(2));
+  L.chirp_seg = reinterpret_cast<const float2*>(ptr(3));
+  L.chirp_twiddle = reinterpret_cast<const float2*>(ptr(4));
+  cuda::SplitPartDev* parts[2] = {&L.k, &L.v};
+  for (int q = 0; q < 2; ++q) {
+    cuda::SplitPartDev& P = *parts[q];
+    const int b = 5 + 8 * q;
+    P.sink = ptr(b);
+    P.window = ptr(b + 1);
+    P.kept = ptr(b + 2);
+    P.pending = ptr(b + 3);
+    P.coef = ptr(b + 4);
+    P.norm = ptr(b + 5);
+    P.dims = &slot[b + 6];
+    P.nk = 10 + q;
+    P.nc = 20 + q;
+  }
+  cuda::Op op;
+  cuda::pack_layer(L, op);
+  const cuda::SplitLayerDev u = cuda::unpack_layer(op);
+  EXPECT_EQ(u.f16, L.f16);
+  EXPECT_EQ(u.kvh, L.kvh);
+  EXPECT_EQ(u.d, L.d);
+  EXPECT_EQ(u.S, L.S);
+  EXPECT_EQ(u.W, L.W);
+  EXPECT_EQ(u.T, L.T);
+  EXPECT_EQ(u.N, L.N);
+  EXPECT_EQ(u.fit, L.fit);
+  EXPECT_EQ(u.lsq, L.lsq);
+  EXPECT_EQ(u.table, L.table);
+  EXPECT_EQ(u.chirp, L.chirp);
+  EXPECT_EQ(u.chirp_n, L.chirp_n);
+  EXPECT_EQ(u.chirp_m, L.chirp_m);
+  EXPECT_EQ(u.chirp_seg, L.chirp_seg);
+  EXPECT_EQ(u.chirp_twiddle, L.chirp_twiddle);
+  const cuda::SplitPartDev* want[2] = {&L.k, &L.v};
+  const cuda::SplitPartDev* got[2] = {&u.k, &u.v};
+  for (int q = 0; q < 2; ++q) {
+    SCOPED_TRACE(q == 0 ? "K" : "V");
+    EXPECT_EQ(got[q]->sink, want[q]->sink);
+    EXPECT_EQ(got[q]->window, want[q]->window);
+    EXPECT_EQ(got[q]->kept, want[q]->kept);
+    EXPECT_EQ(got[q]->pending, want[q]->pending);
+    EXPECT_EQ(got[q]->coef, want[q]->coef);
+    EXPECT_EQ(got[q]->norm, want[q]->norm);
+    EXPECT_EQ(got[q]->dims, want[q]->dims);
+    EXPECT_EQ(got[q]->nk, want[q]->nk);
+    EXPECT_EQ(got[q]->nc, want[q]->nc);
+  }
+}
+
 // The kernels walk cos/sin(2π n m / T) by complex rotation, re-seeded from the exact table every kSplitSeed
 // steps; this is the same float arithmetic on the host.
 TEST(SplitKvHost, RotationRecurrenceStaysWithinAFewUlps) {
