@@ -46,6 +46,14 @@ TEST_F(Matmul, DecodeEveryType) {
       }
 }
 
+TEST_F(Matmul, DecodeManyRowsPerWarp) {
+  // The persistent F16/BF16 matvec (rows a multiple of 1024 values) runs one wave of warps, each taking
+  // several rows as one stream of passes: far more rows than resident warps, row lengths of 1, 3 and 14
+  // passes, so that the prefetch of a warp's next row crosses row ends.
+  for (GgmlType type : {GgmlType::F16, GgmlType::BF16})
+    for (int64_t cols : {1024, 3072, 14336}) run_case(*this, type, cols == 14336 ? 9001 : 20011, cols, 1);
+}
+
 TEST_F(Matmul, DecodeOddShapes) {
   // Row lengths that are not a multiple of the 16-byte vector width: the scalar kernels.
   for (GgmlType type : {GgmlType::F32, GgmlType::F16, GgmlType::BF16})
