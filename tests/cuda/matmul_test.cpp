@@ -49,8 +49,9 @@ TEST_F(Matmul, DecodeEveryType) {
 TEST_F(Matmul, DecodeManyRowsPerWarp) {
   // The persistent F16/BF16 matvec (rows a multiple of 1024 values) runs one wave of warps, each taking
   // several rows as one stream of passes: far more rows than resident warps, row lengths of 1, 3 and 14
-  // passes, so that the prefetch of a warp's next row crosses row ends.
-  for (GgmlType type : {GgmlType::F16, GgmlType::BF16})
+  // passes, so that the prefetch of a warp's next row crosses row ends. Q4_0 (Q4_0x8 layout) at the same
+  // shapes: many more rows than the grid has warps.
+  for (GgmlType type : {GgmlType::F16, GgmlType::BF16, GgmlType::Q4_0})
     for (int64_t cols : {1024, 3072, 14336}) run_case(*this, type, cols == 14336 ? 9001 : 20011, cols, 1);
 }
 
