@@ -2,8 +2,11 @@
 // Split-cache attention, second pass: combines the split partials of split_attention.comp for one
 // (query, head) with a log-sum-exp, h_c/h_s like the output (they are linear in the weights), then adds the
 // middle's compressed V dims: out_j += a_j/N Σ_n w_n (C_j[n] h_c[n] + S_j[n] h_s[n]) + b_j Σ_m P_m
-// (Σ_m P_m = h_c[0]), and divides by the softmax sum.
+// (Σ_m P_m = h_c[0]), and divides by the softmax sum. h is read from chunks h_first.. only: with the decode
+// middle pass (split_middle_values.comp) the other chunks (sink, window, the call's rows) carry none. Each
+// chunk's weight exp(m_c − max) is computed once, into shared memory, CB chunks at a time.
 #extension GL_GOOGLE_include_directive : require
+#extension GL_EXT_control_flow_attributes : require
 
 layout(local_size_x_id = 0) in;
 layout(constant_id = 1) const uint D = 64u;
@@ -22,6 +25,7 @@ layout(push_constant) uniform Params {
   uint heads;
   uint kv_heads;
   uint n_keep;
+  uint h_first;  // the first chunk that carries h (SPEC_V)
 } p;
 
 #include "common/grid.glsl"
@@ -31,6 +35,8 @@ const uint LANES = 4u;
 shared float acc_s[D];
 shared float red[SPEC_V ? 1024u : 1u];  // >= workgroup size
 shared float hc_s[NF], hs_s[NF];
+const uint CB = 256u;
+shared float w_s[CB];  // exp(m_c - max) of the current block of chunks
 
 void main() {
   const uint qh = linear_workgroup();
@@ -40,23 +46,42 @@ void main() {
   float mx = kNegBig;
   for (uint c = 0u; c < p.chunks; ++c) mx = max(mx, part[base + c * PS]);
   float total = 0.0;
-  for (uint c = 0u; c < p.chunks; ++c) total += part[base + c * PS + 1u] * exp(part[base + c * PS] - mx);
-  for (uint d = tid; d < D; d += wg) {
-    float a = 0.0;
-    for (uint c = 0u; c < p.chunks; ++c) a += part[base + c * PS + 2u + d] * exp(part[base + c * PS] - mx);
-    acc_s[d] = a;
+  float acc_r[(D + 63u) / 64u];  // d = tid + k·wg (wg >= 64)
+  [[unroll]] for (uint k = 0u; k < (D + 63u) / 64u; ++k) acc_r[k] = 0.0;
+  for (uint n = tid; n < NF; n += wg) {
+    hc_s[n] = 0.0;
+    hs_s[n] = 0.0;
+  }
+  for (uint cb = 0u; cb < p.chunks; cb += CB) {
+    const uint nb = min(CB, p.chunks - cb);
+    barrier();  // w_s is free
+    for (uint c = tid; c < nb; c += wg) w_s[c] = exp(part[base + (cb + c) * PS] - mx);
+    barrier();
+    for (uint c = 0u; c < nb; ++c) total += part[base + (cb + c) * PS + 1u] * w_s[c];
+    [[unroll]] for (uint k = 0u; k < (D + 63u) / 64u; ++k) {
+      const uint d = tid + k * wg;
+      if (d < D) {
+        float a = acc_r[k];
+        for (uint c = 0u; c < nb; ++c) a += part[base + (cb + c) * PS + 2u + d] * w_s[c];
+        acc_r[k] = a;
+      }
+    }
+    if (SPEC_V)
+      for (uint n = tid; n < NF; n += wg) {
+        float a = hc_s[n], b = hs_s[n];
+        for (uint c = max(cb, p.h_first) - cb; c < nb; ++c) {
+          a += part[base + (cb + c) * PS + 2u + D + n] * w_s[c];
+          b += part[base + (cb + c) * PS + 2u + D + NF + n] * w_s[c];
+        }
+        hc_s[n] = a;
+        hs_s[n] = b;
+      }
+  }
+  [[unroll]] for (uint k = 0u; k < (D + 63u) / 64u; ++k) {
+    const uint d = tid + k * wg;
+    if (d < D) acc_s[d] = acc_r[k];
   }
   if (SPEC_V) {
-    for (uint n = tid; n < NF; n += wg) {
-      float a = 0.0, b = 0.0;
-      for (uint c = 0u; c < p.chunks; ++c) {
-        const float e = exp(part[base + c * PS] - mx);
-        a += part[base + c * PS + 2u + D + n] * e;
-        b += part[base + c * PS + 2u + D + NF + n] * e;
-      }
-      hc_s[n] = a;
-      hs_s[n] = b;
-    }
     barrier();
     const uint g = (qh % p.heads) / (p.heads / p.kv_heads);
     const uint c0 = uint(dims[p.kv_heads + 1u + g]), c1 = uint(dims[p.kv_heads + 2u + g]);

@@ -18,6 +18,12 @@ constexpr uint32_t kMergeWorkgroup = 64;
 constexpr uint32_t kSpectralWorkgroup = 256;  // prep, and the merge when it applies h to the V coefficients
 constexpr uint32_t kMaxGroupsX = 65535;
 constexpr uint32_t kTiledSharedBytes = 32 * 1024;  // split_attention.comp uses at most ~31.5 KiB
+// The decode middle pass (split_middle_scores.comp, split_middle_values.comp; shared memory < 26 KiB).
+constexpr int kMiddlePassQueries = 8;      // calls of up to this many queries over a fitted middle
+constexpr uint32_t kMiddleHeads = 32;      // query heads per workgroup (a power of two >= 4)
+constexpr uint32_t kMiddleFreqs = 64;      // frequencies per values workgroup (a power of two, 16..256)
+constexpr uint32_t kMiddleScoreRows = 64;  // rows per scores workgroup (TR of split_middle_scores.comp)
+constexpr uint32_t kMiddleRowsMin = 64;    // the values pass's ranges are multiples of this
 
 const VulkanBuffer& vk(const DeviceBuffer& b) {
   return static_cast<const VulkanBuffer&>(b);
@@ -309,28 +315,6 @@ void VulkanSplitKv::attention(const DeviceBuffer& q, const DeviceBuffer& k, cons
                   pc, sizeof(pc), gx, 1, gz);
   }
 
-  // Split the rows so that (splits x KV heads x queries) workgroups fill the device. With a fitted middle
-  // each split also writes 2N floats of h per query head and rows cost ~4N operations each, so fewer,
-  // longer splits: partial traffic stays small and the work per row keeps the device busy.
-  const uint32_t max_len = uint32_t(S_len + M + W_len + n);
-  // FKV_VULKAN_SPLIT_GROUPS=N overrides the target (tuning on a GPU).
-  static const uint32_t target_env = [] {
-    const char* e = std::getenv("FKV_VULKAN_SPLIT_GROUPS");
-    return e ? uint32_t(std::max(1, std::atoi(e))) : 0u;
-  }();
-  const uint32_t target = target_env ? target_env : cpu_device_ ? 64 : spec_v ? 512 : 2048;
-  const uint32_t work = std::min<uint32_t>(uint32_t(n) * uint32_t(s.n_kv_heads), target);
-  const uint32_t want = std::max<uint32_t>(1, target / work);
-  uint32_t chunk_len = (max_len + want - 1) / want;
-  chunk_len = std::max(kAttnWorkgroup, (chunk_len + kAttnWorkgroup - 1) / kAttnWorkgroup * kAttnWorkgroup);
-  const uint32_t NF = spec_v ? N : 1;
-  const size_t ps = D + 2 + (spec_v ? 2 * size_t(N) : 0);
-  while (size_t(n) * H * ((max_len + chunk_len - 1) / chunk_len) * ps * 4 > ctx_->max_binding())
-    chunk_len *= 2;
-  const uint32_t chunks = (max_len + chunk_len - 1) / chunk_len;
-  const VulkanBuffer& partials =
-      scratch(partials_, size_t(n) * H * chunks * ps * 4, "split attention partials");
-
   // split_attention.comp (tiled: coalesced staged rows, register-blocked spectral sums) takes the usual
   // shapes; split_attention_rows.comp (one invocation per row) the rest. FKV_VULKAN_SPLIT_ROWS=1 forces the
   // latter (for comparisons).
@@ -338,9 +322,102 @@ void VulkanSplitKv::attention(const DeviceBuffer& q, const DeviceBuffer& k, cons
                                  std::string(std::getenv("FKV_VULKAN_SPLIT_ROWS")) == "1";
   const bool tiled = !force_rows && G <= 8 && D % 8 == 0 && D <= 128 &&
                      ctx_->properties().limits.maxComputeSharedMemorySize >= kTiledSharedBytes;
-  const Pipeline& main_p = pipelines_.get(
-      tiled ? "split_attention" : "split_attention_rows",
-      {kAttnWorkgroup, kAttnWorkgroup, D, G, f16 ? 1u : 0u, NF, spec_k ? 1u : 0u, spec_v ? 1u : 0u}, 16);
+
+  // The decode middle pass (a fitted middle, up to kMiddlePassQueries queries): split_middle_scores.comp
+  // scores every middle row for all query heads at once, split_middle_values.comp turns them into softmax
+  // partials (one chunk slot per range of rows) with the V side's h; split_attention.comp then covers sink,
+  // window and the call's rows only. FKV_VULKAN_MIDDLE_PASS=0 keeps the middle inside split_attention.comp.
+  const char* mp_env = std::getenv("FKV_VULKAN_MIDDLE_PASS");
+  const uint32_t count = uint32_t(n) * H;
+  // Powers of two, so that the shaders' per-invocation shares (basis entries, scores) come out whole.
+  auto pow2_at_least = [](uint32_t x, uint32_t lo) {
+    while (lo < x) lo *= 2;
+    return lo;
+  };
+  const uint32_t HB = std::min(kMiddleHeads, pow2_at_least(count, 4));
+  const uint32_t hblocks = (count + HB - 1) / HB;
+  const uint32_t FB = spec_v ? std::min(kMiddleFreqs, pow2_at_least(N, 16)) : 16;
+  const uint32_t fblocks = spec_v ? (N + FB - 1) / FB : 1;
+  const bool middle_pass = !(mp_env && std::string(mp_env) == "0") && fitted && n <= kMiddlePassQueries &&
+                           tiled && size_t(count) * M * 4 <= ctx_->max_binding() &&
+                           (uint32_t(M) + kMiddleScoreRows - 1) / kMiddleScoreRows <= kMaxGroupsX &&
+                           hblocks <= kMaxGroupsX;
+  uint32_t mid_rows = 0;  // R: middle rows per chunk slot of the middle pass
+  if (middle_pass) {
+    // Enough workgroups (ranges x head blocks x frequency blocks) to fill the device; FKV_VULKAN_MIDDLE_ROWS
+    // overrides R (tuning on a GPU).
+    static const uint32_t rows_env = [] {
+      const char* e = std::getenv("FKV_VULKAN_MIDDLE_ROWS");
+      return e ? uint32_t(std::max(1, std::atoi(e))) : 0u;
+    }();
+    const uint32_t target = cpu_device_ ? 32 : 512;
+    const uint32_t ranges = std::max<uint32_t>(1, target / (hblocks * fblocks));
+    mid_rows = rows_env ? rows_env : (uint32_t(M) + ranges - 1) / ranges;
+    mid_rows = std::max(kMiddleRowsMin, (mid_rows + kMiddleRowsMin - 1) / kMiddleRowsMin * kMiddleRowsMin);
+  }
+
+  // Split the rows so that (splits x KV heads x queries) workgroups fill the device. With a fitted middle
+  // each split also writes 2N floats of h per query head and rows cost ~4N operations each, so fewer,
+  // longer splits: partial traffic stays small and the work per row keeps the device busy.
+  const uint32_t max_len = uint32_t(S_len + (middle_pass ? 0 : M) + W_len + n);
+  // FKV_VULKAN_SPLIT_GROUPS=N overrides the target (tuning on a GPU).
+  static const uint32_t target_env = [] {
+    const char* e = std::getenv("FKV_VULKAN_SPLIT_GROUPS");
+    return e ? uint32_t(std::max(1, std::atoi(e))) : 0u;
+  }();
+  const bool main_spec = spec_v && !middle_pass;
+  const uint32_t target = target_env ? target_env : cpu_device_ ? 64 : main_spec ? 512 : 2048;
+  const uint32_t work = std::min<uint32_t>(uint32_t(n) * uint32_t(s.n_kv_heads), target);
+  const uint32_t want = std::max<uint32_t>(1, target / work);
+  uint32_t chunk_len = (max_len + want - 1) / want;
+  chunk_len = std::max(kAttnWorkgroup, (chunk_len + kAttnWorkgroup - 1) / kAttnWorkgroup * kAttnWorkgroup);
+  const uint32_t NF = spec_v ? N : 1;
+  const size_t ps = D + 2 + (spec_v ? 2 * size_t(N) : 0);
+  auto mid_chunks = [&] { return middle_pass ? (uint32_t(M) + mid_rows - 1) / mid_rows : 0u; };
+  while (size_t(n) * H * ((max_len + chunk_len - 1) / chunk_len + mid_chunks()) * ps * 4 > ctx_->max_binding()) {
+    chunk_len *= 2;
+    mid_rows *= 2;
+  }
+  const uint32_t main_chunks = (max_len + chunk_len - 1) / chunk_len;
+  const uint32_t chunks = main_chunks + mid_chunks();
+  const VulkanBuffer& partials =
+      scratch(partials_, size_t(n) * H * chunks * ps * 4, "split attention partials");
+  const VulkanBuffer* table = (spec_k || spec_v) ? &basis_table(c.middle) : nullptr;
+
+  if (middle_pass) {
+    const VulkanBuffer& scores = scratch(scores_, size_t(count) * M * 4, "split attention middle scores");
+    const Pipeline& sp = pipelines_.get("split_middle_scores",
+                                        {4 * HB, HB, D, G, f16 ? 1u : 0u, spec_k ? 1u : 0u}, 6);
+    const uint32_t spc[] = {count,
+                            H,
+                            uint32_t(s.n_kv_heads),
+                            uint32_t(M),
+                            uint32_t(std::max(c.middle, 1)),
+                            N,
+                            uint32_t(nk_k),
+                            u32(s.scale)};
+    rec_.dispatch(sp,
+                  {bind(&q, false), bind(nk_k > 0 ? c.k.kept : nullptr, false), bind(c.k.dims_table, false),
+                   bind(gvec, false), bind(table, false), bind(&scores, true)},
+                  spc, sizeof(spc), (uint32_t(M) + kMiddleScoreRows - 1) / kMiddleScoreRows, hblocks, 1);
+    const Pipeline& vp = pipelines_.get(
+        "split_middle_values", {HB * FB / 16, HB, D, G, f16 ? 1u : 0u, spec_v ? 1u : 0u, NF, FB}, 5);
+    const uint32_t vpc[] = {count,         H,        uint32_t(s.n_kv_heads),
+                            uint32_t(M),   uint32_t(std::max(c.middle, 1)),
+                            N,             uint32_t(nk_v), mid_rows,
+                            chunks,        main_chunks};
+    rec_.dispatch(vp,
+                  {bind(&scores, false), bind(nk_v > 0 ? c.v.kept : nullptr, false), bind(c.v.dims_table, false),
+                   bind(table, false), bind(&partials, true)},
+                  vpc, sizeof(vpc), mid_chunks(), hblocks, fblocks);
+  }
+
+  std::vector<uint32_t> spec = {kAttnWorkgroup, kAttnWorkgroup, D, G, f16 ? 1u : 0u,
+                                main_spec ? NF : 1u, spec_k && !middle_pass ? 1u : 0u, main_spec ? 1u : 0u};
+  if (tiled) spec.push_back(middle_pass && spec_v ? N : 0u);
+  const Pipeline& main_p = pipelines_.get(tiled ? "split_attention" : "split_attention_rows", spec, 16);
+  const int Mm = middle_pass ? 0 : M;  // the middle pass took the middle
+  const bool fitted_main = fitted && !middle_pass;
   const uint32_t pc[] = {uint32_t(pos0),
                          H,
                          uint32_t(s.n_kv_heads),
@@ -348,31 +425,33 @@ void VulkanSplitKv::attention(const DeviceBuffer& q, const DeviceBuffer& k, cons
                          chunk_len,
                          chunks,
                          uint32_t(S_len),
-                         uint32_t(M),
+                         uint32_t(Mm),
                          uint32_t(W_len),
                          uint32_t(wb),
                          uint32_t(c.sink),
                          uint32_t(std::max(c.window, 1)),
-                         fitted ? 1u : 0u,
+                         fitted_main ? 1u : 0u,
                          uint32_t(std::max(c.middle, 1)),
                          N,
-                         uint32_t(nk_k),
-                         uint32_t(nc_k),
-                         uint32_t(nk_v),
-                         uint32_t(nc_v)};
-  const VulkanBuffer* table = (spec_k || spec_v) ? &basis_table(c.middle) : nullptr;
+                         uint32_t(Mm > 0 ? nk_k : 0),
+                         uint32_t(Mm > 0 ? nc_k : 0),
+                         uint32_t(Mm > 0 ? nk_v : 0),
+                         uint32_t(Mm > 0 ? nc_v : 0)};
   rec_.dispatch(main_p,
                 {bind(&q, false), bind(&k, false), bind(&v, false), bind(c.k.sink, false),
-                 bind(c.k.window, false), bind(M > 0 ? c.k.kept : nullptr, false),
-                 bind(!fitted ? pending_k : nullptr, false), bind(c.v.sink, false), bind(c.v.window, false),
-                 bind(M > 0 ? c.v.kept : nullptr, false), bind(!fitted ? pending_v : nullptr, false),
-                 bind(M > 0 ? c.k.dims_table : nullptr, false), bind(M > 0 ? c.v.dims_table : nullptr, false),
-                 bind(gvec, false), bind(table, false), bind(&partials, true)},
-                pc, sizeof(pc), chunks, uint32_t(s.n_kv_heads), uint32_t(n));
+                 bind(c.k.window, false), bind(Mm > 0 ? c.k.kept : nullptr, false),
+                 bind(Mm > 0 && !fitted ? pending_k : nullptr, false), bind(c.v.sink, false),
+                 bind(c.v.window, false), bind(Mm > 0 ? c.v.kept : nullptr, false),
+                 bind(Mm > 0 && !fitted ? pending_v : nullptr, false),
+                 bind(Mm > 0 ? c.k.dims_table : nullptr, false), bind(Mm > 0 ? c.v.dims_table : nullptr, false),
+                 bind(fitted_main ? gvec : nullptr, false), bind(fitted_main ? table : nullptr, false),
+                 bind(&partials, true)},
+                pc, sizeof(pc), main_chunks, uint32_t(s.n_kv_heads), uint32_t(n));
 
   const Pipeline& merge_p = pipelines_.get(
       "split_attention_merge", {spec_v ? kSpectralWorkgroup : kMergeWorkgroup, D, NF, spec_v ? 1u : 0u}, 5);
-  const uint32_t mc[] = {chunks, uint32_t(n) * H, H, uint32_t(s.n_kv_heads), uint32_t(nk_v)};
+  const uint32_t mc[] = {chunks, uint32_t(n) * H, H, uint32_t(s.n_kv_heads), uint32_t(nk_v),
+                         middle_pass ? main_chunks : 0u};
   const auto [gx, gz] = split_groups(uint32_t(n) * H);
   rec_.dispatch(merge_p,
                 {bind(&partials, false), bind(&out, true), bind(spec_v ? c.v.coef : nullptr, false),

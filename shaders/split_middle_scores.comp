@@ -1,0 +1,153 @@
+#version 450
+// Decode middle pass, step 1 (docs/VULKAN.md "Split KV cache"): the scores of a fitted middle for every
+// query head of the call at once, written scaled into scores[qh][m] (qh = query·heads + head, [n·H, M]).
+//   score(qh, m) = scale · (q_keep · k_keep,m + Σ_n g_c[qh][n] cos(2π n m/T) + g_s[qh][n] sin(2π n m/T) + cst[qh])
+// with g and cst from split_attention_prep.comp. The basis does not depend on the head, so the spectral part
+// is a dense product [heads × 2N] · [2N × rows]: workgroup = a tile of TR rows × a block of HB heads (y), the
+// frequencies in blocks of NBF staged in shared memory (g of the block's heads, and the basis from the
+// exact table basis[(n·m) % T], the index advanced incrementally per row), each invocation holding 4 heads ×
+// 4 consecutive rows. Invocations of one subgroup share their heads (rows vary fastest), so the g loads are
+// broadcasts. The kept K dims' exact dot product is done first, per (KV group, column chunk of KC): the
+// tile's kept values staged by coalesced loads, then one (head, row) pair per invocation, into sc_s.
+// No subgroup operation; shared memory ~25 KiB.
+#extension GL_GOOGLE_include_directive : require
+#extension GL_EXT_control_flow_attributes : require
+
+layout(local_size_x_id = 0) in;
+layout(constant_id = 1) const uint HB = 32u;  // heads per workgroup, a power of two from 4 to 32; WG = 16 · HB/4
+layout(constant_id = 2) const uint D = 128u;  // head_dim
+layout(constant_id = 3) const uint G = 4u;    // query heads per KV head
+layout(constant_id = 4) const bool KV_F16 = true;
+layout(constant_id = 5) const bool SPEC_K = true;  // K has compressed dims (else only the kept dot)
+
+layout(std430, binding = 0) readonly buffer Q { float q[]; };        // [n, heads, D]
+layout(std430, binding = 1) readonly buffer KK { uint kk[]; };       // kept K rows [T, nk_k], typed
+layout(std430, binding = 2) readonly buffer KD { int kd[]; };        // K dims table
+layout(std430, binding = 3) readonly buffer GV { float gv[]; };      // [n·heads, 2N + 4]
+layout(std430, binding = 4) readonly buffer Table { vec2 basis[]; };  // [T] (cos, sin)
+layout(std430, binding = 5) writeonly buffer Scores { float sco[]; };  // [n·heads, M]
+
+layout(push_constant) uniform Params {
+  uint count;  // n · heads
+  uint heads;
+  uint kv_heads;
+  uint middle_len;
+  uint period;
+  uint n_freq;
+  uint nk_k;
+  float scale;
+} p;
+
+const uint TR = 64u;             // rows per tile
+const uint WG = 4u * HB;         // (TR/4 row groups) × (HB/4 head groups)
+const uint RQ = TR / 4u;         // row groups
+const uint NBF = 16u;            // frequencies per staged block
+const uint E = NBF * TR / WG;    // basis entries staged per invocation and block
+const uint KC = 31u;             // kept columns per staged chunk (odd row stride)
+
+shared vec4 bs[NBF * TR / 2u];   // [f][row pair]: cos, sin of rows 2j, 2j+1; also the kept stage (floats)
+shared vec4 gs[NBF * HB / 2u];   // [f][head pair]: g_c, g_s of heads 2j, 2j+1
+shared float qk_s[HB * KC];      // q at the chunk's kept dims, per head of the group
+shared float sc_s[HB * TR];      // kept-dims dot per (head, row)
+
+float kk_at(uint e) {
+  if (KV_F16) {
+    const vec2 v = unpackHalf2x16(kk[e >> 1]);
+    return (e & 1u) == 0u ? v.x : v.y;
+  }
+  return uintBitsToFloat(kk[e]);
+}
+
+float st_get(uint i) { return bs[i >> 2][i & 3u]; }
+void st_set(uint i, float v) { bs[i >> 2][i & 3u] = v; }
+
+void main() {
+  const uint tid = gl_LocalInvocationID.x;
+  const uint M = p.middle_len, T = p.period, N = p.n_freq, GS = 2u * N + 4u;
+  const uint m0 = gl_WorkGroupID.x * TR, qh0 = gl_WorkGroupID.y * HB;
+  const uint rows = min(TR, M - m0);
+  const uint qh_end = min(qh0 + HB, p.count);
+
+  // 1. Kept K dims, exact: per KV group touched by the block's heads (qh / G runs over (query, KV head)).
+  for (uint x = tid; x < HB * TR; x += WG) sc_s[x] = 0.0;
+  const uint keep_list = 2u * (p.kv_heads + 1u);
+  for (uint gi = qh0 / G; gi * G < qh_end; ++gi) {
+    const uint kv = gi % p.kv_heads;
+    const uint c0 = uint(kd[kv]), nkg = uint(kd[kv + 1u]) - c0;
+    const uint ha = max(qh0, gi * G), hb = min(qh_end, gi * G + G), gk = hb - ha;
+    for (uint e0 = 0u; e0 < nkg; e0 += KC) {
+      const uint kc = min(KC, nkg - e0);
+      barrier();  // the stage is free
+      for (uint x = tid; x < rows * kc; x += WG) {
+        const uint r = x / kc, e = x % kc;
+        st_set(r * KC + e, kk_at((m0 + r) * p.nk_k + c0 + e0 + e));
+      }
+      for (uint x = tid; x < gk * kc; x += WG) {
+        const uint hl = x / kc, e = x % kc;
+        qk_s[hl * KC + e] = q[(ha + hl) * D + uint(kd[keep_list + c0 + e0 + e])];
+      }
+      barrier();
+      for (uint x = tid; x < gk * TR; x += WG) {
+        const uint hl = x / TR, r = x % TR;
+        if (r < rows) {
+          float s = 0.0;
+          for (uint e = 0u; e < kc; ++e) s += qk_s[hl * KC + e] * st_get(r * KC + e);
+          sc_s[(ha - qh0 + hl) * TR + r] += s;
+        }
+      }
+    }
+  }
+
+  // 2. Spectral part: invocation (head group hq, row group rq) holds heads 4hq.., rows 4rq..
+  const uint hq = tid / RQ, rq = tid % RQ;
+  float acc[16];
+  [[unroll]] for (uint e = 0u; e < 16u; ++e) acc[e] = 0.0;
+  if (SPEC_K) {
+    // Staged basis entries of this invocation: x = tid + j·WG -> (f = x / TR, r = x % TR); index (n·m) % T
+    // advanced by NBF·m per block.
+    uint idx[E], step[E];
+    [[unroll]] for (uint j = 0u; j < E; ++j) {
+      const uint x = tid + j * WG, m = min(m0 + x % TR, M - 1u);
+      idx[j] = ((x / TR) * m) % T;
+      step[j] = (NBF * m) % T;
+    }
+    for (uint n0 = 0u; n0 < N; n0 += NBF) {
+      const uint nb = min(NBF, N - n0);
+      barrier();  // the previous block (or the kept stage) is consumed
+      [[unroll]] for (uint j = 0u; j < E; ++j) {
+        const uint x = tid + j * WG, f = x / TR, r = x % TR;
+        const vec2 b = basis[idx[j]];
+        bs[(f * TR + r) >> 1][(r & 1u) * 2u] = b.x;
+        bs[(f * TR + r) >> 1][(r & 1u) * 2u + 1u] = b.y;
+        idx[j] += step[j];
+        if (idx[j] >= T) idx[j] -= T;
+      }
+      for (uint x = tid; x < NBF * HB; x += WG) {
+        const uint f = x % NBF, hl = x / NBF, qh = qh0 + hl;
+        const bool ok = qh < p.count && f < nb;
+        const uint a = qh * GS + n0 + f;
+        gs[(f * HB + hl) >> 1][(hl & 1u) * 2u] = ok ? gv[a] : 0.0;
+        gs[(f * HB + hl) >> 1][(hl & 1u) * 2u + 1u] = ok ? gv[a + N] : 0.0;
+      }
+      barrier();
+      for (uint f = 0u; f < nb; ++f) {
+        const vec4 b01 = bs[(f * TR) / 2u + 2u * rq], b23 = bs[(f * TR) / 2u + 2u * rq + 1u];
+        const vec4 g01 = gs[(f * HB) / 2u + 2u * hq], g23 = gs[(f * HB) / 2u + 2u * hq + 1u];
+        const vec2 gh[4] = vec2[4](g01.xy, g01.zw, g23.xy, g23.zw);
+        const vec2 br[4] = vec2[4](b01.xy, b01.zw, b23.xy, b23.zw);
+        [[unroll]] for (uint j = 0u; j < 4u; ++j)
+          [[unroll]] for (uint k = 0u; k < 4u; ++k) acc[j * 4u + k] += gh[j].x * br[k].x + gh[j].y * br[k].y;
+      }
+    }
+  }
+  barrier();  // sc_s complete
+  [[unroll]] for (uint j = 0u; j < 4u; ++j) {
+    const uint hl = 4u * hq + j, qh = qh0 + hl;
+    if (qh >= p.count) continue;
+    const float cst = SPEC_K ? gv[qh * GS + 2u * N] : 0.0;
+    [[unroll]] for (uint k = 0u; k < 4u; ++k) {
+      const uint r = 4u * rq + k;
+      if (r < rows) sco[qh * M + m0 + r] = (sc_s[hl * TR + r] + acc[j * 4u + k] + cst) * p.scale;
+    }
+  }
+}

@@ -1,0 +1,209 @@
+#version 450
+// Decode middle pass, step 2: softmax partials of a fitted middle from the scores of
+// split_middle_scores.comp. Workgroup (range x of R rows, block y of HB heads, frequency block z of FB):
+// per head the local max mx over the range's rows, P = exp(score − mx), l = Σ P; the kept V dims exactly,
+// acc[d] = Σ P v_d (frequency block 0 only); and h_c[n] = Σ_m P cos(2π n m/T), h_s likewise for the block's
+// frequencies: a product [heads × rows] · [rows × 2FB] with the basis tile (exact table, index advanced
+// incrementally per frequency) in shared memory for all heads. Invocation (head group hq, frequency group
+// fq) holds 4 heads × 4 frequencies; frequencies vary fastest, so the P loads are broadcasts. Every workgroup
+// of a range computes the same mx (same code, same order), so the frequency blocks agree; block 0 writes m,
+// l, acc (zeros at the compressed dims), every block its h. The partials are split_attention.comp's format
+// (m, l, acc[D], h_c[NF], h_s[NF] per (query head, chunk)), at chunk slots chunk0 + x, so
+// split_attention_merge.comp combines them with the other parts' chunks unchanged.
+#extension GL_GOOGLE_include_directive : require
+#extension GL_EXT_control_flow_attributes : require
+
+layout(local_size_x_id = 0) in;
+layout(constant_id = 1) const uint HB = 32u;  // heads per workgroup, a power of two from 4 to 32
+layout(constant_id = 2) const uint D = 128u;
+layout(constant_id = 3) const uint G = 4u;
+layout(constant_id = 4) const bool KV_F16 = true;
+layout(constant_id = 5) const bool SPEC_V = true;  // V has compressed dims: h is carried
+layout(constant_id = 6) const uint NF = 1u;        // N when SPEC_V, else 1 (partial stride)
+layout(constant_id = 7) const uint FB = 64u;       // frequencies per workgroup, 16, 32 or 64; WG = HB·FB/16
+
+layout(std430, binding = 0) readonly buffer Scores { float sco[]; };  // [n·heads, M], scaled
+layout(std430, binding = 1) readonly buffer VK { uint vk[]; };        // kept V rows [T, nk_v], typed
+layout(std430, binding = 2) readonly buffer VD { int vd[]; };         // V dims table
+layout(std430, binding = 3) readonly buffer Table { vec2 basis[]; };
+layout(std430, binding = 4) writeonly buffer Partial { float part[]; };
+
+layout(push_constant) uniform Params {
+  uint count;  // n · heads
+  uint heads;
+  uint kv_heads;
+  uint middle_len;
+  uint period;
+  uint n_freq;
+  uint nk_v;
+  uint range;   // R, rows per workgroup (a multiple of TR)
+  uint chunks;  // chunk slots per (query, head) in the partials
+  uint chunk0;  // the slot of range 0
+} p;
+
+#include "common/grid.glsl"
+
+const uint TR = 16u;            // rows per tile
+const uint WG = HB * FB / 16u;  // (HB/4 head groups) × (FB/4 frequency groups)
+const uint FQ = FB / 4u;
+const uint E = TR * FB / WG;    // basis entries staged per invocation and tile
+const uint E2 = HB * TR / WG;   // scores handled per invocation and tile
+const uint OPT = (HB * D + WG - 1u) / WG;
+const uint PS = D + 2u + (SPEC_V ? 2u * NF : 0u);
+const uint PH = HB + 4u;        // P row stride (whole vec4s, fewer bank conflicts)
+
+shared vec4 bs[TR * FB / 2u];   // [row][freq pair]: cos, sin of frequencies 2j, 2j+1
+shared vec4 p_s[TR * PH / 4u];  // [row][head]: P
+shared float red[HB * TR];
+shared float mx_s[HB];
+
+float vk_at(uint e) {
+  if (KV_F16) {
+    const vec2 v = unpackHalf2x16(vk[e >> 1]);
+    return (e & 1u) == 0u ? v.x : v.y;
+  }
+  return uintBitsToFloat(vk[e]);
+}
+
+void main() {
+  const uint tid = gl_LocalInvocationID.x;
+  const uint M = p.middle_len, T = p.period, N = p.n_freq;
+  const uint r0 = gl_WorkGroupID.x * p.range, r1 = min(r0 + p.range, M);
+  const uint qh0 = gl_WorkGroupID.y * HB, fb = gl_WorkGroupID.z;
+  const bool first = fb == 0u;
+
+  // Local max per head: invocation handles (head x / TR, row x % TR) for x = tid + j·WG.
+  float mxj[E2];
+  [[unroll]] for (uint j = 0u; j < E2; ++j) mxj[j] = kNegBig;
+  for (uint t0 = r0; t0 < r1; t0 += TR)
+    [[unroll]] for (uint j = 0u; j < E2; ++j) {
+      const uint x = tid + j * WG, qh = qh0 + x / TR, m = t0 + x % TR;
+      if (qh < p.count && m < r1) mxj[j] = max(mxj[j], sco[qh * M + m]);
+    }
+  [[unroll]] for (uint j = 0u; j < E2; ++j) red[tid + j * WG] = mxj[j];
+  barrier();
+  if (tid < HB) {
+    float t = kNegBig;
+    for (uint e = 0u; e < TR; ++e) t = max(t, red[tid * TR + e]);
+    mx_s[tid] = t;
+  }
+  barrier();
+  float mine[E2], lj[E2];
+  [[unroll]] for (uint j = 0u; j < E2; ++j) {
+    mine[j] = mx_s[(tid + j * WG) / TR];
+    lj[j] = 0.0;
+  }
+
+  // Kept V dims (block 0): pair o = tid + e·WG -> (head o / D, kept column o % D of its KV head).
+  uint kcol[OPT];
+  [[unroll]] for (uint e = 0u; e < OPT; ++e) {
+    const uint o = tid + e * WG, qh = qh0 + o / D, c = o % D;
+    kcol[e] = 0xFFFFFFFFu;
+    if (first && o < HB * D && qh < p.count) {
+      const uint kv = (qh / G) % p.kv_heads, c0 = uint(vd[kv]);
+      if (c < uint(vd[kv + 1u]) - c0) kcol[e] = c0 + c;
+    }
+  }
+  float acc[OPT];
+  [[unroll]] for (uint e = 0u; e < OPT; ++e) acc[e] = 0.0;
+
+  // h: invocation (hq, fq) holds heads 4hq.., frequencies n = fb·FB + 4fq + k. Staged basis entries:
+  // x = tid + j·WG -> (frequency x % FB, row x / FB), index (n·m) % T advanced by TR·n per tile.
+  const uint hq = tid / FQ, fq = tid % FQ;
+  float hc[16], hs[16];
+  [[unroll]] for (uint e = 0u; e < 16u; ++e) {
+    hc[e] = 0.0;
+    hs[e] = 0.0;
+  }
+  uint idx[SPEC_V ? E : 1u], step[SPEC_V ? E : 1u];
+  if (SPEC_V)
+    [[unroll]] for (uint j = 0u; j < E; ++j) {
+      const uint x = tid + j * WG, n = min(fb * FB + x % FB, N - 1u);
+      idx[j] = ((n * r0) % T + (n * (x / FB)) % T) % T;  // n·r0 < N·T < 2^32 (host checks)
+      step[j] = (n * TR) % T;
+    }
+
+  for (uint t0 = r0; t0 < r1; t0 += TR) {
+    barrier();  // p_s and bs are free
+    [[unroll]] for (uint j = 0u; j < E2; ++j) {
+      const uint x = tid + j * WG, hl = x / TR, r = x % TR, qh = qh0 + hl, m = t0 + r;
+      const float pr = qh < p.count && m < r1 ? exp(sco[qh * M + m] - mine[j]) : 0.0;
+      p_s[(r * PH + hl) >> 2][hl & 3u] = pr;
+      lj[j] += pr;
+    }
+    if (SPEC_V)
+      [[unroll]] for (uint j = 0u; j < E; ++j) {
+        const uint x = tid + j * WG, f = x % FB, r = x / FB;
+        const vec2 b = basis[idx[j]];
+        bs[(r * FB + f) >> 1][(f & 1u) * 2u] = b.x;
+        bs[(r * FB + f) >> 1][(f & 1u) * 2u + 1u] = b.y;
+        idx[j] += step[j];
+        if (idx[j] >= T) idx[j] -= T;
+      }
+    barrier();
+    const uint rows = min(TR, r1 - t0);
+    if (first)
+      [[unroll]] for (uint e = 0u; e < OPT; ++e) {
+        if (kcol[e] != 0xFFFFFFFFu) {
+          const uint hl = (tid + e * WG) / D;
+          float a = acc[e];
+          for (uint r = 0u; r < rows; ++r) a += p_s[(r * PH + hl) >> 2][hl & 3u] * vk_at((t0 + r) * p.nk_v + kcol[e]);
+          acc[e] = a;
+        }
+      }
+    if (SPEC_V)
+      for (uint r = 0u; r < TR; ++r) {
+        const vec4 pr = p_s[(r * PH) / 4u + hq];
+        const vec4 b01 = bs[(r * FB) / 2u + 2u * fq], b23 = bs[(r * FB) / 2u + 2u * fq + 1u];
+        const vec2 bf[4] = vec2[4](b01.xy, b01.zw, b23.xy, b23.zw);
+        [[unroll]] for (uint j = 0u; j < 4u; ++j)
+          [[unroll]] for (uint k = 0u; k < 4u; ++k) {
+            hc[j * 4u + k] += pr[j] * bf[k].x;
+            hs[j * 4u + k] += pr[j] * bf[k].y;
+          }
+      }
+  }
+
+  // Write the partials of chunk slot chunk0 + x.
+  const uint c = p.chunk0 + gl_WorkGroupID.x;
+  if (first) {
+    barrier();
+    [[unroll]] for (uint j = 0u; j < E2; ++j) red[tid + j * WG] = lj[j];
+    barrier();
+    if (tid < HB && qh0 + tid < p.count) {
+      float l = 0.0;
+      for (uint e = 0u; e < TR; ++e) l += red[tid * TR + e];
+      const uint base = ((qh0 + tid) * p.chunks + c) * PS;
+      part[base] = mx_s[tid];
+      part[base + 1u] = l;
+    }
+    [[unroll]] for (uint e = 0u; e < OPT; ++e) {
+      const uint o = tid + e * WG, qh = qh0 + o / D;
+      if (o < HB * D && qh < p.count) {
+        const uint base = (qh * p.chunks + c) * PS + 2u;
+        if (kcol[e] != 0xFFFFFFFFu) {
+          part[base + uint(vd[2u * (p.kv_heads + 1u) + kcol[e]])] = acc[e];
+        } else {
+          // o % D indexes the compressed list past the kept columns: zero those dims.
+          const uint kv = (qh / G) % p.kv_heads, k0 = uint(vd[kv]), nk = uint(vd[kv + 1u]) - k0;
+          const uint cc = o % D - nk, c0 = uint(vd[p.kv_heads + 1u + kv]);
+          if (o % D >= nk && cc < uint(vd[p.kv_heads + 2u + kv]) - c0)
+            part[base + uint(vd[2u * (p.kv_heads + 1u) + p.nk_v + c0 + cc])] = 0.0;
+        }
+      }
+    }
+  }
+  if (SPEC_V)
+    [[unroll]] for (uint j = 0u; j < 4u; ++j) {
+      const uint qh = qh0 + 4u * hq + j;
+      if (qh >= p.count) continue;
+      const uint base = (qh * p.chunks + c) * PS + 2u + D;
+      [[unroll]] for (uint k = 0u; k < 4u; ++k) {
+        const uint n = fb * FB + 4u * fq + k;
+        if (n < N) {
+          part[base + n] = hc[j * 4u + k];
+          part[base + NF + n] = hs[j * 4u + k];
+        }
+      }
+    }
+}
