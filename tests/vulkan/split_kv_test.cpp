@@ -7,6 +7,9 @@
 #include <chrono>
 #include <cstdlib>
 #include <functional>
+#include <map>
+#include <memory>
+#include <tuple>
 #include <numeric>
 #include <string>
 
@@ -267,43 +270,64 @@ struct AttnCase {
   int n;     // queries in the call
 };
 
-class SplitAttentionTest : public SplitKvTest, public ::testing::WithParamInterface<AttnCase> {};
+class SplitAttentionTest : public SplitKvTest, public ::testing::WithParamInterface<AttnCase> {
+ protected:
+  // The state of a.fill positions built by the CPU (chunks of up to 512) and copied into the Vulkan cache;
+  // the call's q, k, v on both backends; the CPU reference path's output.
+  struct State {
+    AttentionShape s;
+    std::unique_ptr<TestCache> tc, tv;
+    BufferPtr qv, qc, kv, kc, vv, vc;
+    size_t count = 0;
+    std::vector<float> ref;
+  };
+  State build(const AttnCase& a) {
+    const CacheCase& c = a.c;
+    State st;
+    st.s = AttentionShape{c.n_heads, c.n_kv_heads, c.head_dim, 1.0f / std::sqrt(float(c.head_dim))};
+    st.tc = std::make_unique<TestCache>(*cpu, c, false);
+    st.tv = std::make_unique<TestCache>(*vk, c, true);
+    const int row = c.n_kv_heads * c.head_dim;
+    for (int pos = 0; pos < a.fill;) {
+      const int n = std::min(512, a.fill - pos);
+      const std::vector<float> k = kv_rows(pos, n, row, 7 + pos), v = kv_rows(pos, n, row, 70001 + pos);
+      BufferPtr kb = cpu->alloc(k.size() * 4, "k"), vb = cpu->alloc(v.size() * 4, "v");
+      cpu->upload(*kb, 0, k.data(), k.size() * 4);
+      cpu->upload(*vb, 0, v.data(), v.size() * 4);
+      cpu->split_kv_append(*kb, *vb, n, pos, st.s, st.tc->L);
+      pos += n;
+    }
+    for (size_t i = 0; i < st.tc->owned.size(); ++i) {
+      std::vector<uint8_t> bytes(st.tc->owned[i]->size());
+      cpu->download(*st.tc->owned[i], 0, bytes.data(), bytes.size());
+      vk->upload(*st.tv->owned[i], 0, bytes.data(), bytes.size());
+    }
+    std::tie(st.qv, st.qc) = both(random_floats(size_t(a.n) * c.n_heads * c.head_dim, 31), "q");
+    std::tie(st.kv, st.kc) = both(kv_rows(a.fill, a.n, row, 32), "k");
+    std::tie(st.vv, st.vc) = both(kv_rows(a.fill, a.n, row, 33), "v");
+    st.count = size_t(a.n) * c.n_heads * c.head_dim;
+    BufferPtr oc = cpu->alloc(st.count * 4, "out");
+    cpu->split_attention(*st.qc, *st.kc, *st.vc, a.n, a.fill, st.s, st.tc->L, SplitAttentionPath::kReference, *oc);
+    st.ref = read(*cpu, *oc, st.count);
+    return st;
+  }
+  std::vector<float> run_vk(const AttnCase& a, State& st, SplitAttentionPath path) {
+    BufferPtr ov = poisoned(st.count * 4, "out");
+    vk->split_attention(*st.qv, *st.kv, *st.vv, a.n, a.fill, st.s, st.tv->L, path, *ov);
+    return read(*vk, *ov, st.count);
+  }
+};
 
 TEST_P(SplitAttentionTest, MatchesCpu) {
   const AttnCase a = GetParam();
   const CacheCase& c = a.c;
-  const AttentionShape s{c.n_heads, c.n_kv_heads, c.head_dim, 1.0f / std::sqrt(float(c.head_dim))};
-  TestCache tc(*cpu, c, false), tv(*vk, c, true);
-  const int row = c.n_kv_heads * c.head_dim;
-  // The CPU builds the state in chunks of up to 512; its buffers are copied into the Vulkan cache.
-  for (int pos = 0; pos < a.fill;) {
-    const int n = std::min(512, a.fill - pos);
-    const std::vector<float> k = kv_rows(pos, n, row, 7 + pos), v = kv_rows(pos, n, row, 70001 + pos);
-    BufferPtr kb = cpu->alloc(k.size() * 4, "k"), vb = cpu->alloc(v.size() * 4, "v");
-    cpu->upload(*kb, 0, k.data(), k.size() * 4);
-    cpu->upload(*vb, 0, v.data(), v.size() * 4);
-    cpu->split_kv_append(*kb, *vb, n, pos, s, tc.L);
-    pos += n;
-  }
-  for (size_t i = 0; i < tc.owned.size(); ++i) {
-    std::vector<uint8_t> bytes(tc.owned[i]->size());
-    cpu->download(*tc.owned[i], 0, bytes.data(), bytes.size());
-    vk->upload(*tv.owned[i], 0, bytes.data(), bytes.size());
-  }
-  auto [qv, qc] = both(random_floats(size_t(a.n) * c.n_heads * c.head_dim, 31), "q");
-  auto [kv_, kc] = both(kv_rows(a.fill, a.n, row, 32), "k");
-  auto [vv, vc] = both(kv_rows(a.fill, a.n, row, 33), "v");
-  const size_t count = size_t(a.n) * c.n_heads * c.head_dim;
-  BufferPtr oc = cpu->alloc(count * 4, "out");
-  cpu->split_attention(*qc, *kc, *vc, a.n, a.fill, s, tc.L, SplitAttentionPath::kReference, *oc);
-  const std::vector<float> ref = read(*cpu, *oc, count);
+  State st = build(a);
+  const TestCache& tc = *st.tc;
   const double tol = c.type == KvType::kF32 ? 1e-4 : 2e-3;
   // Both ways the Vulkan backend evaluates a fitted middle: in the frequency domain (decode's choice) and
   // rebuilt once for the call (prefill's).
   for (SplitAttentionPath path : {SplitAttentionPath::kSpectral, SplitAttentionPath::kReference}) {
-    BufferPtr ov = poisoned(count * 4, "out");
-    vk->split_attention(*qv, *kv_, *vv, a.n, a.fill, s, tv.L, path, *ov);
-    const double err = max_rel_error(read(*vk, *ov, count), ref);
+    const double err = max_rel_error(run_vk(a, st, path), st.ref);
     std::printf("[ split  ] %s: max rel error %.2e (tolerance %.0e)\n",
                 path == SplitAttentionPath::kSpectral ? "spectral" : "rebuilt ", err, tol);
     EXPECT_LT(err, tol) << "middle " << tc.L.middle_len(a.fill)
@@ -311,6 +335,48 @@ TEST_P(SplitAttentionTest, MatchesCpu) {
                         << (path == SplitAttentionPath::kSpectral ? ", spectral" : ", rebuilt");
     if (!tc.L.fitted(a.fill)) break;  // the two differ only over a fitted middle
   }
+}
+
+// The decode middle pass (split_middle_scores.comp + split_middle_values.comp) against the CPU reference and
+// against the path it replaces (FKV_VULKAN_MIDDLE_PASS=0, the middle inside split_attention.comp); the GPU
+// profile proves which ran (no silent fallback).
+class SplitMiddlePassTest : public SplitAttentionTest {
+ protected:
+  void TearDown() override {
+    vulkan_set_profile(*vk, false);
+    unsetenv("FKV_VULKAN_MIDDLE_PASS");
+    SplitAttentionTest::TearDown();
+  }
+};
+
+TEST_P(SplitMiddlePassTest, MatchesCpuAndTheSplitPass) {
+  const AttnCase a = GetParam();
+  const CacheCase& c = a.c;
+  State st = build(a);
+  ASSERT_TRUE(st.tc->L.fitted(a.fill)) << "the case must have a fitted middle";
+  const double tol = c.type == KvType::kF32 ? 1e-4 : 2e-3;
+  std::vector<float> out[2];
+  for (int mp = 1; mp >= 0; --mp) {
+    SCOPED_TRACE(mp ? "middle pass" : "FKV_VULKAN_MIDDLE_PASS=0");
+    if (mp)
+      unsetenv("FKV_VULKAN_MIDDLE_PASS");
+    else
+      setenv("FKV_VULKAN_MIDDLE_PASS", "0", 1);
+    ASSERT_TRUE(vulkan_set_profile(*vk, true));
+    out[mp] = run_vk(a, st, SplitAttentionPath::kSpectral);
+    std::map<std::string, uint64_t> calls;
+    for (const VulkanShaderTime& t : vulkan_profile(*vk).shaders) calls[t.name] += t.calls;
+    vulkan_set_profile(*vk, false);
+    EXPECT_EQ(calls["split_middle_scores"], mp ? 1u : 0u);
+    EXPECT_EQ(calls["split_middle_values"], mp ? 1u : 0u);
+    EXPECT_EQ(calls["split_attention"], 1u);
+    EXPECT_EQ(calls["split_attention_merge"], 1u);
+    const double err = max_rel_error(out[mp], st.ref);
+    std::printf("[ split  ] %s: max rel error %.2e (tolerance %.0e)\n", mp ? "middle pass" : "split pass ",
+                err, tol);
+    EXPECT_LT(err, tol);
+  }
+  EXPECT_LT(max_rel_error(out[1], out[0]), tol) << "middle pass against FKV_VULKAN_MIDDLE_PASS=0";
 }
 
 // {heads, kv heads, d, S, W, T, N, fit, keep, type}, fill, n
@@ -354,6 +420,35 @@ INSTANTIATE_TEST_SUITE_P(Shapes, SplitAttentionTest, ::testing::ValuesIn(kAttnCa
                   {"n", a.n}}) +
          (c.type == KvType::kF16 ? "f16" : "f32");
 });
+
+// {heads, kv heads, d, S, W, T, N, fit, keep, type}, fill, n; every middle fitted.
+const AttnCase kMiddlePassCases[] = {
+    {{4, 1, 64, 4, 16, 300, 16, 1, 0.2, KvType::kF32}, 21, 1},        // middle 1, G 4, one head block of 4
+    {{16, 2, 128, 4, 32, 600, 128, 256, 0.2, KvType::kF16}, 293, 1},  // middle 257, G 8, d 128
+    {{4, 4, 64, 4, 64, 5100, 16, 256, 0.0, KvType::kF32}, 5068, 1},   // middle 5000, G 1, all compressed
+    {{8, 2, 128, 4, 64, 5100, 16, 256, 0.2, KvType::kF16}, 5068, 1},  // middle 5000, f16, d 128
+    {{8, 1, 64, 4, 16, 1100, 1024, 256, 0.2, KvType::kF32}, 620, 1},  // N 1024 (16 frequency blocks), G 8
+    {{8, 2, 64, 4, 32, 800, 512, 256, 0.2, KvType::kF32}, 600, 2},    // N 512, two queries
+    {{8, 2, 128, 4, 32, 600, 64, 64, 1.0, KvType::kF16}, 400, 1},     // all kept: no compressed dims
+    {{8, 8, 128, 4, 32, 600, 64, 64, 1.0, KvType::kF32}, 400, 3},     // all kept, G 1, three queries
+    {{64, 16, 64, 4, 16, 400, 32, 64, 0.2, KvType::kF16}, 300, 1},    // 64 heads: two head blocks
+    {{12, 2, 64, 4, 40, 900, 48, 64, 0.5, KvType::kF16}, 600, 8},     // G 6, 8 queries: 96 query heads
+    {{32, 8, 128, 4, 64, 2000, 512, 256, 0.24, KvType::kF16}, 1500, 1},  // 8B shape, middle 1432
+};
+
+INSTANTIATE_TEST_SUITE_P(Shapes, SplitMiddlePassTest, ::testing::ValuesIn(kMiddlePassCases),
+                         [](const auto& info) {
+                           const AttnCase& a = info.param;
+                           const CacheCase& c = a.c;
+                           return name_of({{"h", c.n_heads},
+                                           {"kv", c.n_kv_heads},
+                                           {"d", c.head_dim},
+                                           {"M", a.c.window > 0 ? a.fill - c.sink - c.window : 0},
+                                           {"N", c.n_freq},
+                                           {"keep", int(c.keep * 100)},
+                                           {"n", a.n}}) +
+                                  (c.type == KvType::kF16 ? "f16" : "f32");
+                         });
 
 }  // namespace
 }  // namespace fkv::test
