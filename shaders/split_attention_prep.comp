@@ -31,26 +31,41 @@ float scale_a(uint c) {
   return rho_rec > 0.0 ? norm[c * 8u + 1u] / rho_rec : 0.0;
 }
 
+// Workgroup (query head x, frequency block y of the workgroup's size): q_j·a_j of the head's compressed dims
+// is formed once into shared memory, then each invocation sums one frequency over the dims (coalesced coef
+// loads). The first version (one workgroup per query head, q·a recomputed per frequency) left the GPU
+// mostly idle (32 workgroups at the 8B shape).
+const uint QA = 256u;
+shared float qa_s[QA];
+
 void main() {
-  const uint qh = linear_workgroup();
+  const uint qh = gl_WorkGroupID.x + gl_WorkGroupID.z * gl_NumWorkGroups.x;
   if (qh >= p.count) return;
+  const uint tid = gl_LocalInvocationID.x, wg = gl_WorkGroupSize.x;
   const uint h = qh % p.heads, g = h / (p.heads / p.kv_heads);
   const uint N = p.n_freq, stride = 2u * N + 4u;
   const uint c0 = uint(dims[p.kv_heads + 1u + g]), c1 = uint(dims[p.kv_heads + 1u + g + 1u]);
   const uint comp = 2u * (p.kv_heads + 1u) + p.n_keep;
   const float inv_n = 1.0 / float(N);
-  for (uint n = gl_LocalInvocationID.x; n < N; n += gl_WorkGroupSize.x) {
-    float gc = 0.0, gs = 0.0;
-    for (uint c = c0; c < c1; ++c) {
-      const float qa = q[qh * p.head_dim + uint(dims[comp + c])] * scale_a(c);
-      gc += qa * coef[c * 2u * N + n];
-      gs += qa * coef[c * 2u * N + N + n];
-    }
+  const uint n = gl_WorkGroupID.y * wg + tid;
+  float gc = 0.0, gs = 0.0;
+  for (uint cb = c0; cb < c1; cb += QA) {
+    const uint nb = min(QA, c1 - cb);
+    barrier();  // qa_s is free
+    for (uint e = tid; e < nb; e += wg) qa_s[e] = q[qh * p.head_dim + uint(dims[comp + cb + e])] * scale_a(cb + e);
+    barrier();
+    if (n < N)
+      for (uint e = 0u; e < nb; ++e) {
+        gc += qa_s[e] * coef[(cb + e) * 2u * N + n];
+        gs += qa_s[e] * coef[(cb + e) * 2u * N + N + n];
+      }
+  }
+  if (n < N) {
     const float w = (n == 0u ? 0.5 : 1.0) * inv_n;
     gv[qh * stride + n] = gc * w;
     gv[qh * stride + N + n] = gs * w;
   }
-  if (gl_LocalInvocationID.x == 0u) {
+  if (gl_WorkGroupID.y == 0u && tid == 0u) {
     float cst = 0.0;
     for (uint c = c0; c < c1; ++c) {
       const float a = scale_a(c);

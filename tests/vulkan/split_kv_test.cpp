@@ -511,13 +511,19 @@ TEST_F(SplitKvTest, DISABLED_BenchSplitAttentionDecode) {
           vk->upload(*b, 0, zero.data(), b->size());
         }
       }
-      const double ms = time_ms(
-          10, [&] { vk->split_attention(*q, *ck, *cv, 1, len - 1, s, t.L, SplitAttentionPath::kAuto, *o); });
       size_t bytes = 0;
       for (const SplitKvPart* P : {&t.L.k, &t.L.v})
         bytes += P->kept->size() + P->coef->size() + P->window->size();
-      std::printf("BENCH split-kv fourier len=%6d N=%4d %8.3f ms  %7.1f GB/s of cache\n", len, N, ms,
-                  double(bytes) / ms / 1e6);
+      // The decode middle pass (default), then the middle inside split_attention.comp.
+      for (const char* mp : {"1", "0"}) {
+        setenv("FKV_VULKAN_MIDDLE_PASS", mp, 1);
+        const double ms = time_ms(10, [&] {
+          vk->split_attention(*q, *ck, *cv, 1, len - 1, s, t.L, SplitAttentionPath::kAuto, *o);
+        });
+        std::printf("BENCH split-kv fourier len=%6d N=%4d middle pass %s %8.3f ms  %7.1f GB/s of cache\n", len,
+                    N, mp[0] == '1' ? "on " : "off", ms, double(bytes) / ms / 1e6);
+      }
+      unsetenv("FKV_VULKAN_MIDDLE_PASS");
     }
   }
 }

@@ -15,7 +15,8 @@ namespace {
 constexpr uint32_t kWorkgroup = 128;
 constexpr uint32_t kAttnWorkgroup = 128;  // rows per split_attention tile
 constexpr uint32_t kMergeWorkgroup = 64;
-constexpr uint32_t kSpectralWorkgroup = 256;  // prep, and the merge when it applies h to the V coefficients
+constexpr uint32_t kSpectralWorkgroup = 256;  // the merge when it applies h to the V coefficients
+constexpr uint32_t kPrepWorkgroup = 64;       // frequencies per split_attention_prep workgroup
 constexpr uint32_t kMaxGroupsX = 65535;
 constexpr uint32_t kTiledSharedBytes = 32 * 1024;  // split_attention.comp uses at most ~31.5 KiB
 // The decode middle pass (split_middle_scores.comp, split_middle_values.comp; shared memory < 26 KiB).
@@ -306,13 +307,14 @@ void VulkanSplitKv::attention(const DeviceBuffer& q, const DeviceBuffer& k, cons
   const size_t gstride = 2 * size_t(N) + 4;
   if (spec_k) {
     gvec = &scratch(gvec_, size_t(n) * H * gstride * 4, "split attention score vectors");
-    const Pipeline& prep = pipelines_.get("split_attention_prep", {kSpectralWorkgroup}, 5);
+    // One workgroup per (query head, block of kPrepWorkgroup frequencies).
+    const Pipeline& prep = pipelines_.get("split_attention_prep", {kPrepWorkgroup}, 5);
     const uint32_t pc[] = {uint32_t(n) * H, H, uint32_t(s.n_kv_heads), D, N, uint32_t(nk_k)};
     const auto [gx, gz] = split_groups(uint32_t(n) * H);
     rec_.dispatch(prep,
                   {bind(&q, false), bind(c.k.coef, false), bind(c.k.norm, false), bind(c.k.dims_table, false),
                    bind(gvec, true)},
-                  pc, sizeof(pc), gx, 1, gz);
+                  pc, sizeof(pc), gx, (N + kPrepWorkgroup - 1) / kPrepWorkgroup, gz);
   }
 
   // split_attention.comp (tiled: coalesced staged rows, register-blocked spectral sums) takes the usual
