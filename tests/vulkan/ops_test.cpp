@@ -17,15 +17,6 @@ namespace {
 const GgmlType kAllTypes[] = {GgmlType::F32,  GgmlType::F16,  GgmlType::BF16, GgmlType::Q8_0,
                               GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q4_K, GgmlType::Q6_K};
 
-// A random weight matrix in `type`, as GGUF bytes.
-std::vector<uint8_t> random_weight(GgmlType type, int64_t rows, int64_t cols, uint32_t seed) {
-  const std::vector<float> v = random_floats(size_t(rows * cols), seed, 0.5f);
-  const size_t rb = row_bytes(type, cols);
-  std::vector<uint8_t> out(rb * size_t(rows));
-  for (int64_t r = 0; r < rows; ++r) quantize_row(type, v.data() + r * cols, out.data() + rb * r, cols);
-  return out;
-}
-
 int64_t block_cols(GgmlType t, int64_t want) {
   const int64_t b = type_traits(t).block_elems;
   return (want + b - 1) / b * b;
@@ -69,34 +60,6 @@ TEST_P(TypeTest, MatmulMatchesCpu) {
     }
   }
 }
-
-// Vulkan backends made with some environment variables set, one per setting for the whole program (NVIDIA's
-// driver refuses new instances after a few dozen), destroyed and validated after the last test.
-class EnvBackends : public ::testing::Environment {
- public:
-  // vars: "NAME=VALUE" pairs set while the backend is created.
-  static Backend& get(const std::vector<std::string>& vars) {
-    std::string key;
-    for (const auto& v : vars) key += v + ";";
-    auto& b = backends_[key];
-    if (!b) {
-      for (const auto& v : vars)
-        setenv(v.substr(0, v.find('=')).c_str(), v.substr(v.find('=') + 1).c_str(), 1);
-      b = create_vulkan_backend(-1);
-      for (const auto& v : vars) unsetenv(v.substr(0, v.find('=')).c_str());
-    }
-    return *b;
-  }
-  void TearDown() override {
-    const uint64_t before = vulkan_validation_message_count();
-    backends_.clear();
-    EXPECT_EQ(vulkan_validation_message_count(), before) << "Vulkan validation messages at destruction";
-  }
-
- private:
-  static inline std::map<std::string, std::unique_ptr<Backend>> backends_;
-};
-::testing::Environment* const kEnvBackends = ::testing::AddGlobalTestEnvironment(new EnvBackends);
 
 // The GPU configuration of matmul (threads sharing a row, vector loads, 16 tokens per workgroup; for one
 // token matvec.comp) on any device: lavapipe otherwise runs its own (one row per invocation). Twice: with

@@ -10,6 +10,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <random>
@@ -20,7 +21,9 @@
 #include "backend/cpu/cpu_backend.h"
 #include "backend/vulkan/vulkan_backend.h"
 #include "engine/session.h"
+#include "model/ggml_type.h"
 #include "model/llama_model.h"
+#include "model/quant.h"
 #include "test_paths.h"
 
 namespace fkv::test {
@@ -51,6 +54,34 @@ class SharedVulkanBackend : public ::testing::Environment {
 };
 inline ::testing::Environment* const kSharedVulkanBackend =
     ::testing::AddGlobalTestEnvironment(new SharedVulkanBackend);
+
+// Vulkan backends made with some environment variables set, one per setting for the whole program (NVIDIA's
+// driver refuses new instances after a few dozen), destroyed and validated after the last test.
+class EnvBackends : public ::testing::Environment {
+ public:
+  // vars: "NAME=VALUE" pairs set while the backend is created.
+  static Backend& get(const std::vector<std::string>& vars) {
+    std::string key;
+    for (const auto& v : vars) key += v + ";";
+    auto& b = backends_[key];
+    if (!b) {
+      for (const auto& v : vars)
+        setenv(v.substr(0, v.find('=')).c_str(), v.substr(v.find('=') + 1).c_str(), 1);
+      b = create_vulkan_backend(-1);
+      for (const auto& v : vars) unsetenv(v.substr(0, v.find('=')).c_str());
+    }
+    return *b;
+  }
+  void TearDown() override {
+    const uint64_t before = vulkan_validation_message_count();
+    backends_.clear();
+    EXPECT_EQ(vulkan_validation_message_count(), before) << "Vulkan validation messages at destruction";
+  }
+
+ private:
+  static inline std::map<std::string, std::unique_ptr<Backend>> backends_;
+};
+inline ::testing::Environment* const kEnvBackends = ::testing::AddGlobalTestEnvironment(new EnvBackends);
 
 class VulkanTest : public ::testing::Test {
  protected:
@@ -98,6 +129,15 @@ inline std::vector<float> random_floats(size_t n, uint32_t seed, float scale = 1
   std::vector<float> v(n);
   for (auto& x : v) x = dist(rng);
   return v;
+}
+
+// A random weight matrix in `type`, as GGUF bytes.
+inline std::vector<uint8_t> random_weight(GgmlType type, int64_t rows, int64_t cols, uint32_t seed) {
+  const std::vector<float> v = random_floats(size_t(rows * cols), seed, 0.5f);
+  const size_t rb = row_bytes(type, cols);
+  std::vector<uint8_t> out(rb * size_t(rows));
+  for (int64_t r = 0; r < rows; ++r) quantize_row(type, v.data() + r * cols, out.data() + rb * r, cols);
+  return out;
 }
 
 // max |a - b| / max |b|; infinite when a holds a NaN (an unwritten, poisoned element) or sizes differ.
