@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <vector>
@@ -135,6 +136,7 @@ class VulkanBackend : public Backend {
 
   void matmul(const Weight& w, const DeviceBuffer& x, int n, DeviceBuffer& out) override {
     if (n <= 0 || w.rows == 0) return;
+    if (n == 1 && fuse_ && hold_matvec(w, x, out)) return;
     const size_t rb = row_bytes(w.type, w.cols);
     // GPU prefill: 64 x 64 output tiles (matmul_tiled.comp). Otherwise matmul.comp: decode, and CPU devices.
     const bool tiled = !cpu_device_ && uint32_t(n) >= kTiledMinTokens && ctx_->max_workgroup_size() >= 256;
@@ -205,6 +207,122 @@ class VulkanBackend : public Backend {
                            {kWorkgroup, wtype, kWorkgroup, matvec_rows(w.type), unroll}, 3);
   }
 
+  // Decode matvecs that read one x are one dispatch (matvec_fused.comp): each matvec the decode matvec
+  // takes, with its weight in one binding, is held back (CommandRecorder::hold) as its own dispatch; the
+  // next one of the same x, weight type, layout and row length joins it (up to three: q, k and v; gate and
+  // up), and a SwiGLU of a held gate and up into gate's output folds into them (fold_swiglu). Anything else
+  // records what is held first, so the order of commands is kept. True when held.
+  bool hold_matvec(const Weight& w, const DeviceBuffer& x, DeviceBuffer& out) {
+    const size_t rb = row_bytes(w.type, w.cols);
+    const uint32_t wtype = shader_type(w);
+    const Pipeline* mv = matvec_pipeline(w, wtype, 1, 0, 0);
+    if (!mv || w.rows > rows_per_binding(rb)) return false;
+    const VulkanBuffer &xv = vk(x), &ov = vk(out), &wv = vk(*w.buf);
+    // A product written over its own input or weight would race in any form.
+    if (ov.handle() == xv.handle() || ov.handle() == wv.handle()) return false;
+    const Binding wb = window(*w.buf, 0, size_t(w.rows) * rb, false);
+    const Binding xb = window(x, 0, size_t(w.cols) * 4, false);
+    const Binding ob = window(out, 0, size_t(w.rows) * 4, true);
+    const Command::Ref wr = ref_of(wb), xr = ref_of(xb), orf = ref_of(ob);
+    HeldMatvec& h = held_mv_;
+    if (held_matvecs() > 0 && h.count < 3 && h.wtype == wtype && h.cols == w.cols && same_ref(h.x, xr)) {
+      // Joins when no held product writes what this one reads or writes, nor reads what it writes.
+      bool independent = true;
+      for (int t = 0; t < h.count; ++t)
+        independent = independent && h.out[t].handle != ov.handle() && h.out[t].handle != wv.handle() &&
+                      h.w[t].handle != ov.handle();
+      if (independent) {
+        h.w[h.count] = wr;
+        h.out[h.count] = orf;
+        h.rows[h.count] = w.rows;
+        ++h.count;
+        const Command c = fused_matvec_command(false, xb);
+        rec_.drop_held();
+        rec_.hold(c);
+        h.pipeline = c.pipeline;
+        return true;
+      }
+    }
+    const uint32_t pc[] = {uint32_t(w.rows), uint32_t(w.cols), 1u, 0u, 0u, 0u, uint32_t(w.rows)};
+    const auto [gx, gz] = split(uint32_t((w.rows + matvec_rows(w.type) - 1) / matvec_rows(w.type)));
+    const Command c = rec_.make_dispatch(*mv, {wb, xb, ob}, pc, sizeof(pc), gx, 1, gz);
+    rec_.hold(c);
+    h = HeldMatvec{};
+    h.pipeline = mv;
+    h.type = w.type;
+    h.wtype = wtype;
+    h.cols = w.cols;
+    h.count = 1;
+    h.x = xr;
+    h.w[0] = wr;
+    h.out[0] = orf;
+    h.rows[0] = w.rows;
+    return true;
+  }
+
+  // How many matvecs the command CommandRecorder holds computes (0: it holds none).
+  int held_matvecs() const {
+    const Command* c = rec_.held();
+    return c && !rec_.held_before() && c->pipeline == held_mv_.pipeline ? held_mv_.count : 0;
+  }
+
+  // The held matvecs as one dispatch of matvec_fused.comp; swiglu: gate and up with SwiGLU into gate's
+  // output (two targets of equal rows; matvec_rows() is even). `live` is any binding of a live buffer:
+  // make_dispatch checks the bindings it gets, and the held ones were checked when they were made, so their
+  // refs replace them.
+  Command fused_matvec_command(bool swiglu, const Binding& live) {
+    const HeldMatvec& h = held_mv_;
+    const uint32_t r = matvec_rows(h.type), unroll = 4;
+    const Pipeline& p = pipelines_.get(ctx_->subgroup_arithmetic() ? "matvec_fused_subgroup" : "matvec_fused",
+                                       {kWorkgroup, h.wtype, kWorkgroup, r, unroll, swiglu ? 1u : 0u}, 7);
+    // Unused target slots repeat the last target; no workgroup reaches them.
+    uint32_t groups[3], first[3] = {0, 0, 0}, total = 0;
+    for (int t = 0; t < 3; ++t) {
+      groups[t] = t < h.count ? uint32_t((h.rows[t] + r - 1) / r) : 0u;
+      first[t] = t < h.count ? total : UINT32_MAX;
+      total += groups[t];
+    }
+    const int last = h.count - 1;
+    const auto target = [&](int t) { return std::min(t, last); };
+    if (swiglu) total = uint32_t((h.rows[0] + r / 2 - 1) / (r / 2));  // r / 2 rows of gate and of up each
+    const uint32_t pc[] = {uint32_t(h.cols),
+                           uint32_t(h.rows[0]),
+                           uint32_t(h.rows[target(1)]),
+                           uint32_t(h.rows[target(2)]),
+                           first[1],
+                           first[2]};
+    const auto [gx, gz] = split(total);
+    Command c = rec_.make_dispatch(p, {live, live, live, live, live, live, live}, pc, sizeof(pc), gx, 1, gz);
+    for (int t = 0; t < 3; ++t) {
+      c.refs[t] = h.w[target(t)];
+      c.refs[4 + t] = h.out[target(t)];
+    }
+    c.refs[3] = h.x;
+    return c;
+  }
+
+  // SwiGLU of the held gate and up products (in that order, equal rows) into gate's output, as the engine
+  // runs it: one dispatch computes both products and silu(gate) * up (matvec_fused.comp SWIGLU 1), and
+  // leaves up's product in its output as the separate ops would. True when recorded.
+  bool fold_swiglu(const DeviceBuffer& gate, const DeviceBuffer& up, int64_t count, const DeviceBuffer& out) {
+    if (!fuse_ || !fold_swiglu_ || held_matvecs() != 2) return false;
+    const HeldMatvec& h = held_mv_;
+    const VulkanBuffer &g = vk(gate), &u = vk(up), &o = vk(out);
+    const auto is = [](const Command::Ref& r, const VulkanBuffer& b) {
+      return r.handle == b.handle() && r.serial == b.serial() && r.offset == 0;
+    };
+    if (!is(h.out[0], g) || !is(h.out[1], u) || !is(h.out[0], o) || h.rows[0] != count || h.rows[1] != count)
+      return false;
+    const Command c = fused_matvec_command(true, window(out, 0, size_t(count) * 4, true));
+    rec_.drop_held();
+    rec_.record(c);
+    return true;
+  }
+
+  static Command::Ref ref_of(const Binding& b) {
+    return Command::Ref{b.buf->handle(), b.buf->serial(), b.offset, b.range, b.write};
+  }
+
   void rope(DeviceBuffer& x, int n, int n_heads, int pos0, const RopeParams& rp) override {
     if (n <= 0) return;
     const uint32_t pairs = uint32_t(rp.head_dim / 2);
@@ -242,6 +360,7 @@ class VulkanBackend : public Backend {
   }
 
   void swiglu(const DeviceBuffer& gate, const DeviceBuffer& up, int64_t count, DeviceBuffer& out) override {
+    if (fold_swiglu(gate, up, count, out)) return;
     elementwise(1, gate, up, count, out);
   }
   void add(const DeviceBuffer& a, const DeviceBuffer& b, int64_t count, DeviceBuffer& out) override {
@@ -575,9 +694,25 @@ class VulkanBackend : public Backend {
     uint32_t table[2] = {0, 0};  // push constants table_base, origin
   } held_rope_,                  // the RoPE CommandRecorder holds (held())
       held_q_;                   // the RoPE of q held before it (held_before())
-  // FKV_VULKAN_FUSE=0 runs every op as its own dispatches (no add + RMSNorm, no RoPE + K store).
+  // The matvecs in the command CommandRecorder holds (held_matvecs()): their x, weights, outputs.
+  struct HeldMatvec {
+    const Pipeline* pipeline = nullptr;  // the held command's: matvec or matvec_fused
+    GgmlType type = GgmlType::F32;
+    uint32_t wtype = 0;
+    int64_t cols = 0;
+    int count = 0;
+    Command::Ref x, w[3], out[3];
+    int64_t rows[3] = {0, 0, 0};
+  } held_mv_;
+  // FKV_VULKAN_FUSE=0 runs every op as its own dispatches (no add + RMSNorm, no RoPE + K store, no
+  // matvecs of one x together, no SwiGLU folded into gate and up).
   bool fuse_ = [] {
     const char* v = std::getenv("FKV_VULKAN_FUSE");
+    return !(v && std::strcmp(v, "0") == 0);
+  }();
+  // FKV_VULKAN_FUSE_SWIGLU=0 keeps the SwiGLU apart from the fused gate and up (for timing the fold).
+  bool fold_swiglu_ = [] {
+    const char* v = std::getenv("FKV_VULKAN_FUSE_SWIGLU");
     return !(v && std::strcmp(v, "0") == 0);
   }();
   // CPU implementations (lavapipe) run one row per invocation: their barriers cost more than GPUs'.

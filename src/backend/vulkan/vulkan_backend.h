@@ -32,8 +32,9 @@ struct VulkanReplayInfo {
 VulkanReplayInfo vulkan_replay_info(const Backend& backend);
 // Turns the decode replay of a Vulkan backend on or off (no-op for others), between steps.
 void vulkan_set_replay(Backend& backend, bool on);
-// Turns a Vulkan backend's fused dispatches (add + RMSNorm; RoPE of q and K + the store of K and V) on or
-// off, after recording what is held; FKV_VULKAN_FUSE=0 starts it off. For comparing the two in one program.
+// Turns a Vulkan backend's fused dispatches (add + RMSNorm; RoPE of q and K + the store of K and V; decode
+// matvecs of one x, with a SwiGLU of gate and up folded in) on or off, after recording what is held;
+// FKV_VULKAN_FUSE=0 starts it off. For comparing the two in one program.
 void vulkan_set_fusion(Backend& backend, bool on);
 // Sets how many chunk workgroups a Vulkan backend's attention aims for in all (vulkan_attention_plan.h);
 // 0 restores the default (FKV_VULKAN_ATTN_GROUPS, else by device type). No-op for other backends. For tests
