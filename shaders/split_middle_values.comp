@@ -1,15 +1,17 @@
 #version 450
 // Decode middle pass, step 2: softmax partials of a fitted middle from the scores of
-// split_middle_scores.comp. Workgroup (range x of R rows, block y of HB heads, frequency block z of FB):
-// per head the local max mx over the range's rows, P = exp(score − mx), l = Σ P; the kept V dims exactly,
-// acc[d] = Σ P v_d (frequency block 0 only); and h_c[n] = Σ_m P cos(2π n m/T), h_s likewise for the block's
-// frequencies: a product [heads × rows] · [rows × 2FB] with the basis tile (exact table, index advanced
-// incrementally per frequency) in shared memory for all heads. Invocation (head group hq, frequency group
-// fq) holds 4 heads × 4 frequencies; frequencies vary fastest, so the P loads are broadcasts. Every workgroup
-// of a range computes the same mx (same code, same order), so the frequency blocks agree; block 0 writes m,
-// l, acc (zeros at the compressed dims), every block its h. The partials are split_attention.comp's format
-// (m, l, acc[D], h_c[NF], h_s[NF] per (query head, chunk)), at chunk slots chunk0 + x, so
-// split_attention_merge.comp combines them with the other parts' chunks unchanged.
+// split_middle_scores.comp. Workgroup (range x of R rows, block y of HB heads, block z): per head the local
+// max mx over the range's rows, P = exp(score − mx), l = Σ P, and for frequency block z < ZS (FB frequencies)
+// h_c[n] = Σ_m P cos(2π n m/T), h_s likewise: a product [heads × rows] · [rows × 2FB] with the basis tile
+// (exact table, index advanced incrementally per frequency) in shared memory for all heads. Invocation (head
+// group hq, frequency group fq) holds 4 heads × 4 frequencies; frequencies vary fastest, so the P loads are
+// broadcasts. Every block of a range computes the same mx (a max is exact in any order), so the blocks
+// agree; block 0 writes m and l, every frequency block its h. The kept V dims are done by the blocks
+// z >= ZS in kept(): block ZS + k takes KV group k of the head block (G heads sharing one KV head: acc[d] =
+// Σ P v_d at its kept dims d, zeros at its compressed dims), staging the tile's kept V rows [TR × nk] with
+// coalesced loads issued one tile ahead. The partials are split_attention.comp's format (m, l, acc[D],
+// h_c[NF], h_s[NF] per (query head, chunk)), at chunk slots chunk0 + x, so split_attention_merge.comp
+// combines them with the other parts' chunks unchanged.
 #extension GL_GOOGLE_include_directive : require
 #extension GL_EXT_control_flow_attributes : require
 
@@ -48,7 +50,8 @@ const uint WG = HB * FB / 16u;  // (HB/4 head groups) × (FB/4 frequency groups)
 const uint FQ = FB / 4u;
 const uint E = TR * FB / WG;    // basis entries staged per invocation and tile
 const uint E2 = HB * TR / WG;   // scores handled per invocation and tile
-const uint OPT = (HB * D + WG - 1u) / WG;
+const uint KP = 4u;                               // kept (head, dim) pairs per invocation and pass
+const uint EV = (TR * D + WG - 1u) / WG;          // kept V values staged per invocation and tile
 const uint PS = D + 2u + (SPEC_V ? 2u * NF : 0u);
 const uint PH = HB + 4u;        // P row stride (whole vec4s, fewer bank conflicts)
 
@@ -56,6 +59,10 @@ shared vec4 bs[TR * FB / 2u];   // [row][freq pair]: cos, sin of frequencies 2j,
 shared vec4 p_s[TR * PH / 4u];  // [row][head]: P
 shared float red[HB * TR];
 shared float mx_s[HB];
+shared float vs[TR * D];        // kept(): the tile's kept V rows [TR][nk]
+shared float pk_s[TR * 8u];     // kept(): P [row][head of the group]
+shared float mk_s[128u];        // kept(): partial maxima [lane][head]
+shared float mxk_s[8u];         // kept(): the range's max per head of the group
 
 float vk_at(uint e) {
   if (KV_F16) {
@@ -65,12 +72,92 @@ float vk_at(uint e) {
   return uintBitsToFloat(vk[e]);
 }
 
+// Kept V dims of one KV group (the heads ha..hb-1 of the head block that share KV head kv), rows r0..r1-1.
+void kept(uint tid, uint r0, uint r1, uint qh0, uint qh_end, uint k) {
+  const uint M = p.middle_len, gi = qh0 / G + k;
+  if (gi * G >= qh_end) return;  // whole workgroup: no group left in this head block
+  const uint kv = gi % p.kv_heads, ha = max(qh0, gi * G), gk = min(qh_end, gi * G + G) - ha;
+  const uint c0 = uint(vd[kv]), nk = uint(vd[kv + 1u]) - c0;
+  // The range's max per head (the same value as the frequency blocks': a max is exact in any order):
+  // slot x = tid + j·WG -> (head x % 8, lane x / 8), lanes stride the rows.
+  for (uint x = tid; x < 128u; x += WG) {
+    const uint hl = x % 8u;
+    float t = kNegBig;
+    if (hl < gk)
+      for (uint m = r0 + x / 8u; m < r1; m += 16u) t = max(t, sco[(ha + hl) * M + m]);
+    mk_s[x] = t;
+  }
+  barrier();
+  for (uint hl = tid; hl < 8u; hl += WG) {
+    float t = kNegBig;
+    for (uint e = 0u; e < 16u; ++e) t = max(t, mk_s[e * 8u + hl]);
+    mxk_s[hl] = t;
+  }
+  barrier();
+  const uint pairs = gk * nk, keep_list = 2u * (p.kv_heads + 1u);
+  // Passes of WG·KP (head, kept dim) pairs, head-major (neighbouring invocations read neighbouring dims).
+  for (uint pb = 0u; pb < pairs; pb += WG * KP) {
+    float acc[KP];
+    [[unroll]] for (uint e = 0u; e < KP; ++e) acc[e] = 0.0;
+    float vr[EV];  // the next tile's kept values, loaded before the current tile is used
+    [[unroll]] for (uint j = 0u; j < EV; ++j) {
+      const uint x = tid + j * WG, r = x / nk, c = x % nk, m = r0 + r;
+      vr[j] = r < TR && m < r1 ? vk_at(m * p.nk_v + c0 + c) : 0.0;
+    }
+    for (uint t0 = r0; t0 < r1; t0 += TR) {
+      barrier();  // vs and pk_s are free
+      [[unroll]] for (uint j = 0u; j < EV; ++j) {
+        const uint x = tid + j * WG;
+        if (x < TR * nk) vs[x] = vr[j];
+      }
+      for (uint x = tid; x < TR * 8u; x += WG) {
+        const uint r = x / 8u, hl = x % 8u, m = t0 + r;
+        pk_s[x] = hl < gk && m < r1 ? exp(sco[(ha + hl) * M + m] - mxk_s[hl]) : 0.0;
+      }
+      barrier();
+      [[unroll]] for (uint j = 0u; j < EV; ++j) {
+        const uint x = tid + j * WG, r = x / nk, c = x % nk, m = t0 + TR + r;
+        vr[j] = r < TR && m < r1 ? vk_at(m * p.nk_v + c0 + c) : 0.0;
+      }
+      [[unroll]] for (uint e = 0u; e < KP; ++e) {
+        const uint x = pb + tid + e * WG;
+        if (x < pairs) {
+          const uint hl = x / nk, c = x % nk;
+          float a = acc[e];
+          [[unroll]] for (uint r = 0u; r < TR; ++r) a += pk_s[r * 8u + hl] * vs[r * nk + c];
+          acc[e] = a;
+        }
+      }
+    }
+    [[unroll]] for (uint e = 0u; e < KP; ++e) {
+      const uint x = pb + tid + e * WG;
+      if (x < pairs) {
+        const uint hl = x / nk, c = x % nk;
+        const uint base = ((ha + hl) * p.chunks + p.chunk0 + gl_WorkGroupID.x) * PS + 2u;
+        part[base + uint(vd[keep_list + c0 + c])] = acc[e];
+      }
+    }
+  }
+  // Zeros at the group's compressed dims.
+  const uint cc0 = uint(vd[p.kv_heads + 1u + kv]), ncc = uint(vd[p.kv_heads + 2u + kv]) - cc0;
+  for (uint x = tid; x < gk * ncc; x += WG) {
+    const uint hl = x / ncc, cc = x % ncc;
+    const uint base = ((ha + hl) * p.chunks + p.chunk0 + gl_WorkGroupID.x) * PS + 2u;
+    part[base + uint(vd[keep_list + p.nk_v + cc0 + cc])] = 0.0;
+  }
+}
+
 void main() {
   const uint tid = gl_LocalInvocationID.x;
   const uint M = p.middle_len, T = p.period, N = p.n_freq;
   const uint r0 = gl_WorkGroupID.x * p.range, r1 = min(r0 + p.range, M);
   const uint qh0 = gl_WorkGroupID.y * HB, fb = gl_WorkGroupID.z;
   const bool first = fb == 0u;
+  const uint ZS = SPEC_V ? (p.n_freq + FB - 1u) / FB : 1u;  // frequency blocks; then the kept blocks
+  if (fb >= ZS) {
+    kept(tid, r0, r1, qh0, min(qh0 + HB, p.count), fb - ZS);
+    return;
+  }
 
   // Local max per head: invocation handles (head x / TR, row x % TR) for x = tid + j·WG.
   float mxj[E2];
@@ -93,19 +180,6 @@ void main() {
     mine[j] = mx_s[(tid + j * WG) / TR];
     lj[j] = 0.0;
   }
-
-  // Kept V dims (block 0): pair o = tid + e·WG -> (head o / D, kept column o % D of its KV head).
-  uint kcol[OPT];
-  [[unroll]] for (uint e = 0u; e < OPT; ++e) {
-    const uint o = tid + e * WG, qh = qh0 + o / D, c = o % D;
-    kcol[e] = 0xFFFFFFFFu;
-    if (first && o < HB * D && qh < p.count) {
-      const uint kv = (qh / G) % p.kv_heads, c0 = uint(vd[kv]);
-      if (c < uint(vd[kv + 1u]) - c0) kcol[e] = c0 + c;
-    }
-  }
-  float acc[OPT];
-  [[unroll]] for (uint e = 0u; e < OPT; ++e) acc[e] = 0.0;
 
   // h: invocation (hq, fq) holds heads 4hq.., frequencies n = fb·FB + 4fq + k. Staged basis entries:
   // x = tid + j·WG -> (frequency x % FB, row x / FB), index (n·m) % T advanced by TR·n per tile.
@@ -141,16 +215,6 @@ void main() {
         if (idx[j] >= T) idx[j] -= T;
       }
     barrier();
-    const uint rows = min(TR, r1 - t0);
-    if (first)
-      [[unroll]] for (uint e = 0u; e < OPT; ++e) {
-        if (kcol[e] != 0xFFFFFFFFu) {
-          const uint hl = (tid + e * WG) / D;
-          float a = acc[e];
-          for (uint r = 0u; r < rows; ++r) a += p_s[(r * PH + hl) >> 2][hl & 3u] * vk_at((t0 + r) * p.nk_v + kcol[e]);
-          acc[e] = a;
-        }
-      }
     if (SPEC_V)
       for (uint r = 0u; r < TR; ++r) {
         const vec4 pr = p_s[(r * PH) / 4u + hq];
@@ -176,21 +240,6 @@ void main() {
       const uint base = ((qh0 + tid) * p.chunks + c) * PS;
       part[base] = mx_s[tid];
       part[base + 1u] = l;
-    }
-    [[unroll]] for (uint e = 0u; e < OPT; ++e) {
-      const uint o = tid + e * WG, qh = qh0 + o / D;
-      if (o < HB * D && qh < p.count) {
-        const uint base = (qh * p.chunks + c) * PS + 2u;
-        if (kcol[e] != 0xFFFFFFFFu) {
-          part[base + uint(vd[2u * (p.kv_heads + 1u) + kcol[e]])] = acc[e];
-        } else {
-          // o % D indexes the compressed list past the kept columns: zero those dims.
-          const uint kv = (qh / G) % p.kv_heads, k0 = uint(vd[kv]), nk = uint(vd[kv + 1u]) - k0;
-          const uint cc = o % D - nk, c0 = uint(vd[p.kv_heads + 1u + kv]);
-          if (o % D >= nk && cc < uint(vd[p.kv_heads + 2u + kv]) - c0)
-            part[base + uint(vd[2u * (p.kv_heads + 1u) + p.nk_v + c0 + cc])] = 0.0;
-        }
-      }
     }
   }
   if (SPEC_V)

@@ -387,6 +387,13 @@ void VulkanSplitKv::attention(const DeviceBuffer& q, const DeviceBuffer& k, cons
   const VulkanBuffer* table = (spec_k || spec_v) ? &basis_table(c.middle) : nullptr;
 
   if (middle_pass) {
+    // The kept V dims: blocks fblocks.. of the values pass, one per KV group (G query heads sharing a KV
+    // head) that a head block touches.
+    uint32_t kblocks = 1;
+    for (uint32_t y = 0; y < hblocks; ++y) {
+      const uint32_t a = y * HB, b = std::min(a + HB, count);
+      kblocks = std::max(kblocks, (b - 1) / G - a / G + 1);
+    }
     const VulkanBuffer& scores = scratch(scores_, size_t(count) * M * 4, "split attention middle scores");
     const Pipeline& sp = pipelines_.get("split_middle_scores",
                                         {4 * HB, HB, D, G, f16 ? 1u : 0u, spec_k ? 1u : 0u}, 6);
@@ -411,7 +418,7 @@ void VulkanSplitKv::attention(const DeviceBuffer& q, const DeviceBuffer& k, cons
     rec_.dispatch(vp,
                   {bind(&scores, false), bind(nk_v > 0 ? c.v.kept : nullptr, false), bind(c.v.dims_table, false),
                    bind(table, false), bind(&partials, true)},
-                  vpc, sizeof(vpc), mid_chunks(), hblocks, fblocks);
+                  vpc, sizeof(vpc), mid_chunks(), hblocks, fblocks + kblocks);
   }
 
   std::vector<uint32_t> spec = {kAttnWorkgroup, kAttnWorkgroup, D, G, f16 ? 1u : 0u,
