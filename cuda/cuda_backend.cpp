@@ -84,6 +84,7 @@ class CudaBackend : public Backend {
     native_split_ = env_flag("FKV_CUDA_SPLIT", true);
     chirp_ = env_flag("FKV_CUDA_CHIRP", false);
     fuse_ = env_flag("FKV_CUDA_FUSE", true);
+    gated_ = env_flag("FKV_CUDA_GATED", true);
     set_programmatic_launch(prop.major >= 9 && env_flag("FKV_CUDA_PDL", true));
   }
 
@@ -633,7 +634,8 @@ class CudaBackend : public Backend {
 
   // Inside a decode-graph capture: runs ops[0] fused with the ops after it when they form one of the decode
   // step's patterns, and returns how many ops it ran (0: no pattern, nothing launched). Patterns:
-  //  - up to 3 matvecs of one x, type, layout and row length (q/k/v, gate/up): one launch;
+  //  - up to 3 matvecs of one x, type, layout and row length (q/k/v, gate/up): one launch; gate/up followed
+  //    by the SwiGLU of their outputs: one launch with the SwiGLU folded in;
   //  - add then the RMSNorm of its sum (the residual and the next norm): one launch;
   //  - rope(q), rope(k), kv_store(k), kv_store(v) of one token: one launch.
   size_t run_fused(const Op* ops, size_t count) {
@@ -645,6 +647,15 @@ class CudaBackend : public Backend {
              ops[m].i[0] == a.i[0] && ops[m].i[2] == a.i[2] && ops[m].i[3] == a.i[3] && ops[m].p[2] != a.p[1])
         ++m;
       if (m < 2) return 0;
+      // gate, up, then swiglu(gate_out, up_out) into gate_out: the SwiGLU folds into the pair's launch.
+      if (m == 2 && count >= 3 && gated_) {
+        const Op& sw = ops[2];
+        if (sw.kind == OpKind::kSwiglu && sw.p[0] == a.p[2] && sw.p[1] == ops[1].p[2] && sw.p[2] == a.p[2] &&
+            sw.i[0] == a.i[1] && ops[1].i[1] == a.i[1] &&
+            matvec_gated(GgmlType(a.i[0]), WeightLayout(a.i[3]), a.p[0], ops[1].p[0], a.i[1], a.i[2],
+                         static_cast<const float*>(a.p[1]), mut(a.p[2]), mut(ops[1].p[2]), sm_count_, stream_))
+          return 3;
+      }
       const void* w[3];
       float* out[3];
       int64_t rows[3];
@@ -757,6 +768,7 @@ class CudaBackend : public Backend {
   bool chirp_ = false;
   int fused_ops_ = 0;
   bool fuse_ = true;          // FKV_CUDA_FUSE=0: a captured decode graph runs every op on its own
+  bool gated_ = true;         // FKV_CUDA_GATED=0: gate/up and their SwiGLU stay two launches in the graph
   bool split_graph_ = true;   // FKV_CUDA_SPLIT_GRAPH=0: split-cache ops never replay in a graph
   bool native_split_ = true;  // FKV_CUDA_SPLIT=0: the Backend base class's host fallback (for bisecting)
   std::vector<std::pair<RopeParams, std::unique_ptr<CudaBuffer>>> rope_tables_;

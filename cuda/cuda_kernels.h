@@ -32,6 +32,11 @@ void matvec(GgmlType type, WeightLayout layout, const void* w, int64_t rows, int
 bool matvec_fused(GgmlType type, WeightLayout layout, int count, const void* const* w, const int64_t* rows,
                   int64_t cols, const float* x, float* const* out, int sm_count, cudaStream_t stream);
 
+// out[r] = silu(gate[r]·x)·(up[r]·x) and up_out[r] = up[r]·x for rows r (the gate/up projections and the
+// SwiGLU of a decode step, one launch). False, with nothing launched, when the type and shape have no such kernel.
+bool matvec_gated(GgmlType type, WeightLayout layout, const void* gate, const void* up, int64_t rows, int64_t cols,
+                  const float* x, float* out, float* up_out, int sm_count, cudaStream_t stream);
+
 // Decodes rows [row0, row0 + n_rows) of W into dst (dequant.cu): f16 for `to_half`, else fp32.
 void dequantize_rows(GgmlType type, WeightLayout layout, const void* w, int64_t row0, int64_t n_rows, int64_t cols,
                      void* dst, bool to_half, cudaStream_t stream);

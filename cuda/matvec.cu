@@ -29,6 +29,9 @@ __device__ __forceinline__ float warp_sum(float v) {
   return v;
 }
 
+// SwiGLU of one pair, as cuda::swiglu computes it.
+__device__ __forceinline__ float silu_times(float gate, float up) { return gate / (1.0f + expf(-gate)) * up; }
+
 // Adds the partial sums of a row's warps and writes the row's result to *dst (none when dst is null).
 __device__ __forceinline__ void finish_row(float acc, float* dst) {
   __shared__ float partial[kBlockThreads / 32];
@@ -53,10 +56,13 @@ __device__ __forceinline__ void finish_row(float acc, int64_t row, int64_t rows,
 
 // Up to three matrices with the same x and row length run as one grid (the q, k and v projections, gate
 // and up): global rows [end[m-1], end[m]) are matrix m's rows. Unused slots repeat the last end.
+// gated: the SwiGLU of a gate/up pair folded in: w[0] gate, w[1] up, end[0] = rows of each (pairs), end[1] =
+// end[2] = twice that; a pair's result silu(gate)·up goes to out[0], and up alone to out[1] (as unfused).
 struct Targets {
   const void* w[3];
   float* out[3];
   int64_t end[3];
+  bool gated;
 };
 __device__ __forceinline__ int target_of(const Targets& t, int64_t row) {
   return int(row >= t.end[0]) + int(row >= t.end[1]);
@@ -64,6 +70,12 @@ __device__ __forceinline__ int target_of(const Targets& t, int64_t row) {
 __device__ __forceinline__ int64_t local_row(const Targets& t, int m, int64_t row) {
   return m == 0 ? row : row - t.end[m - 1];
 }
+
+// x of a matvec launched programmatically (pdl.cuh) is written by the previous kernel while this one already
+// runs, so it is not read-only for this kernel's lifetime: never through the non-coherent path (__ldg or
+// ld.global.nc, which a const __restrict__ pointer allows). On an H100, Q4_0x8 x read by __ldg gave wrong
+// decode steps once replayed with programmatic launches (DecodeGraphTest, dim 1024).
+__device__ __forceinline__ float4 load_x(const float4* p) { return __ldca(p); }
 
 // 8 values of a 16-byte chunk as fp32.
 __device__ __forceinline__ void widen8(const uint4& c, const __half*, float* f) {
@@ -90,7 +102,7 @@ template <class T>
 __device__ __forceinline__ float dot8(const uint4& c, const float4* x4, int64_t chunk, float acc) {
   float f[8];
   widen8(c, static_cast<const T*>(nullptr), f);
-  const float4 x0 = x4[2 * chunk], x1 = x4[2 * chunk + 1];
+  const float4 x0 = load_x(x4 + 2 * chunk), x1 = load_x(x4 + 2 * chunk + 1);
   acc = fmaf(f[0], x0.x, acc); acc = fmaf(f[1], x0.y, acc); acc = fmaf(f[2], x0.z, acc);
   acc = fmaf(f[3], x0.w, acc); acc = fmaf(f[4], x1.x, acc); acc = fmaf(f[5], x1.y, acc);
   acc = fmaf(f[6], x1.z, acc); acc = fmaf(f[7], x1.w, acc);
@@ -156,31 +168,44 @@ __global__ void __launch_bounds__(kBlockThreads) matvec_half_stream_kernel(Targe
   const int lane = threadIdx.x & 31;
   const int warp = int((int64_t(blockIdx.x) * blockDim.x + threadIdx.x) >> 5);
   const int warps = int((int64_t(gridDim.x) * blockDim.x) >> 5);
-  const int rows = int(t.end[2]), per_row = cols / (8 * kPassChunks);
-  const int my_rows = rows > warp ? (rows - warp + warps - 1) / warps : 0;
-  const int passes = my_rows * per_row;
+  // A unit is one row, or (gated) a gate row then its up row.
+  const int sub = t.gated ? 2 : 1, units = t.gated ? int(t.end[0]) : int(t.end[2]);
+  const int per_row = cols / (8 * kPassChunks);
+  const int my_units = units > warp ? (units - warp + warps - 1) / warps : 0;
+  const int passes = my_units * sub * per_row;
   const float4* x4 = reinterpret_cast<const float4*>(x);
-  // The pass p's row and pass-in-row are walked incrementally (no division in the loop).
-  auto row_ptr = [&](int row) {
-    const int m = target_of(t, row);
-    return reinterpret_cast<const uint4*>(static_cast<const T*>(t.w[m]) + int64_t(local_row(t, m, row)) * cols);
+  auto row_ptr = [&](int unit, int part) {
+    const void* w;
+    int64_t local;
+    if (t.gated) {
+      w = t.w[part];
+      local = unit;
+    } else {
+      const int m = target_of(t, unit);
+      w = t.w[m];
+      local = local_row(t, m, unit);
+    }
+    return reinterpret_cast<const uint4*>(static_cast<const T*>(w) + local * cols);
   };
   uint4 a[kUnroll];
-  int row = warp, q = 0;  // current pass: row, pass within the row
-  const uint4* wr = passes > 0 ? row_ptr(row) : nullptr;
+  int unit = warp, part = 0, q = 0;  // current pass: unit, row within the unit, pass within the row
+  const uint4* wr = passes > 0 ? row_ptr(unit, 0) : nullptr;
   if (passes > 0)
 #pragma unroll
     for (int k = 0; k < kUnroll; ++k) a[k] = __ldcs(wr + lane + 32 * k);
   pdl_wait();
-  int nrow = row, nq = q;
+  int nunit = unit, npart = part, nq = q;
   const uint4* nwr = wr;
-  float acc = 0.0f;
+  float acc = 0.0f, gate = 0.0f;
   for (int p = 0; p < passes; ++p) {
-    // The next pass: same row, or the first pass of this warp's next row.
+    // The next pass: same row, the unit's up row, or the first pass of this warp's next unit.
     if (++nq == per_row) {
       nq = 0;
-      nrow += warps;
-      if (p + 1 < passes) nwr = row_ptr(nrow);
+      if (++npart == sub) {
+        npart = 0;
+        nunit += warps;
+      }
+      if (p + 1 < passes) nwr = row_ptr(nunit, npart);
     }
     uint4 b[kUnroll];
     if (p + 1 < passes)
@@ -190,15 +215,23 @@ __global__ void __launch_bounds__(kBlockThreads) matvec_half_stream_kernel(Targe
     for (int k = 0; k < kUnroll; ++k) acc = dot8<T>(a[k], x4, q * kPassChunks + lane + 32 * k, acc);
     if (q == per_row - 1) {
       acc = warp_sum(acc);
-      if (lane == 0) {
-        const int m = target_of(t, row);
-        t.out[m][local_row(t, m, row)] = acc;
+      if (!t.gated) {
+        if (lane == 0) {
+          const int m = target_of(t, unit);
+          t.out[m][local_row(t, m, unit)] = acc;
+        }
+      } else if (part == 0) {
+        gate = acc;
+      } else if (lane == 0) {
+        t.out[0][unit] = silu_times(gate, acc);
+        t.out[1][unit] = acc;
       }
       acc = 0.0f;
     }
 #pragma unroll
     for (int k = 0; k < kUnroll; ++k) a[k] = b[k];
-    row = nrow;
+    unit = nunit;
+    part = npart;
     q = nq;
   }
 }
@@ -289,13 +322,22 @@ __global__ void __launch_bounds__(kBlockThreads, R <= 2 ? 4 : 1)
   const size_t row_bytes = size_t(runs) * Q4_0x8::kRunBytes;
   const uint8_t* wr[R];
   float* dst[R];  // null past the last row
+  if (t.gated) {  // R == 2 (the host checks): row 0 of the warp is gate row g, row 1 up row g
+    const int64_t g = row0 / R, pairs = t.end[0], gc = min(g, pairs - 1);
 #pragma unroll
-  for (int r = 0; r < R; ++r) {
-    const int64_t row = min(row0 + r, rows - 1);  // clamped: no read past the end
-    const int m = target_of(t, row);
-    const int64_t local = local_row(t, m, row);
-    wr[r] = static_cast<const uint8_t*>(t.w[m]) + size_t(local) * row_bytes;
-    dst[r] = row0 + r < rows ? t.out[m] + local : nullptr;
+    for (int r = 0; r < R; ++r) {
+      wr[r] = static_cast<const uint8_t*>(t.w[r & 1]) + size_t(gc) * row_bytes;
+      dst[r] = g < pairs ? t.out[r & 1] + g : nullptr;
+    }
+  } else {
+#pragma unroll
+    for (int r = 0; r < R; ++r) {
+      const int64_t row = min(row0 + r, rows - 1);  // clamped: no read past the end
+      const int m = target_of(t, row);
+      const int64_t local = local_row(t, m, row);
+      wr[r] = static_cast<const uint8_t*>(t.w[m]) + size_t(local) * row_bytes;
+      dst[r] = row0 + r < rows ? t.out[m] + local : nullptr;
+    }
   }
   const float4* x4 = reinterpret_cast<const float4*>(x) + 8 * blk + part;
   float acc[R];
@@ -349,8 +391,8 @@ __global__ void __launch_bounds__(kBlockThreads, R <= 2 ? 4 : 1)
 #pragma unroll
       for (int k = 0; k < kUnroll; ++k) {
         const int64_t run = s + k * wpr;
-        xa[k] = __ldg(x4 + 64 * run);
-        xb[k] = __ldg(x4 + 64 * run + 4);
+        xa[k] = load_x(x4 + 64 * run);
+        xb[k] = load_x(x4 + 64 * run + 4);
       }
 #pragma unroll
       for (int k = 0; k < kUnroll; ++k)
@@ -372,7 +414,7 @@ __global__ void __launch_bounds__(kBlockThreads, R <= 2 ? 4 : 1)
       waited = true;
     }
     for (; s < runs; s += wpr) {
-      const float4 xa = __ldg(x4 + 64 * s), xb = __ldg(x4 + 64 * s + 4);
+      const float4 xa = load_x(x4 + 64 * s), xb = load_x(x4 + 64 * s + 4);
 #pragma unroll
       for (int r = 0; r < R; ++r) {
         const uint8_t* base = wr[r] + size_t(s) * Q4_0x8::kRunBytes;
@@ -385,25 +427,29 @@ __global__ void __launch_bounds__(kBlockThreads, R <= 2 ? 4 : 1)
   if (!waited) pdl_wait();  // rows past the end still order their (absent) writes after the wait
 #pragma unroll
   for (int r = 0; r < R; ++r) acc[r] = warp_sum(acc[r]);
-  if (wpr == 1) {
-    if (lane == 0)
+  // The row sums (in lane 0 of warp 0 of the row's warps), stored.
+  auto store = [&](const float (&total)[R]) {
 #pragma unroll
-      for (int r = 0; r < R; ++r)
-        if (dst[r]) *dst[r] = acc[r];
+    for (int r = 0; r < R; ++r)
+      if (dst[r]) *dst[r] = t.gated && r == 0 ? silu_times(total[0], total[1]) : total[r];
+  };
+  if (wpr == 1) {
+    if (lane == 0) store(acc);
     return;
   }
   if (lane == 0)
 #pragma unroll
     for (int r = 0; r < R; ++r) partial[r][threadIdx.y * wpr + warp] = acc[r];
   __syncthreads();
-  if (threadIdx.x == 0)
+  if (threadIdx.x == 0) {
+    float total[R];
 #pragma unroll
     for (int r = 0; r < R; ++r) {
-      if (!dst[r]) continue;
-      float total = 0.0f;
-      for (int i = 0; i < wpr; ++i) total += partial[r][threadIdx.y * wpr + i];
-      *dst[r] = total;
+      total[r] = 0.0f;
+      for (int i = 0; i < wpr; ++i) total[r] += partial[r][threadIdx.y * wpr + i];
     }
+    store(total);
+  }
 }
 
 // Chooses warps per row so that the grid has enough warps to keep memory busy, without giving a warp
@@ -506,7 +552,7 @@ int q4_rows_per_warp() {
 }
 
 Targets one_target(const void* w, int64_t rows, float* out) {
-  return Targets{{w, w, w}, {out, out, out}, {rows, rows, rows}};
+  return Targets{{w, w, w}, {out, out, out}, {rows, rows, rows}, false};
 }
 
 // Whether a matvec requests a pass's weights before using the previous pass (software pipelining).
@@ -620,6 +666,23 @@ bool matvec_fused(GgmlType type, WeightLayout layout, int count, const void* con
   }
   if (end == 0) return true;
   if (layout == WeightLayout::kQ4_0x8)
+    matvec_q4_0x8(t, cols, x, sm, st);
+  else if (type == GgmlType::F16)
+    matvec_half_rows<__half>(t, cols, x, sm, st);
+  else
+    matvec_half_rows<__nv_bfloat16>(t, cols, x, sm, st);
+  return true;
+}
+
+bool matvec_gated(GgmlType type, WeightLayout layout, const void* gate, const void* up, int64_t rows, int64_t cols,
+                  const float* x, float* out, float* up_out, int sm, cudaStream_t st) {
+  const bool half = (type == GgmlType::F16 || type == GgmlType::BF16) && half_stream() && cols % 1024 == 0 &&
+                    2 * rows < (int64_t(1) << 31) / cols;  // the persistent kernel takes it (matvec_half_rows)
+  const bool q4 = layout == WeightLayout::kQ4_0x8 && q4_rows_per_warp() == 2;
+  if (!half && !q4) return false;
+  if (rows == 0) return true;
+  const Targets t{{gate, up, up}, {out, up_out, up_out}, {rows, 2 * rows, 2 * rows}, true};
+  if (q4)
     matvec_q4_0x8(t, cols, x, sm, st);
   else if (type == GgmlType::F16)
     matvec_half_rows<__half>(t, cols, x, sm, st);

@@ -72,7 +72,7 @@ TEST_F(Matmul, Q4_0InBothLayouts) {
   // for buffers uploaded as plain bytes. Row counts around the kernel's rows per warp and warps per block.
   for (bool as_weight : {true, false})
     for (int64_t rows : {1, 2, 3, 5, 255, 1023, 1025})
-      for (int64_t cols : {256, 768, 14336}) {
+      for (int64_t cols : {256, 768, 1536, 14336}) {  // 1, 3 (tail only), 6 (a pass and a tail), 56 runs
         run_case(*this, GgmlType::Q4_0, rows, cols, 1, as_weight);
         if (rows == 1025) run_case(*this, GgmlType::Q4_0, rows, cols, 40, as_weight);  // prefill: dequantized
       }
