@@ -183,7 +183,25 @@ class VulkanBackend : public Backend {
 
   // Rows per workgroup of matvec.comp: F16 two (16-byte loads, 8 in flight per thread), quantized four
   // (each slot's activations serve four rows; the weight loads are narrow).
-  static uint32_t matvec_rows(GgmlType t) { return t == GgmlType::F16 ? 2 : 4; }
+  // FKV_VULKAN_MV_ROWS / FKV_VULKAN_MV_UNROLL (quantized types) and FKV_VULKAN_MV_WG override the rows per
+  // workgroup, the slots per thread in flight and the workgroup size (tuning on a GPU; read once).
+  static uint32_t tuning(const char* name, uint32_t fallback) {
+    const char* e = std::getenv(name);
+    const int v = e ? std::atoi(e) : 0;
+    return v > 0 ? uint32_t(v) : fallback;
+  }
+  static uint32_t matvec_rows(GgmlType t) {
+    static const uint32_t quant = tuning("FKV_VULKAN_MV_ROWS", 4);
+    return t == GgmlType::F16 ? 2 : quant;
+  }
+  static uint32_t matvec_unroll(GgmlType t) {
+    static const uint32_t quant = tuning("FKV_VULKAN_MV_UNROLL", 4);
+    return t == GgmlType::F16 ? 4 : quant;
+  }
+  static uint32_t matvec_wg() {
+    static const uint32_t wg = tuning("FKV_VULKAN_MV_WG", kWorkgroup);
+    return wg;
+  }
 
   // The GPU decode matvec (shaders/common/matvec.glsl) when it applies to this piece, else nullptr
   // (matmul.comp then): one token, not a CPU device, F16 / Q4_0 (either layout) / Q4_1 / Q8_0, activations
@@ -202,9 +220,8 @@ class VulkanBackend : public Backend {
       default:
         return nullptr;
     }
-    const uint32_t unroll = 4;
     return &pipelines_.get(ctx_->subgroup_arithmetic() ? "matvec_subgroup" : "matvec",
-                           {kWorkgroup, wtype, kWorkgroup, matvec_rows(w.type), unroll}, 3);
+                           {matvec_wg(), wtype, matvec_wg(), matvec_rows(w.type), matvec_unroll(w.type)}, 3);
   }
 
   // Decode matvecs that read one x are one dispatch (matvec_fused.comp): each matvec the decode matvec
@@ -272,9 +289,9 @@ class VulkanBackend : public Backend {
   // refs replace them.
   Command fused_matvec_command(bool swiglu, const Binding& live) {
     const HeldMatvec& h = held_mv_;
-    const uint32_t r = matvec_rows(h.type), unroll = 4;
+    const uint32_t r = matvec_rows(h.type), unroll = matvec_unroll(h.type), wg = matvec_wg();
     const Pipeline& p = pipelines_.get(ctx_->subgroup_arithmetic() ? "matvec_fused_subgroup" : "matvec_fused",
-                                       {kWorkgroup, h.wtype, kWorkgroup, r, unroll, swiglu ? 1u : 0u}, 7);
+                                       {wg, h.wtype, wg, r, unroll, swiglu ? 1u : 0u}, 7);
     // Unused target slots repeat the last target; no workgroup reaches them.
     uint32_t groups[3], first[3] = {0, 0, 0}, total = 0;
     for (int t = 0; t < 3; ++t) {
