@@ -37,14 +37,27 @@ shared float red[SPEC_V ? 1024u : 1u];  // >= workgroup size
 shared float hc_s[NF], hs_s[NF];
 const uint CB = 256u;
 shared float w_s[CB];  // exp(m_c - max) of the current block of chunks
+shared float mx_s[CB];  // per-invocation maxima (workgroup size <= CB)
 
 void main() {
   const uint qh = linear_workgroup();
   if (qh >= p.count) return;
   const uint tid = gl_LocalInvocationID.x, wg = gl_WorkGroupSize.x;
   const uint base = qh * p.chunks * PS;
+  // The max over chunks: invocations take chunks tid, tid + wg, ..., then every invocation reads the
+  // partial maxima itself (independent loads, 4 running maxima: no serial chain of global loads).
   float mx = kNegBig;
-  for (uint c = 0u; c < p.chunks; ++c) mx = max(mx, part[base + c * PS]);
+  for (uint c = tid; c < p.chunks; c += wg) mx = max(mx, part[base + c * PS]);
+  mx_s[tid] = mx;
+  barrier();
+  {
+    const uint nm = min(wg, p.chunks);
+    float m4[4] = float[4](kNegBig, kNegBig, kNegBig, kNegBig);
+    for (uint i = 0u; i < nm; i += 4u)
+      [[unroll]] for (uint u = 0u; u < 4u; ++u)
+        if (i + u < nm) m4[u] = max(m4[u], mx_s[i + u]);
+    mx = max(max(m4[0], m4[1]), max(m4[2], m4[3]));
+  }
   float total = 0.0;
   float acc_r[(D + 63u) / 64u];  // d = tid + k·wg (wg >= 64)
   [[unroll]] for (uint k = 0u; k < (D + 63u) / 64u; ++k) acc_r[k] = 0.0;
@@ -61,20 +74,33 @@ void main() {
     [[unroll]] for (uint k = 0u; k < (D + 63u) / 64u; ++k) {
       const uint d = tid + k * wg;
       if (d < D) {
-        float a = acc_r[k];
-        for (uint c = 0u; c < nb; ++c) a += part[base + (cb + c) * PS + 2u + d] * w_s[c];
-        acc_r[k] = a;
+        // 4 independent sums: 4 chunk loads in flight per step, not one.
+        vec4 a = vec4(acc_r[k], 0.0, 0.0, 0.0);
+        uint c = 0u;
+        for (; c + 4u <= nb; c += 4u)
+          a += vec4(part[base + (cb + c) * PS + 2u + d], part[base + (cb + c + 1u) * PS + 2u + d],
+                    part[base + (cb + c + 2u) * PS + 2u + d], part[base + (cb + c + 3u) * PS + 2u + d]) *
+               vec4(w_s[c], w_s[c + 1u], w_s[c + 2u], w_s[c + 3u]);
+        for (; c < nb; ++c) a.x += part[base + (cb + c) * PS + 2u + d] * w_s[c];
+        acc_r[k] = (a.x + a.y) + (a.z + a.w);
       }
     }
     if (SPEC_V)
       for (uint n = tid; n < NF; n += wg) {
-        float a = hc_s[n], b = hs_s[n];
-        for (uint c = max(cb, p.h_first) - cb; c < nb; ++c) {
-          a += part[base + (cb + c) * PS + 2u + D + n] * w_s[c];
-          b += part[base + (cb + c) * PS + 2u + D + NF + n] * w_s[c];
+        vec4 a = vec4(hc_s[n], 0.0, 0.0, 0.0), b = vec4(hs_s[n], 0.0, 0.0, 0.0);
+        uint c = max(cb, p.h_first) - cb;
+        for (; c + 4u <= nb; c += 4u) {
+          const uint o = base + (cb + c) * PS + 2u + D + n;
+          const vec4 w = vec4(w_s[c], w_s[c + 1u], w_s[c + 2u], w_s[c + 3u]);
+          a += vec4(part[o], part[o + PS], part[o + 2u * PS], part[o + 3u * PS]) * w;
+          b += vec4(part[o + NF], part[o + PS + NF], part[o + 2u * PS + NF], part[o + 3u * PS + NF]) * w;
         }
-        hc_s[n] = a;
-        hs_s[n] = b;
+        for (; c < nb; ++c) {
+          a.x += part[base + (cb + c) * PS + 2u + D + n] * w_s[c];
+          b.x += part[base + (cb + c) * PS + 2u + D + NF + n] * w_s[c];
+        }
+        hc_s[n] = (a.x + a.y) + (a.z + a.w);
+        hs_s[n] = (b.x + b.y) + (b.z + b.w);
       }
   }
   [[unroll]] for (uint k = 0u; k < (D + 63u) / 64u; ++k) {
@@ -92,8 +118,19 @@ void main() {
       const uint c = cb + slot;
       float sum = 0.0;
       if (c < c1) {
-        for (uint n = lane; n < NF; n += LANES)
-          sum += coef[c * 2u * NF + n] * hc_s[n] * (n == 0u ? 0.5 : 1.0) + coef[c * 2u * NF + NF + n] * hs_s[n];
+        // 4 independent sums (4 frequencies' loads in flight per step); the DC weight 1/2 on n = 0.
+        vec4 s4 = vec4(0.0);
+        uint n = lane;
+        for (; n + 3u * LANES < NF; n += 4u * LANES) {
+          const uint o = c * 2u * NF + n;
+          s4 += vec4(coef[o], coef[o + LANES], coef[o + 2u * LANES], coef[o + 3u * LANES]) *
+                    vec4(hc_s[n] * (n == 0u ? 0.5 : 1.0), hc_s[n + LANES], hc_s[n + 2u * LANES], hc_s[n + 3u * LANES]) +
+                vec4(coef[o + NF], coef[o + NF + LANES], coef[o + NF + 2u * LANES], coef[o + NF + 3u * LANES]) *
+                    vec4(hs_s[n], hs_s[n + LANES], hs_s[n + 2u * LANES], hs_s[n + 3u * LANES]);
+        }
+        for (; n < NF; n += LANES)
+          s4.x += coef[c * 2u * NF + n] * hc_s[n] * (n == 0u ? 0.5 : 1.0) + coef[c * 2u * NF + NF + n] * hs_s[n];
+        sum = (s4.x + s4.y) + (s4.z + s4.w);
       }
       red[tid] = sum;
       barrier();

@@ -43,6 +43,8 @@ const uint WG = 4u * HB;         // (TR/4 row groups) × (HB/4 head groups)
 const uint RQ = TR / 4u;         // row groups
 const uint NBF = 16u;            // frequencies per staged block
 const uint E = NBF * TR / WG;    // basis entries staged per invocation and block
+const uint EG = NBF * HB / WG;  // g pairs staged per invocation and block (4)
+const uint RS = 8u;              // blocks per reseed of the rotated basis from the exact table
 const uint KC = 31u;             // kept columns per staged chunk (odd row stride)
 
 shared vec4 bs[NBF * TR / 2u];   // [f][row pair]: cos, sin of rows 2j, 2j+1; also the kept stage (floats)
@@ -105,31 +107,52 @@ void main() {
   if (SPEC_K) {
     // Staged basis entries of this invocation: x = tid + j·WG -> (f = x / TR, r = x % TR); index (n·m) % T
     // advanced by NBF·m per block.
+    // The next block's basis values and g are formed before the current block is used (registers): the
+    // basis by one complex rotation (by 2π NBF m/T) per block, reseeded from the exact table every RS
+    // blocks (the table load issued a block ahead), so no block waits on a load.
     uint idx[E], step[E];
+    vec2 bnx[E], rot[E], gnx[EG];
     [[unroll]] for (uint j = 0u; j < E; ++j) {
       const uint x = tid + j * WG, m = min(m0 + x % TR, M - 1u);
       idx[j] = ((x / TR) * m) % T;
       step[j] = (NBF * m) % T;
+      bnx[j] = basis[idx[j]];
+      rot[j] = basis[step[j]];
     }
-    for (uint n0 = 0u; n0 < N; n0 += NBF) {
+    [[unroll]] for (uint j = 0u; j < EG; ++j) {
+      const uint x = tid + j * WG, f = x % NBF, qh = qh0 + x / NBF, a = qh * GS + f;
+      gnx[j] = qh < p.count && f < N ? vec2(gv[a], gv[a + N]) : vec2(0.0);
+    }
+    for (uint n0 = 0u, blk = 1u; n0 < N; n0 += NBF, ++blk) {
       const uint nb = min(NBF, N - n0);
       barrier();  // the previous block (or the kept stage) is consumed
       [[unroll]] for (uint j = 0u; j < E; ++j) {
         const uint x = tid + j * WG, f = x / TR, r = x % TR;
-        const vec2 b = basis[idx[j]];
-        bs[(f * TR + r) >> 1][(r & 1u) * 2u] = b.x;
-        bs[(f * TR + r) >> 1][(r & 1u) * 2u + 1u] = b.y;
+        bs[(f * TR + r) >> 1][(r & 1u) * 2u] = bnx[j].x;
+        bs[(f * TR + r) >> 1][(r & 1u) * 2u + 1u] = bnx[j].y;
+      }
+      [[unroll]] for (uint j = 0u; j < EG; ++j) {
+        const uint x = tid + j * WG, f = x % NBF, hl = x / NBF;
+        gs[(f * HB + hl) >> 1][(hl & 1u) * 2u] = gnx[j].x;
+        gs[(f * HB + hl) >> 1][(hl & 1u) * 2u + 1u] = gnx[j].y;
+      }
+      barrier();
+      [[unroll]] for (uint j = 0u; j < EG; ++j) {
+        const uint x = tid + j * WG, f = x % NBF, qh = qh0 + x / NBF, a = qh * GS + n0 + NBF + f;
+        gnx[j] = qh < p.count && n0 + NBF + f < N ? vec2(gv[a], gv[a + N]) : vec2(0.0);
+      }
+      [[unroll]] for (uint j = 0u; j < E; ++j) {
         idx[j] += step[j];
         if (idx[j] >= T) idx[j] -= T;
       }
-      for (uint x = tid; x < NBF * HB; x += WG) {
-        const uint f = x % NBF, hl = x / NBF, qh = qh0 + hl;
-        const bool ok = qh < p.count && f < nb;
-        const uint a = qh * GS + n0 + f;
-        gs[(f * HB + hl) >> 1][(hl & 1u) * 2u] = ok ? gv[a] : 0.0;
-        gs[(f * HB + hl) >> 1][(hl & 1u) * 2u + 1u] = ok ? gv[a + N] : 0.0;
+      if (blk % RS == 0u) {  // uniform branch: only these blocks touch the table
+        [[unroll]] for (uint j = 0u; j < E; ++j) bnx[j] = basis[idx[j]];
+      } else {
+        [[unroll]] for (uint j = 0u; j < E; ++j) {
+          const vec2 b = bnx[j], w = rot[j];
+          bnx[j] = vec2(b.x * w.x - b.y * w.y, b.y * w.x + b.x * w.y);
+        }
       }
-      barrier();
       for (uint f = 0u; f < nb; ++f) {
         const vec4 b01 = bs[(f * TR) / 2u + 2u * rq], b23 = bs[(f * TR) / 2u + 2u * rq + 1u];
         const vec4 g01 = gs[(f * HB) / 2u + 2u * hq], g23 = gs[(f * HB) / 2u + 2u * hq + 1u];

@@ -46,6 +46,7 @@ layout(push_constant) uniform Params {
 #include "common/grid.glsl"
 
 const uint TR = 16u;            // rows per tile
+const uint RS = 8u;             // tiles per reseed of the rotated basis from the exact table
 const uint WG = HB * FB / 16u;  // (HB/4 head groups) × (FB/4 frequency groups)
 const uint FQ = FB / 4u;
 const uint E = TR * FB / WG;    // basis entries staged per invocation and tile
@@ -189,32 +190,58 @@ void main() {
     hc[e] = 0.0;
     hs[e] = 0.0;
   }
+  // The next tile's basis values and scores are formed before the current tile is used (registers), so no
+  // tile waits on a load: the basis by one complex rotation (by 2π n TR/T) per tile, reseeded from the
+  // exact table every RS tiles (the table load issued a tile ahead).
   uint idx[SPEC_V ? E : 1u], step[SPEC_V ? E : 1u];
+  vec2 bnx[SPEC_V ? E : 1u], rot[SPEC_V ? E : 1u];
   if (SPEC_V)
     [[unroll]] for (uint j = 0u; j < E; ++j) {
       const uint x = tid + j * WG, n = min(fb * FB + x % FB, N - 1u);
       idx[j] = ((n * r0) % T + (n * (x / FB)) % T) % T;  // n·r0 < N·T < 2^32 (host checks)
       step[j] = (n * TR) % T;
+      bnx[j] = basis[idx[j]];
+      rot[j] = basis[step[j]];
     }
+  float snx[E2];
+  [[unroll]] for (uint j = 0u; j < E2; ++j) {
+    const uint x = tid + j * WG, qh = qh0 + x / TR, m = r0 + x % TR;
+    snx[j] = qh < p.count && m < r1 ? sco[qh * M + m] : kNegBig;
+  }
 
-  for (uint t0 = r0; t0 < r1; t0 += TR) {
+  for (uint t0 = r0, tile = 1u; t0 < r1; t0 += TR, ++tile) {
     barrier();  // p_s and bs are free
     [[unroll]] for (uint j = 0u; j < E2; ++j) {
-      const uint x = tid + j * WG, hl = x / TR, r = x % TR, qh = qh0 + hl, m = t0 + r;
-      const float pr = qh < p.count && m < r1 ? exp(sco[qh * M + m] - mine[j]) : 0.0;
+      const uint x = tid + j * WG, hl = x / TR, r = x % TR;
+      const float pr = snx[j] > 0.5 * kNegBig ? exp(snx[j] - mine[j]) : 0.0;
       p_s[(r * PH + hl) >> 2][hl & 3u] = pr;
       lj[j] += pr;
     }
     if (SPEC_V)
       [[unroll]] for (uint j = 0u; j < E; ++j) {
         const uint x = tid + j * WG, f = x % FB, r = x / FB;
-        const vec2 b = basis[idx[j]];
-        bs[(r * FB + f) >> 1][(f & 1u) * 2u] = b.x;
-        bs[(r * FB + f) >> 1][(f & 1u) * 2u + 1u] = b.y;
+        bs[(r * FB + f) >> 1][(f & 1u) * 2u] = bnx[j].x;
+        bs[(r * FB + f) >> 1][(f & 1u) * 2u + 1u] = bnx[j].y;
+      }
+    barrier();
+    [[unroll]] for (uint j = 0u; j < E2; ++j) {
+      const uint x = tid + j * WG, qh = qh0 + x / TR, m = t0 + TR + x % TR;
+      snx[j] = qh < p.count && m < r1 ? sco[qh * M + m] : kNegBig;
+    }
+    if (SPEC_V) {
+      [[unroll]] for (uint j = 0u; j < E; ++j) {
         idx[j] += step[j];
         if (idx[j] >= T) idx[j] -= T;
       }
-    barrier();
+      if (tile % RS == 0u) {  // uniform branch: only these tiles touch the table
+        [[unroll]] for (uint j = 0u; j < E; ++j) bnx[j] = basis[idx[j]];
+      } else {
+        [[unroll]] for (uint j = 0u; j < E; ++j) {
+          const vec2 b = bnx[j], w = rot[j];
+          bnx[j] = vec2(b.x * w.x - b.y * w.y, b.y * w.x + b.x * w.y);
+        }
+      }
+    }
     if (SPEC_V)
       for (uint r = 0u; r < TR; ++r) {
         const vec4 pr = p_s[(r * PH) / 4u + hq];

@@ -386,6 +386,44 @@ void VulkanSplitKv::attention(const DeviceBuffer& q, const DeviceBuffer& k, cons
       scratch(partials_, size_t(n) * H * chunks * ps * 4, "split attention partials");
   const VulkanBuffer* table = (spec_k || spec_v) ? &basis_table(c.middle) : nullptr;
 
+  // split_attention.comp over sink, window and the call's rows (and the middle without the middle pass).
+  auto record_main = [&] {
+    std::vector<uint32_t> spec = {kAttnWorkgroup, kAttnWorkgroup, D, G, f16 ? 1u : 0u,
+                                  main_spec ? NF : 1u, spec_k && !middle_pass ? 1u : 0u, main_spec ? 1u : 0u};
+    if (tiled) spec.push_back(middle_pass && spec_v ? N : 0u);
+    const Pipeline& main_p = pipelines_.get(tiled ? "split_attention" : "split_attention_rows", spec, 16);
+    const int Mm = middle_pass ? 0 : M;  // the middle pass took the middle
+    const bool fitted_main = fitted && !middle_pass;
+    const uint32_t pc[] = {uint32_t(pos0),
+                           H,
+                           uint32_t(s.n_kv_heads),
+                           u32(s.scale),
+                           chunk_len,
+                           chunks,
+                           uint32_t(S_len),
+                           uint32_t(Mm),
+                           uint32_t(W_len),
+                           uint32_t(wb),
+                           uint32_t(c.sink),
+                           uint32_t(std::max(c.window, 1)),
+                           fitted_main ? 1u : 0u,
+                           uint32_t(std::max(c.middle, 1)),
+                           N,
+                           uint32_t(Mm > 0 ? nk_k : 0),
+                           uint32_t(Mm > 0 ? nc_k : 0),
+                           uint32_t(Mm > 0 ? nk_v : 0),
+                           uint32_t(Mm > 0 ? nc_v : 0)};
+    rec_.dispatch(main_p,
+                  {bind(&q, false), bind(&k, false), bind(&v, false), bind(c.k.sink, false),
+                   bind(c.k.window, false), bind(Mm > 0 ? c.k.kept : nullptr, false),
+                   bind(Mm > 0 && !fitted ? pending_k : nullptr, false), bind(c.v.sink, false),
+                   bind(c.v.window, false), bind(Mm > 0 ? c.v.kept : nullptr, false),
+                   bind(Mm > 0 && !fitted ? pending_v : nullptr, false),
+                   bind(Mm > 0 ? c.k.dims_table : nullptr, false), bind(Mm > 0 ? c.v.dims_table : nullptr, false),
+                   bind(fitted_main ? gvec : nullptr, false), bind(fitted_main ? table : nullptr, false),
+                   bind(&partials, true)},
+                  pc, sizeof(pc), main_chunks, uint32_t(s.n_kv_heads), uint32_t(n));
+  };
   if (middle_pass) {
     // The kept V dims: blocks fblocks.. of the values pass, one per KV group (G query heads sharing a KV
     // head) that a head block touches.
@@ -409,6 +447,9 @@ void VulkanSplitKv::attention(const DeviceBuffer& q, const DeviceBuffer& k, cons
                   {bind(&q, false), bind(nk_k > 0 ? c.k.kept : nullptr, false), bind(c.k.dims_table, false),
                    bind(gvec, false), bind(table, false), bind(&scores, true)},
                   spc, sizeof(spc), (uint32_t(M) + kMiddleScoreRows - 1) / kMiddleScoreRows, hblocks, 1);
+    // Recorded here, split_attention.comp shares nothing written by the scores pass (no barrier between
+    // them), so it runs beside it; the values pass (partials, after the scores) gets the barrier.
+    record_main();
     const Pipeline& vp = pipelines_.get(
         "split_middle_values", {HB * FB / 16, HB, D, G, f16 ? 1u : 0u, spec_v ? 1u : 0u, NF, FB}, 5);
     const uint32_t vpc[] = {count,         H,        uint32_t(s.n_kv_heads),
@@ -419,43 +460,9 @@ void VulkanSplitKv::attention(const DeviceBuffer& q, const DeviceBuffer& k, cons
                   {bind(&scores, false), bind(nk_v > 0 ? c.v.kept : nullptr, false), bind(c.v.dims_table, false),
                    bind(table, false), bind(&partials, true)},
                   vpc, sizeof(vpc), mid_chunks(), hblocks, fblocks + kblocks);
+  } else {
+    record_main();
   }
-
-  std::vector<uint32_t> spec = {kAttnWorkgroup, kAttnWorkgroup, D, G, f16 ? 1u : 0u,
-                                main_spec ? NF : 1u, spec_k && !middle_pass ? 1u : 0u, main_spec ? 1u : 0u};
-  if (tiled) spec.push_back(middle_pass && spec_v ? N : 0u);
-  const Pipeline& main_p = pipelines_.get(tiled ? "split_attention" : "split_attention_rows", spec, 16);
-  const int Mm = middle_pass ? 0 : M;  // the middle pass took the middle
-  const bool fitted_main = fitted && !middle_pass;
-  const uint32_t pc[] = {uint32_t(pos0),
-                         H,
-                         uint32_t(s.n_kv_heads),
-                         u32(s.scale),
-                         chunk_len,
-                         chunks,
-                         uint32_t(S_len),
-                         uint32_t(Mm),
-                         uint32_t(W_len),
-                         uint32_t(wb),
-                         uint32_t(c.sink),
-                         uint32_t(std::max(c.window, 1)),
-                         fitted_main ? 1u : 0u,
-                         uint32_t(std::max(c.middle, 1)),
-                         N,
-                         uint32_t(Mm > 0 ? nk_k : 0),
-                         uint32_t(Mm > 0 ? nc_k : 0),
-                         uint32_t(Mm > 0 ? nk_v : 0),
-                         uint32_t(Mm > 0 ? nc_v : 0)};
-  rec_.dispatch(main_p,
-                {bind(&q, false), bind(&k, false), bind(&v, false), bind(c.k.sink, false),
-                 bind(c.k.window, false), bind(Mm > 0 ? c.k.kept : nullptr, false),
-                 bind(Mm > 0 && !fitted ? pending_k : nullptr, false), bind(c.v.sink, false),
-                 bind(c.v.window, false), bind(Mm > 0 ? c.v.kept : nullptr, false),
-                 bind(Mm > 0 && !fitted ? pending_v : nullptr, false),
-                 bind(Mm > 0 ? c.k.dims_table : nullptr, false), bind(Mm > 0 ? c.v.dims_table : nullptr, false),
-                 bind(fitted_main ? gvec : nullptr, false), bind(fitted_main ? table : nullptr, false),
-                 bind(&partials, true)},
-                pc, sizeof(pc), main_chunks, uint32_t(s.n_kv_heads), uint32_t(n));
 
   const Pipeline& merge_p = pipelines_.get(
       "split_attention_merge", {spec_v ? kSpectralWorkgroup : kMergeWorkgroup, D, NF, spec_v ? 1u : 0u}, 5);
