@@ -5,19 +5,8 @@
 // The host uses this shader for F16 (cols % 8 == 0, 16-byte aligned rows), Q4_0 (either layout), Q4_1 and
 // Q8_0 when x starts 16-byte aligned; everything else goes to matmul.comp. matvec_fused.glsl runs two or
 // three of these products of one x as one dispatch.
-// Variants (the including file defines them, 0 when not):
-//   FKV_NORM 1 (matvec_norm.comp): the RMSNorm of x folded in, out = W (x * nw / rms(x)); bindings 3 and 4
-//     are the norm's weight and its output, which gets the normalized x (common/matvec_ops.glsl).
-//   FKV_RESIDUAL 1 (matvec_residual.comp): the residual add after the product folded in: binding 3 is the
-//     residual r, and r[i] = r[i] + out[i] (what add(r, out, r) leaves), by the workgroup that owns row i.
 #extension GL_GOOGLE_include_directive : require
 #extension GL_EXT_control_flow_attributes : require
-#ifndef FKV_NORM
-#define FKV_NORM 0
-#endif
-#ifndef FKV_RESIDUAL
-#define FKV_RESIDUAL 0
-#endif
 #if FKV_SUBGROUP_ADD
 #extension GL_KHR_shader_subgroup_arithmetic : require
 #endif
@@ -32,15 +21,6 @@ layout(std430, binding = 0) readonly buffer Weights { uint w[]; };
 layout(std430, binding = 0) readonly buffer Weights4 { uvec4 w4[]; };  // the same words, 16 bytes at a time
 layout(std430, binding = 1) readonly buffer X4 { vec4 x4[]; };
 layout(std430, binding = 2) writeonly buffer Out { float o[]; };
-#if FKV_NORM
-layout(std430, binding = 1) readonly buffer X { float xf[]; };
-layout(std430, binding = 3) readonly buffer NormWeight4 { vec4 nw4[]; };
-layout(std430, binding = 3) readonly buffer NormWeight { float nwf[]; };
-layout(std430, binding = 4) writeonly buffer NormOut { float xo[]; };
-#endif
-#if FKV_RESIDUAL
-layout(std430, binding = 3) buffer Residual { float xr[]; };
-#endif
 
 // The layout of matmul.comp's push constants (n is always 1 here, out_stride unused).
 layout(push_constant) uniform Params {
@@ -51,15 +31,12 @@ layout(push_constant) uniform Params {
   uint x_base;  // float offset of x in binding 1, a multiple of 4
   uint out_base;
   uint out_stride;
-#if FKV_NORM
-  float eps;  // x_base is 0: the norm's input is bound from its start
-#endif
 } p;
 
 #include "common/grid.glsl"
 #include "common/dequant.glsl"
 
-#define MV_RED_ROWS (R + FKV_NORM)
+#define MV_RED_ROWS R
 #include "common/matvec_ops.glsl"
 
 #define MV_W w
@@ -80,23 +57,6 @@ void main() {
   // F16: cols % 8 == 0; quantized: 4 slots per 32-value block.
   accumulate(row0, p.rows - 1u, row_bytes(p.cols), p.cols / 8u, p.x_base / 4u, acc);
   [[unroll]] for (uint r = 0u; r < R; ++r) stash(r, acc[r]);
-#if FKV_NORM
-  stash(R, mv_ssq);
-#endif
   reduce_rows();
-#if FKV_NORM
-  const float scale = norm_scale(p.cols, p.eps);
-  write_normed(p.cols, scale);
-#endif
-  if (tid < R && row0 + tid < p.rows) {
-#if FKV_NORM
-    o[p.out_base + row0 + tid] = row_total(tid) * scale;
-#else
-    const float v = row_total(tid);
-    o[p.out_base + row0 + tid] = v;
-#if FKV_RESIDUAL
-    xr[row0 + tid] = xr[row0 + tid] + v;  // out_base is 0
-#endif
-#endif
-  }
+  if (tid < R && row0 + tid < p.rows) o[p.out_base + row0 + tid] = row_total(tid);
 }

@@ -11,13 +11,8 @@
 //     elementwise.comp computes it, out_1[r] = u (what up's product would have left there).
 // The per-row arithmetic (slot order, reduction) is the same as matvec.glsl's, so results agree with the
 // separate dispatches.
-// FKV_NORM 1 (matvec_fused_norm.comp): the RMSNorm of x folded in as in matvec.glsl (binding 3 is the norm's
-// input, 7 its weight, 8 its output, which gets the normalized x).
 #extension GL_GOOGLE_include_directive : require
 #extension GL_EXT_control_flow_attributes : require
-#ifndef FKV_NORM
-#define FKV_NORM 0
-#endif
 #if FKV_SUBGROUP_ADD
 #extension GL_KHR_shader_subgroup_arithmetic : require
 #endif
@@ -40,26 +35,17 @@ layout(std430, binding = 3) readonly buffer X4 { vec4 x4[]; };
 layout(std430, binding = 4) writeonly buffer Out0 { float o0[]; };
 layout(std430, binding = 5) writeonly buffer Out1 { float o1[]; };
 layout(std430, binding = 6) writeonly buffer Out2 { float o2[]; };
-#if FKV_NORM
-layout(std430, binding = 3) readonly buffer X { float xf[]; };
-layout(std430, binding = 7) readonly buffer NormWeight4 { vec4 nw4[]; };
-layout(std430, binding = 7) readonly buffer NormWeight { float nwf[]; };
-layout(std430, binding = 8) writeonly buffer NormOut { float xo[]; };
-#endif
 
 layout(push_constant) uniform Params {
   uint cols;
   uint rows0, rows1, rows2;
   uint first1, first2;  // the first workgroup of targets 1 and 2 (SWIGLU 0)
-#if FKV_NORM
-  float eps;
-#endif
 } p;
 
 #include "common/grid.glsl"
 #include "common/dequant.glsl"
 
-#define MV_RED_ROWS (R + FKV_NORM)
+#define MV_RED_ROWS R
 #include "common/matvec_ops.glsl"
 
 #define MV_W w
@@ -106,18 +92,9 @@ void main() {
     [[unroll]] for (uint r = 0u; r < R; ++r) acc[r] = 0.0;
     accumulate_gate_up(row0, p.rows0 - 1u, rbytes, slots, 0u, acc);
     [[unroll]] for (uint r = 0u; r < R; ++r) stash(r, acc[r]);
-#if FKV_NORM
-    stash(R, mv_ssq);
-#endif
     reduce_rows();
-#if FKV_NORM
-    const float scale = norm_scale(p.cols, p.eps);
-    write_normed(p.cols, scale);
-#else
-    const float scale = 1.0;
-#endif
     if (tid < H && row0 + tid < p.rows0) {
-      const float gate = row_total(tid) * scale, up = row_total(H + tid) * scale;
+      const float gate = row_total(tid), up = row_total(H + tid);
       o1[row0 + tid] = up;
       o0[row0 + tid] = gate / (1.0 + exp(-gate)) * up;
     }
@@ -136,18 +113,9 @@ void main() {
     accumulate2(row0, rows - 1u, rbytes, slots, 0u, acc);
   }
   [[unroll]] for (uint r = 0u; r < R; ++r) stash(r, acc[r]);
-#if FKV_NORM
-  stash(R, mv_ssq);
-#endif
   reduce_rows();
-#if FKV_NORM
-  const float scale = norm_scale(p.cols, p.eps);
-  write_normed(p.cols, scale);
-#else
-  const float scale = 1.0;
-#endif
   if (tid < R && row0 + tid < rows) {
-    const float v = row_total(tid) * scale;
+    const float v = row_total(tid);
     if (t == 0u) {
       o0[row0 + tid] = v;
     } else if (t == 1u) {

@@ -5,30 +5,18 @@
 //
 // MV_ACCUMULATE(row0, last, rbytes, slots, xb4, acc): acc[r] += this thread's part of the dot product of
 // accumulated row r with x (at vec4 xb4 of x4), for rows of `slots` 8-value slots and rbytes bytes; the
-// rows past `last` are clamped to it. With FKV_NORM 1 the activations are x times the norm's weight, and
-// mv_ssq gains the squares of x (common/matvec_ops.glsl).
+// rows past `last` are clamped to it.
 void MV_ACCUMULATE(uint row0, uint last, uint rbytes, uint slots, uint xb4, inout float acc[MV_NR]) {
   for (uint s0 = gl_LocalInvocationID.x; s0 < slots; s0 += WG * U) {
     vec4 xa[U], xb[U];
     float xs[U];
     uvec4 raw[MV_NR * U];
-#if FKV_NORM
-    vec4 na[U], nb[U];
-#endif
     [[unroll]] for (uint k = 0u; k < U; ++k) {
       const uint s = min(s0 + k * WG, slots - 1u);
       load_x(xb4, s, xa[k], xb[k]);
-#if FKV_NORM
-      load_norm_weight(s, na[k], nb[k]);
-#endif
       [[unroll]] for (uint r = 0u; r < MV_NR; ++r) raw[r * U + k] = MV_ROW_SLOT(r, s);
     }
     [[unroll]] for (uint k = 0u; k < U; ++k) {
-#if FKV_NORM
-      if (s0 + k * WG < slots) mv_ssq += dot(xa[k], xa[k]) + dot(xb[k], xb[k]);
-      xa[k] *= na[k];
-      xb[k] *= nb[k];
-#endif
       prep_x(xa[k], xb[k], xs[k]);
       if (s0 + k * WG < slots) {
         [[unroll]] for (uint r = 0u; r < MV_NR; ++r) acc[r] += slot_dot(raw[r * U + k], xa[k], xb[k], xs[k]);

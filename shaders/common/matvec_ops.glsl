@@ -2,8 +2,7 @@
 // activations, slot arithmetic, the reduction of partial sums. Included by matvec.glsl (one matrix) and
 // matvec_fused.glsl (two or three matrices of one input in one dispatch), after they declared the
 // specialization constants WTYPE, WG, R, U, the activations `x4` (vec4), included common/dequant.glsl, and
-// defined MV_RED_ROWS (rows of partial sums one workgroup reduces), FKV_SUBGROUP_ADD and FKV_NORM (with
-// FKV_NORM 1 also the norm's input as floats `xf`, its weight `nw4` / `nwf` and its output `xo`).
+// defined MV_RED_ROWS (rows of partial sums one workgroup reduces) and FKV_SUBGROUP_ADD.
 //
 // A workgroup of WG threads computes R neighbouring rows, every thread working on all R: the row is cut
 // into 8-value slots, thread t takes slots t, t + WG, t + 2 WG, ..., so neighbouring threads read
@@ -30,29 +29,17 @@ uint join_words(uint b, uint lo, uint hi) { return (b & 2u) == 0u ? lo : (lo >> 
 float nib(uint h, uint m, float bias) { return uintBitsToFloat((h & m) | 0x4B000000u) - (8388608.0 + bias); }
 
 // The activations of slot s: F16 and Q8_0 take 8 consecutive values; Q4_0/Q4_1 values 4q..4q+3 and
-// 16+4q..16+4q+3 of their block. The slots of a row cover every value of x exactly once.
-uint x_first(uint xb4, uint s) {
-  return WTYPE == T_F16 || WTYPE == T_Q8_0 ? xb4 + 2u * s : xb4 + (s >> 2) * 8u + (s & 3u);
-}
-uint x_second(uint i) { return WTYPE == T_F16 || WTYPE == T_Q8_0 ? i + 1u : i + 4u; }
+// 16+4q..16+4q+3 of their block.
 void load_x(uint xb4, uint s, out vec4 a, out vec4 b) {
-  const uint i = x_first(xb4, s);
-  a = x4[i];
-  b = x4[x_second(i)];
+  if (WTYPE == T_F16 || WTYPE == T_Q8_0) {
+    a = x4[xb4 + 2u * s];
+    b = x4[xb4 + 2u * s + 1u];
+  } else {
+    const uint i = xb4 + (s >> 2) * 8u + (s & 3u);
+    a = x4[i];
+    b = x4[i + 4u];
+  }
 }
-
-#if FKV_NORM
-// RMSNorm folded in (FKV_NORM 1): x4 is the norm's input and nw4 its weight; the product's activations are
-// x * nw * scale with scale = 1 / sqrt(mean(x^2) + eps). Since the workgroup's slots cover x once, each
-// thread adds the squares of its slots' x (mv_ssq) in the slot loop and scale multiplies the row totals at
-// the end: no pass over x before the weight loads, one more row in the reduction (MV_RED_ROWS is R + 1).
-float mv_ssq = 0.0;
-void load_norm_weight(uint s, out vec4 a, out vec4 b) {
-  const uint i = x_first(0u, s);
-  a = nw4[i];
-  b = nw4[x_second(i)];
-}
-#endif
 
 // Q4_0/Q4_1: the activations divided by the 16^j that nib() leaves on each nibble (exact: powers of two),
 // and (Q4_1, for its minimum) the slot's plain sum.
@@ -131,16 +118,3 @@ float row_total(uint r) {
   return red[r * WG];
 #endif
 }
-
-#if FKV_NORM
-// After reduce_rows(), in every thread: the norm's scale (as rms_norm.glsl computes it from the sum of
-// squares), and this workgroup's share of the normalized vector written to xo (x * scale * nw, what
-// rms_norm leaves there): workgroup g of G writes values [g c, (g + 1) c), c = ceil(dim / G). No workgroup
-// of the dispatch reads xo, so the writes race with nothing.
-float norm_scale(uint dim, float eps) { return 1.0 / sqrt(row_total(MV_RED_ROWS - 1u) / float(dim) + eps); }
-void write_normed(uint dim, float scale) {
-  const uint groups = linear_workgroup_count(), chunk = (dim + groups - 1u) / groups;
-  const uint first = linear_workgroup() * chunk, end = min(dim, first + chunk);
-  for (uint i = first + gl_LocalInvocationID.x; i < end; i += WG) xo[i] = xf[i] * scale * nwf[i];
-}
-#endif

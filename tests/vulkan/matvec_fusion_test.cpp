@@ -340,12 +340,9 @@ TEST_F(VulkanTest, FusedMatvecsLeaveWeightsBoundInPiecesApart) {
 // Whole decode steps of a random model with the decode matvec: logits with fusion on and off agree (the
 // recorded step is replayed, so the fused dispatches run from the replay too) and agree with the CPU; the
 // recorded step has the fused dispatches and barriers: per layer q k v | rope q, k + store k, v | split |
-// merge | wo | add + norm | gate up + SwiGLU | down | add + norm (FKV_VULKAN_FUSE_NORM=0; with the norms
-// folded into the matvecs norm_fusion_test.cpp counts 7).
+// merge | wo | add + norm | gate up + SwiGLU | down | add + norm.
 TEST_F(VulkanTest, FusedDecodeStepsMatchUnfusedAndCpu) {
-  std::vector<std::string> vars = {"FKV_VULKAN_SUBGROUP=1", "FKV_VULKAN_FUSE_NORM=0"};
-  if (is_lavapipe(*vk)) vars.push_back("FKV_VULKAN_GPU_KERNELS=1");
-  const BackendPair bp{"norm apart", &EnvBackends::get(vars), matvec_backends(vk)[0].plain};
+  const BackendPair bp = matvec_backends(vk)[0];
   for (GgmlType type : {GgmlType::F16, GgmlType::Q4_0}) {
     const std::string what = type_name(uint32_t(type));
     RandomModelFile fused(*bp.fused, "small", type);

@@ -129,17 +129,9 @@ class VulkanBackend : public Backend {
     const uint32_t pc[] = {uint32_t(dim), u32(eps)};
     if (fuse_with_held_add(x, w, n, dim, pc, out)) return;
     const Pipeline& p = norm_pipeline(false, dim);
-    const Command c = rec_.make_dispatch(
+    rec_.dispatch(
         p, {window(x, 0, bytes, false), window(w, 0, size_t(dim) * 4, false), window(out, 0, bytes, true)},
         pc, sizeof(pc), uint32_t(n), 1, 1);
-    // The norm of one row is held back: when the next op is a decode matvec of its output, the norm is
-    // folded into it (hold_matvec, matvec_norm.comp).
-    if (n == 1 && fold_norm()) {
-      rec_.hold(c);
-      held_norm_ = HeldNorm{&p, dim, eps};
-      return;
-    }
-    rec_.record(c);
   }
 
   void matmul(const Weight& w, const DeviceBuffer& x, int n, DeviceBuffer& out) override {
@@ -235,8 +227,7 @@ class VulkanBackend : public Backend {
   // Decode matvecs that read one x are one dispatch (matvec_fused.comp): each matvec the decode matvec
   // takes, with its weight in one binding, is held back (CommandRecorder::hold) as its own dispatch; the
   // next one of the same x, weight type, layout and row length joins it (up to three: q, k and v; gate and
-  // up), and a SwiGLU of a held gate and up into gate's output folds into them (fold_swiglu). A held
-  // RMSNorm of x (rms_norm()) folds into the first (held_norm_of), and the others join it. Anything else
+  // up), and a SwiGLU of a held gate and up into gate's output folds into them (fold_swiglu). Anything else
   // records what is held first, so the order of commands is kept. True when held.
   bool hold_matvec(const Weight& w, const DeviceBuffer& x, DeviceBuffer& out) {
     const size_t rb = row_bytes(w.type, w.cols);
@@ -252,9 +243,8 @@ class VulkanBackend : public Backend {
     const Command::Ref wr = ref_of(wb), xr = ref_of(xb), orf = ref_of(ob);
     HeldMatvec& h = held_mv_;
     if (held_matvecs() > 0 && h.count < 3 && h.wtype == wtype && h.cols == w.cols && same_ref(h.x, xr)) {
-      // Joins when no held product writes what this one reads or writes, nor reads what it writes (with a
-      // folded norm: its input and weight too).
-      bool independent = !h.norm || (h.norm_x.handle != ov.handle() && h.norm_w.handle != ov.handle());
+      // Joins when no held product writes what this one reads or writes, nor reads what it writes.
+      bool independent = true;
       for (int t = 0; t < h.count; ++t)
         independent = independent && h.out[t].handle != ov.handle() && h.out[t].handle != wv.handle() &&
                       h.w[t].handle != ov.handle();
@@ -270,31 +260,12 @@ class VulkanBackend : public Backend {
         return true;
       }
     }
-    const Command* norm = held_norm_of(x, w, out);
-    const uint32_t pc[] = {uint32_t(w.rows),
-                           uint32_t(w.cols),
-                           1u,
-                           0u,
-                           0u,
-                           0u,
-                           uint32_t(w.rows),
-                           norm ? u32(held_norm_.eps) : 0u};
+    const uint32_t pc[] = {uint32_t(w.rows), uint32_t(w.cols), 1u, 0u, 0u, 0u, uint32_t(w.rows)};
     const auto [gx, gz] = split(uint32_t((w.rows + matvec_rows(w.type) - 1) / matvec_rows(w.type)));
-    const Pipeline* p = norm ? &matvec_variant("matvec_norm", w.type, wtype, 5) : mv;
-    // With the norm: its input, weight and output (bindings 1, 3, 4) as the norm had them.
-    Command c = norm ? rec_.make_dispatch(*p, {wb, xb, ob, xb, xb}, pc, sizeof(pc), gx, 1, gz)
-                     : rec_.make_dispatch(*p, {wb, xb, ob}, pc, sizeof(pc) - 4, gx, 1, gz);
-    h = HeldMatvec{};
-    if (norm) {
-      c.refs[1] = h.norm_x = norm->refs[0];
-      c.refs[3] = h.norm_w = norm->refs[1];
-      c.refs[4] = h.norm_out = norm->refs[2];
-      h.norm = true;
-      h.eps = held_norm_.eps;
-      rec_.drop_held();
-    }
+    const Command c = rec_.make_dispatch(*mv, {wb, xb, ob}, pc, sizeof(pc), gx, 1, gz);
     rec_.hold(c);
-    h.pipeline = p;
+    h = HeldMatvec{};
+    h.pipeline = mv;
     h.type = w.type;
     h.wtype = wtype;
     h.cols = w.cols;
@@ -312,58 +283,6 @@ class VulkanBackend : public Backend {
     return c && !rec_.held_before() && c->pipeline == held_mv_.pipeline ? held_mv_.count : 0;
   }
 
-  // Whether norms fold into the decode matvec after them and residual adds into the one before them: where
-  // the decode matvec runs (not CPU devices), fusion is on and FKV_VULKAN_FUSE_NORM is not 0.
-  bool fold_norm() const { return fuse_ && fuse_norm_ && matvec_ && !cpu_device_; }
-
-  // A matvec variant (matvec_norm, matvec_residual) with the configuration matvec_pipeline() gives.
-  const Pipeline& matvec_variant(const std::string& name, GgmlType type, uint32_t wtype, uint32_t bindings) {
-    return pipelines_.get(ctx_->subgroup_arithmetic() ? name + "_subgroup" : name,
-                          {matvec_wg(), wtype, matvec_wg(), matvec_rows(type), matvec_unroll(type)},
-                          bindings);
-  }
-
-  // The held RMSNorm (rms_norm()) whose output is the matvec's x, when it folds into the matvec of w into
-  // out: one row of w.cols values, bound from offset 0 like x; the norm neither in place nor writing its
-  // weight; the matvec's output none of the norm's buffers. Else nullptr.
-  //
-  // Why the norm and not the add before it: every workgroup of the matvec reads all of the norm's input,
-  // so a sum written to it in the same dispatch (the residual x = x + b) would race with workgroups still
-  // reading the old x. The norm's own output (xb) is read by no workgroup of the folded dispatch (they read
-  // its input), so each writes a slice of it. The add folds into the matvec before it instead
-  // (fold_residual), where each workgroup owns its rows of the sum.
-  const Command* held_norm_of(const DeviceBuffer& x, const Weight& w, const DeviceBuffer& out) const {
-    const Command* c = rec_.held();
-    if (!c || rec_.held_before() || c->pipeline != held_norm_.pipeline || held_norm_.dim != w.cols)
-      return nullptr;
-    const Command::Ref in = c->refs[0], nw = c->refs[1], no = c->refs[2];
-    const VulkanBuffer &xv = vk(x), &ov = vk(out), &wv = vk(*w.buf);
-    const bool ok = no.handle == xv.handle() && no.serial == xv.serial() && no.offset == 0 &&
-                    in.offset == 0 && nw.offset == 0 && in.handle != no.handle && nw.handle != no.handle &&
-                    ov.handle() != in.handle && ov.handle() != nw.handle && wv.handle() != no.handle;
-    return ok ? c : nullptr;
-  }
-
-  // add(r, b, r) right after the held matvec that wrote b (the residual add after the o and down
-  // projections): the matvec adds its rows to r as it writes them (matvec_residual.comp), one dispatch.
-  // b keeps the product, as the separate ops leave it. True when recorded.
-  bool fold_residual(const DeviceBuffer& a, const DeviceBuffer& b, int64_t count, const DeviceBuffer& out) {
-    if (!fold_norm() || held_matvecs() != 1 || held_mv_.norm) return false;
-    const HeldMatvec& h = held_mv_;
-    const VulkanBuffer &av = vk(a), &bv = vk(b), &ov = vk(out);
-    if (h.out[0].handle != bv.handle() || h.out[0].serial != bv.serial() || h.out[0].offset != 0 ||
-        h.rows[0] != count || av.handle() != ov.handle() || av.handle() == bv.handle() ||
-        av.handle() == h.x.handle || av.handle() == h.w[0].handle)
-      return false;
-    Command c = *rec_.held();
-    c.pipeline = &matvec_variant("matvec_residual", h.type, h.wtype, 4);
-    c.n_refs = 4;
-    c.refs[3] = ref_of(window(out, 0, size_t(count) * 4, true));
-    rec_.drop_held();
-    rec_.record(c);
-    return true;
-  }
-
   // The held matvecs as one dispatch of matvec_fused.comp; swiglu: gate and up with SwiGLU into gate's
   // output (two targets of equal rows; matvec_rows() is even). `live` is any binding of a live buffer:
   // make_dispatch checks the bindings it gets, and the held ones were checked when they were made, so their
@@ -371,9 +290,8 @@ class VulkanBackend : public Backend {
   Command fused_matvec_command(bool swiglu, const Binding& live) {
     const HeldMatvec& h = held_mv_;
     const uint32_t r = matvec_rows(h.type), unroll = matvec_unroll(h.type), wg = matvec_wg();
-    const std::string name = h.norm ? "matvec_fused_norm" : "matvec_fused";
-    const Pipeline& p = pipelines_.get(ctx_->subgroup_arithmetic() ? name + "_subgroup" : name,
-                                       {wg, h.wtype, wg, r, unroll, swiglu ? 1u : 0u}, h.norm ? 9 : 7);
+    const Pipeline& p = pipelines_.get(ctx_->subgroup_arithmetic() ? "matvec_fused_subgroup" : "matvec_fused",
+                                       {wg, h.wtype, wg, r, unroll, swiglu ? 1u : 0u}, 7);
     // Unused target slots repeat the last target; no workgroup reaches them.
     uint32_t groups[3], first[3] = {0, 0, 0}, total = 0;
     for (int t = 0; t < 3; ++t) {
@@ -389,21 +307,14 @@ class VulkanBackend : public Backend {
                            uint32_t(h.rows[target(1)]),
                            uint32_t(h.rows[target(2)]),
                            first[1],
-                           first[2],
-                           u32(h.eps)};
+                           first[2]};
     const auto [gx, gz] = split(total);
-    const std::vector<Binding> live_bindings(h.norm ? 9 : 7, live);
-    Command c = rec_.make_dispatch(p, live_bindings, pc, h.norm ? sizeof(pc) : sizeof(pc) - 4, gx, 1, gz);
+    Command c = rec_.make_dispatch(p, {live, live, live, live, live, live, live}, pc, sizeof(pc), gx, 1, gz);
     for (int t = 0; t < 3; ++t) {
       c.refs[t] = h.w[target(t)];
       c.refs[4 + t] = h.out[target(t)];
     }
     c.refs[3] = h.x;
-    if (h.norm) {  // the norm's input in x's place, its weight and output after the outputs
-      c.refs[3] = h.norm_x;
-      c.refs[7] = h.norm_w;
-      c.refs[8] = h.norm_out;
-    }
     return c;
   }
 
@@ -618,7 +529,6 @@ class VulkanBackend : public Backend {
   void elementwise(uint32_t op, const DeviceBuffer& a, const DeviceBuffer& b, int64_t count,
                    DeviceBuffer& out) {
     if (count <= 0) return;
-    if (op == 0 && fold_residual(a, b, count, out)) return;
     const Pipeline& p = pipelines_.get("elementwise", {kWorkgroup, op}, 3);
     const size_t bytes = size_t(count) * 4;
     const uint32_t pc[] = {uint32_t(count)};
@@ -810,28 +720,11 @@ class VulkanBackend : public Backend {
     int count = 0;
     Command::Ref x, w[3], out[3];
     int64_t rows[3] = {0, 0, 0};
-    // A folded RMSNorm (matvec_norm, matvec_fused_norm): its input (read in x's place), weight, output.
-    bool norm = false;
-    float eps = 0.0f;
-    Command::Ref norm_x, norm_w, norm_out;
   } held_mv_;
-  // The RMSNorm of one row that rms_norm() held last (pipeline nullptr: none).
-  struct HeldNorm {
-    const Pipeline* pipeline = nullptr;
-    int64_t dim = 0;
-    float eps = 0.0f;
-  } held_norm_;
   // FKV_VULKAN_FUSE=0 runs every op as its own dispatches (no add + RMSNorm, no RoPE + K store, no
-  // matvecs of one x together, no SwiGLU folded into gate and up, no norm or residual add folded into a
-  // matvec).
+  // matvecs of one x together, no SwiGLU folded into gate and up).
   bool fuse_ = [] {
     const char* v = std::getenv("FKV_VULKAN_FUSE");
-    return !(v && std::strcmp(v, "0") == 0);
-  }();
-  // FKV_VULKAN_FUSE_NORM=0 keeps the RMSNorm (and the residual add before it, fused with it) its own
-  // dispatch instead of folding it into the decode matvec after it and the add into the one before it.
-  bool fuse_norm_ = [] {
-    const char* v = std::getenv("FKV_VULKAN_FUSE_NORM");
     return !(v && std::strcmp(v, "0") == 0);
   }();
   // FKV_VULKAN_FUSE_SWIGLU=0 keeps the SwiGLU apart from the fused gate and up (for timing the fold).
