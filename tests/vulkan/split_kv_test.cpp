@@ -370,6 +370,7 @@ TEST_P(SplitMiddlePassTest, MatchesCpuAndTheSplitPass) {
     EXPECT_EQ(calls["split_middle_scores"], mp ? 1u : 0u);
     EXPECT_EQ(calls["split_middle_values"], mp ? 1u : 0u);
     EXPECT_EQ(calls["split_attention"], 1u);
+    EXPECT_EQ(calls["split_merge_sum"], 1u);
     EXPECT_EQ(calls["split_attention_merge"], 1u);
     const double err = max_rel_error(out[mp], st.ref);
     std::printf("[ split  ] %s: max rel error %.2e (tolerance %.0e)\n", mp ? "middle pass" : "split pass ",
@@ -434,6 +435,9 @@ const AttnCase kMiddlePassCases[] = {
     {{64, 16, 64, 4, 16, 400, 32, 64, 0.2, KvType::kF16}, 300, 1},    // 64 heads: two head blocks
     {{12, 2, 64, 4, 40, 900, 48, 64, 0.5, KvType::kF16}, 600, 8},     // G 6, 8 queries: 96 query heads
     {{32, 8, 128, 4, 64, 2000, 512, 256, 0.24, KvType::kF16}, 1500, 1},  // 8B shape, middle 1432
+    // 8B shape with the real window: split_attention.comp's chunks of 16-row multiples (144 rows on a CPU
+    // device: a full tile and a partial one), the merge over compressed-dim blocks of every KV group
+    {{32, 8, 128, 4, 1020, 2000, 128, 256, 0.24, KvType::kF16}, 1700, 1},
 };
 
 INSTANTIATE_TEST_SUITE_P(Shapes, SplitMiddlePassTest, ::testing::ValuesIn(kMiddlePassCases),

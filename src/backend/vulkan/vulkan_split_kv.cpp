@@ -14,8 +14,9 @@ namespace {
 
 constexpr uint32_t kWorkgroup = 128;
 constexpr uint32_t kAttnWorkgroup = 128;  // rows per split_attention tile
-constexpr uint32_t kMergeWorkgroup = 64;
-constexpr uint32_t kSpectralWorkgroup = 256;  // the merge when it applies h to the V coefficients
+constexpr uint32_t kLeanChunk = 16;       // split_attention chunk granularity without spectral work
+constexpr uint32_t kMergeColumns = 32;  // partial columns per split_merge_sum workgroup (CW)
+constexpr uint32_t kMergeDims = 8;      // compressed dims per split_attention_merge workgroup (CPB)
 constexpr uint32_t kPrepWorkgroup = 64;       // frequencies per split_attention_prep workgroup
 constexpr uint32_t kMaxGroupsX = 65535;
 constexpr uint32_t kTiledSharedBytes = 32 * 1024;  // split_attention.comp uses at most ~31.5 KiB
@@ -372,7 +373,13 @@ void VulkanSplitKv::attention(const DeviceBuffer& q, const DeviceBuffer& k, cons
   const uint32_t work = std::min<uint32_t>(uint32_t(n) * uint32_t(s.n_kv_heads), target);
   const uint32_t want = std::max<uint32_t>(1, target / work);
   uint32_t chunk_len = (max_len + want - 1) / want;
-  chunk_len = std::max(kAttnWorkgroup, (chunk_len + kAttnWorkgroup - 1) / kAttnWorkgroup * kAttnWorkgroup);
+  // Without spectral work (the middle pass took a fitted middle, or none is fitted) split_attention.comp's
+  // rows are cheap and its cost is latency: ~5 barriers per row stage of 11 rows (head_dim 128), so
+  // 128-row chunks made 72 workgroups at the 8B shape (sink + window 1024 rows) each walk ~25 dependent
+  // stages. Chunks of kLeanChunk rows give more, shorter workgroups; the merge sums the extra partials in
+  // parallel.
+  const uint32_t quantum = main_spec || !tiled ? kAttnWorkgroup : kLeanChunk;
+  chunk_len = std::max(quantum, (chunk_len + quantum - 1) / quantum * quantum);
   const uint32_t NF = spec_v ? N : 1;
   const size_t ps = D + 2 + (spec_v ? 2 * size_t(N) : 0);
   auto mid_chunks = [&] { return middle_pass ? (uint32_t(M) + mid_rows - 1) / mid_rows : 0u; };
@@ -464,15 +471,27 @@ void VulkanSplitKv::attention(const DeviceBuffer& q, const DeviceBuffer& k, cons
     record_main();
   }
 
-  const Pipeline& merge_p = pipelines_.get(
-      "split_attention_merge", {spec_v ? kSpectralWorkgroup : kMergeWorkgroup, D, NF, spec_v ? 1u : 0u}, 5);
-  const uint32_t mc[] = {chunks, uint32_t(n) * H, H, uint32_t(s.n_kv_heads), uint32_t(nk_v),
-                         middle_pass ? main_chunks : 0u};
-  const auto [gx, gz] = split_groups(uint32_t(n) * H);
+  // The merge: split_merge_sum.comp sums the chunks column by column (workgroups over columns and query
+  // heads), split_attention_merge.comp applies the V coefficients (workgroups over blocks of compressed
+  // dims and query heads) and divides by the softmax sum.
+  const uint32_t qh_y = std::min(count, kMaxGroupsX), qh_z = (count + qh_y - 1) / qh_y;
+  const VulkanBuffer& sums = scratch(sums_, size_t(count) * ps * 4, "split attention merged sums");
+  const Pipeline& sum_p = pipelines_.get("split_merge_sum", {D, spec_v ? N : 0u}, 2);
+  const uint32_t sc[] = {chunks, count, middle_pass ? main_chunks : 0u};
+  rec_.dispatch(sum_p, {bind(&partials, false), bind(&sums, true)}, sc, sizeof(sc),
+                uint32_t((ps + kMergeColumns - 1) / kMergeColumns), qh_y, qh_z);
+  uint32_t cblocks = 1;  // blocks of kMergeDims compressed dims: the most any KV group has
+  if (spec_v)
+    for (int g = 0; g < s.n_kv_heads; ++g) {
+      const int a = c.v.dims.comp_offset[size_t(g)], b = c.v.dims.comp_offset[size_t(g) + 1];
+      cblocks = std::max(cblocks, uint32_t(b - a + kMergeDims - 1) / kMergeDims);
+    }
+  const Pipeline& merge_p = pipelines_.get("split_attention_merge", {D, NF, spec_v ? 1u : 0u}, 5);
+  const uint32_t mc[] = {count, H, uint32_t(s.n_kv_heads), uint32_t(nk_v)};
   rec_.dispatch(merge_p,
-                {bind(&partials, false), bind(&out, true), bind(spec_v ? c.v.coef : nullptr, false),
+                {bind(&sums, false), bind(&out, true), bind(spec_v ? c.v.coef : nullptr, false),
                  bind(spec_v ? c.v.norm : nullptr, false), bind(spec_v ? c.v.dims_table : nullptr, false)},
-                mc, sizeof(mc), gx, 1, gz);
+                mc, sizeof(mc), cblocks, qh_y, qh_z);
 }
 
 }  // namespace fkv
