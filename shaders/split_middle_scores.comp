@@ -7,8 +7,9 @@
 // frequencies in blocks of NBF staged in shared memory (g of the block's heads, and the basis from the
 // exact table basis[(n·m) % T], the index advanced incrementally per row), each invocation holding 4 heads ×
 // 4 consecutive rows. Invocations of one subgroup share their heads (rows vary fastest), so the g loads are
-// broadcasts. The kept K dims' exact dot product is done first, per (KV group, column chunk of KC): the
-// tile's kept values staged by coalesced loads, then one (head, row) pair per invocation, into sc_s.
+// broadcasts. The kept K dims' exact dot product is done by blocks of their own (z >= 1, one per KV group
+// of the head block) into a second scratch ksc (split_middle_values.comp adds the two), per column chunk of
+// KC: the tile's kept values staged by coalesced loads, then (head, row) pairs per invocation.
 // No subgroup operation; shared memory ~25 KiB.
 #extension GL_GOOGLE_include_directive : require
 #extension GL_EXT_control_flow_attributes : require
@@ -25,7 +26,8 @@ layout(std430, binding = 1) readonly buffer KK { uint kk[]; };       // kept K r
 layout(std430, binding = 2) readonly buffer KD { int kd[]; };        // K dims table
 layout(std430, binding = 3) readonly buffer GV { float gv[]; };      // [n·heads, 2N + 4]
 layout(std430, binding = 4) readonly buffer Table { vec2 basis[]; };  // [T] (cos, sin)
-layout(std430, binding = 5) writeonly buffer Scores { float sco[]; };  // [n·heads, M]
+layout(std430, binding = 5) writeonly buffer Scores { float sco[]; };  // [n·heads, M]: spectral part + cst
+layout(std430, binding = 6) writeonly buffer KScores { float ksc[]; };  // [n·heads, M]: kept dims' part
 
 layout(push_constant) uniform Params {
   uint count;  // n · heads
@@ -46,11 +48,11 @@ const uint E = NBF * TR / WG;    // basis entries staged per invocation and bloc
 const uint EG = NBF * HB / WG;  // g pairs staged per invocation and block (4)
 const uint RS = 8u;              // blocks per reseed of the rotated basis from the exact table
 const uint KC = 31u;             // kept columns per staged chunk (odd row stride)
+const uint KP = ((G < HB ? G : HB) * TR + WG - 1u) / WG;  // kept-dot (head, row) pairs per invocation
 
 shared vec4 bs[NBF * TR / 2u];   // [f][row pair]: cos, sin of rows 2j, 2j+1; also the kept stage (floats)
 shared vec4 gs[NBF * HB / 2u];   // [f][head pair]: g_c, g_s of heads 2j, 2j+1
 shared float qk_s[HB * KC];      // q at the chunk's kept dims, per head of the group
-shared float sc_s[HB * TR];      // kept-dims dot per (head, row)
 
 float kk_at(uint e) {
   if (KV_F16) {
@@ -70,34 +72,44 @@ void main() {
   const uint rows = min(TR, M - m0);
   const uint qh_end = min(qh0 + HB, p.count);
 
-  // 1. Kept K dims, exact: per KV group touched by the block's heads (qh / G runs over (query, KV head)).
-  for (uint x = tid; x < HB * TR; x += WG) sc_s[x] = 0.0;
-  const uint keep_list = 2u * (p.kv_heads + 1u);
-  for (uint gi = qh0 / G; gi * G < qh_end; ++gi) {
+  // 1. Kept K dims, exact: blocks z >= 1, one per KV group touched by the block's heads (qh / G runs over
+  // (query, KV head)), into ksc; they run beside the spectral blocks (z = 0) instead of before them in
+  // every workgroup, one group after another.
+  if (gl_WorkGroupID.z > 0u) {
+    const uint gi = qh0 / G + gl_WorkGroupID.z - 1u;
+    if (gi * G >= qh_end) return;  // uniform
+    const uint keep_list = 2u * (p.kv_heads + 1u);
     const uint kv = gi % p.kv_heads;
     const uint c0 = uint(kd[kv]), nkg = uint(kd[kv + 1u]) - c0;
     const uint ha = max(qh0, gi * G), hb = min(qh_end, gi * G + G), gk = hb - ha;
+    float s[KP];  // (head, row) pairs x = tid + k·WG
+    [[unroll]] for (uint k = 0u; k < KP; ++k) s[k] = 0.0;
     for (uint e0 = 0u; e0 < nkg; e0 += KC) {
       const uint kc = min(KC, nkg - e0);
       barrier();  // the stage is free
-      for (uint x = tid; x < rows * kc; x += WG) {
-        const uint r = x / kc, e = x % kc;
-        st_set(r * KC + e, kk_at((m0 + r) * p.nk_k + c0 + e0 + e));
+      for (uint x = tid; x < rows * KC; x += WG) {
+        const uint r = x / KC, e = x % KC;  // a constant divisor
+        if (e < kc) st_set(x, kk_at((m0 + r) * p.nk_k + c0 + e0 + e));
       }
-      for (uint x = tid; x < gk * kc; x += WG) {
-        const uint hl = x / kc, e = x % kc;
-        qk_s[hl * KC + e] = q[(ha + hl) * D + uint(kd[keep_list + c0 + e0 + e])];
+      for (uint x = tid; x < gk * KC; x += WG) {
+        const uint hl = x / KC, e = x % KC;
+        if (e < kc) qk_s[x] = q[(ha + hl) * D + uint(kd[keep_list + c0 + e0 + e])];
       }
       barrier();
-      for (uint x = tid; x < gk * TR; x += WG) {
-        const uint hl = x / TR, r = x % TR;
-        if (r < rows) {
-          float s = 0.0;
-          for (uint e = 0u; e < kc; ++e) s += qk_s[hl * KC + e] * st_get(r * KC + e);
-          sc_s[(ha - qh0 + hl) * TR + r] += s;
+      [[unroll]] for (uint k = 0u; k < KP; ++k) {
+        const uint x = tid + k * WG, hl = x / TR, r = x % TR;
+        if (hl < gk && r < rows) {
+          float a = 0.0;
+          for (uint e = 0u; e < kc; ++e) a += qk_s[hl * KC + e] * st_get(r * KC + e);
+          s[k] += a;
         }
       }
     }
+    [[unroll]] for (uint k = 0u; k < KP; ++k) {
+      const uint x = tid + k * WG, hl = x / TR, r = x % TR;
+      if (hl < gk && r < rows) ksc[(ha + hl) * M + m0 + r] = s[k] * p.scale;
+    }
+    return;
   }
 
   // 2. Spectral part: invocation (head group hq, row group rq) holds heads 4hq.., rows 4rq..
@@ -163,14 +175,13 @@ void main() {
       }
     }
   }
-  barrier();  // sc_s complete
   [[unroll]] for (uint j = 0u; j < 4u; ++j) {
     const uint hl = 4u * hq + j, qh = qh0 + hl;
     if (qh >= p.count) continue;
     const float cst = SPEC_K ? gv[qh * GS + 2u * N] : 0.0;
     [[unroll]] for (uint k = 0u; k < 4u; ++k) {
       const uint r = 4u * rq + k;
-      if (r < rows) sco[qh * M + m0 + r] = (sc_s[hl * TR + r] + acc[j * 4u + k] + cst) * p.scale;
+      if (r < rows) sco[qh * M + m0 + r] = (acc[j * 4u + k] + cst) * p.scale;
     }
   }
 }

@@ -23,12 +23,14 @@ layout(constant_id = 4) const bool KV_F16 = true;
 layout(constant_id = 5) const bool SPEC_V = true;  // V has compressed dims: h is carried
 layout(constant_id = 6) const uint NF = 1u;        // N when SPEC_V, else 1 (partial stride)
 layout(constant_id = 7) const uint FB = 64u;       // frequencies per workgroup, 16, 32 or 64; WG = HB·FB/16
+layout(constant_id = 8) const bool KEPT_K = true;  // K has kept dims: their part of the scores is in ksc
 
 layout(std430, binding = 0) readonly buffer Scores { float sco[]; };  // [n·heads, M], scaled
 layout(std430, binding = 1) readonly buffer VK { uint vk[]; };        // kept V rows [T, nk_v], typed
 layout(std430, binding = 2) readonly buffer VD { int vd[]; };         // V dims table
 layout(std430, binding = 3) readonly buffer Table { vec2 basis[]; };
 layout(std430, binding = 4) writeonly buffer Partial { float part[]; };
+layout(std430, binding = 5) readonly buffer KScores { float ksc[]; };  // kept K dims' part (KEPT_K)
 
 layout(push_constant) uniform Params {
   uint count;  // n · heads
@@ -44,6 +46,9 @@ layout(push_constant) uniform Params {
 } p;
 
 #include "common/grid.glsl"
+
+// Scaled score of entry i: split_middle_scores.comp's spectral part and its kept blocks' part.
+float score(uint i) { return KEPT_K ? sco[i] + ksc[i] : sco[i]; }
 
 const uint TR = 16u;            // rows per tile
 const uint RS = 8u;             // tiles per reseed of the rotated basis from the exact table
@@ -85,7 +90,7 @@ void kept(uint tid, uint r0, uint r1, uint qh0, uint qh_end, uint k) {
     const uint hl = x % 8u;
     float t = kNegBig;
     if (hl < gk)
-      for (uint m = r0 + x / 8u; m < r1; m += 16u) t = max(t, sco[(ha + hl) * M + m]);
+      for (uint m = r0 + x / 8u; m < r1; m += 16u) t = max(t, score((ha + hl) * M + m));
     mk_s[x] = t;
   }
   barrier();
@@ -113,7 +118,7 @@ void kept(uint tid, uint r0, uint r1, uint qh0, uint qh_end, uint k) {
       }
       for (uint x = tid; x < TR * 8u; x += WG) {
         const uint r = x / 8u, hl = x % 8u, m = t0 + r;
-        pk_s[x] = hl < gk && m < r1 ? exp(sco[(ha + hl) * M + m] - mxk_s[hl]) : 0.0;
+        pk_s[x] = hl < gk && m < r1 ? exp(score((ha + hl) * M + m) - mxk_s[hl]) : 0.0;
       }
       barrier();
       [[unroll]] for (uint j = 0u; j < EV; ++j) {
@@ -166,7 +171,7 @@ void main() {
   for (uint t0 = r0; t0 < r1; t0 += TR)
     [[unroll]] for (uint j = 0u; j < E2; ++j) {
       const uint x = tid + j * WG, qh = qh0 + x / TR, m = t0 + x % TR;
-      if (qh < p.count && m < r1) mxj[j] = max(mxj[j], sco[qh * M + m]);
+      if (qh < p.count && m < r1) mxj[j] = max(mxj[j], score(qh * M + m));
     }
   [[unroll]] for (uint j = 0u; j < E2; ++j) red[tid + j * WG] = mxj[j];
   barrier();
@@ -206,7 +211,7 @@ void main() {
   float snx[E2];
   [[unroll]] for (uint j = 0u; j < E2; ++j) {
     const uint x = tid + j * WG, qh = qh0 + x / TR, m = r0 + x % TR;
-    snx[j] = qh < p.count && m < r1 ? sco[qh * M + m] : kNegBig;
+    snx[j] = qh < p.count && m < r1 ? score(qh * M + m) : kNegBig;
   }
 
   for (uint t0 = r0, tile = 1u; t0 < r1; t0 += TR, ++tile) {
@@ -226,7 +231,7 @@ void main() {
     barrier();
     [[unroll]] for (uint j = 0u; j < E2; ++j) {
       const uint x = tid + j * WG, qh = qh0 + x / TR, m = t0 + TR + x % TR;
-      snx[j] = qh < p.count && m < r1 ? sco[qh * M + m] : kNegBig;
+      snx[j] = qh < p.count && m < r1 ? score(qh * M + m) : kNegBig;
     }
     if (SPEC_V) {
       [[unroll]] for (uint j = 0u; j < E; ++j) {

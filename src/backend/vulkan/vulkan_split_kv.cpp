@@ -440,8 +440,12 @@ void VulkanSplitKv::attention(const DeviceBuffer& q, const DeviceBuffer& k, cons
       kblocks = std::max(kblocks, (b - 1) / G - a / G + 1);
     }
     const VulkanBuffer& scores = scratch(scores_, size_t(count) * M * 4, "split attention middle scores");
+    // The kept K dims' part of the scores: blocks z = 1.. of the scores pass (one per KV group, like the
+    // kept V blocks), into a scratch of its own that the values pass adds.
+    const VulkanBuffer* kscores =
+        nk_k > 0 ? &scratch(kscores_, size_t(count) * M * 4, "split attention middle kept scores") : nullptr;
     const Pipeline& sp = pipelines_.get("split_middle_scores",
-                                        {4 * HB, HB, D, G, f16 ? 1u : 0u, spec_k ? 1u : 0u}, 6);
+                                        {4 * HB, HB, D, G, f16 ? 1u : 0u, spec_k ? 1u : 0u}, 7);
     const uint32_t spc[] = {count,
                             H,
                             uint32_t(s.n_kv_heads),
@@ -452,20 +456,22 @@ void VulkanSplitKv::attention(const DeviceBuffer& q, const DeviceBuffer& k, cons
                             u32(s.scale)};
     rec_.dispatch(sp,
                   {bind(&q, false), bind(nk_k > 0 ? c.k.kept : nullptr, false), bind(c.k.dims_table, false),
-                   bind(gvec, false), bind(table, false), bind(&scores, true)},
-                  spc, sizeof(spc), (uint32_t(M) + kMiddleScoreRows - 1) / kMiddleScoreRows, hblocks, 1);
+                   bind(gvec, false), bind(table, false), bind(&scores, true), bind(kscores, true)},
+                  spc, sizeof(spc), (uint32_t(M) + kMiddleScoreRows - 1) / kMiddleScoreRows, hblocks,
+                  1 + (nk_k > 0 ? kblocks : 0));
     // Recorded here, split_attention.comp shares nothing written by the scores pass (no barrier between
     // them), so it runs beside it; the values pass (partials, after the scores) gets the barrier.
     record_main();
     const Pipeline& vp = pipelines_.get(
-        "split_middle_values", {HB * FB / 16, HB, D, G, f16 ? 1u : 0u, spec_v ? 1u : 0u, NF, FB}, 5);
+        "split_middle_values", {HB * FB / 16, HB, D, G, f16 ? 1u : 0u, spec_v ? 1u : 0u, NF, FB, nk_k > 0 ? 1u : 0u},
+        6);
     const uint32_t vpc[] = {count,         H,        uint32_t(s.n_kv_heads),
                             uint32_t(M),   uint32_t(std::max(c.middle, 1)),
                             N,             uint32_t(nk_v), mid_rows,
                             chunks,        main_chunks};
     rec_.dispatch(vp,
                   {bind(&scores, false), bind(nk_v > 0 ? c.v.kept : nullptr, false), bind(c.v.dims_table, false),
-                   bind(table, false), bind(&partials, true)},
+                   bind(table, false), bind(&partials, true), bind(kscores, false)},
                   vpc, sizeof(vpc), mid_chunks(), hblocks, fblocks + kblocks);
   } else {
     record_main();

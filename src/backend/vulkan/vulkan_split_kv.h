@@ -49,7 +49,7 @@ class VulkanSplitKv {
   bool cpu_device_ = false;
   // Scratch: comp_k_/comp_v_ apart so that the K and V appends need no barrier between them.
   Buffer dummy_, comp_k_, comp_v_, refit_partial_, gvec_, partials_, rebuilt_k_, rebuilt_v_, scores_,
-      sums_;
+      kscores_, sums_;
   std::map<int, Buffer> tables_;
 };
 
