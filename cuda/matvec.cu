@@ -649,6 +649,17 @@ void matvec_half(const void* w, int64_t rows, int64_t cols, const float* x, floa
     launch(matvec_scalar_kernel<T>, "matvec_scalar", rows, cols, sm, st, wt, rows, cols, x, out);
 }
 
+// The matvecs of t as one launch: the Q4_0x8 kernel, else the F16 / BF16 one (the callers checked the type).
+void launch_targets(GgmlType type, WeightLayout layout, const Targets& t, int64_t cols, const float* x, int sm,
+                    cudaStream_t st) {
+  if (layout == WeightLayout::kQ4_0x8)
+    matvec_q4_0x8(t, cols, x, sm, st);
+  else if (type == GgmlType::F16)
+    matvec_half_rows<__half>(t, cols, x, sm, st);
+  else
+    matvec_half_rows<__nv_bfloat16>(t, cols, x, sm, st);
+}
+
 }  // namespace
 
 bool matvec_fused(GgmlType type, WeightLayout layout, int count, const void* const* w, const int64_t* rows,
@@ -665,12 +676,7 @@ bool matvec_fused(GgmlType type, WeightLayout layout, int count, const void* con
     t.end[m] = end;
   }
   if (end == 0) return true;
-  if (layout == WeightLayout::kQ4_0x8)
-    matvec_q4_0x8(t, cols, x, sm, st);
-  else if (type == GgmlType::F16)
-    matvec_half_rows<__half>(t, cols, x, sm, st);
-  else
-    matvec_half_rows<__nv_bfloat16>(t, cols, x, sm, st);
+  launch_targets(type, layout, t, cols, x, sm, st);
   return true;
 }
 
@@ -681,13 +687,8 @@ bool matvec_gated(GgmlType type, WeightLayout layout, const void* gate, const vo
   const bool q4 = layout == WeightLayout::kQ4_0x8 && q4_rows_per_warp() == 2;
   if (!half && !q4) return false;
   if (rows == 0) return true;
-  const Targets t{{gate, up, up}, {out, up_out, up_out}, {rows, 2 * rows, 2 * rows}, true};
-  if (q4)
-    matvec_q4_0x8(t, cols, x, sm, st);
-  else if (type == GgmlType::F16)
-    matvec_half_rows<__half>(t, cols, x, sm, st);
-  else
-    matvec_half_rows<__nv_bfloat16>(t, cols, x, sm, st);
+  launch_targets(type, layout, Targets{{gate, up, up}, {out, up_out, up_out}, {rows, 2 * rows, 2 * rows}, true},
+                 cols, x, sm, st);
   return true;
 }
 
