@@ -5,8 +5,8 @@
 // with g and cst from split_attention_prep.comp. The basis does not depend on the head, so the spectral part
 // is a dense product [heads × 2N] · [2N × rows]: workgroup = a tile of TR rows × a block of HB heads (y), the
 // frequencies in blocks of NBF staged in shared memory (g of the block's heads, and the basis from the
-// exact table basis[(n·m) % T], rotated a block ahead), each invocation holding 4 heads × RB rows (RB/4 runs
-// of 4 consecutive rows, TR/(RB/4) apart). Invocations of one subgroup share their heads (rows vary fastest), so the g loads are
+// exact table basis[(n·m) % T], the index advanced incrementally per row), each invocation holding 4 heads ×
+// 4 consecutive rows. Invocations of one subgroup share their heads (rows vary fastest), so the g loads are
 // broadcasts. The kept K dims' exact dot product is done by blocks of their own (z >= 1, one per KV group
 // of the head block) into a second scratch ksc (split_middle_values.comp adds the two), per column chunk of
 // KC: the tile's kept values staged by coalesced loads, then (head, row) pairs per invocation.
@@ -20,8 +20,6 @@ layout(constant_id = 2) const uint D = 128u;  // head_dim
 layout(constant_id = 3) const uint G = 4u;    // query heads per KV head
 layout(constant_id = 4) const bool KV_F16 = true;
 layout(constant_id = 5) const bool SPEC_K = true;  // K has compressed dims (else only the kept dot)
-// Rows per invocation (register blocking): 4 (FKV_VULKAN_MIDDLE_BLOCK=old) or 8; WG = (TR/RB)·(HB/4).
-layout(constant_id = 6) const uint RB = 8u;
 
 layout(std430, binding = 0) readonly buffer Q { float q[]; };        // [n, heads, D]
 layout(std430, binding = 1) readonly buffer KK { uint kk[]; };       // kept K rows [T, nk_k], typed
@@ -43,14 +41,11 @@ layout(push_constant) uniform Params {
 } p;
 
 const uint TR = 64u;             // rows per tile
-const uint RQ = TR / RB;         // row groups
-const uint WG = RQ * (HB / 4u);  // (TR/RB row groups) × (HB/4 head groups)
-const uint R4 = RB / 4u;         // runs of 4 rows per invocation
+const uint WG = 4u * HB;         // (TR/4 row groups) × (HB/4 head groups)
+const uint RQ = TR / 4u;         // row groups
 const uint NBF = 16u;            // frequencies per staged block
 const uint E = NBF * TR / WG;    // basis entries staged per invocation and block
-const uint EG = NBF * HB / WG;  // g pairs staged per invocation and block
-// Entries x = tid + j·WG share their row (so the rotation) when WG is a multiple of TR.
-const uint ER = WG % TR == 0u ? 1u : E;
+const uint EG = NBF * HB / WG;  // g pairs staged per invocation and block (4)
 const uint RS = 8u;              // blocks per reseed of the rotated basis from the exact table
 const uint KC = 31u;             // kept columns per staged chunk (odd row stride)
 const uint KP = ((G < HB ? G : HB) * TR + WG - 1u) / WG;  // kept-dot (head, row) pairs per invocation
@@ -117,21 +112,24 @@ void main() {
     return;
   }
 
-  // 2. Spectral part: invocation (head group hq, row group rq) holds heads 4hq.., rows 4(s·RQ + rq) + k.
+  // 2. Spectral part: invocation (head group hq, row group rq) holds heads 4hq.., rows 4rq..
   const uint hq = tid / RQ, rq = tid % RQ;
-  float acc[4u * RB];
-  [[unroll]] for (uint e = 0u; e < 4u * RB; ++e) acc[e] = 0.0;
+  float acc[16];
+  [[unroll]] for (uint e = 0u; e < 16u; ++e) acc[e] = 0.0;
   if (SPEC_K) {
-    // Staged basis entries of this invocation: x = tid + j·WG -> (f = x / TR, r = x % TR); the reseed index
-    // (n·m) % T computed at the reseed (n·m < N·T < 2^32, host checks).
+    // Staged basis entries of this invocation: x = tid + j·WG -> (f = x / TR, r = x % TR); index (n·m) % T
+    // advanced by NBF·m per block.
     // The next block's basis values and g are formed before the current block is used (registers): the
     // basis by one complex rotation (by 2π NBF m/T) per block, reseeded from the exact table every RS
     // blocks (the table load issued a block ahead), so no block waits on a load.
-    vec2 bnx[E], rot[ER], gnx[EG];
+    uint idx[E], step[E];
+    vec2 bnx[E], rot[E], gnx[EG];
     [[unroll]] for (uint j = 0u; j < E; ++j) {
       const uint x = tid + j * WG, m = min(m0 + x % TR, M - 1u);
-      bnx[j] = basis[((x / TR) * m) % T];
-      if (j < ER) rot[j] = basis[(NBF * m) % T];
+      idx[j] = ((x / TR) * m) % T;
+      step[j] = (NBF * m) % T;
+      bnx[j] = basis[idx[j]];
+      rot[j] = basis[step[j]];
     }
     [[unroll]] for (uint j = 0u; j < EG; ++j) {
       const uint x = tid + j * WG, f = x % NBF, qh = qh0 + x / NBF, a = qh * GS + f;
@@ -155,28 +153,25 @@ void main() {
         const uint x = tid + j * WG, f = x % NBF, qh = qh0 + x / NBF, a = qh * GS + n0 + NBF + f;
         gnx[j] = qh < p.count && n0 + NBF + f < N ? vec2(gv[a], gv[a + N]) : vec2(0.0);
       }
+      [[unroll]] for (uint j = 0u; j < E; ++j) {
+        idx[j] += step[j];
+        if (idx[j] >= T) idx[j] -= T;
+      }
       if (blk % RS == 0u) {  // uniform branch: only these blocks touch the table
-        [[unroll]] for (uint j = 0u; j < E; ++j) {
-          const uint x = tid + j * WG, m = min(m0 + x % TR, M - 1u);
-          bnx[j] = basis[(min(n0 + NBF + x / TR, N - 1u) * m) % T];  // past N: g is 0
-        }
+        [[unroll]] for (uint j = 0u; j < E; ++j) bnx[j] = basis[idx[j]];
       } else {
         [[unroll]] for (uint j = 0u; j < E; ++j) {
-          const vec2 b = bnx[j], w = rot[ER == 1u ? 0u : j];
+          const vec2 b = bnx[j], w = rot[j];
           bnx[j] = vec2(b.x * w.x - b.y * w.y, b.y * w.x + b.x * w.y);
         }
       }
       for (uint f = 0u; f < nb; ++f) {
+        const vec4 b01 = bs[(f * TR) / 2u + 2u * rq], b23 = bs[(f * TR) / 2u + 2u * rq + 1u];
         const vec4 g01 = gs[(f * HB) / 2u + 2u * hq], g23 = gs[(f * HB) / 2u + 2u * hq + 1u];
         const vec2 gh[4] = vec2[4](g01.xy, g01.zw, g23.xy, g23.zw);
-        [[unroll]] for (uint s = 0u; s < R4; ++s) {
-          const uint b0 = (f * TR) / 2u + 2u * (s * RQ + rq);
-          const vec4 b01 = bs[b0], b23 = bs[b0 + 1u];
-          const vec2 br[4] = vec2[4](b01.xy, b01.zw, b23.xy, b23.zw);
-          [[unroll]] for (uint j = 0u; j < 4u; ++j)
-            [[unroll]] for (uint k = 0u; k < 4u; ++k)
-              acc[j * RB + s * 4u + k] += gh[j].x * br[k].x + gh[j].y * br[k].y;
-        }
+        const vec2 br[4] = vec2[4](b01.xy, b01.zw, b23.xy, b23.zw);
+        [[unroll]] for (uint j = 0u; j < 4u; ++j)
+          [[unroll]] for (uint k = 0u; k < 4u; ++k) acc[j * 4u + k] += gh[j].x * br[k].x + gh[j].y * br[k].y;
       }
     }
   }
@@ -184,10 +179,9 @@ void main() {
     const uint hl = 4u * hq + j, qh = qh0 + hl;
     if (qh >= p.count) continue;
     const float cst = SPEC_K ? gv[qh * GS + 2u * N] : 0.0;
-    [[unroll]] for (uint s = 0u; s < R4; ++s)
-      [[unroll]] for (uint k = 0u; k < 4u; ++k) {
-        const uint r = 4u * (s * RQ + rq) + k;
-        if (r < rows) sco[qh * M + m0 + r] = (acc[j * RB + s * 4u + k] + cst) * p.scale;
-      }
+    [[unroll]] for (uint k = 0u; k < 4u; ++k) {
+      const uint r = 4u * rq + k;
+      if (r < rows) sco[qh * M + m0 + r] = (acc[j * 4u + k] + cst) * p.scale;
+    }
   }
 }

@@ -3,9 +3,9 @@
 // split_middle_scores.comp. Workgroup (range x of R rows, block y of HB heads, block z): per head the local
 // max mx over the range's rows, P = exp(score − mx), l = Σ P, and for frequency block z < ZS (FB frequencies)
 // h_c[n] = Σ_m P cos(2π n m/T), h_s likewise: a product [heads × rows] · [rows × 2FB] with the basis tile
-// (exact table, rotated a tile ahead) in shared memory for all heads. Invocation (head group hq, frequency
-// group fq) holds 4 heads × FI frequencies (FI/4 runs of 4, FB/(FI/4) apart); frequencies vary fastest, so
-// the P loads are broadcasts. Every block of a range computes the same mx (a max is exact in any order), so the blocks
+// (exact table, index advanced incrementally per frequency) in shared memory for all heads. Invocation (head
+// group hq, frequency group fq) holds 4 heads × 4 frequencies; frequencies vary fastest, so the P loads are
+// broadcasts. Every block of a range computes the same mx (a max is exact in any order), so the blocks
 // agree; block 0 writes m and l, every frequency block its h. The kept V dims are done by the blocks
 // z >= ZS in kept(): block ZS + k takes KV group k of the head block (G heads sharing one KV head: acc[d] =
 // Σ P v_d at its kept dims d, zeros at its compressed dims), staging the tile's kept V rows [TR × nk] with
@@ -22,10 +22,8 @@ layout(constant_id = 3) const uint G = 4u;
 layout(constant_id = 4) const bool KV_F16 = true;
 layout(constant_id = 5) const bool SPEC_V = true;  // V has compressed dims: h is carried
 layout(constant_id = 6) const uint NF = 1u;        // N when SPEC_V, else 1 (partial stride)
-layout(constant_id = 7) const uint FB = 64u;       // frequencies per workgroup, 16, 32 or 64; WG = HB·FB/(4·FI)
+layout(constant_id = 7) const uint FB = 64u;       // frequencies per workgroup, 16, 32 or 64; WG = HB·FB/16
 layout(constant_id = 8) const bool KEPT_K = true;  // K has kept dims: their part of the scores is in ksc
-// Frequencies per invocation (register blocking): 4 (FKV_VULKAN_MIDDLE_BLOCK=old) or 8.
-layout(constant_id = 9) const uint FI = 8u;
 
 layout(std430, binding = 0) readonly buffer Scores { float sco[]; };  // [n·heads, M], scaled
 layout(std430, binding = 1) readonly buffer VK { uint vk[]; };        // kept V rows [T, nk_v], typed
@@ -54,11 +52,9 @@ float score(uint i) { return KEPT_K ? sco[i] + ksc[i] : sco[i]; }
 
 const uint TR = 16u;            // rows per tile
 const uint RS = 8u;             // tiles per reseed of the rotated basis from the exact table
-const uint FQ = FB / FI;        // frequency groups
-const uint WG = (HB / 4u) * FQ;  // (HB/4 head groups) × (FB/FI frequency groups)
-const uint F4 = FI / 4u;        // runs of 4 frequencies per invocation
+const uint WG = HB * FB / 16u;  // (HB/4 head groups) × (FB/4 frequency groups)
+const uint FQ = FB / 4u;
 const uint E = TR * FB / WG;    // basis entries staged per invocation and tile
-const uint ER = WG % FB == 0u ? 1u : E;  // entries x = tid + j·WG share their frequency when WG % FB == 0
 const uint E2 = HB * TR / WG;   // scores handled per invocation and tile
 const uint KP = 4u;                               // kept (head, dim) pairs per invocation and pass
 const uint EV = (TR * D + WG - 1u) / WG;          // kept V values staged per invocation and tile
@@ -179,10 +175,10 @@ void main() {
     }
   [[unroll]] for (uint j = 0u; j < E2; ++j) red[tid + j * WG] = mxj[j];
   barrier();
-  for (uint hl = tid; hl < HB; hl += WG) {
+  if (tid < HB) {
     float t = kNegBig;
-    for (uint e = 0u; e < TR; ++e) t = max(t, red[hl * TR + e]);
-    mx_s[hl] = t;
+    for (uint e = 0u; e < TR; ++e) t = max(t, red[tid * TR + e]);
+    mx_s[tid] = t;
   }
   barrier();
   float mine[E2], lj[E2];
@@ -191,24 +187,26 @@ void main() {
     lj[j] = 0.0;
   }
 
-  // h: invocation (hq, fq) holds heads 4hq.., frequencies n = fb·FB + 4(s·FQ + fq) + k. Staged basis
-  // entries: x = tid + j·WG -> (frequency x % FB, row x / FB); the reseed index (n·m) % T computed at the
-  // reseed (n·m < N·T < 2^32, host checks).
+  // h: invocation (hq, fq) holds heads 4hq.., frequencies n = fb·FB + 4fq + k. Staged basis entries:
+  // x = tid + j·WG -> (frequency x % FB, row x / FB), index (n·m) % T advanced by TR·n per tile.
   const uint hq = tid / FQ, fq = tid % FQ;
-  float hc[4u * FI], hs[4u * FI];
-  [[unroll]] for (uint e = 0u; e < 4u * FI; ++e) {
+  float hc[16], hs[16];
+  [[unroll]] for (uint e = 0u; e < 16u; ++e) {
     hc[e] = 0.0;
     hs[e] = 0.0;
   }
   // The next tile's basis values and scores are formed before the current tile is used (registers), so no
   // tile waits on a load: the basis by one complex rotation (by 2π n TR/T) per tile, reseeded from the
   // exact table every RS tiles (the table load issued a tile ahead).
-  vec2 bnx[SPEC_V ? E : 1u], rot[SPEC_V ? ER : 1u];
+  uint idx[SPEC_V ? E : 1u], step[SPEC_V ? E : 1u];
+  vec2 bnx[SPEC_V ? E : 1u], rot[SPEC_V ? E : 1u];
   if (SPEC_V)
     [[unroll]] for (uint j = 0u; j < E; ++j) {
       const uint x = tid + j * WG, n = min(fb * FB + x % FB, N - 1u);
-      bnx[j] = basis[((n * r0) % T + (n * (x / FB)) % T) % T];  // n·r0 < N·T < 2^32 (host checks)
-      if (j < ER) rot[j] = basis[(n * TR) % T];
+      idx[j] = ((n * r0) % T + (n * (x / FB)) % T) % T;  // n·r0 < N·T < 2^32 (host checks)
+      step[j] = (n * TR) % T;
+      bnx[j] = basis[idx[j]];
+      rot[j] = basis[step[j]];
     }
   float snx[E2];
   [[unroll]] for (uint j = 0u; j < E2; ++j) {
@@ -236,14 +234,15 @@ void main() {
       snx[j] = qh < p.count && m < r1 ? score(qh * M + m) : kNegBig;
     }
     if (SPEC_V) {
+      [[unroll]] for (uint j = 0u; j < E; ++j) {
+        idx[j] += step[j];
+        if (idx[j] >= T) idx[j] -= T;
+      }
       if (tile % RS == 0u) {  // uniform branch: only these tiles touch the table
-        [[unroll]] for (uint j = 0u; j < E; ++j) {
-          const uint x = tid + j * WG, n = min(fb * FB + x % FB, N - 1u);
-          bnx[j] = basis[(n * (min(t0 + TR + x / FB, M - 1u))) % T];  // past the range: P is 0
-        }
+        [[unroll]] for (uint j = 0u; j < E; ++j) bnx[j] = basis[idx[j]];
       } else {
         [[unroll]] for (uint j = 0u; j < E; ++j) {
-          const vec2 b = bnx[j], w = rot[ER == 1u ? 0u : j];
+          const vec2 b = bnx[j], w = rot[j];
           bnx[j] = vec2(b.x * w.x - b.y * w.y, b.y * w.x + b.x * w.y);
         }
       }
@@ -251,16 +250,13 @@ void main() {
     if (SPEC_V)
       for (uint r = 0u; r < TR; ++r) {
         const vec4 pr = p_s[(r * PH) / 4u + hq];
-        [[unroll]] for (uint s = 0u; s < F4; ++s) {
-          const uint b0 = (r * FB) / 2u + 2u * (s * FQ + fq);
-          const vec4 b01 = bs[b0], b23 = bs[b0 + 1u];
-          const vec2 bf[4] = vec2[4](b01.xy, b01.zw, b23.xy, b23.zw);
-          [[unroll]] for (uint j = 0u; j < 4u; ++j)
-            [[unroll]] for (uint k = 0u; k < 4u; ++k) {
-              hc[j * FI + s * 4u + k] += pr[j] * bf[k].x;
-              hs[j * FI + s * 4u + k] += pr[j] * bf[k].y;
-            }
-        }
+        const vec4 b01 = bs[(r * FB) / 2u + 2u * fq], b23 = bs[(r * FB) / 2u + 2u * fq + 1u];
+        const vec2 bf[4] = vec2[4](b01.xy, b01.zw, b23.xy, b23.zw);
+        [[unroll]] for (uint j = 0u; j < 4u; ++j)
+          [[unroll]] for (uint k = 0u; k < 4u; ++k) {
+            hc[j * 4u + k] += pr[j] * bf[k].x;
+            hs[j * 4u + k] += pr[j] * bf[k].y;
+          }
       }
   }
 
@@ -270,27 +266,25 @@ void main() {
     barrier();
     [[unroll]] for (uint j = 0u; j < E2; ++j) red[tid + j * WG] = lj[j];
     barrier();
-    for (uint hl = tid; hl < HB; hl += WG)
-      if (qh0 + hl < p.count) {
-        float l = 0.0;
-        for (uint e = 0u; e < TR; ++e) l += red[hl * TR + e];
-        const uint base = ((qh0 + hl) * p.chunks + c) * PS;
-        part[base] = mx_s[hl];
-        part[base + 1u] = l;
-      }
+    if (tid < HB && qh0 + tid < p.count) {
+      float l = 0.0;
+      for (uint e = 0u; e < TR; ++e) l += red[tid * TR + e];
+      const uint base = ((qh0 + tid) * p.chunks + c) * PS;
+      part[base] = mx_s[tid];
+      part[base + 1u] = l;
+    }
   }
   if (SPEC_V)
     [[unroll]] for (uint j = 0u; j < 4u; ++j) {
       const uint qh = qh0 + 4u * hq + j;
       if (qh >= p.count) continue;
       const uint base = (qh * p.chunks + c) * PS + 2u + D;
-      [[unroll]] for (uint s = 0u; s < F4; ++s)
-        [[unroll]] for (uint k = 0u; k < 4u; ++k) {
-          const uint n = fb * FB + 4u * (s * FQ + fq) + k;
-          if (n < N) {
-            part[base + n] = hc[j * FI + s * 4u + k];
-            part[base + NF + n] = hs[j * FI + s * 4u + k];
-          }
+      [[unroll]] for (uint k = 0u; k < 4u; ++k) {
+        const uint n = fb * FB + 4u * fq + k;
+        if (n < N) {
+          part[base + n] = hc[j * 4u + k];
+          part[base + NF + n] = hs[j * 4u + k];
         }
+      }
     }
 }

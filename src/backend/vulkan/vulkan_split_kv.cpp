@@ -341,17 +341,6 @@ void VulkanSplitKv::attention(const DeviceBuffer& q, const DeviceBuffer& k, cons
   const uint32_t hblocks = (count + HB - 1) / HB;
   const uint32_t FB = spec_v ? std::min(kMiddleFreqs, pow2_at_least(N, 16)) : 16;
   const uint32_t fblocks = spec_v ? (N + FB - 1) / FB : 1;
-  // Register blocking of the two passes (specialization constants): scores RB rows x 4 heads, values 4
-  // heads x FI frequencies per invocation. The wider blocks (8) need the head block (and, for the values,
-  // the frequency block) wide enough that each invocation stages few basis entries (E = 16·RB·4/HB, resp.
-  // 16·FB·4·FI/(HB·FB)): HB >= 16, resp. HB·FB >= 1024; smaller shapes keep 4. FKV_VULKAN_MIDDLE_BLOCK=old
-  // forces 4 everywhere (timing both on a GPU).
-  static const bool block_old = [] {
-    const char* e = std::getenv("FKV_VULKAN_MIDDLE_BLOCK");
-    return e && std::string(e) == "old";
-  }();
-  const uint32_t RB = !block_old && HB >= 16 ? 8 : 4;
-  const uint32_t FI = !block_old && HB * FB >= 1024 ? 8 : 4;
   const bool middle_pass = !(mp_env && std::string(mp_env) == "0") && fitted && n <= kMiddlePassQueries &&
                            tiled && size_t(count) * M * 4 <= ctx_->max_binding() &&
                            (uint32_t(M) + kMiddleScoreRows - 1) / kMiddleScoreRows <= kMaxGroupsX &&
@@ -456,7 +445,7 @@ void VulkanSplitKv::attention(const DeviceBuffer& q, const DeviceBuffer& k, cons
     const VulkanBuffer* kscores =
         nk_k > 0 ? &scratch(kscores_, size_t(count) * M * 4, "split attention middle kept scores") : nullptr;
     const Pipeline& sp = pipelines_.get("split_middle_scores",
-                                        {kMiddleScoreRows / RB * (HB / 4), HB, D, G, f16 ? 1u : 0u, spec_k ? 1u : 0u, RB}, 7);
+                                        {4 * HB, HB, D, G, f16 ? 1u : 0u, spec_k ? 1u : 0u}, 7);
     const uint32_t spc[] = {count,
                             H,
                             uint32_t(s.n_kv_heads),
@@ -474,7 +463,7 @@ void VulkanSplitKv::attention(const DeviceBuffer& q, const DeviceBuffer& k, cons
     // them), so it runs beside it; the values pass (partials, after the scores) gets the barrier.
     record_main();
     const Pipeline& vp = pipelines_.get(
-        "split_middle_values", {HB / 4 * (FB / FI), HB, D, G, f16 ? 1u : 0u, spec_v ? 1u : 0u, NF, FB, nk_k > 0 ? 1u : 0u, FI},
+        "split_middle_values", {HB * FB / 16, HB, D, G, f16 ? 1u : 0u, spec_v ? 1u : 0u, NF, FB, nk_k > 0 ? 1u : 0u},
         6);
     const uint32_t vpc[] = {count,         H,        uint32_t(s.n_kv_heads),
                             uint32_t(M),   uint32_t(std::max(c.middle, 1)),
