@@ -154,14 +154,8 @@ TEST_F(VulkanTest, Q4_0RepackedAtUploadMatchesCpu) {
           EXPECT_TRUE(got == want) << what << ": not repacked";
         }
         for (int n : sh.ns) {
-          const std::vector<float> x = random_floats(size_t(n * sh.cols), uint32_t(n + 100));
-          BufferPtr xv = be->alloc(x.size() * 4, "x"), xc = cpu->alloc(x.size() * 4, "x");
-          be->upload(*xv, 0, x.data(), x.size() * 4);
-          cpu->upload(*xc, 0, x.data(), x.size() * 4);
-          BufferPtr ov = be->alloc(size_t(n * sh.rows) * 4, "out"),
-                    oc = cpu->alloc(size_t(n * sh.rows) * 4, "out");
-          const std::vector<uint8_t> nan(size_t(n * sh.rows) * 4, 0xFF);
-          be->upload(*ov, 0, nan.data(), nan.size());
+          const auto [xv, xc] = both(random_floats(size_t(n * sh.cols), uint32_t(n + 100)), "x", be);
+          BufferPtr ov = poisoned(size_t(n * sh.rows) * 4, "out", be), oc = cpu->alloc(size_t(n * sh.rows) * 4, "out");
           be->matmul(w, *xv, n, *ov);
           cpu->matmul(wcpu, *xc, n, *oc);
           EXPECT_LT(max_rel_error(read(*be, *ov, n * sh.rows), read(*cpu, *oc, n * sh.rows)), 1e-4)
@@ -169,13 +163,8 @@ TEST_F(VulkanTest, Q4_0RepackedAtUploadMatchesCpu) {
         }
         const std::vector<int32_t> ids = {0, int32_t(sh.rows - 1), int32_t(sh.rows / 2), 0};
         const int n = int(ids.size());
-        BufferPtr tv = be->alloc(ids.size() * 4, "tokens"), tc = cpu->alloc(ids.size() * 4, "tokens");
-        be->upload(*tv, 0, ids.data(), ids.size() * 4);
-        cpu->upload(*tc, 0, ids.data(), ids.size() * 4);
-        BufferPtr ev = be->alloc(size_t(n * sh.cols) * 4, "out"),
-                  ec = cpu->alloc(size_t(n * sh.cols) * 4, "out");
-        const std::vector<uint8_t> nan(size_t(n * sh.cols) * 4, 0xFF);
-        be->upload(*ev, 0, nan.data(), nan.size());
+        const auto [tv, tc] = both_bytes(ids.data(), ids.size() * 4, "tokens", be);
+        BufferPtr ev = poisoned(size_t(n * sh.cols) * 4, "out", be), ec = cpu->alloc(size_t(n * sh.cols) * 4, "out");
         be->embed(w, *tv, n, *ev);
         cpu->embed(wcpu, *tc, n, *ec);
         EXPECT_LT(max_rel_error(read(*be, *ev, n * sh.cols), read(*cpu, *ec, n * sh.cols)), 1e-6) << what;
@@ -190,17 +179,7 @@ TEST_F(VulkanTest, Q4_0RepackedAtUploadMatchesCpu) {
 // stand in for quantized values (generating 240M floats would take longer than the test).
 TEST_F(VulkanTest, Q4_0RepackedBindsInPieces) {
   const int64_t rows = 16700, cols = 14336;
-  const size_t rb = row_bytes(GgmlType::Q4_0, cols);
-  std::vector<uint8_t> bytes(rb * rows);
-  std::mt19937 rng(3);
-  for (size_t i = 0; i < bytes.size(); i += 4) {
-    const uint32_t r = rng();
-    std::memcpy(&bytes[i], &r, 4);
-  }
-  for (size_t b = 0; b < bytes.size(); b += 18) {
-    const uint16_t d = uint16_t(0x2000 | (rng() & 0x0FFF));  // 2^-7 .. 2^-6
-    std::memcpy(&bytes[b], &d, 2);
-  }
+  std::vector<uint8_t> bytes = random_q4_0_bytes(rows, cols, 3);
   BufferPtr wv = vk->alloc(bytes.size(), "big weight"), wc = cpu->alloc(bytes.size(), "big weight");
   const Weight w{wv.get(), GgmlType::Q4_0, rows, cols}, wcpu{wc.get(), GgmlType::Q4_0, rows, cols};
   vk->upload_weight(w, bytes.data(), bytes.size());
@@ -445,7 +424,9 @@ TEST_F(VulkanTest, RopeQkAndKvStoreFusedMatchUnfused) {
           be[b]->upload(*kb, 0, k.data(), kn * 4);
           be[b]->upload(*vb, 0, v.data(), kn * 4);
           KvLayer layer{kc[b].get(), vc[b].get(), type, cap};
-          if (count && b == 0) ASSERT_TRUE(vulkan_set_profile(*vk, true));
+          if (count && b == 0) {
+            ASSERT_TRUE(vulkan_set_profile(*vk, true));
+          }
           be[b]->rope(*qb, st.n, sh.heads, st.pos0, rp);
           be[b]->rope(*kb, st.n, sh.kv_heads, st.pos0, rp);
           be[b]->kv_store(*kb, *vb, st.n, st.pos0, s, layer);

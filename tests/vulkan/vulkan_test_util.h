@@ -95,21 +95,23 @@ class VulkanTest : public ::testing::Test {
     EXPECT_EQ(vulkan_validation_message_count(), messages_before_) << "Vulkan validation layer messages";
   }
 
-  // A buffer on each backend holding the same floats.
-  std::pair<BufferPtr, BufferPtr> both(const std::vector<float>& v, const char* what) {
-    return both_bytes(v.data(), v.size() * 4, what);
+  // A buffer on each backend holding the same floats (on `gpu`, the shared Vulkan backend by default).
+  std::pair<BufferPtr, BufferPtr> both(const std::vector<float>& v, const char* what, Backend* gpu = nullptr) {
+    return both_bytes(v.data(), v.size() * 4, what, gpu);
   }
-  std::pair<BufferPtr, BufferPtr> both_bytes(const void* p, size_t bytes, const char* what) {
-    BufferPtr a = vk->alloc(bytes, what), b = cpu->alloc(bytes, what);
-    vk->upload(*a, 0, p, bytes);
+  std::pair<BufferPtr, BufferPtr> both_bytes(const void* p, size_t bytes, const char* what, Backend* gpu = nullptr) {
+    Backend& g = gpu ? *gpu : *vk;
+    BufferPtr a = g.alloc(bytes, what), b = cpu->alloc(bytes, what);
+    g.upload(*a, 0, p, bytes);
     cpu->upload(*b, 0, p, bytes);
     return {a, b};
   }
   // A Vulkan buffer filled with NaN, so that elements an op fails to write show up in the comparison.
-  BufferPtr poisoned(size_t bytes, const char* what) {
-    BufferPtr b = vk->alloc(bytes, what);
+  BufferPtr poisoned(size_t bytes, const char* what, Backend* gpu = nullptr) {
+    Backend& g = gpu ? *gpu : *vk;
+    BufferPtr b = g.alloc(bytes, what);
     std::vector<uint8_t> nan(bytes, 0xFF);
-    vk->upload(*b, 0, nan.data(), bytes);
+    g.upload(*b, 0, nan.data(), bytes);
     return b;
   }
   std::vector<float> read(Backend& be, const DeviceBuffer& b, size_t count) {
@@ -138,6 +140,22 @@ inline std::vector<uint8_t> random_weight(GgmlType type, int64_t rows, int64_t c
   std::vector<uint8_t> out(rb * size_t(rows));
   for (int64_t r = 0; r < rows; ++r) quantize_row(type, v.data() + r * cols, out.data() + rb * r, cols);
   return out;
+}
+
+// Random Q4_0 bytes (GGUF layout) with small positive scales (2^-7 .. 2^-6), for weights too large to
+// quantize from floats in a test's time (e.g. larger than one 128 MiB storage binding on lavapipe).
+inline std::vector<uint8_t> random_q4_0_bytes(int64_t rows, int64_t cols, uint32_t seed) {
+  std::vector<uint8_t> bytes(row_bytes(GgmlType::Q4_0, cols) * size_t(rows));
+  std::mt19937 rng(seed);
+  for (size_t i = 0; i < bytes.size(); i += 4) {
+    const uint32_t r = rng();
+    std::memcpy(&bytes[i], &r, 4);
+  }
+  for (size_t b = 0; b < bytes.size(); b += 18) {
+    const uint16_t d = uint16_t(0x2000 | (rng() & 0x0FFF));
+    std::memcpy(&bytes[b], &d, 2);
+  }
+  return bytes;
 }
 
 // max |a - b| / max |b|; infinite when a holds a NaN (an unwritten, poisoned element) or sizes differ.
