@@ -13,6 +13,7 @@
 
 #include "backend/cpu/cpu_kernels.h"
 #include "backend/vulkan/vulkan_attention_plan.h"
+#include "backend/vulkan/vulkan_env.h"
 #include "backend/vulkan/vulkan_commands.h"
 #include "backend/vulkan/vulkan_context.h"
 #include "backend/vulkan/vulkan_memory.h"
@@ -185,21 +186,16 @@ class VulkanBackend : public Backend {
   // (each slot's activations serve four rows; the weight loads are narrow).
   // FKV_VULKAN_MV_ROWS / FKV_VULKAN_MV_UNROLL (quantized types) and FKV_VULKAN_MV_WG override the rows per
   // workgroup, the slots per thread in flight and the workgroup size (tuning on a GPU; read once).
-  static uint32_t tuning(const char* name, uint32_t fallback) {
-    const char* e = std::getenv(name);
-    const int v = e ? std::atoi(e) : 0;
-    return v > 0 ? uint32_t(v) : fallback;
-  }
   static uint32_t matvec_rows(GgmlType t) {
-    static const uint32_t quant = tuning("FKV_VULKAN_MV_ROWS", 4);
+    static const uint32_t quant = env_count("FKV_VULKAN_MV_ROWS", 4);
     return t == GgmlType::F16 ? 2 : quant;
   }
   static uint32_t matvec_unroll(GgmlType t) {
-    static const uint32_t quant = tuning("FKV_VULKAN_MV_UNROLL", 4);
+    static const uint32_t quant = env_count("FKV_VULKAN_MV_UNROLL", 4);
     return t == GgmlType::F16 ? 4 : quant;
   }
   static uint32_t matvec_wg() {
-    static const uint32_t wg = tuning("FKV_VULKAN_MV_WG", kWorkgroup);
+    static const uint32_t wg = env_count("FKV_VULKAN_MV_WG", kWorkgroup);
     return wg;
   }
 
@@ -723,34 +719,20 @@ class VulkanBackend : public Backend {
   } held_mv_;
   // FKV_VULKAN_FUSE=0 runs every op as its own dispatches (no add + RMSNorm, no RoPE + K store, no
   // matvecs of one x together, no SwiGLU folded into gate and up).
-  bool fuse_ = [] {
-    const char* v = std::getenv("FKV_VULKAN_FUSE");
-    return !(v && std::strcmp(v, "0") == 0);
-  }();
+  bool fuse_ = env_switch("FKV_VULKAN_FUSE", true);
   // FKV_VULKAN_FUSE_SWIGLU=0 keeps the SwiGLU apart from the fused gate and up (for timing the fold).
-  bool fold_swiglu_ = [] {
-    const char* v = std::getenv("FKV_VULKAN_FUSE_SWIGLU");
-    return !(v && std::strcmp(v, "0") == 0);
-  }();
+  bool fold_swiglu_ = env_switch("FKV_VULKAN_FUSE_SWIGLU", true);
   // CPU implementations (lavapipe) run one row per invocation: their barriers cost more than GPUs'.
   // FKV_VULKAN_GPU_KERNELS=1 makes them run the GPU configuration (tests use it).
   bool cpu_device_ = false;
   // FKV_VULKAN_MATVEC=0 sends GPU decode to matmul.comp instead of matvec.comp (for timing the two).
-  bool matvec_ = [] {
-    const char* v = std::getenv("FKV_VULKAN_MATVEC");
-    return !(v && std::strcmp(v, "0") == 0);
-  }();
+  bool matvec_ = env_switch("FKV_VULKAN_MATVEC", true);
   // FKV_VULKAN_REPACK=0 keeps Q4_0 weights in the GGUF layout (for timing the two in one binary).
-  bool repack_ = [] {
-    const char* v = std::getenv("FKV_VULKAN_REPACK");
-    return !(v && std::strcmp(v, "0") == 0);
-  }();
+  bool repack_ = env_switch("FKV_VULKAN_REPACK", true);
   // Chunk workgroups per attention step (vulkan_attention_plan.h); FKV_VULKAN_ATTN_GROUPS=N overrides it
   // for tuning on a new GPU.
   uint32_t default_attn_target() const {
-    const char* v = std::getenv("FKV_VULKAN_ATTN_GROUPS");
-    const long n = v ? std::strtol(v, nullptr, 10) : 0;
-    return n > 0 ? uint32_t(n) : cpu_device_ ? kAttnCpuTarget : kAttnGpuTarget;
+    return env_count("FKV_VULKAN_ATTN_GROUPS", cpu_device_ ? kAttnCpuTarget : kAttnGpuTarget);
   }
   uint32_t attn_target_ = default_attn_target();
 };

@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "backend/vulkan/vulkan_env.h"
 #include "fourier/fourier_basis.h"
 #include "util/error.h"
 
@@ -330,7 +331,8 @@ void VulkanSplitKv::attention(const DeviceBuffer& q, const DeviceBuffer& k, cons
   // scores every middle row for all query heads at once, split_middle_values.comp turns them into softmax
   // partials (one chunk slot per range of rows) with the V side's h; split_attention.comp then covers sink,
   // window and the call's rows only. FKV_VULKAN_MIDDLE_PASS=0 keeps the middle inside split_attention.comp.
-  const char* mp_env = std::getenv("FKV_VULKAN_MIDDLE_PASS");
+  // Read on every call: the tests switch it between calls of one backend.
+  const bool middle_pass_on = env_switch("FKV_VULKAN_MIDDLE_PASS", true);
   const uint32_t count = uint32_t(n) * H;
   // Powers of two, so that the shaders' per-invocation shares (basis entries, scores) come out whole.
   auto pow2_at_least = [](uint32_t x, uint32_t lo) {
@@ -341,7 +343,7 @@ void VulkanSplitKv::attention(const DeviceBuffer& q, const DeviceBuffer& k, cons
   const uint32_t hblocks = (count + HB - 1) / HB;
   const uint32_t FB = spec_v ? std::min(kMiddleFreqs, pow2_at_least(N, 16)) : 16;
   const uint32_t fblocks = spec_v ? (N + FB - 1) / FB : 1;
-  const bool middle_pass = !(mp_env && std::string(mp_env) == "0") && fitted && n <= kMiddlePassQueries &&
+  const bool middle_pass = middle_pass_on && fitted && n <= kMiddlePassQueries &&
                            tiled && size_t(count) * M * 4 <= ctx_->max_binding() &&
                            (uint32_t(M) + kMiddleScoreRows - 1) / kMiddleScoreRows <= kMaxGroupsX &&
                            hblocks <= kMaxGroupsX;
