@@ -57,7 +57,8 @@ void main() {
   const uint tid = gl_LocalInvocationID.x, lane = tid / DB;
   const uint chunk_len = attention_chunk_len(pos0 + p.n, p.want, p.tile, p.min_chunk);
   const uint chunks = attention_chunks(pos0 + p.n, chunk_len);
-  const uint base = qh * p.want * (D + 2u);
+  const uint PS = attention_partial_stride(D);
+  const uint base = qh * p.want * PS;
 
   if (chunks <= LANES) {
     // Few chunks (short contexts): thread (lane, d) weighs chunk `lane` at dim d; every thread reads the
@@ -66,16 +67,16 @@ void main() {
     float mc[LANES];
     float mx_few = kNegBig;
     [[unroll]] for (uint c = 0u; c < LANES; ++c) {
-      mc[c] = c < chunks ? part[base + c * (D + 2u)] : kNegBig;
+      mc[c] = c < chunks ? part[base + c * PS + D] : kNegBig;
       mx_few = max(mx_few, mc[c]);
     }
     float total_few = 0.0;
     [[unroll]] for (uint c = 0u; c < LANES; ++c)
-      if (c < chunks) total_few += exp(mc[c] - mx_few) * part[base + c * (D + 2u) + 1u];
+      if (c < chunks) total_few += exp(mc[c] - mx_few) * part[base + c * PS + D + 1u];
     float a_few = 0.0;
     if (lane < chunks && d < D) {
-      const uint b = base + lane * (D + 2u);
-      a_few = exp(part[b] - mx_few) * part[b + 2u + d];
+      const uint b = base + lane * PS;
+      a_few = exp(part[b + D] - mx_few) * part[b + d];
     }
     red[tid] = a_few;
     barrier();
@@ -88,21 +89,21 @@ void main() {
   }
 
   float mx = kNegBig;
-  for (uint c = tid; c < chunks; c += WG) mx = max(mx, part[base + c * (D + 2u)]);
+  for (uint c = tid; c < chunks; c += WG) mx = max(mx, part[base + c * PS + D]);
   mx = reduce(mx, true);
 
   float l_part = 0.0, a = 0.0;
   for (uint c0 = 0u; c0 < chunks; c0 += WG) {
     if (c0 + tid < chunks) {
-      const uint b = base + (c0 + tid) * (D + 2u);
-      const float w = exp(part[b] - mx);
+      const uint b = base + (c0 + tid) * PS;
+      const float w = exp(part[b + D] - mx);
       w_s[tid] = w;
-      l_part += w * part[b + 1u];
+      l_part += w * part[b + D + 1u];
     }
     barrier();
     if (d < D) {
       const uint c1 = min(c0 + WG, chunks);
-      for (uint c = c0 + lane; c < c1; c += LANES) a += w_s[c - c0] * part[base + c * (D + 2u) + 2u + d];
+      for (uint c = c0 + lane; c < c1; c += LANES) a += w_s[c - c0] * part[base + c * PS + d];
     }
     barrier();
   }

@@ -22,6 +22,15 @@
 // before the position register is read: a chunk of one tile (short contexts, vulkan_attention_plan.cpp)
 // waits on memory twice. No subgroup operation is used (any subgroup size works); shared memory stays under
 // 27 KiB (the host checks the device limit and falls back to attention_split_rows.comp otherwise).
+//
+// MERGE_LAST (the default on every device; vulkan_backend.cpp): the log-sum-exp merge runs here instead of in
+// attention_merge.comp, which saves a dispatch and its barrier per layer (a decode step is a chain of small
+// dependent dispatches, and each costs about 2 us of GPU idle on an H100). A lone chunk (short contexts)
+// writes its normalised output straight away. Otherwise each workgroup writes its partials, then counts
+// itself in `arrivals` (one counter per query and head block); the workgroup that arrives last reads every
+// chunk's partials and writes the output, and sets the counter back to 0 for the next dispatch. The
+// partials are `coherent` and fenced (memoryBarrierBuffer) on both sides of the count, so the last
+// workgroup sees the others' writes.
 #extension GL_GOOGLE_include_directive : require
 #extension GL_EXT_control_flow_attributes : require
 
@@ -32,12 +41,18 @@ layout(constant_id = 3) const bool KV_F16 = true;
 layout(constant_id = 4) const uint HC = 4u;      // query heads per workgroup, a divisor of the group size
 layout(constant_id = 5) const uint TK = 32u;     // rows per K tile
 layout(constant_id = 6) const uint SPAN = 512u;  // rows per softmax span: a multiple of TK, HC * SPAN <= BUF
+layout(constant_id = 7) const bool MERGE_LAST = false;  // merge here (bindings 5, 6), not in attention_merge
 
 layout(std430, binding = 0) readonly buffer Q { vec4 q4[]; };
 layout(std430, binding = 1) readonly buffer K { uvec4 kc[]; };
 layout(std430, binding = 2) readonly buffer V { uvec4 vc[]; };
-layout(std430, binding = 3) writeonly buffer Partial { float part[]; };  // [n, heads, want, D + 2]
+// [n, heads, want, PS]: acc (D floats), m, l, padding (common/attention_chunks.glsl)
+layout(std430, binding = 3) coherent buffer Partial { float part[]; };
+layout(std430, binding = 3) coherent buffer Partial4 { vec4 part4[]; };  // the same, for the merge
 layout(std430, binding = 4) readonly buffer Position { uint pos0; };
+layout(std430, binding = 5) buffer Arrivals { uint arrivals[]; };  // [n, head blocks], 0 between dispatches
+layout(std430, binding = 6) writeonly buffer Out { float o[]; };   // [n, heads, D]
+layout(std430, binding = 6) writeonly buffer Out4 { vec4 o4[]; };
 
 layout(push_constant) uniform Params {
   uint n;  // queries
@@ -61,12 +76,14 @@ const uint BUF = 2048u;                        // floats of buf
 const uint TPH = WG / HC;                      // threads per head in the softmax
 const uint OPT = (HC * D + WG - 1u) / WG;      // outputs per thread in the final sum
 const uint QPT = (HC * D / 4u + WG - 1u) / WG;  // query vec4s per thread
+const uint PS = (D + 5u) & ~3u;                // floats per partial: attention_partial_stride(D)
 
 shared vec4 q_s[HC * D / 4u];
 shared uvec4 k_s[TK * NSP];
 shared float buf[BUF];  // the span's scores, then probabilities, [HC][SPAN]; at the end row-group outputs
 shared float red[WG];
 shared float alpha_s[HC];
+shared bool last_s;
 
 uint tid;
 uint kv_base;  // word offset of this KV head in row 0
@@ -129,6 +146,48 @@ void accumulate(uvec4 w, uint j) {
       [[unroll]] for (uint v = 0u; v < 4u; ++v) acc[g * VW + 4u + v] += pr * b[v];
     }
   }
+}
+
+// MERGE_LAST, in the workgroup that arrived last: out = sum_c exp(m_c - M) acc_c / sum_c exp(m_c - M) l_c
+// over the `chunks` partials of heads h0 .. h0+HC-1 of query i (M the largest m_c). Thread (g_own, k_own)
+// takes head g_own and the acc vec4s k_own, k_own + TPH, ...; the chunks are read FB at a time, their loads
+// issued before any is used, with the running max and sums rescaled once per round (a long context has
+// `want` chunks, and a walk that waits on each load made 32K decode 2% slower than the separate merge).
+const uint NV = D / 4u;                  // acc vec4s per head (the grouped path has D % 4 == 0)
+const uint VPT = (NV + TPH - 1u) / TPH;  // per thread
+const uint FB = 8u;                      // chunks per round of loads
+
+void merge_chunks(uint i, uint h0, uint chunks, uint g_own, uint k_own) {
+  if (g_own >= HC) return;
+  const uint hb = (i * p.heads + h0 + g_own) * p.want * PS;  // a multiple of 4
+  float mx = kNegBig, total = 0.0;
+  vec4 a[VPT];
+  [[unroll]] for (uint j = 0u; j < VPT; ++j) a[j] = vec4(0.0);
+  for (uint c0 = 0u; c0 < chunks; c0 += FB) {
+    vec2 ml[FB];
+    vec4 v[FB * VPT];
+    [[unroll]] for (uint f = 0u; f < FB; ++f) {
+      const uint b = hb + min(c0 + f, chunks - 1u) * PS;
+      ml[f] = vec2(part[b + D], part[b + D + 1u]);
+      [[unroll]] for (uint j = 0u; j < VPT; ++j)
+        v[f * VPT + j] = part4[b / 4u + min(k_own + j * TPH, NV - 1u)];
+    }
+    float m_new = mx;
+    // Repeats of the last chunk (past `chunks`) change no max and get weight 0 below.
+    [[unroll]] for (uint f = 0u; f < FB; ++f) m_new = max(m_new, ml[f].x);
+    const float rescale = exp(mx - m_new);
+    total *= rescale;
+    [[unroll]] for (uint j = 0u; j < VPT; ++j) a[j] *= rescale;
+    [[unroll]] for (uint f = 0u; f < FB; ++f) {
+      const float w = c0 + f < chunks ? exp(ml[f].x - m_new) : 0.0;
+      total += w * ml[f].y;
+      [[unroll]] for (uint j = 0u; j < VPT; ++j) a[j] += w * v[f * VPT + j];
+    }
+    mx = m_new;
+  }
+  const uint ob = (i * p.heads + h0 + g_own) * NV;
+  [[unroll]] for (uint j = 0u; j < VPT; ++j)
+    if (k_own + j * TPH < NV) o4[ob + k_own + j * TPH] = a[j] / total;
 }
 
 void main() {
@@ -244,15 +303,43 @@ void main() {
     barrier();
   }
 
-  const uint base = ((i * p.heads + h0) * p.want + c) * (D + 2u);  // head h0 + g at base + g * want * (D + 2)
+  const uint chunks = attention_chunks(pos0 + p.n, chunk_len);
+  if (MERGE_LAST && chunks == 1u) {
+    // The only chunk: its sums are the result.
+    if (g_own < HC && k_own == 0u) {
+      float l = 0.0;
+      for (uint k = 0u; k < TPH; ++k) l += red[g_own * TPH + k];
+      alpha_s[g_own] = l;
+    }
+    barrier();
+    [[unroll]] for (uint k = 0u; k < OPT; ++k) {
+      const uint e = tid + k * WG;
+      if (e < HD) o[(i * p.heads + h0) * D + e] = outv[k] / alpha_s[e / D];
+    }
+    return;
+  }
+
+  const uint base = ((i * p.heads + h0) * p.want + c) * PS;  // head h0 + g at base + g * want * PS
   if (g_own < HC && k_own == 0u) {
     float l = 0.0;
     for (uint k = 0u; k < TPH; ++k) l += red[g_own * TPH + k];
-    part[base + g_own * p.want * (D + 2u)] = m_own;
-    part[base + g_own * p.want * (D + 2u) + 1u] = l;
+    part[base + g_own * p.want * PS + D] = m_own;
+    part[base + g_own * p.want * PS + D + 1u] = l;
   }
   [[unroll]] for (uint k = 0u; k < OPT; ++k) {
     const uint e = tid + k * WG;
-    if (e < HD) part[base + (e / D) * p.want * (D + 2u) + 2u + e % D] = outv[k];
+    if (e < HD) part[base + (e / D) * p.want * PS + e % D] = outv[k];
   }
+  if (!MERGE_LAST) return;
+  memoryBarrierBuffer();  // this workgroup's partials before its arrival
+  barrier();
+  if (tid == 0u) {
+    const uint slot = i * gl_NumWorkGroups.y + blk;
+    last_s = atomicAdd(arrivals[slot], 1u) == chunks - 1u;
+    if (last_s) arrivals[slot] = 0u;  // every chunk has arrived: ready for the next dispatch
+  }
+  barrier();
+  if (!last_s) return;  // uniform
+  memoryBarrierBuffer();  // the other workgroups' partials after their arrivals
+  merge_chunks(i, h0, chunks, g_own, k_own);
 }

@@ -17,7 +17,7 @@ layout(constant_id = 3) const bool KV_F16 = true;
 layout(std430, binding = 0) readonly buffer Q { float q[]; };
 layout(std430, binding = 1) readonly buffer K { uint kc[]; };
 layout(std430, binding = 2) readonly buffer V { uint vc[]; };
-layout(std430, binding = 3) writeonly buffer Partial { float part[]; };  // [n, heads, want, D + 2]
+layout(std430, binding = 3) writeonly buffer Partial { float part[]; };  // [n, heads, want, stride]
 layout(std430, binding = 4) readonly buffer Position { uint pos0; };
 
 layout(push_constant) uniform Params {
@@ -128,13 +128,13 @@ void main() {
   }
   const float l = reduce_sum(l_part, tid);
 
-  const uint base = ((i * p.heads + h) * p.want + c) * (D + 2u);
+  const uint base = ((i * p.heads + h) * p.want + c) * attention_partial_stride(D);
   if (tid == 0u) {
-    part[base] = m;
-    part[base + 1u] = l;
+    part[base + D] = m;
+    part[base + D + 1u] = l;
   }
   [[unroll]] for (uint k = 0u; k < DPT; ++k) {
     const uint d = tid + k * WG;
-    if (d < D) part[base + 2u + d] = acc[k];
+    if (d < D) part[base + d] = acc[k];
   }
 }

@@ -11,3 +11,8 @@ uint attention_chunk_len(uint max_len, uint want, uint tile, uint min_len) {
 }
 
 uint attention_chunks(uint max_len, uint chunk_len) { return (max_len + chunk_len - 1u) / chunk_len; }
+
+// A chunk's partial result in memory: the unnormalised output acc[0 .. D-1], then the max score m (at D) and
+// the sum of exps l (at D + 1), padded to a multiple of 4 floats so that acc rows are 16-byte aligned (the
+// merge reads them as vec4 when D % 4 == 0). vulkan_attention_plan.h sizes the buffer the same way.
+uint attention_partial_stride(uint d) { return (d + 5u) & ~3u; }

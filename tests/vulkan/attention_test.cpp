@@ -1,7 +1,8 @@
 // Attention against the CPU reference: decode (n = 1) and prefill, GQA group sizes 1 to 16, head_dim 64
 // and 128 (and odd sizes that take the per-head fallback), sequence lengths 1, 7, 513 and 4100, f16 and
 // f32 caches; each case with lavapipe's chunking (few chunks, several softmax spans per chunk) and a GPU's
-// (many chunks of at least 128 keys). Plus the chunk rule of vulkan_attention_plan.h.
+// (many chunks of at least 128 keys); each with the merge inside the split dispatch (fusion on, the default)
+// and as a dispatch of its own (fusion off). Plus the chunk rule of vulkan_attention_plan.h.
 #include <algorithm>
 #include <sstream>
 #include <utility>
@@ -20,17 +21,19 @@ struct AttnCase {
 };
 
 class AttentionTest : public VulkanTest,
-                      public ::testing::WithParamInterface<std::tuple<AttnCase, uint32_t>> {
+                      public ::testing::WithParamInterface<std::tuple<AttnCase, uint32_t, bool>> {
  protected:
   void TearDown() override {
     vulkan_set_attention_target(*vk, 0);
+    vulkan_set_fusion(*vk, true);
     VulkanTest::TearDown();
   }
 };
 
 TEST_P(AttentionTest, MatchesCpu) {
-  const auto [c, target] = GetParam();
+  const auto [c, target, fused] = GetParam();
   vulkan_set_attention_target(*vk, target);
+  vulkan_set_fusion(*vk, fused);
   const AttentionShape s{c.n_heads, c.n_kv_heads, c.head_dim, 1.0f / std::sqrt(float(c.head_dim))};
   const int cap = c.pos0 + c.n + 3;
   const size_t row = size_t(c.n_kv_heads) * c.head_dim, count = size_t(cap) * row;
@@ -94,17 +97,19 @@ const AttnCase kCases[] = {
     {4, 2, 6, 3, 600, KvType::kF16},      // head_dim 6: rows not whole 16-byte words, per-head fallback
 };
 
-std::string case_name(const ::testing::TestParamInfo<std::tuple<AttnCase, uint32_t>>& info) {
+std::string case_name(const ::testing::TestParamInfo<std::tuple<AttnCase, uint32_t, bool>>& info) {
   const AttnCase& c = std::get<0>(info.param);
   std::ostringstream o;
   o << "h" << c.n_heads << "kv" << c.n_kv_heads << "d" << c.head_dim << "n" << c.n << "pos" << c.pos0
-    << (c.type == KvType::kF16 ? "f16" : "f32") << "t" << std::get<1>(info.param);
+    << (c.type == KvType::kF16 ? "f16" : "f32") << "t" << std::get<1>(info.param)
+    << (std::get<2>(info.param) ? "" : "unfused");
   return o.str();
 }
 
 // Targets: lavapipe's (16: few long chunks, several spans each) and a GPU's (512: many short chunks).
 INSTANTIATE_TEST_SUITE_P(Shapes, AttentionTest,
-                         ::testing::Combine(::testing::ValuesIn(kCases), ::testing::Values(16u, 512u)),
+                         ::testing::Combine(::testing::ValuesIn(kCases), ::testing::Values(16u, 512u),
+                                            ::testing::Bool()),
                          case_name);
 
 // The chunk rule on the Llama-3-8B shape at a GPU's target: one workgroup per (chunk, KV head) serving the

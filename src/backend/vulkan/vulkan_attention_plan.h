@@ -15,6 +15,11 @@ constexpr uint32_t kAttnMergeDims = 16;        // and dims per merge workgroup
 constexpr uint32_t kAttnGpuTarget = 512;       // chunk workgroups per step on a GPU (docs/VULKAN.md)
 constexpr uint32_t kAttnCpuTarget = 16;        // lavapipe and other CPU devices
 
+// Floats per chunk partial: acc (d), m, l, padded to a multiple of 4 (common/attention_chunks.glsl).
+constexpr uint32_t attention_partial_stride(uint32_t d) {
+  return (d + 5) & ~3u;
+}
+
 struct AttentionPlan {
   bool grouped = false;       // attention_split.comp; else the per-head fallback attention_split_rows.comp
   uint32_t heads_per_wg = 1;  // query heads per workgroup (HC), a divisor of the group size

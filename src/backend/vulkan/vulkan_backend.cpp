@@ -30,6 +30,7 @@ constexpr uint32_t kMatmulTokens = 16;    // tokens per workgroup, GPU prefill o
 constexpr uint32_t kTiledMinTokens = 17;  // from here on GPU prefill uses the 64 x 64 tiled kernel
 constexpr uint32_t kMaxGroupsX = 65535;
 constexpr int kRopeRowsAhead = 1024;  // RoPE table rows appended at a time
+constexpr uint32_t kNormEpilogueMaxSlots = 16;  // matvec_norm.comp's NE: rows of up to 16 * 4 * 128 values
 // The WTYPE specialization constant of Q4_0 repacked by upload_weight (model/quant.h Q4_0x8): past every
 // ggml type id; shaders/common/dequant.glsl T_Q4_0X8.
 constexpr uint32_t kTypeQ4_0x8 = 256 + uint32_t(GgmlType::Q4_0);
@@ -57,7 +58,9 @@ class VulkanBackend : public Backend {
         rec_(ctx_),
         split_kv_(ctx_, pipelines_, rec_),
         cpu_device_(ctx_->properties().deviceType == VK_PHYSICAL_DEVICE_TYPE_CPU &&
-                    !std::getenv("FKV_VULKAN_GPU_KERNELS")) {}
+                    !std::getenv("FKV_VULKAN_GPU_KERNELS")) {
+    arrival_counters(norm_arrivals_, 4, "matvec arrival counter");
+  }
   ~VulkanBackend() override { rec_.print_unreported_profile(); }
 
   std::string name() const override { return "vulkan"; }
@@ -73,6 +76,7 @@ class VulkanBackend : public Backend {
     rec_.flush();
     rope_table_.reset();
     partials_.reset();
+    arrivals_.reset();
     rope_rows_ = 0;
   }
   std::string device_name() const override { return ctx_->device_name(); }
@@ -422,7 +426,7 @@ class VulkanBackend : public Backend {
     // still costs: few chunks there.
     AttentionPlan plan =
         plan_attention(n, s, cache.type, attn_target_, ctx_->properties().limits.maxComputeSharedMemorySize);
-    const size_t partial_row = size_t(d + 2) * 4;
+    const size_t partial_row = size_t(attention_partial_stride(d)) * 4;
     // Keep the partials within one binding.
     while (plan.want > 1 && size_t(n) * heads * plan.want * partial_row > ctx_->max_binding()) plan.want /= 2;
     const size_t partial_bytes = size_t(n) * heads * plan.want * partial_row;
@@ -434,22 +438,36 @@ class VulkanBackend : public Backend {
                                          MemoryKind::kDevice, "attention partials");
     const size_t kv_bytes = size_t(cache.capacity) * s.n_kv_heads * d * kv_type_bytes(cache.type);
     const uint32_t f16 = cache.type == KvType::kF16 ? 1u : 0u;
+    // The grouped split merges its chunks itself (attention_split.comp MERGE_LAST) when fusing: one
+    // dispatch instead of two. Its arrival counters start at 0 and the last workgroup resets them.
+    const bool merge_last = plan.grouped && fuse_ && merge_last_;
     const Pipeline& split_p =
         plan.grouped
             ? pipelines_.get("attention_split",
                              {kAttnGroupedWorkgroup, kAttnGroupedWorkgroup, d, f16, plan.heads_per_wg,
-                              plan.tile, plan.span},
-                             5)
+                              plan.tile, plan.span, merge_last ? 1u : 0u},
+                             7)
             : pipelines_.get("attention_split_rows", {kAttnRowsWorkgroup, kAttnRowsWorkgroup, d, f16}, 5);
     const uint32_t pc[] = {uint32_t(n),  uint32_t(s.n_heads), uint32_t(s.n_kv_heads),
                            u32(s.scale), plan.want,           plan.min_chunk};
     const size_t qo_bytes = size_t(n) * heads * d * 4;
     const Binding part = window(*partials_, 0, partial_bytes, true);
+    const Binding qb = window(q, 0, qo_bytes, false), ob = window(out, 0, qo_bytes, true);
+    std::vector<Binding> split_bindings = {qb, window(*cache.k, 0, kv_bytes, false),
+                                           window(*cache.v, 0, kv_bytes, false), part, position()};
+    if (plan.grouped) {
+      // Without the merge, bindings 5 and 6 are not touched; the partials stand in for them.
+      const size_t count_bytes = size_t(n) * plan.head_blocks * 4;
+      if (merge_last)
+        split_bindings.push_back(window(
+            arrival_counters(arrivals_, count_bytes, "attention arrival counters"), 0, count_bytes, true));
+      else
+        split_bindings.push_back(part);
+      split_bindings.push_back(merge_last ? ob : part);
+    }
     rec_.set_position(uint32_t(pos0));
-    rec_.dispatch(split_p,
-                  {window(q, 0, qo_bytes, false), window(*cache.k, 0, kv_bytes, false),
-                   window(*cache.v, 0, kv_bytes, false), part, position()},
-                  pc, sizeof(pc), plan.want, plan.head_blocks, uint32_t(n));
+    rec_.dispatch(split_p, split_bindings, pc, sizeof(pc), plan.want, plan.head_blocks, uint32_t(n));
+    if (merge_last) return;
     const uint32_t blocks = (d + kAttnMergeDims - 1) / kAttnMergeDims;
     const Pipeline& merge_p =
         pipelines_.get("attention_merge", {kAttnMergeWorkgroup, kAttnMergeWorkgroup, d, kAttnMergeDims}, 3);
@@ -458,7 +476,21 @@ class VulkanBackend : public Backend {
     const auto [gx, gz] = split(groups);
     Binding part_in = part;
     part_in.write = false;
-    rec_.dispatch(merge_p, {part_in, window(out, 0, qo_bytes, true), position()}, mc, sizeof(mc), gx, 1, gz);
+    rec_.dispatch(merge_p, {part_in, ob, position()}, mc, sizeof(mc), gx, 1, gz);
+  }
+
+  // Arrival counters of the shaders whose last workgroup finishes the work (attention_split.comp
+  // MERGE_LAST, matvec_norm.comp): at least `bytes`, all zero (each dispatch leaves them so). Grown, and
+  // zeroed by an upload, only when a longer prefill needs more.
+  const VulkanBuffer& arrival_counters(std::shared_ptr<VulkanBuffer>& counters, size_t bytes,
+                                       const char* what) {
+    if (!counters || counters->size() < bytes) {
+      const size_t size = std::max<size_t>(bytes, 4096);
+      counters = std::make_shared<VulkanBuffer>(ctx_, size, MemoryKind::kDevice, what);
+      const std::vector<uint8_t> zeros(size, 0);
+      rec_.upload(*counters, 0, zeros.data(), size);
+    }
+    return *counters;
   }
 
   // Split KV cache (window, fourier policies): native shaders, vulkan_split_kv.cpp (docs/VULKAN.md).
@@ -533,9 +565,14 @@ class VulkanBackend : public Backend {
         p, {window(a, 0, bytes, false), window(b, 0, bytes, false), window(out, 0, bytes, true)}, pc,
         sizeof(pc), gx, 1, gz);
     // An add is held back: when the next op is the RMSNorm of its sum (the residual stream of a layer),
-    // both run as one dispatch (add_rms_norm.comp).
+    // both run as one dispatch (add_rms_norm.comp). An add of a held decode matvec's product is held with
+    // it: the norm may then fold into the matvec (matvec_norm.comp).
     if (op == 0 && fuse_) {
-      rec_.hold(c);
+      if (norm_epilogue_ && held_matvecs() == 1 && held_mv_.rows[0] == count &&
+          (same_range(held_mv_.out[0], c.refs[0]) || same_range(held_mv_.out[0], c.refs[1])))
+        rec_.hold_also(c);
+      else
+        rec_.hold(c);
       held_add_count_ = count;
     } else {
       rec_.record(c);
@@ -599,6 +636,10 @@ class VulkanBackend : public Backend {
     return true;
   }
 
+  // The same bytes of the same buffer, read or written.
+  static bool same_range(const Command::Ref& a, const Command::Ref& b) {
+    return a.handle == b.handle && a.serial == b.serial && a.offset == b.offset && a.range == b.range;
+  }
   static bool same_ref(const Command::Ref& a, const Command::Ref& b) {
     return a.handle == b.handle && a.serial == b.serial && a.offset == b.offset && a.range == b.range &&
            a.write == b.write;
@@ -626,7 +667,9 @@ class VulkanBackend : public Backend {
     return pipelines_.get(name, {wg, wg, r}, add ? 5 : 3);
   }
 
-  // The RMSNorm of a held add's sum, fused with it: true when recorded.
+  // The RMSNorm of a held add's sum, fused with it: true when recorded. When the add's operand is the
+  // product of a matvec held before it, all three run as one dispatch where they can (matvec_norm.comp),
+  // else the matvec is recorded first.
   bool fuse_with_held_add(const DeviceBuffer& x, const DeviceBuffer& w, int n, int dim,
                           const uint32_t (&pc)[2], DeviceBuffer& out) {
     const Command* add = rec_.held();
@@ -637,7 +680,15 @@ class VulkanBackend : public Backend {
                           held_add_count_ == int64_t(n) * dim;
     // The norm's output may be an operand of the add (the engine normalises x = x + xb into xb): every
     // element is read in the first pass by the invocation that writes it in the second. Not the sum.
-    if (!sum_is_x || ov.handle() == sum.handle) return false;
+    if (!sum_is_x || ov.handle() == sum.handle) {
+      record_held_matvec_alone();
+      return false;
+    }
+    if (rec_.held_before()) {
+      if (fold_into_held_matvec(w, dim, pc[1], out)) return true;
+      record_held_matvec_alone();
+      add = rec_.held();
+    }
     const Pipeline& p = norm_pipeline(true, dim);
     const size_t bytes = size_t(n) * dim * 4;
     // Bindings 0-2 as the add had them; the norm's weight and output after.
@@ -649,6 +700,57 @@ class VulkanBackend : public Backend {
     c.refs[0] = a;
     c.refs[1] = b;
     c.refs[2] = sum;
+    rec_.drop_held();
+    rec_.record(c);
+    return true;
+  }
+
+  // A matvec held before an add (elementwise()) recorded by itself, the add staying held.
+  void record_held_matvec_alone() {
+    if (!rec_.held_before()) return;
+    const Command mv = *rec_.held_before(), add = *rec_.held();
+    rec_.drop_held();
+    rec_.record(mv);
+    rec_.hold(add);
+  }
+
+  // The held matvec (held_before) and add (held), and the RMSNorm of the add's sum into `out`, as one
+  // dispatch of matvec_norm.comp (common/matvec_norm_epilogue.glsl): true when recorded. The matvec's
+  // product must be one operand of the add (the other is the residual), the add's sum the norm's input;
+  // the caller checked that the norm's output is not the sum.
+  bool fold_into_held_matvec(const DeviceBuffer& norm_w, int dim, uint32_t eps_bits,
+                             const DeviceBuffer& out) {
+    const Command* mv = rec_.held_before();
+    const Command* add = rec_.held();
+    if (held_mv_.count != 1 || mv->pipeline != held_mv_.pipeline || dim % 4 != 0 || held_mv_.rows[0] != dim)
+      return false;
+    const uint32_t wg = matvec_wg(), ne = uint32_t((dim / 4 + wg - 1) / wg);
+    if (ne > kNormEpilogueMaxSlots) return false;
+    const Command::Ref product = held_mv_.out[0], sum = add->refs[2];
+    const bool product_first = same_range(add->refs[0], product);
+    const Command::Ref residual = product_first ? add->refs[1] : add->refs[0];
+    const VulkanBuffer& ov = vk(out);
+    // The norm's output may be the product's buffer (each element is read and written by one invocation
+    // of the last workgroup); nothing the workgroups still read (weights, x) may be written.
+    for (const Command::Ref& r : {held_mv_.w[0], held_mv_.x})
+      if (r.handle == sum.handle || r.handle == ov.handle() || r.handle == product.handle) return false;
+    if (residual.handle == product.handle) return false;
+    const Pipeline& p = pipelines_.get(
+        ctx_->subgroup_arithmetic() ? "matvec_norm_subgroup" : "matvec_norm",
+        {wg, held_mv_.wtype, wg, matvec_rows(held_mv_.type), matvec_unroll(held_mv_.type), ne}, 8);
+    const uint32_t pc[] = {uint32_t(dim), uint32_t(held_mv_.cols), 1u, 0u, 0u, 0u, uint32_t(dim), eps_bits};
+    // Made with the backend: zeroing a new one here would be an upload, which records the held commands.
+    require(norm_arrivals_ != nullptr, ErrorCode::kInternal, "matvec_norm: no arrival counter");
+    const size_t bytes = size_t(dim) * 4;
+    const Binding nb = window(out, 0, bytes, true);
+    Command c = rec_.make_dispatch(
+        p, {nb, nb, nb, nb, nb, window(norm_w, 0, bytes, false), nb, window(*norm_arrivals_, 0, 4, true)}, pc,
+        sizeof(pc), mv->groups[0], mv->groups[1], mv->groups[2]);
+    c.refs[0] = held_mv_.w[0];
+    c.refs[1] = held_mv_.x;
+    c.refs[2] = product;
+    c.refs[3] = residual;
+    c.refs[4] = sum;
     rec_.drop_held();
     rec_.record(c);
     return true;
@@ -696,7 +798,7 @@ class VulkanBackend : public Backend {
   PipelineCache pipelines_;
   CommandRecorder rec_;
   VulkanSplitKv split_kv_;
-  Buffer rope_table_, partials_;
+  Buffer rope_table_, partials_, arrivals_, norm_arrivals_;
   std::vector<float> rope_key_;
   int rope_rows_ = 0;           // rows of rope_table_ filled for rope_key_
   int64_t held_add_count_ = 0;  // values of the add CommandRecorder holds
@@ -722,6 +824,11 @@ class VulkanBackend : public Backend {
   bool fuse_ = env_switch("FKV_VULKAN_FUSE", true);
   // FKV_VULKAN_FUSE_SWIGLU=0 keeps the SwiGLU apart from the fused gate and up (for timing the fold).
   bool fold_swiglu_ = env_switch("FKV_VULKAN_FUSE_SWIGLU", true);
+  // FKV_VULKAN_MERGE_LAST=0 keeps the attention merge a dispatch of its own while fusing (for timing).
+  bool merge_last_ = env_switch("FKV_VULKAN_MERGE_LAST", true);
+  // FKV_VULKAN_NORM_EPILOGUE=0 keeps the residual add + RMSNorm after the o and down projections a
+  // dispatch of its own while fusing (for timing).
+  bool norm_epilogue_ = env_switch("FKV_VULKAN_NORM_EPILOGUE", true);
   // CPU implementations (lavapipe) run one row per invocation: their barriers cost more than GPUs'.
   // FKV_VULKAN_GPU_KERNELS=1 makes them run the GPU configuration (tests use it).
   bool cpu_device_ = false;
