@@ -6,11 +6,17 @@
 //    K and V staged in shared memory (fp32), with the usual online softmax per query row.
 // Both write per-split partials (max, sum, unnormalised output) that attention_combine merges with the
 // log-sum-exp rule. All arithmetic is fp32; the cache is read in its type (f16 or fp32).
+// The decode kernel of head_dim 64 and 128 and the merge used by default are in attention_decode_kernels.cuh
+// (a cp.async pipeline through shared memory); the ones here are the first versions, still used for other
+// head dims and with FKV_CUDA_ATTN_V2=0.
 #include <cuda_fp16.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
+#include <cstdlib>
 
+#include "attention_decode_kernels.cuh"
 #include "cuda_check.h"
 #include "cuda_kernels.h"
 #include "pdl.cuh"
@@ -22,6 +28,19 @@ constexpr int kSpan = 256;           // decode: positions per split
 constexpr int kDecodeThreads = 128;  // 16 groups of 8 lanes; a group reads one cache row at a time
 constexpr int kDecodeMaxTokens = 2;  // more query tokens than this use the prefill kernel
 constexpr int kQTile = 32, kKTile = 32, kPrefillThreads = 128, kRowsPerWarp = 8;
+static_assert(kSpan == attn2::kSpan, "both decode kernels write the same partials");
+
+// 2: attention_decode_kernels.cuh's decode kernel and merge; 1: the first versions below. FKV_CUDA_ATTN_V2=0
+// selects 1 (read once); set_attention_version overrides it (tests).
+std::atomic<int> g_attention_version{0};
+int attention_version_now() {
+  static const int from_env = [] {
+    const char* v = std::getenv("FKV_CUDA_ATTN_V2");
+    return v && std::atoi(v) == 0 ? 1 : 2;
+  }();
+  const int forced = g_attention_version.load(std::memory_order_relaxed);
+  return forced == 1 || forced == 2 ? forced : from_env;
+}
 
 __device__ __forceinline__ float load_kv(const __half* p) { return __half2float(*p); }
 __device__ __forceinline__ float load_kv(const float* p) { return *p; }
@@ -416,9 +435,37 @@ void launch_decode(const AttentionArgs& a, const Plan& p, cudaStream_t st) {
   check_launch("attention_decode");
 }
 
+template <class KV, int D>
+void launch_decode_v2(const AttentionArgs& a, const Plan& p, cudaStream_t st) {
+  const int group = a.s.n_heads / a.s.n_kv_heads;
+  const dim3 grid(unsigned(a.s.n_kv_heads * ((group + attn2::kHC - 1) / attn2::kHC)), unsigned(p.n_splits),
+                  unsigned(a.n));
+  const auto kernel = attn2::decode_kernel<KV, D>;
+  // Six blocks of 37 KB a multiprocessor need the largest shared-memory carveout: asked for once per device
+  // (before any graph capture: the first decode steps run eagerly).
+  static std::atomic<uint64_t> carveout_set{0};
+  int dev = 0;
+  FKV_CUDA_CHECK(cudaGetDevice(&dev), "reading the current device");
+  const uint64_t bit = dev < 64 ? uint64_t(1) << dev : 0;
+  if (bit && !(carveout_set.load(std::memory_order_relaxed) & bit)) {
+    FKV_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributePreferredSharedMemoryCarveout,
+                                        int(cudaSharedmemCarveoutMaxShared)),
+                   "preferring shared memory for the decode attention kernel");
+    carveout_set.fetch_or(bit, std::memory_order_relaxed);
+  }
+  kernel<<<grid, attn2::kThreads, 0, st>>>(a.q, static_cast<const KV*>(a.k), static_cast<const KV*>(a.v),
+                                           a.pos0, a.pos0_dev, a.s.n_heads, a.s.n_kv_heads, a.s.scale,
+                                           p.n_splits, a.workspace);
+  check_launch("attention_decode_v2");
+}
+
 template <class KV>
 void decode(const AttentionArgs& a, const Plan& p, cudaStream_t st) {
   const int D = a.s.head_dim;
+  if (attention_version_now() == 2) {
+    if (D == 128) return launch_decode_v2<KV, 128>(a, p, st);
+    if (D == 64) return launch_decode_v2<KV, 64>(a, p, st);
+  }
   if (D == 128) return launch_decode<16, 4, true, KV>(a, p, st);
   if (D == 64) return launch_decode<8, 4, true, KV>(a, p, st);
   return launch_decode<32, 1, false, KV>(a, p, st);
@@ -450,6 +497,14 @@ void prefill(const AttentionArgs& a, const Plan& p, cudaStream_t st) {
 
 }  // namespace
 
+void set_attention_version(int version) {
+  g_attention_version.store(version, std::memory_order_relaxed);
+}
+
+int attention_version() {
+  return attention_version_now();
+}
+
 size_t attention_workspace_floats(int n, const AttentionShape& s, int max_len, int sm_count) {
   const Plan p = plan(n, s, max_len, sm_count);
   return size_t(n) * s.n_heads * size_t(p.n_splits) * size_t(s.head_dim + 2);
@@ -466,6 +521,17 @@ void attention(const AttentionArgs& a, int sm_count, cudaStream_t st) {
     a.f16 ? decode<__half>(a, p, st) : decode<float>(a, p, st);
   else
     a.f16 ? prefill<__half>(a, p, st) : prefill<float>(a, p, st);
+  if (attention_version_now() == 2) {
+    const size_t bytes = sizeof(float) * size_t(p.n_splits);
+    if (bytes > 40 * 1024)
+      throw Error(ErrorCode::kUnsupported, "CUDA attention: context too long for the split merge (" +
+                                               std::to_string(p.n_splits) + " splits)");
+    const unsigned chunks = unsigned((a.s.head_dim + attn2::kCombineDims - 1) / attn2::kCombineDims);
+    attn2::combine_kernel<<<dim3(unsigned(a.s.n_heads), unsigned(a.n), chunks), attn2::kCombineThreads, bytes,
+                            st>>>(a.workspace, a.pos0, a.pos0_dev, a.s.n_heads, a.s.head_dim, p.span,
+                                  p.n_splits, a.out);
+    return check_launch("attention_combine_v2");
+  }
   const size_t combine_bytes = sizeof(float) * (size_t(p.n_splits) + size_t(kCombineWarps) * a.s.head_dim);
   if (combine_bytes > 48 * 1024)
     throw Error(ErrorCode::kUnsupported, "CUDA attention: context too long for the split merge (" +

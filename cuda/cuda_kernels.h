@@ -82,5 +82,10 @@ struct AttentionArgs {
 };
 size_t attention_workspace_floats(int n, const AttentionShape& s, int max_len, int sm_count);
 void attention(const AttentionArgs& a, int sm_count, cudaStream_t stream);
+// Which decode attention kernel and split merge run: 2 (attention_decode_kernels.cuh, the default) or 1 (the
+// first versions; FKV_CUDA_ATTN_V2=0). set_attention_version(1 or 2) overrides the environment process-wide
+// (tests run both), 0 returns to it.
+void set_attention_version(int version);
+int attention_version();
 
 }  // namespace fkv::cuda

@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <cstdlib>
 
+#include "cuda_kernels.h"
 #include "cuda_test_util.h"
 #include "fourier/fourier_profile.h"
 #include "kv/split_kv_cache.h"
@@ -173,20 +174,24 @@ TEST_F(Bench, DISABLED_Attention32K) {
   for (int p = 0; p < capacity; p += 512) gpu->kv_store(*kr, *kr, std::min(512, capacity - p), p, s, kv);
   auto q = gpu->alloc(size_t(256) * sh.dim * 4, "q"), out = gpu->alloc(size_t(256) * sh.dim * 4, "out");
   gpu->upload(*q, 0, random_floats(size_t(256) * sh.dim).data(), size_t(256) * sh.dim * 4);
-  for (int n : {1, 256}) {
-    gpu->attention(*q, n, depth - n, s, kv, *out);
-    gpu->synchronize();
-    const int reps = n == 1 ? 200 : 5;
-    const auto t0 = Clock::now();
-    for (int r = 0; r < reps; ++r) gpu->attention(*q, n, depth - n, s, kv, *out);
-    gpu->synchronize();
-    const double sec = seconds_since(t0) / reps;
-    const double bytes = double(depth) * sh.kv_dim() * 2 * 2;
-    const double flops = 4.0 * n * double(depth) * sh.n_heads * sh.head_dim;
-    std::printf("BENCH attention n=%d depth %d: %8.1f us  %6.0f GB/s of KV  %6.1f TFLOP/s\n", n, depth, sec * 1e6,
-                bytes / sec / 1e9, flops / sec / 1e12);
-    std::fflush(stdout);  // a timed-out run keeps what it printed
-  }
+  // Each decode kernel and merge: version 2 (the default) and 1 (FKV_CUDA_ATTN_V2=0), same machine and call.
+  for (int n : {1, 256})
+    for (int version : {2, 1, 2}) {
+      cuda::set_attention_version(version);
+      gpu->attention(*q, n, depth - n, s, kv, *out);
+      gpu->synchronize();
+      const int reps = n == 1 ? 200 : 5;
+      const auto t0 = Clock::now();
+      for (int r = 0; r < reps; ++r) gpu->attention(*q, n, depth - n, s, kv, *out);
+      gpu->synchronize();
+      const double sec = seconds_since(t0) / reps;
+      const double bytes = double(depth) * sh.kv_dim() * 2 * 2;
+      const double flops = 4.0 * n * double(depth) * sh.n_heads * sh.head_dim;
+      std::printf("BENCH attention v%d n=%d depth %d: %8.1f us  %6.0f GB/s of KV  %6.1f TFLOP/s\n", version, n,
+                  depth, sec * 1e6, bytes / sec / 1e9, flops / sec / 1e12);
+      std::fflush(stdout);  // a timed-out run keeps what it printed
+    }
+  cuda::set_attention_version(0);
 }
 
 // One 8B-shape layer of the split KV cache (fourier: S 4, W 1020, N 512, 80% of dims compressed; window:

@@ -3,61 +3,7 @@
 // per CUDA thread (barriers for __syncthreads, per-warp exchanges for shuffles), on split-cache states built
 // by the CPU backend, against the CPU reference. It checks the kernels' indexing, barriers and math without
 // a GPU (not the compiler, the memory model or the launch configuration); runs on every machine.
-#define __shared__ static
-#define __launch_bounds__(...)
-#include <cuda_fp16.h>
-#include <cuda_runtime.h>
-
-#include <algorithm>
-#include <atomic>
-#include <barrier>
-#include <cmath>
-#include <limits>
-#include <memory>
-#include <thread>
-#include <vector>
-
-namespace fkv_emu {
-struct Block {
-  std::barrier<> block{256};
-  std::unique_ptr<std::barrier<>> warp[8];
-  float warp_buf[8][32] = {};
-  std::vector<float> dyn;
-  Block() {
-    for (auto& w : warp) w = std::make_unique<std::barrier<>>(32);
-  }
-};
-inline thread_local Block* ctx = nullptr;
-inline float* dyn_smem() {
-  return ctx->dyn.data();
-}
-}  // namespace fkv_emu
-
-thread_local uint3 threadIdx, blockIdx;
-inline void __syncthreads() {
-  fkv_emu::ctx->block.arrive_and_wait();
-}
-inline float __shfl_xor_sync(unsigned, float v, int o) {
-  fkv_emu::Block* c = fkv_emu::ctx;
-  const unsigned w = threadIdx.x / 32, l = threadIdx.x % 32;
-  c->warp_buf[w][l] = v;
-  c->warp[w]->arrive_and_wait();
-  const float r = c->warp_buf[w][l ^ unsigned(o)];
-  c->warp[w]->arrive_and_wait();
-  return r;
-}
-inline float atomicAdd(float* p, float v) {
-  return std::atomic_ref<float>(*p).fetch_add(v);
-}
-inline unsigned __brev(unsigned x) {
-  unsigned r = 0;
-  for (int k = 0; k < 32; ++k) r |= ((x >> k) & 1u) << (31 - k);
-  return r;
-}
-using std::max;
-using std::min;
-#define FKV_DYN_SMEM(name) float* name = fkv_emu::dyn_smem()
-
+#include "kernel_emulation.h"
 #include "split_attention_kernels.cuh"
 // Ends the kernel code's host-emulation section.
 #undef __shared__
@@ -78,28 +24,10 @@ namespace {
 using namespace fkv::cuda;
 using namespace fkv::cuda::splitattn;
 
-// Runs kernel() as a grid of blocks of kThreads emulated threads, blocks one after another (the threads are
-// made once per launch; shared memory is poisoned with NaN before every block).
+// Runs kernel() as a grid of blocks of kThreads emulated threads (kernel_emulation.h).
 template <class F>
 void launch(dim3 grid, size_t dyn_floats, const F& kernel) {
-  fkv_emu::Block b;
-  std::barrier<> between(kThreads);
-  std::vector<std::thread> th;
-  for (unsigned t = 0; t < unsigned(kThreads); ++t)
-    th.emplace_back([&, t] {
-      fkv_emu::ctx = &b;
-      threadIdx = uint3{t, 0, 0};
-      for (unsigned z = 0; z < grid.z; ++z)
-        for (unsigned y = 0; y < grid.y; ++y)
-          for (unsigned x = 0; x < grid.x; ++x) {
-            if (t == 0) b.dyn.assign(dyn_floats, std::numeric_limits<float>::quiet_NaN());
-            between.arrive_and_wait();
-            blockIdx = uint3{x, y, z};
-            kernel();
-            between.arrive_and_wait();
-          }
-    });
-  for (auto& t : th) t.join();
+  fkv_emu::launch(grid, kThreads, dyn_floats, kernel);
 }
 
 struct Case {
