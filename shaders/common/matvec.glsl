@@ -4,14 +4,9 @@
 // including file defines FKV_SUBGROUP_ADD to 0 or 1.
 // The host uses this shader for F16 (cols % 8 == 0, 16-byte aligned rows), Q4_0 (either layout), Q4_1 and
 // Q8_0 when x starts 16-byte aligned; everything else goes to matmul.comp. matvec_fused.glsl runs two or
-// three of these products of one x as one dispatch. With FKV_NORM_EPILOGUE 1 (matvec_norm.comp), the
-// workgroup that finishes last also adds the product to a residual row and normalises the sum
-// (common/matvec_norm_epilogue.glsl): the o and down projections of a decode step end a layer's halves so.
+// three of these products of one x as one dispatch.
 #extension GL_GOOGLE_include_directive : require
 #extension GL_EXT_control_flow_attributes : require
-#ifndef FKV_NORM_EPILOGUE
-#define FKV_NORM_EPILOGUE 0
-#endif
 #if FKV_SUBGROUP_ADD
 #extension GL_KHR_shader_subgroup_arithmetic : require
 #endif
@@ -25,13 +20,7 @@ layout(constant_id = 4) const uint U = 4u;     // slots per thread loaded togeth
 layout(std430, binding = 0) readonly buffer Weights { uint w[]; };
 layout(std430, binding = 0) readonly buffer Weights4 { uvec4 w4[]; };  // the same words, 16 bytes at a time
 layout(std430, binding = 1) readonly buffer X4 { vec4 x4[]; };
-#if FKV_NORM_EPILOGUE
-// Read back by the last workgroup: coherent, so that it sees the other workgroups' rows.
-layout(std430, binding = 2) coherent buffer Out { float o[]; };
-layout(std430, binding = 2) coherent buffer Out4 { vec4 o4[]; };
-#else
 layout(std430, binding = 2) writeonly buffer Out { float o[]; };
-#endif
 
 // The layout of matmul.comp's push constants (n is always 1 here, out_stride unused).
 layout(push_constant) uniform Params {
@@ -42,7 +31,6 @@ layout(push_constant) uniform Params {
   uint x_base;  // float offset of x in binding 1, a multiple of 4
   uint out_base;
   uint out_stride;
-  float eps;  // FKV_NORM_EPILOGUE: the RMSNorm's epsilon
 } p;
 
 #include "common/grid.glsl"
@@ -55,10 +43,6 @@ layout(push_constant) uniform Params {
 #define MV_W4 w4
 #define MV_LOAD_SLOT load_slot
 #include "common/matvec_slot.glsl"
-
-#if FKV_NORM_EPILOGUE
-#include "common/matvec_norm_epilogue.glsl"
-#endif
 
 #define MV_ACCUMULATE accumulate
 #define MV_NR R
@@ -75,7 +59,4 @@ void main() {
   [[unroll]] for (uint r = 0u; r < R; ++r) stash(r, acc[r]);
   reduce_rows();
   if (tid < R && row0 + tid < p.rows) o[p.out_base + row0 + tid] = row_total(tid);
-#if FKV_NORM_EPILOGUE
-  if (arrived_last()) add_and_norm();
-#endif
 }

@@ -30,7 +30,6 @@ constexpr uint32_t kMatmulTokens = 16;    // tokens per workgroup, GPU prefill o
 constexpr uint32_t kTiledMinTokens = 17;  // from here on GPU prefill uses the 64 x 64 tiled kernel
 constexpr uint32_t kMaxGroupsX = 65535;
 constexpr int kRopeRowsAhead = 1024;  // RoPE table rows appended at a time
-constexpr uint32_t kNormEpilogueMaxSlots = 16;  // matvec_norm.comp's NE: rows of up to 16 * 4 * 128 values
 // The WTYPE specialization constant of Q4_0 repacked by upload_weight (model/quant.h Q4_0x8): past every
 // ggml type id; shaders/common/dequant.glsl T_Q4_0X8.
 constexpr uint32_t kTypeQ4_0x8 = 256 + uint32_t(GgmlType::Q4_0);
@@ -58,9 +57,7 @@ class VulkanBackend : public Backend {
         rec_(ctx_),
         split_kv_(ctx_, pipelines_, rec_),
         cpu_device_(ctx_->properties().deviceType == VK_PHYSICAL_DEVICE_TYPE_CPU &&
-                    !std::getenv("FKV_VULKAN_GPU_KERNELS")) {
-    arrival_counters(norm_arrivals_, 4, "matvec arrival counter");
-  }
+                    !std::getenv("FKV_VULKAN_GPU_KERNELS")) {}
   ~VulkanBackend() override { rec_.print_unreported_profile(); }
 
   std::string name() const override { return "vulkan"; }
@@ -479,9 +476,8 @@ class VulkanBackend : public Backend {
     rec_.dispatch(merge_p, {part_in, ob, position()}, mc, sizeof(mc), gx, 1, gz);
   }
 
-  // Arrival counters of the shaders whose last workgroup finishes the work (attention_split.comp
-  // MERGE_LAST, matvec_norm.comp): at least `bytes`, all zero (each dispatch leaves them so). Grown, and
-  // zeroed by an upload, only when a longer prefill needs more.
+  // The arrival counters of attention_split.comp's MERGE_LAST: at least `bytes`, all zero (each dispatch
+  // leaves them so). Grown, and zeroed by an upload, only when a longer prefill needs more.
   const VulkanBuffer& arrival_counters(std::shared_ptr<VulkanBuffer>& counters, size_t bytes,
                                        const char* what) {
     if (!counters || counters->size() < bytes) {
@@ -565,14 +561,9 @@ class VulkanBackend : public Backend {
         p, {window(a, 0, bytes, false), window(b, 0, bytes, false), window(out, 0, bytes, true)}, pc,
         sizeof(pc), gx, 1, gz);
     // An add is held back: when the next op is the RMSNorm of its sum (the residual stream of a layer),
-    // both run as one dispatch (add_rms_norm.comp). An add of a held decode matvec's product is held with
-    // it: the norm may then fold into the matvec (matvec_norm.comp).
+    // both run as one dispatch (add_rms_norm.comp).
     if (op == 0 && fuse_) {
-      if (norm_epilogue_ && held_matvecs() == 1 && held_mv_.rows[0] == count &&
-          (same_range(held_mv_.out[0], c.refs[0]) || same_range(held_mv_.out[0], c.refs[1])))
-        rec_.hold_also(c);
-      else
-        rec_.hold(c);
+      rec_.hold(c);
       held_add_count_ = count;
     } else {
       rec_.record(c);
@@ -636,10 +627,6 @@ class VulkanBackend : public Backend {
     return true;
   }
 
-  // The same bytes of the same buffer, read or written.
-  static bool same_range(const Command::Ref& a, const Command::Ref& b) {
-    return a.handle == b.handle && a.serial == b.serial && a.offset == b.offset && a.range == b.range;
-  }
   static bool same_ref(const Command::Ref& a, const Command::Ref& b) {
     return a.handle == b.handle && a.serial == b.serial && a.offset == b.offset && a.range == b.range &&
            a.write == b.write;
@@ -667,9 +654,7 @@ class VulkanBackend : public Backend {
     return pipelines_.get(name, {wg, wg, r}, add ? 5 : 3);
   }
 
-  // The RMSNorm of a held add's sum, fused with it: true when recorded. When the add's operand is the
-  // product of a matvec held before it, all three run as one dispatch where they can (matvec_norm.comp),
-  // else the matvec is recorded first.
+  // The RMSNorm of a held add's sum, fused with it: true when recorded.
   bool fuse_with_held_add(const DeviceBuffer& x, const DeviceBuffer& w, int n, int dim,
                           const uint32_t (&pc)[2], DeviceBuffer& out) {
     const Command* add = rec_.held();
@@ -680,15 +665,7 @@ class VulkanBackend : public Backend {
                           held_add_count_ == int64_t(n) * dim;
     // The norm's output may be an operand of the add (the engine normalises x = x + xb into xb): every
     // element is read in the first pass by the invocation that writes it in the second. Not the sum.
-    if (!sum_is_x || ov.handle() == sum.handle) {
-      record_held_matvec_alone();
-      return false;
-    }
-    if (rec_.held_before()) {
-      if (fold_into_held_matvec(w, dim, pc[1], out)) return true;
-      record_held_matvec_alone();
-      add = rec_.held();
-    }
+    if (!sum_is_x || ov.handle() == sum.handle) return false;
     const Pipeline& p = norm_pipeline(true, dim);
     const size_t bytes = size_t(n) * dim * 4;
     // Bindings 0-2 as the add had them; the norm's weight and output after.
@@ -700,57 +677,6 @@ class VulkanBackend : public Backend {
     c.refs[0] = a;
     c.refs[1] = b;
     c.refs[2] = sum;
-    rec_.drop_held();
-    rec_.record(c);
-    return true;
-  }
-
-  // A matvec held before an add (elementwise()) recorded by itself, the add staying held.
-  void record_held_matvec_alone() {
-    if (!rec_.held_before()) return;
-    const Command mv = *rec_.held_before(), add = *rec_.held();
-    rec_.drop_held();
-    rec_.record(mv);
-    rec_.hold(add);
-  }
-
-  // The held matvec (held_before) and add (held), and the RMSNorm of the add's sum into `out`, as one
-  // dispatch of matvec_norm.comp (common/matvec_norm_epilogue.glsl): true when recorded. The matvec's
-  // product must be one operand of the add (the other is the residual), the add's sum the norm's input;
-  // the caller checked that the norm's output is not the sum.
-  bool fold_into_held_matvec(const DeviceBuffer& norm_w, int dim, uint32_t eps_bits,
-                             const DeviceBuffer& out) {
-    const Command* mv = rec_.held_before();
-    const Command* add = rec_.held();
-    if (held_mv_.count != 1 || mv->pipeline != held_mv_.pipeline || dim % 4 != 0 || held_mv_.rows[0] != dim)
-      return false;
-    const uint32_t wg = matvec_wg(), ne = uint32_t((dim / 4 + wg - 1) / wg);
-    if (ne > kNormEpilogueMaxSlots) return false;
-    const Command::Ref product = held_mv_.out[0], sum = add->refs[2];
-    const bool product_first = same_range(add->refs[0], product);
-    const Command::Ref residual = product_first ? add->refs[1] : add->refs[0];
-    const VulkanBuffer& ov = vk(out);
-    // The norm's output may be the product's buffer (each element is read and written by one invocation
-    // of the last workgroup); nothing the workgroups still read (weights, x) may be written.
-    for (const Command::Ref& r : {held_mv_.w[0], held_mv_.x})
-      if (r.handle == sum.handle || r.handle == ov.handle() || r.handle == product.handle) return false;
-    if (residual.handle == product.handle) return false;
-    const Pipeline& p = pipelines_.get(
-        ctx_->subgroup_arithmetic() ? "matvec_norm_subgroup" : "matvec_norm",
-        {wg, held_mv_.wtype, wg, matvec_rows(held_mv_.type), matvec_unroll(held_mv_.type), ne}, 8);
-    const uint32_t pc[] = {uint32_t(dim), uint32_t(held_mv_.cols), 1u, 0u, 0u, 0u, uint32_t(dim), eps_bits};
-    // Made with the backend: zeroing a new one here would be an upload, which records the held commands.
-    require(norm_arrivals_ != nullptr, ErrorCode::kInternal, "matvec_norm: no arrival counter");
-    const size_t bytes = size_t(dim) * 4;
-    const Binding nb = window(out, 0, bytes, true);
-    Command c = rec_.make_dispatch(
-        p, {nb, nb, nb, nb, nb, window(norm_w, 0, bytes, false), nb, window(*norm_arrivals_, 0, 4, true)}, pc,
-        sizeof(pc), mv->groups[0], mv->groups[1], mv->groups[2]);
-    c.refs[0] = held_mv_.w[0];
-    c.refs[1] = held_mv_.x;
-    c.refs[2] = product;
-    c.refs[3] = residual;
-    c.refs[4] = sum;
     rec_.drop_held();
     rec_.record(c);
     return true;
@@ -798,7 +724,7 @@ class VulkanBackend : public Backend {
   PipelineCache pipelines_;
   CommandRecorder rec_;
   VulkanSplitKv split_kv_;
-  Buffer rope_table_, partials_, arrivals_, norm_arrivals_;
+  Buffer rope_table_, partials_, arrivals_;
   std::vector<float> rope_key_;
   int rope_rows_ = 0;           // rows of rope_table_ filled for rope_key_
   int64_t held_add_count_ = 0;  // values of the add CommandRecorder holds
@@ -826,9 +752,6 @@ class VulkanBackend : public Backend {
   bool fold_swiglu_ = env_switch("FKV_VULKAN_FUSE_SWIGLU", true);
   // FKV_VULKAN_MERGE_LAST=0 keeps the attention merge a dispatch of its own while fusing (for timing).
   bool merge_last_ = env_switch("FKV_VULKAN_MERGE_LAST", true);
-  // FKV_VULKAN_NORM_EPILOGUE=0 keeps the residual add + RMSNorm after the o and down projections a
-  // dispatch of its own while fusing (for timing).
-  bool norm_epilogue_ = env_switch("FKV_VULKAN_NORM_EPILOGUE", true);
   // CPU implementations (lavapipe) run one row per invocation: their barriers cost more than GPUs'.
   // FKV_VULKAN_GPU_KERNELS=1 makes them run the GPU configuration (tests use it).
   bool cpu_device_ = false;
