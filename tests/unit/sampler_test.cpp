@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 
 #include <vector>
@@ -19,6 +20,36 @@ TEST(Sampler, GreedyTakesTheArgmax) {
   o.repetition_penalty = 1;
   Sampler s(o);
   EXPECT_EQ(s.sample(logits_of({0.1f, 3.0f, -1.0f, 2.9f})), 1);
+}
+
+// Sampler::argmax is a blocked search; it must give std::max_element's answer: the first index of the
+// largest value, NaNs ignored, ties to the first, -inf-only and all-NaN rows, every length around the block
+// and lane sizes.
+TEST(Sampler, ArgmaxAgreesWithMaxElement) {
+  const auto reference = [](const std::vector<float>& v) {
+    return v.empty() ? 0 : int32_t(std::max_element(v.begin(), v.end()) - v.begin());
+  };
+  uint32_t state = 12345;
+  const auto next = [&] {
+    state = state * 1664525u + 1013904223u;
+    return float(int32_t(state >> 9) % 1000) * 0.01f;  // many ties
+  };
+  for (int64_t n : {0, 1, 2, 15, 16, 17, 1023, 1024, 1025, 2049, 128256}) {
+    std::vector<float> v(static_cast<size_t>(n));
+    for (float& x : v) x = next();
+    EXPECT_EQ(Sampler::argmax(v.data(), n), reference(v)) << n;
+    if (n > 3) {
+      v[size_t(n / 2)] = NAN;
+      v[size_t(n - 1)] = 1e9f;  // the last index wins
+      EXPECT_EQ(Sampler::argmax(v.data(), n), n - 1) << n;
+      v[1] = 1e9f;  // a tie: the first wins
+      EXPECT_EQ(Sampler::argmax(v.data(), n), 1) << n;
+    }
+    std::fill(v.begin(), v.end(), -INFINITY);
+    EXPECT_EQ(Sampler::argmax(v.data(), n), reference(v)) << n;
+    std::fill(v.begin(), v.end(), NAN);
+    EXPECT_EQ(Sampler::argmax(v.data(), n), reference(v)) << n;
+  }
 }
 
 TEST(Sampler, SameSeedSameTokens) {
