@@ -9,6 +9,11 @@
 //     of W_0 (gate) and of W_1 (up), loading each slot's activations once for the R rows, so that a thread
 //     has as many loads in flight and registers as in matvec.glsl; out_0[r] = silu(g) * u as
 //     elementwise.comp computes it, out_1[r] = u (what up's product would have left there).
+//   ROPE_STORE 1 (q, k and v of one token, SWIGLU 0; vulkan_backend.cpp folds the RoPE of q and K and the
+//     store of K and V into the f16 cache into the q/k/v dispatch): R is even, so a workgroup holds whole
+//     adjacent pairs (2i, 2i + 1); q's and k's pairs are rotated by the angle of the position register,
+//     and k's and v's are also written as f16 words of the cache row at that position, with the
+//     expressions of rope_kv_store.comp. One dispatch and one barrier fewer per layer.
 // The per-row arithmetic (slot order, reduction) is the same as matvec.glsl's, so results agree with the
 // separate dispatches.
 #extension GL_GOOGLE_include_directive : require
@@ -23,6 +28,7 @@ layout(constant_id = 2) const uint WG = 128u;  // equals local_size_x; a power o
 layout(constant_id = 3) const uint R = 2u;     // rows per workgroup (SWIGLU: R / 2 of each matrix)
 layout(constant_id = 4) const uint U = 4u;     // slots per thread loaded together
 layout(constant_id = 5) const uint SWIGLU = 0u;
+layout(constant_id = 6) const uint ROPE_STORE = 0u;
 
 // Each matrix's words, also as 16 bytes at a time; `w` is the first (common/dequant.glsl reads `w`).
 layout(std430, binding = 0) readonly buffer Weights0 { uint w[]; };
@@ -35,15 +41,28 @@ layout(std430, binding = 3) readonly buffer X4 { vec4 x4[]; };
 layout(std430, binding = 4) writeonly buffer Out0 { float o0[]; };
 layout(std430, binding = 5) writeonly buffer Out1 { float o1[]; };
 layout(std430, binding = 6) writeonly buffer Out2 { float o2[]; };
+// ROPE_STORE only (otherwise bound to anything and not touched):
+layout(std430, binding = 7) readonly buffer Table { vec2 cs[]; };  // [positions, pairs] (cos, sin)
+layout(std430, binding = 8) readonly buffer Position { uint pos0; };
+layout(std430, binding = 9) writeonly buffer CacheK { uint cache_k[]; };
+layout(std430, binding = 10) writeonly buffer CacheV { uint cache_v[]; };
 
 layout(push_constant) uniform Params {
   uint cols;
   uint rows0, rows1, rows2;
   uint first1, first2;  // the first workgroup of targets 1 and 2 (SWIGLU 0)
+  // ROPE_STORE (as rope_kv_store.comp's):
+  uint pairs;         // per head
+  uint table_base;    // cs index of position `origin`'s first pair in binding 7
+  uint origin;
+  uint k_base;        // word offset in binding 9 of cache row `cache_origin`
+  uint v_base;        // word offset in binding 10 of cache row `cache_origin`
+  uint cache_origin;
 } p;
 
 #include "common/grid.glsl"
 #include "common/dequant.glsl"
+#include "common/half.glsl"
 
 #define MV_RED_ROWS R
 #include "common/matvec_ops.glsl"
@@ -114,6 +133,33 @@ void main() {
   }
   [[unroll]] for (uint r = 0u; r < R; ++r) stash(r, acc[r]);
   reduce_rows();
+  if (ROPE_STORE != 0u) {
+    if (tid < R / 2u && row0 + 2u * tid < rows) {
+      const uint e = row0 + 2u * tid, j = e / 2u;  // j: the pair's index in its tensor (one token)
+      float a = row_total(2u * tid), b = row_total(2u * tid + 1u);
+      if (t != 2u) {
+        const vec2 c = cs[p.table_base + (pos0 - p.origin) * p.pairs + j % p.pairs];
+        const float ra = a * c.x - b * c.y, rb = a * c.y + b * c.x;
+        a = ra;
+        b = rb;
+      }
+      const uint word = to_half(a) | (to_half(b) << 16);
+      const uint cache_row = (pos0 - p.cache_origin) * (p.rows1 / 2u);  // words per cache row
+      if (t == 0u) {
+        o0[e] = a;
+        o0[e + 1u] = b;
+      } else if (t == 1u) {
+        o1[e] = a;
+        o1[e + 1u] = b;
+        cache_k[p.k_base + cache_row + j] = word;
+      } else {
+        o2[e] = a;
+        o2[e + 1u] = b;
+        cache_v[p.v_base + cache_row + j] = word;
+      }
+    }
+    return;
+  }
   if (tid < R && row0 + tid < rows) {
     const float v = row_total(tid);
     if (t == 0u) {

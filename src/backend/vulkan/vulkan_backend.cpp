@@ -30,6 +30,7 @@ constexpr uint32_t kMatmulTokens = 16;    // tokens per workgroup, GPU prefill o
 constexpr uint32_t kTiledMinTokens = 17;  // from here on GPU prefill uses the 64 x 64 tiled kernel
 constexpr uint32_t kMaxGroupsX = 65535;
 constexpr int kRopeRowsAhead = 1024;  // RoPE table rows appended at a time
+constexpr uint32_t kFusedBindings = 11;  // matvec_fused.comp: weights, x, outputs, RoPE table, position, caches
 // The WTYPE specialization constant of Q4_0 repacked by upload_weight (model/quant.h Q4_0x8): past every
 // ggml type id; shaders/common/dequant.glsl T_Q4_0X8.
 constexpr uint32_t kTypeQ4_0x8 = 256 + uint32_t(GgmlType::Q4_0);
@@ -284,11 +285,12 @@ class VulkanBackend : public Backend {
   // output (two targets of equal rows; matvec_rows() is even). `live` is any binding of a live buffer:
   // make_dispatch checks the bindings it gets, and the held ones were checked when they were made, so their
   // refs replace them.
-  Command fused_matvec_command(bool swiglu, const Binding& live) {
+  Command fused_matvec_command(bool swiglu, const Binding& live, bool rope_store = false) {
     const HeldMatvec& h = held_mv_;
     const uint32_t r = matvec_rows(h.type), unroll = matvec_unroll(h.type), wg = matvec_wg();
-    const Pipeline& p = pipelines_.get(ctx_->subgroup_arithmetic() ? "matvec_fused_subgroup" : "matvec_fused",
-                                       {wg, h.wtype, wg, r, unroll, swiglu ? 1u : 0u}, 7);
+    const Pipeline& p =
+        pipelines_.get(ctx_->subgroup_arithmetic() ? "matvec_fused_subgroup" : "matvec_fused",
+                       {wg, h.wtype, wg, r, unroll, swiglu ? 1u : 0u, rope_store ? 1u : 0u}, kFusedBindings);
     // Unused target slots repeat the last target; no workgroup reaches them.
     uint32_t groups[3], first[3] = {0, 0, 0}, total = 0;
     for (int t = 0; t < 3; ++t) {
@@ -306,12 +308,13 @@ class VulkanBackend : public Backend {
                            first[1],
                            first[2]};
     const auto [gx, gz] = split(total);
-    Command c = rec_.make_dispatch(p, {live, live, live, live, live, live, live}, pc, sizeof(pc), gx, 1, gz);
+    Command c = rec_.make_dispatch(p, std::vector<Binding>(kFusedBindings, live), pc, sizeof(pc), gx, 1, gz);
     for (int t = 0; t < 3; ++t) {
       c.refs[t] = h.w[target(t)];
       c.refs[4 + t] = h.out[target(t)];
     }
     c.refs[3] = h.x;
+    for (uint32_t b = 7; b < kFusedBindings; ++b) c.refs[b] = h.x;  // the RoPE bindings, untouched here
     return c;
   }
 
@@ -361,6 +364,22 @@ class VulkanBackend : public Backend {
     // of K and V makes one dispatch of all three (rope_kv_store.comp).
     const HeldRope h{n, n_heads, pairs, pos0, {pc[3], pc[4]}};
     const Command* prev = rec_.held();
+    // The RoPE of q right after the fused q/k/v matvec that wrote q, and then that of K, are held with it:
+    // the store of K and V may then fold all of them into the matvec (store_held_rope).
+    if (rope_fold_ && n == 1 && held_matvecs() == 3 && same_range(held_mv_.out[0], c.refs[0])) {
+      rec_.hold_also(c);
+      held_rope_ = h;
+      return;
+    }
+    if (rope_fold_ && n == 1 && rec_.held_count() == 2 && prev->pipeline == &p && held_qkv_first() &&
+        same_range(held_mv_.out[1], c.refs[0]) && held_rope_.n == n && held_rope_.pairs == pairs &&
+        held_rope_.pos0 == pos0 && held_rope_.table[0] == h.table[0] && held_rope_.table[1] == h.table[1] &&
+        same_ref(prev->refs[1], c.refs[1])) {
+      rec_.hold_also(c);
+      held_q_ = held_rope_;
+      held_rope_ = h;
+      return;
+    }
     if (prev && !rec_.held_before() && prev->pipeline == &p && held_rope_.n == n &&
         held_rope_.pairs == pairs && held_rope_.pos0 == pos0 && held_rope_.table[0] == h.table[0] &&
         held_rope_.table[1] == h.table[1] && same_ref(prev->refs[1], c.refs[1]) &&
@@ -591,6 +610,10 @@ class VulkanBackend : public Backend {
   bool store_held_rope(const DeviceBuffer& k, const DeviceBuffer& v, int n, int pos0, const AttentionShape& s,
                        KvLayer& cache) {
     const Pipeline& rope_p = pipelines_.get("rope", {kWorkgroup}, 3);
+    if (rec_.held_count() == 3) {
+      if (fold_rope_store(k, v, n, pos0, s, cache)) return true;
+      rec_.record_first_held();  // the q/k/v matvec; the two RoPEs stay held for the path below
+    }
     const Command* rope = rec_.held();
     if (!fuse_ || !rope || rope->pipeline != &rope_p) return false;
     const HeldRope h = held_rope_;
@@ -627,6 +650,50 @@ class VulkanBackend : public Backend {
     return true;
   }
 
+  // Whether the first held command is the fused q/k/v matvec (held_mv_, three targets).
+  bool held_qkv_first() const {
+    const Command* c = rec_.held_first();
+    return c && c->pipeline == held_mv_.pipeline && held_mv_.count == 3;
+  }
+
+  // The held q/k/v matvec, RoPE of q and RoPE of K (rope()), and this store of K and V into an f16 cache, as
+  // one dispatch of matvec_fused.comp with ROPE_STORE: true when recorded.
+  bool fold_rope_store(const DeviceBuffer& k, const DeviceBuffer& v, int n, int pos0, const AttentionShape& s,
+                       KvLayer& cache) {
+    const HeldMatvec& hm = held_mv_;
+    const HeldRope h = held_rope_;
+    if (!held_qkv_first() || n != 1 || cache.type != KvType::kF16 || h.n != 1 || h.pos0 != pos0 ||
+        h.heads != s.n_kv_heads || int(h.pairs) * 2 != s.head_dim || held_q_.pairs != h.pairs ||
+        hm.rows[1] != int64_t(s.n_kv_heads) * s.head_dim || hm.rows[2] != hm.rows[1] ||
+        hm.rows[0] % 2 != 0 || matvec_rows(hm.type) % 2 != 0)
+      return false;
+    const VulkanBuffer &kv = vk(k), &vv = vk(v);
+    const auto is = [](const Command::Ref& r, const VulkanBuffer& b) {
+      return r.handle == b.handle() && r.serial == b.serial() && r.offset == 0;
+    };
+    if (!is(hm.out[1], kv) || !is(hm.out[2], vv)) return false;
+    const Command rope_k = *rec_.held();
+    const size_t row = size_t(s.n_kv_heads) * s.head_dim;
+    const auto [kb, kc] = cache_rows(*cache.k, n, pos0, row, cache.capacity);
+    const auto [vb, vc] = cache_rows(*cache.v, n, pos0, row, cache.capacity);
+    Command c = fused_matvec_command(false, window(v, 0, row * 4, false), true);
+    const uint32_t extra[] = {h.pairs, h.table[0], h.table[1], kc.base, vc.base, kc.origin};
+    std::memcpy(c.push + 6 * 4, extra, sizeof(extra));
+    c.push_bytes = 12 * 4;
+    // Bindings 7-10: the RoPE table and the position register as the RoPE had them, then the caches.
+    c.refs[7] = rope_k.refs[1];
+    c.refs[8] = rope_k.refs[2];
+    c.refs[9] = ref_of(kb);
+    c.refs[10] = ref_of(vb);
+    rec_.drop_held();
+    rec_.record(c);
+    return true;
+  }
+
+  // The same bytes of the same buffer, read or written.
+  static bool same_range(const Command::Ref& a, const Command::Ref& b) {
+    return a.handle == b.handle && a.serial == b.serial && a.offset == b.offset && a.range == b.range;
+  }
   static bool same_ref(const Command::Ref& a, const Command::Ref& b) {
     return a.handle == b.handle && a.serial == b.serial && a.offset == b.offset && a.range == b.range &&
            a.write == b.write;
@@ -750,6 +817,9 @@ class VulkanBackend : public Backend {
   bool fuse_ = env_switch("FKV_VULKAN_FUSE", true);
   // FKV_VULKAN_FUSE_SWIGLU=0 keeps the SwiGLU apart from the fused gate and up (for timing the fold).
   bool fold_swiglu_ = env_switch("FKV_VULKAN_FUSE_SWIGLU", true);
+  // FKV_VULKAN_ROPE_FOLD=0 keeps the RoPE of q and K and the store of K and V a dispatch of their own
+  // (rope_kv_store.comp) after the fused q/k/v matvec while fusing (for timing).
+  bool rope_fold_ = env_switch("FKV_VULKAN_ROPE_FOLD", true);
   // FKV_VULKAN_MERGE_LAST=0 keeps the attention merge a dispatch of its own while fusing (for timing).
   bool merge_last_ = env_switch("FKV_VULKAN_MERGE_LAST", true);
   // CPU implementations (lavapipe) run one row per invocation: their barriers cost more than GPUs'.

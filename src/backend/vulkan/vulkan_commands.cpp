@@ -174,8 +174,15 @@ void CommandRecorder::hold(const Command& c) {
 }
 
 void CommandRecorder::hold_also(const Command& c) {
-  require(held_.size() == 1, ErrorCode::kInternal, "hold_also: exactly one command must be held");
+  require(!held_.empty() && held_.size() < 3, ErrorCode::kInternal, "hold_also: one or two commands must be held");
   held_.push_back(c);
+}
+
+void CommandRecorder::record_first_held() {
+  if (held_.empty()) return;
+  const Command first = held_.front();
+  held_.erase(held_.begin());
+  if (first.groups[0] && first.groups[1] && first.groups[2]) submit(first);
 }
 
 void CommandRecorder::release_held() {
@@ -189,10 +196,13 @@ void CommandRecorder::release_held() {
 }
 
 void CommandRecorder::set_position(uint32_t pos) {
-  // A held command reads the register: it is recorded before the register changes, and may stay held
-  // when it does not.
+  // A held command that reads the register is recorded before the register changes; one that does not
+  // (a held matvec) may stay held across the update, which it does not depend on.
   if (position_known_ && pos == position_value_) return;
-  release_held();
+  bool held_reads_position = false;
+  for (const Command& c : held_)
+    for (uint32_t r = 0; r < c.n_refs; ++r) held_reads_position |= c.refs[r].handle == position_->handle();
+  if (held_reads_position) release_held();
   position_value_ = pos;
   position_known_ = true;
   Command c;

@@ -54,13 +54,17 @@ class CommandRecorder {
   void record(const Command& c);
   // A command held back so that the next op may fuse with it (an add followed by the norm of its sum):
   // held() shows it, drop_held() forgets it (the caller recorded a fused command instead); any other call
-  // records it first, so the order of commands is kept. hold_also() holds a second command after the first
-  // (the RoPE of K after that of q, so that the store of K and V fuses all three); held() is then the
-  // second and held_before() the first, and both are recorded in order unless dropped.
+  // records it first, so the order of commands is kept. hold_also() holds another command after those held
+  // (up to three: the fused q/k/v matvec, then the RoPE of q and of K, so that the store of K and V fuses
+  // them all); held() is then the last, held_before() the one before it, held_first() the first, and all
+  // are recorded in order unless dropped. record_first_held() records the first alone, keeping the rest.
   void hold(const Command& c);
   void hold_also(const Command& c);
   const Command* held() const { return held_.empty() ? nullptr : &held_.back(); }
   const Command* held_before() const { return held_.size() < 2 ? nullptr : &held_[held_.size() - 2]; }
+  const Command* held_first() const { return held_.empty() ? nullptr : &held_.front(); }
+  size_t held_count() const { return held_.size(); }
+  void record_first_held();
   void drop_held() { held_.clear(); }
   void copy(const VulkanBuffer& src, VkDeviceSize src_offset, const VulkanBuffer& dst,
             VkDeviceSize dst_offset, VkDeviceSize bytes);
@@ -122,7 +126,7 @@ class CommandRecorder {
   bool position_known_ = false;
   std::unique_ptr<DecodeReplay> replay_;
   bool replay_wanted_ = false;  // set_replay's last word: replay resumes with it when profiling stops
-  std::vector<Command> held_;   // at most two
+  std::vector<Command> held_;   // at most three
   std::unique_ptr<GpuProfiler> profiler_;  // while profiling
 };
 
