@@ -664,6 +664,7 @@ class VulkanBackend : public Backend {
     const HeldRope h = held_rope_;
     if (!held_qkv_first() || n != 1 || cache.type != KvType::kF16 || h.n != 1 || h.pos0 != pos0 ||
         h.heads != s.n_kv_heads || int(h.pairs) * 2 != s.head_dim || held_q_.pairs != h.pairs ||
+        int64_t(held_q_.heads) * 2 * h.pairs != hm.rows[0] ||
         hm.rows[1] != int64_t(s.n_kv_heads) * s.head_dim || hm.rows[2] != hm.rows[1] ||
         hm.rows[0] % 2 != 0 || matvec_rows(hm.type) % 2 != 0)
       return false;
