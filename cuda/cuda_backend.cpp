@@ -41,6 +41,7 @@ static_assert(kSplitP0 + 5 <= int(sizeof(Op::p) / sizeof(Op::p[0])) &&
 
 constexpr int kMatvecMaxTokens = 2;                     // more tokens than this: dequantize + GEMM
 constexpr size_t kGemmScratchElems = size_t(32) << 20;  // weight rows decoded per GEMM chunk (64 MiB of f16)
+constexpr int kMergeCounters = 1024;  // decode attention's arrival counters: (token, KV head x head chunk)
 
 void check_range(const DeviceBuffer& b, size_t offset, size_t bytes, const char* op) {
   require(offset <= b.size() && bytes <= b.size() - offset, ErrorCode::kInvalidArgument,
@@ -80,6 +81,11 @@ class CudaBackend : public Backend {
         },
         env_flag("FKV_CUDA_GRAPH", true));
     split_kv_init();
+    // Zeroed once; every decode attention launch leaves them zeroed (attn2::merge_last).
+    merge_counters_ =
+        std::make_unique<CudaBuffer>(kMergeCounters * sizeof(unsigned), "attention merge counters");
+    FKV_CUDA_CHECK(cudaMemsetAsync(merge_counters_->data(), 0, kMergeCounters * sizeof(unsigned), stream_),
+                   "zeroing the attention merge counters");
     split_graph_ = env_flag("FKV_CUDA_SPLIT_GRAPH", true);
     native_split_ = env_flag("FKV_CUDA_SPLIT", true);
     chirp_ = env_flag("FKV_CUDA_CHIRP", false);
@@ -92,6 +98,7 @@ class CudaBackend : public Backend {
     (void)cudaSetDevice(device_);
     (void)cudaStreamSynchronize(stream_);
     graph_.reset();
+    merge_counters_.reset();
     rope_tables_.clear();
     basis_tables_.clear();
     chirp_tables_.clear();
@@ -604,6 +611,8 @@ class CudaBackend : public Backend {
         a.f16 = op.i[4] != 0;
         a.pos0 = op.pos0;
         a.pos0_dev = pos_dev;
+        a.merge_counters = static_cast<unsigned*>(merge_counters_->data());
+        a.n_merge_counters = kMergeCounters;
         // Eager: split for the positions in use; captured: for the whole cache, since pos0 moves.
         a.max_len = capturing ? int(op.i[5]) : op.pos0 + a.n;
         return cuda::attention(a, sm_count_, stream_);
@@ -773,6 +782,7 @@ class CudaBackend : public Backend {
   bool native_split_ = true;  // FKV_CUDA_SPLIT=0: the Backend base class's host fallback (for bisecting)
   std::vector<std::pair<RopeParams, std::unique_ptr<CudaBuffer>>> rope_tables_;
   std::unique_ptr<DecodeGraph> graph_;
+  std::unique_ptr<CudaBuffer> merge_counters_;
 };
 
 }  // namespace

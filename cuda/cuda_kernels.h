@@ -79,6 +79,10 @@ struct AttentionArgs {
   int max_len;  // an upper bound of pos0 + n (fixes the split count, so that a graph replays unchanged)
   AttentionShape s;
   float* workspace;
+  // Zeroed device counters (n_merge_counters of them, left zeroed by every launch) that let the decode
+  // kernel merge its splits in its last block (attention.cu merges_in_decode); null: a combine launch.
+  unsigned* merge_counters = nullptr;
+  int n_merge_counters = 0;
 };
 size_t attention_workspace_floats(int n, const AttentionShape& s, int max_len, int sm_count);
 void attention(const AttentionArgs& a, int sm_count, cudaStream_t stream);
@@ -87,5 +91,9 @@ void attention(const AttentionArgs& a, int sm_count, cudaStream_t stream);
 // (tests run both), 0 returns to it.
 void set_attention_version(int version);
 int attention_version();
+// Whether decode attention (version 2) merges its splits in the kernel's last block rather than in a combine
+// launch: on by default, FKV_CUDA_ATTN_MERGE_LAST=0 turns it off. set_attention_merge_last(1 or 0) overrides
+// the environment process-wide (tests), -1 returns to it.
+void set_attention_merge_last(int on);
 
 }  // namespace fkv::cuda
