@@ -42,6 +42,19 @@ int attention_version_now() {
   return forced == 1 || forced == 2 ? forced : from_env;
 }
 
+// Whether the version-2 decode kernel merges its splits in its last block (attn2::decode_kernel's kMerge)
+// instead of a combine launch: on unless FKV_CUDA_ATTN_MERGE_LAST=0 (read once); set_attention_merge_last
+// overrides it (tests).
+std::atomic<int> g_merge_last{-1};
+bool merge_last_now() {
+  static const bool from_env = [] {
+    const char* v = std::getenv("FKV_CUDA_ATTN_MERGE_LAST");
+    return !(v && std::atoi(v) == 0);
+  }();
+  const int forced = g_merge_last.load(std::memory_order_relaxed);
+  return forced >= 0 ? forced != 0 : from_env;
+}
+
 __device__ __forceinline__ float load_kv(const __half* p) { return __half2float(*p); }
 __device__ __forceinline__ float load_kv(const float* p) { return *p; }
 
@@ -435,12 +448,16 @@ void launch_decode(const AttentionArgs& a, const Plan& p, cudaStream_t st) {
   check_launch("attention_decode");
 }
 
-template <class KV, int D>
+// The grid's x extent of the version-2 decode kernel (KV heads x chunks of query heads).
+unsigned decode_v2_blocks_x(const AttentionShape& s) {
+  const int group = s.n_heads / s.n_kv_heads;
+  return unsigned(s.n_kv_heads * ((group + attn2::kHC - 1) / attn2::kHC));
+}
+
+template <class KV, int D, bool kMerge>
 void launch_decode_v2(const AttentionArgs& a, const Plan& p, cudaStream_t st) {
-  const int group = a.s.n_heads / a.s.n_kv_heads;
-  const dim3 grid(unsigned(a.s.n_kv_heads * ((group + attn2::kHC - 1) / attn2::kHC)), unsigned(p.n_splits),
-                  unsigned(a.n));
-  const auto kernel = attn2::decode_kernel<KV, D>;
+  const dim3 grid(decode_v2_blocks_x(a.s), unsigned(p.n_splits), unsigned(a.n));
+  const auto kernel = attn2::decode_kernel<KV, D, kMerge>;
   // Six blocks of 37 KB a multiprocessor need the largest shared-memory carveout: asked for once per device
   // (before any graph capture: the first decode steps run eagerly).
   static std::atomic<uint64_t> carveout_set{0};
@@ -455,16 +472,29 @@ void launch_decode_v2(const AttentionArgs& a, const Plan& p, cudaStream_t st) {
   }
   kernel<<<grid, attn2::kThreads, 0, st>>>(a.q, static_cast<const KV*>(a.k), static_cast<const KV*>(a.v),
                                            a.pos0, a.pos0_dev, a.s.n_heads, a.s.n_kv_heads, a.s.scale,
-                                           p.n_splits, a.workspace);
-  check_launch("attention_decode_v2");
+                                           p.n_splits, a.workspace, a.out, a.merge_counters);
+  check_launch(kMerge ? "attention_decode_v2 (merged)" : "attention_decode_v2");
+}
+
+// Whether a decode launch merges its splits itself (kMerge): version 2, head_dim 64 or 128, the backend's
+// counters cover the grid and the last block's shared memory holds every split's weights.
+bool merges_in_decode(const AttentionArgs& a, const Plan& p) {
+  const int D = a.s.head_dim;
+  return p.decode && attention_version_now() == 2 && merge_last_now() && (D == 64 || D == 128) &&
+         a.merge_counters && int64_t(a.n) * decode_v2_blocks_x(a.s) <= a.n_merge_counters &&
+         p.n_splits <= attn2::kMergeMaxSplits;
 }
 
 template <class KV>
 void decode(const AttentionArgs& a, const Plan& p, cudaStream_t st) {
   const int D = a.s.head_dim;
+  if (merges_in_decode(a, p)) {
+    if (D == 128) return launch_decode_v2<KV, 128, true>(a, p, st);
+    return launch_decode_v2<KV, 64, true>(a, p, st);
+  }
   if (attention_version_now() == 2) {
-    if (D == 128) return launch_decode_v2<KV, 128>(a, p, st);
-    if (D == 64) return launch_decode_v2<KV, 64>(a, p, st);
+    if (D == 128) return launch_decode_v2<KV, 128, false>(a, p, st);
+    if (D == 64) return launch_decode_v2<KV, 64, false>(a, p, st);
   }
   if (D == 128) return launch_decode<16, 4, true, KV>(a, p, st);
   if (D == 64) return launch_decode<8, 4, true, KV>(a, p, st);
@@ -501,6 +531,10 @@ void set_attention_version(int version) {
   g_attention_version.store(version, std::memory_order_relaxed);
 }
 
+void set_attention_merge_last(int on) {
+  g_merge_last.store(on < 0 ? -1 : on != 0, std::memory_order_relaxed);
+}
+
 int attention_version() {
   return attention_version_now();
 }
@@ -521,6 +555,7 @@ void attention(const AttentionArgs& a, int sm_count, cudaStream_t st) {
     a.f16 ? decode<__half>(a, p, st) : decode<float>(a, p, st);
   else
     a.f16 ? prefill<__half>(a, p, st) : prefill<float>(a, p, st);
+  if (merges_in_decode(a, p)) return;  // the decode kernel wrote out
   if (attention_version_now() == 2) {
     const size_t bytes = sizeof(float) * size_t(p.n_splits);
     if (bytes > 40 * 1024)

@@ -50,6 +50,10 @@ constexpr int kTileBytes = 8192;  // cache bytes per pipeline stage
 constexpr int kStages = 4;        // tiles in the ring: 3 in flight while one is used
 constexpr int kCombineThreads = 256, kCombineWarps = kCombineThreads / 32;
 constexpr int kCombineDims = 32;  // output dims per combine block (a lane each)
+constexpr int kMergeUnroll = 8;   // kMerge: partial rows in flight per thread in the last block's merge
+constexpr int kStatUnroll = 4;    // kMerge: (max, sum) pairs in flight per lane
+// kMerge: the last block keeps every split's weight for its heads in the tiles' space.
+constexpr int kMergeMaxSplits = kStages * kTileBytes / 4 / kHC;
 static_assert(kHC == 4, "the V pass reads a row's weights as one float4");
 static_assert(kHC <= kThreads / 32, "the softmax gives each head a warp");
 
@@ -79,6 +83,41 @@ template <int N>
 __device__ __forceinline__ void copy_wait() {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
   asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
+#endif
+}
+
+// ---- The merge in the last block (decode_kernel's kMerge). Loads of other blocks' partials go to L2
+// (ld.global.cg): they were written by other multiprocessors during this kernel, so a line this one's L1
+// holds could be stale. The host emulation runs blocks one after another: plain copies and no-op fences.
+__device__ __forceinline__ float4 load_cg(const float4* p) {
+#if defined(__CUDA_ARCH__)
+  return __ldcg(p);
+#else
+  float4 v;
+  memcpy(&v, p, 16);
+  return v;
+#endif
+}
+__device__ __forceinline__ float2 load_cg(const float2* p) {
+#if defined(__CUDA_ARCH__)
+  return __ldcg(p);
+#else
+  float2 v;
+  memcpy(&v, p, 8);
+  return v;
+#endif
+}
+__device__ __forceinline__ void fence_gpu() {
+#if defined(__CUDA_ARCH__)
+  __threadfence();
+#endif
+}
+// Counts one more arrival at *counter and returns the count before it.
+__device__ __forceinline__ unsigned arrive(unsigned* counter) {
+#if defined(__CUDA_ARCH__)
+  return atomicAdd(counter, 1u);
+#else
+  return (*counter)++;
 #endif
 }
 
@@ -162,16 +201,148 @@ __device__ __forceinline__ void reduce_scatter(float* s, int l) {
 __device__ __forceinline__ float* partial(float* ws, int i, int h, int split, int H, int n_splits, int D) {
   return ws + ((size_t(i) * H + h) * n_splits + split) * size_t(D + 2);
 }
+// kMerge's layout of the same floats: the unnormalised outputs [token][head][split][D] (rows 16-byte aligned,
+// so that the merge reads them as float4), then the (max, sum) pairs [token][head][split]; n tokens.
+__device__ __forceinline__ float* merge_out(float* ws, int i, int h, int split, int H, int n_splits, int D) {
+  return ws + ((size_t(i) * H + h) * n_splits + split) * size_t(D);
+}
+__device__ __forceinline__ float2* merge_stats(float* ws, int n, int i, int h, int H, int n_splits, int D) {
+  return reinterpret_cast<float2*>(ws + size_t(n) * H * n_splits * D) + (size_t(i) * H + h) * n_splits;
+}
+
+// kMerge, after a block of a multi-split token wrote its partials: the last block of (token i, head chunk)
+// to arrive merges every split's partials into out with the log-sum-exp rule; the others return. Ordering:
+// every thread fences its partial writes before the barrier after which thread 0 counts the arrival
+// (release); the thread that sees the count complete fences again before the barrier after which the block
+// reads (acquire), and reads through L2 (load_cg). The last block resets the counter, so the next launch (a
+// graph replay) starts from zero. Shared memory: wts [kHC][valid] (the tiles' space), red the scores' space,
+// l_sum [kHC], flag one word; all free once the block's partials are written.
+template <int D>
+__device__ __forceinline__ void merge_last(float* ws, float* __restrict__ out, unsigned* counters, int i,
+                                           int h0, int nh, int H, int n_splits, int valid, float* wts,
+                                           float* red, float* l_sum, unsigned* flag) {
+  const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
+  const int n = int(gridDim.z);
+  fence_gpu();
+  __syncthreads();
+  if (tid == 0) {
+    unsigned* c = counters + size_t(i) * gridDim.x + blockIdx.x;
+    const unsigned last = arrive(c) == unsigned(valid - 1);
+    if (last) {
+      *c = 0;
+      fence_gpu();
+    }
+    *flag = last;
+  }
+  __syncthreads();
+  if (!*flag) return;
+
+  // Weights: warp w takes head w; (max, sum) pairs kStatUnroll per lane in flight, an online max over them
+  // (exp(-inf) = 0 for a lane's first pair), then the maxima and sums across the lanes. wts holds the
+  // splits' maxima, then their weights exp(m_s - M).
+  if (warp < nh) {
+    const float2* st = merge_stats(ws, n, i, h0 + warp, H, n_splits, D);
+    float* w = wts + warp * valid;
+    float m = -INFINITY, l = 0.0f;
+    for (int s0 = 0; s0 < valid; s0 += 32 * kStatUnroll) {
+      float2 v[kStatUnroll];
+      FKV_UNROLL
+      for (int u = 0; u < kStatUnroll; ++u) {
+        const int s = s0 + 32 * u + lane;
+        v[u] = s < valid ? load_cg(st + s) : make_float2(-INFINITY, 0.0f);
+      }
+      FKV_UNROLL
+      for (int u = 0; u < kStatUnroll; ++u) {
+        const int s = s0 + 32 * u + lane;
+        if (s < valid) {
+          w[s] = v[u].x;
+          const float mn = fmaxf(m, v[u].x);
+          l = fmaf(l, expf(m - mn), v[u].y * expf(v[u].x - mn));
+          m = mn;
+        }
+      }
+    }
+    float M = m;
+    FKV_UNROLL
+    for (int o = 16; o > 0; o >>= 1) M = fmaxf(M, __shfl_xor_sync(0xffffffffu, M, o));
+    l *= expf(m - M);  // a lane without splits: 0 * exp(-inf)
+    FKV_UNROLL
+    for (int o = 16; o > 0; o >>= 1) l += __shfl_xor_sync(0xffffffffu, l, o);
+    for (int s = lane; s < valid; s += 32) w[s] = expf(w[s] - M);  // the lane's own entries
+    if (lane == 0) l_sum[warp] = l;
+  }
+  __syncthreads();
+
+  // Outputs: thread (phase, head, column of 4 dims) adds splits phase, phase + kPhases, ... with
+  // kMergeUnroll rows in flight (a warp reads 512 contiguous bytes of a partial row); the phases' sums meet
+  // in shared memory.
+  constexpr int kQ = D / 4;                       // float4 columns of a row
+  constexpr int kPhases = kThreads / (kHC * kQ);  // 1 for D 128, 2 for D 64
+  static_assert(kPhases >= 1 && kThreads % (kHC * kQ) == 0, "merge shape");
+  static_assert((kPhases - 1) * kHC * D <= kSpan * kHC, "merge reduction buffer");
+  const int c4 = tid % kQ, hh = (tid / kQ) % kHC, ph = tid / (kQ * kHC);
+  float4 acc = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+  if (hh < nh) {
+    const float4* col = reinterpret_cast<const float4*>(merge_out(ws, i, h0 + hh, 0, H, n_splits, D)) + c4;
+    const float* w = wts + hh * valid;
+    for (int s = ph; s < valid; s += kMergeUnroll * kPhases) {
+      float4 x[kMergeUnroll];
+      FKV_UNROLL
+      for (int u = 0; u < kMergeUnroll; ++u) {
+        const int t = s + u * kPhases;
+        x[u] = t < valid ? load_cg(col + size_t(t) * kQ) : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+      }
+      FKV_UNROLL
+      for (int u = 0; u < kMergeUnroll; ++u) {
+        const int t = s + u * kPhases;
+        if (t < valid) {
+          const float e = w[t];
+          acc.x = fmaf(e, x[u].x, acc.x);
+          acc.y = fmaf(e, x[u].y, acc.y);
+          acc.z = fmaf(e, x[u].z, acc.z);
+          acc.w = fmaf(e, x[u].w, acc.w);
+        }
+      }
+    }
+  }
+  if constexpr (kPhases > 1) {
+    float4* r4 = reinterpret_cast<float4*>(red);  // [phase - 1][head][column]
+    if (ph > 0) r4[((ph - 1) * kHC + hh) * kQ + c4] = acc;
+    __syncthreads();
+    if (ph == 0) {
+      FKV_UNROLL
+      for (int p = 1; p < kPhases; ++p) {
+        const float4 y = r4[((p - 1) * kHC + hh) * kQ + c4];
+        acc = make_float4(acc.x + y.x, acc.y + y.y, acc.z + y.z, acc.w + y.w);
+      }
+    }
+  }
+  if (ph == 0 && hh < nh) {
+    const float L = l_sum[hh];
+    float* o = out + (size_t(i) * H + h0 + hh) * D + 4 * c4;
+    o[0] = acc.x / L;
+    o[1] = acc.y / L;
+    o[2] = acc.z / L;
+    o[3] = acc.w / L;
+  }
+}
 
 // Block (KV head x chunk of kHC query heads, split, token): the split's positions [t_begin, t_begin + count)
 // as a stream of tiles through the shared ring, first K (scores to shared memory), then V (weighted sum).
 // Scores of the span stay in shared memory, so its softmax needs no running rescale.
-template <class KV, int D>
+// !kMerge: writes partials (partial()) for combine_kernel; out and counters are unused.
+// kMerge: a token whose positions fit one split gets its normalised output written directly (no partials,
+// no counter); otherwise the blocks write partials in merge_out/merge_stats's layout and the last one to
+// finish merges them (merge_last). counters: one per (token, blockIdx.x), zero before the launch and after.
+template <class KV, int D, bool kMerge>
 __global__ void __launch_bounds__(kThreads, kMinBlocks)
     decode_kernel(const float* __restrict__ q, const KV* __restrict__ kc, const KV* __restrict__ vc, int pos0,
                   const int* __restrict__ pos0_dev, int H, int KVH, float scale, int n_splits,
-                  float* __restrict__ ws) {
+                  float* __restrict__ ws, float* __restrict__ out, unsigned* __restrict__ counters) {
   using G = Geo<KV, D>;
+  // kMerge: this launch writes the output, so the output projection may start loading its weights (as after
+  // combine_kernel); it waits for this grid's end before reading.
+  if constexpr (kMerge) pdl_allow_dependents();
   const int group = H / KVH, hchunks = (group + kHC - 1) / kHC;
   const int kvh = blockIdx.x / hchunks, hc = blockIdx.x % hchunks;
   const int h0 = kvh * group + hc * kHC, nh = min(kHC, group - hc * kHC);
@@ -179,10 +350,14 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks)
   const int len = (pos0_dev ? *pos0_dev : pos0) + i + 1;
   const int t_begin = split * kSpan, count = min(kSpan, len - t_begin);
   if (count <= 0) return;  // past this token's positions: the merge never reads it
+  // kMerge: the blocks of this token and head chunk that run.
+  const int valid = (len + kSpan - 1) / kSpan;
 
   __shared__ __align__(16) unsigned char tiles[kStages * kTileBytes];
   // [position][head]: the scores, after the softmax the V pass's weights.
   __shared__ __align__(16) float scores[kSpan * kHC];
+  __shared__ float head_sum[kHC];  // kMerge: the softmax sums of the span
+  __shared__ unsigned last_flag;   // kMerge: this block merges
 #if !defined(__CUDACC__)
   // Host emulation: shared memory starts as NaN, so that a read of anything not written shows.
   if (threadIdx.x == 0) {
@@ -276,9 +451,15 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks)
     FKV_UNROLL
     for (int o = 16; o > 0; o >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
     if (lane == 0) {
-      float* part = partial(ws, i, h0 + warp, split, H, n_splits, D);
-      part[0] = m;
-      part[1] = sum;
+      if constexpr (kMerge) {
+        head_sum[warp] = sum;
+        if (valid > 1)
+          merge_stats(ws, int(gridDim.z), i, h0 + warp, H, n_splits, D)[split] = make_float2(m, sum);
+      } else {
+        float* part = partial(ws, i, h0 + warp, split, H, n_splits, D);
+        part[0] = m;
+        part[1] = sum;
+      }
     }
   }
   // (next_tile's barrier orders the weights before their first use.)
@@ -337,7 +518,18 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks)
     float s = 0.0f;
     FKV_UNROLL
     for (int w = 0; w < kThreads / 32; ++w) s += red[(w * kHC + h) * D + d];
-    partial(ws, i, h0 + h, split, H, n_splits, D)[2 + d] = s;
+    if constexpr (!kMerge)
+      partial(ws, i, h0 + h, split, H, n_splits, D)[2 + d] = s;
+    else if (valid == 1)
+      out[(size_t(i) * H + h0 + h) * D + d] = s / head_sum[h];  // combine_kernel's result for one split
+    else
+      merge_out(ws, i, h0 + h, split, H, n_splits, D)[d] = s;
+  }
+  if constexpr (kMerge) {
+    static_assert(kMergeMaxSplits * kHC * 4 <= kStages * kTileBytes, "merge weights");
+    if (valid > 1)  // uniform over the block; red (the tiles' space) is read above, so barrier first
+      merge_last<D>(ws, out, counters, i, h0, nh, H, n_splits, valid, reinterpret_cast<float*>(tiles), scores,
+                    head_sum, &last_flag);
   }
 }
 

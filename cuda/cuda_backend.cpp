@@ -41,6 +41,7 @@ static_assert(kSplitP0 + 5 <= int(sizeof(Op::p) / sizeof(Op::p[0])) &&
 
 constexpr int kMatvecMaxTokens = 2;                     // more tokens than this: dequantize + GEMM
 constexpr size_t kGemmScratchElems = size_t(32) << 20;  // weight rows decoded per GEMM chunk (64 MiB of f16)
+constexpr int kMergeCounters = 1024;  // decode attention's arrival counters: (token, KV head x head chunk)
 
 void check_range(const DeviceBuffer& b, size_t offset, size_t bytes, const char* op) {
   require(offset <= b.size() && bytes <= b.size() - offset, ErrorCode::kInvalidArgument,
@@ -80,11 +81,17 @@ class CudaBackend : public Backend {
         },
         env_flag("FKV_CUDA_GRAPH", true));
     split_kv_init();
+    // Zeroed once; every decode attention launch leaves them zeroed (attn2::merge_last).
+    merge_counters_ =
+        std::make_unique<CudaBuffer>(kMergeCounters * sizeof(unsigned), "attention merge counters");
+    FKV_CUDA_CHECK(cudaMemsetAsync(merge_counters_->data(), 0, kMergeCounters * sizeof(unsigned), stream_),
+                   "zeroing the attention merge counters");
     split_graph_ = env_flag("FKV_CUDA_SPLIT_GRAPH", true);
     native_split_ = env_flag("FKV_CUDA_SPLIT", true);
     chirp_ = env_flag("FKV_CUDA_CHIRP", false);
     fuse_ = env_flag("FKV_CUDA_FUSE", true);
     gated_ = env_flag("FKV_CUDA_GATED", true);
+    rope_fold_ = env_flag("FKV_CUDA_ROPE_FOLD", true);
     set_programmatic_launch(prop.major >= 9 && env_flag("FKV_CUDA_PDL", true));
   }
 
@@ -92,6 +99,7 @@ class CudaBackend : public Backend {
     (void)cudaSetDevice(device_);
     (void)cudaStreamSynchronize(stream_);
     graph_.reset();
+    merge_counters_.reset();
     rope_tables_.clear();
     basis_tables_.clear();
     chirp_tables_.clear();
@@ -103,6 +111,7 @@ class CudaBackend : public Backend {
   std::string device_name() const override { return device_name_; }
   int graph_replays() const { return graph_->replays(); }
   int fused_ops() const { return fused_ops_; }
+  int rope_folds() const { return rope_folds_; }
 
   BufferPtr alloc(size_t bytes, const std::string& what) override {
     use_device();
@@ -604,6 +613,8 @@ class CudaBackend : public Backend {
         a.f16 = op.i[4] != 0;
         a.pos0 = op.pos0;
         a.pos0_dev = pos_dev;
+        a.merge_counters = static_cast<unsigned*>(merge_counters_->data());
+        a.n_merge_counters = kMergeCounters;
         // Eager: split for the positions in use; captured: for the whole cache, since pos0 moves.
         a.max_len = capturing ? int(op.i[5]) : op.pos0 + a.n;
         return cuda::attention(a, sm_count_, stream_);
@@ -637,7 +648,9 @@ class CudaBackend : public Backend {
   //  - up to 3 matvecs of one x, type, layout and row length (q/k/v, gate/up): one launch; gate/up followed
   //    by the SwiGLU of their outputs: one launch with the SwiGLU folded in;
   //  - add then the RMSNorm of its sum (the residual and the next norm): one launch;
-  //  - rope(q), rope(k), kv_store(k), kv_store(v) of one token: one launch.
+  //  - rope(q), rope(k), kv_store(k), kv_store(v) of one token: one launch;
+  //  - the q/k/v matvecs followed by that rope/store of their outputs: one launch (matvec_qkv_rope), where
+  //    the matvec kernel computes a RoPE pair in one warp.
   size_t run_fused(const Op* ops, size_t count) {
     const int* pos_dev = graph_->pos0_device();
     const Op& a = ops[0];
@@ -647,6 +660,10 @@ class CudaBackend : public Backend {
              ops[m].i[0] == a.i[0] && ops[m].i[2] == a.i[2] && ops[m].i[3] == a.i[3] && ops[m].p[2] != a.p[1])
         ++m;
       if (m < 2) return 0;
+      if (m == 3 && count >= 7 && rope_fold_ && fold_qkv_rope(ops)) {
+        ++rope_folds_;
+        return 7;
+      }
       // gate, up, then swiglu(gate_out, up_out) into gate_out: the SwiGLU folds into the pair's launch.
       if (m == 2 && count >= 3 && gated_) {
         const Op& sw = ops[2];
@@ -679,18 +696,49 @@ class CudaBackend : public Backend {
     }
     if (a.kind == OpKind::kRope && count >= 4) {
       const Op &rk = ops[1], &sk = ops[2], &sv = ops[3];
-      const bool match = rk.kind == OpKind::kRope && sk.kind == OpKind::kKvStore && sv.kind == OpKind::kKvStore &&
-                         a.i[0] == 1 && rk.i[0] == 1 && sk.i[0] == 1 && sv.i[0] == 1 && a.p[1] == rk.p[1] &&
-                         a.i[2] == rk.i[2] && a.i[2] % 2 == 0 && sk.p[0] == rk.p[0] && sk.i[1] == rk.i[1] * rk.i[2] &&
-                         sv.i[1] == sk.i[1] && sv.i[2] == sk.i[2] && sv.p[0] != a.p[0] && sv.p[0] != rk.p[0] &&
-                         a.p[0] != rk.p[0];  // one kernel rotating one buffer as q and as k would race
-      if (!match) return 0;
+      if (!rope_store_pattern(ops)) return 0;
       rope_store(mut(a.p[0]), int(a.i[1]), mut(rk.p[0]), static_cast<const float*>(sv.p[0]), int(rk.i[1]),
                  int(a.i[2]), a.pos0, pos_dev, static_cast<const float*>(a.p[1]), sk.i[2] != 0,
                  const_cast<void*>(sk.p[1]), const_cast<void*>(sv.p[1]), stream_);
       return 4;
     }
     return 0;
+  }
+
+  // rope(q), rope(k), kv_store(k), kv_store(v) of one token, as rope_store runs them.
+  static bool rope_store_pattern(const Op* ops) {
+    const Op &a = ops[0], &rk = ops[1], &sk = ops[2], &sv = ops[3];
+    return a.kind == OpKind::kRope && rk.kind == OpKind::kRope && sk.kind == OpKind::kKvStore &&
+           sv.kind == OpKind::kKvStore && a.i[0] == 1 && rk.i[0] == 1 && sk.i[0] == 1 && sv.i[0] == 1 &&
+           a.p[1] == rk.p[1] && a.i[2] == rk.i[2] && a.i[2] % 2 == 0 && sk.p[0] == rk.p[0] &&
+           sk.i[1] == rk.i[1] * rk.i[2] && sv.i[1] == sk.i[1] && sv.i[2] == sk.i[2] && sv.p[0] != a.p[0] &&
+           sv.p[0] != rk.p[0] &&
+           a.p[0] != rk.p[0];  // one kernel rotating one buffer as q and as k would race
+  }
+
+  // ops[0..2]: the q, k, v matvecs of one x (run_fused checked); ops[3..6]: the rope/store of exactly their
+  // outputs. Launches them as one kernel and returns true, or launches nothing and returns false.
+  bool fold_qkv_rope(const Op* ops) {
+    const Op &rq = ops[3], &rk = ops[4], &sk = ops[5], &sv = ops[6];
+    if (!rope_store_pattern(ops + 3)) return false;
+    const int64_t hd = rq.i[2];
+    const bool match = rq.p[0] == ops[0].p[2] && rk.p[0] == ops[1].p[2] && sv.p[0] == ops[2].p[2] &&
+                       rq.i[1] * hd == ops[0].i[1] && rk.i[1] * hd == ops[1].i[1] && sk.i[1] == ops[1].i[1] &&
+                       ops[2].i[1] == ops[1].i[1];
+    if (!match) return false;
+    const void* w[3] = {ops[0].p[0], ops[1].p[0], ops[2].p[0]};
+    const int64_t rows[3] = {ops[0].i[1], ops[1].i[1], ops[2].i[1]};
+    float* out[3] = {mut(ops[0].p[2]), mut(ops[1].p[2]), mut(ops[2].p[2])};
+    QkvRope r{};
+    r.freqs = static_cast<const float*>(rq.p[1]);
+    r.head_dim = int(hd);
+    r.pos0 = rq.pos0;
+    r.pos0_dev = graph_->pos0_device();
+    r.f16 = sk.i[2] != 0;
+    r.k_cache = const_cast<void*>(sk.p[1]);
+    r.v_cache = const_cast<void*>(sv.p[1]);
+    return matvec_qkv_rope(GgmlType(ops[0].i[0]), WeightLayout(ops[0].i[3]), w, rows, ops[0].i[2],
+                           static_cast<const float*>(ops[0].p[1]), out, r, sm_count_, stream_);
   }
 
   static float* mut(const void* p) { return static_cast<float*>(const_cast<void*>(p)); }
@@ -769,10 +817,13 @@ class CudaBackend : public Backend {
   int fused_ops_ = 0;
   bool fuse_ = true;          // FKV_CUDA_FUSE=0: a captured decode graph runs every op on its own
   bool gated_ = true;         // FKV_CUDA_GATED=0: gate/up and their SwiGLU stay two launches in the graph
+  bool rope_fold_ = true;     // FKV_CUDA_ROPE_FOLD=0: q/k/v and their rope/store stay two launches
+  int rope_folds_ = 0;
   bool split_graph_ = true;   // FKV_CUDA_SPLIT_GRAPH=0: split-cache ops never replay in a graph
   bool native_split_ = true;  // FKV_CUDA_SPLIT=0: the Backend base class's host fallback (for bisecting)
   std::vector<std::pair<RopeParams, std::unique_ptr<CudaBuffer>>> rope_tables_;
   std::unique_ptr<DecodeGraph> graph_;
+  std::unique_ptr<CudaBuffer> merge_counters_;
 };
 
 }  // namespace
@@ -795,6 +846,11 @@ int cuda_graph_replays(const Backend& backend) {
 int cuda_fused_ops(const Backend& backend) {
   const auto* b = dynamic_cast<const cuda::CudaBackend*>(&backend);
   return b ? b->fused_ops() : 0;
+}
+
+int cuda_rope_folds(const Backend& backend) {
+  const auto* b = dynamic_cast<const cuda::CudaBackend*>(&backend);
+  return b ? b->rope_folds() : 0;
 }
 
 std::unique_ptr<Backend> create_cuda_backend(int device) {

@@ -18,5 +18,8 @@ int cuda_device_count();
 int cuda_graph_replays(const Backend& backend);
 // Ops that the captured decode graphs of this backend run fused with their neighbours (FKV_CUDA_FUSE=0: none).
 int cuda_fused_ops(const Backend& backend);
+// Launches of captured decode graphs that run the q/k/v matvecs with their RoPE and KV-cache store folded in
+// (FKV_CUDA_ROPE_FOLD=0: none).
+int cuda_rope_folds(const Backend& backend);
 
 }  // namespace fkv

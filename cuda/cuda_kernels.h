@@ -37,6 +37,23 @@ bool matvec_fused(GgmlType type, WeightLayout layout, int count, const void* con
 bool matvec_gated(GgmlType type, WeightLayout layout, const void* gate, const void* up, int64_t rows, int64_t cols,
                   const float* x, float* out, float* up_out, int sm_count, cudaStream_t stream);
 
+// The q, k and v projections of a decode step (w, rows, out: q, k, v; k and v of equal rows, each a multiple
+// of head_dim) with the RoPE of q and k and the cache store of k and v folded into the same launch: the
+// results of matvec_fused then rope_store. Only where the kernel computes both rows of a RoPE pair in one
+// warp (Q4_0x8 with 2 rows a warp, the persistent F16/BF16 kernel); otherwise false, with nothing launched.
+struct QkvRope {
+  const float* freqs;  // [head_dim / 2], rope_frequency()
+  int head_dim;
+  int pos0;             // the token's position (ignored when pos0_dev is set)
+  const int* pos0_dev;  // the decode graph's position scalar
+  bool f16;             // cache type
+  void* k_cache;
+  void* v_cache;
+};
+bool matvec_qkv_rope(GgmlType type, WeightLayout layout, const void* const* w, const int64_t* rows,
+                     int64_t cols, const float* x, float* const* out, const QkvRope& rope, int sm_count,
+                     cudaStream_t stream);
+
 // Decodes rows [row0, row0 + n_rows) of W into dst (dequant.cu): f16 for `to_half`, else fp32.
 void dequantize_rows(GgmlType type, WeightLayout layout, const void* w, int64_t row0, int64_t n_rows, int64_t cols,
                      void* dst, bool to_half, cudaStream_t stream);
@@ -79,6 +96,10 @@ struct AttentionArgs {
   int max_len;  // an upper bound of pos0 + n (fixes the split count, so that a graph replays unchanged)
   AttentionShape s;
   float* workspace;
+  // Zeroed device counters (n_merge_counters of them, left zeroed by every launch) that let the decode
+  // kernel merge its splits in its last block (attention.cu merges_in_decode); null: a combine launch.
+  unsigned* merge_counters = nullptr;
+  int n_merge_counters = 0;
 };
 size_t attention_workspace_floats(int n, const AttentionShape& s, int max_len, int sm_count);
 void attention(const AttentionArgs& a, int sm_count, cudaStream_t stream);
@@ -87,5 +108,9 @@ void attention(const AttentionArgs& a, int sm_count, cudaStream_t stream);
 // (tests run both), 0 returns to it.
 void set_attention_version(int version);
 int attention_version();
+// Whether decode attention (version 2) merges its splits in the kernel's last block rather than in a combine
+// launch: on by default, FKV_CUDA_ATTN_MERGE_LAST=0 turns it off. set_attention_merge_last(1 or 0) overrides
+// the environment process-wide (tests), -1 returns to it.
+void set_attention_merge_last(int on);
 
 }  // namespace fkv::cuda

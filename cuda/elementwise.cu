@@ -6,6 +6,7 @@
 #include "cuda_check.h"
 #include "cuda_kernels.h"
 #include "pdl.cuh"
+#include "rope_device.cuh"
 
 namespace fkv::cuda {
 namespace {
@@ -99,10 +100,7 @@ bool launch_norm_vec(const float* a, const float* b, float* sum_out, const float
 }
 
 __device__ __forceinline__ float2 rotate(float2 ab, int pos, float freq) {
-  const float angle = float(pos) * freq;
-  float s, c;
-  sincosf(angle, &s, &c);
-  return make_float2(ab.x * c - ab.y * s, ab.x * s + ab.y * c);
+  return rope_rotate(ab.x, ab.y, pos, freq);
 }
 
 // A decode step's RoPE of q and k and the cache store of k and v, in one launch: a thread per pair of q, of
@@ -140,8 +138,7 @@ __global__ void rope_store_kernel(float* __restrict__ q, int q_pairs, float* __r
     reinterpret_cast<float2*>(static_cast<float*>(cache) + row)[pair] = val;
 }
 
-// One thread per (token, head, pair). Angles as the CPU computes them: float(pos) * freq, then accurate
-// sincosf (full range reduction: positions reach tens of thousands of radians).
+// One thread per (token, head, pair), rotated as the CPU does (rope_device.cuh).
 __global__ void rope_kernel(float* __restrict__ x, int n, int n_heads, int head_dim, int pos0,
                             const int* __restrict__ pos0_dev, const float* __restrict__ freqs) {
   const int pairs = head_dim / 2;
@@ -151,12 +148,8 @@ __global__ void rope_kernel(float* __restrict__ x, int n, int n_heads, int head_
   const int64_t th = idx / pairs;  // token * n_heads + head
   const int i = int(th / n_heads);
   const int p0 = pos0_dev ? *pos0_dev : pos0;
-  const float angle = float(p0 + i) * freqs[k];
-  float s, c;
-  sincosf(angle, &s, &c);
   float2* v = reinterpret_cast<float2*>(x + th * head_dim) + k;
-  const float2 ab = *v;
-  *v = make_float2(ab.x * c - ab.y * s, ab.x * s + ab.y * c);
+  *v = rotate(*v, p0 + i, freqs[k]);
 }
 
 __global__ void swiglu_kernel(const float* gate, const float* up, int64_t count, float* out) {

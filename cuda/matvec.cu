@@ -17,6 +17,7 @@
 #include "cuda_kernels.h"
 #include "pdl.cuh"
 #include "quant_device.cuh"
+#include "rope_device.cuh"
 
 namespace fkv::cuda {
 namespace {
@@ -69,6 +70,37 @@ __device__ __forceinline__ int target_of(const Targets& t, int64_t row) {
 }
 __device__ __forceinline__ int64_t local_row(const Targets& t, int m, int64_t row) {
   return m == 0 ? row : row - t.end[m - 1];
+}
+
+// The RoPE of q and k and the cache store of k and v folded into a decode step's q/k/v matvec
+// (matvec_qkv_rope): Targets' matrices 0, 1, 2 are q, k and v, whose row counts are multiples of the head
+// dimension, and a warp that holds rows (2j, 2j+1) of one matrix (j a pair of a head) writes them as rope,
+// rope, kv_store, kv_store leave them: q and k rotated (pair j % half_dim of the head), k and v also in cache
+// row pos (f16 rounded to nearest even, or fp32; a row holds k's row count of values). Kernels without it get
+// an unused one.
+struct RopeFold {
+  const float* freqs;  // [half_dim], rope_frequency()
+  const int* pos_dev;  // the decode graph's position scalar, or null: pos
+  void* k_cache;
+  void* v_cache;
+  int pos, half_dim;
+  bool f16;
+};
+// Rows (local, local + 1) of matrix m (local even) with values (a, b): rotated (q, k), stored (k, v).
+__device__ __forceinline__ void store_rope_pair(const Targets& t, const RopeFold& rf, int m, int64_t local,
+                                                float a, float b) {
+  const int pos = rf.pos_dev ? *rf.pos_dev : rf.pos;
+  const float2 v =
+      m < 2 ? rope_rotate(a, b, pos, rf.freqs[int(local >> 1) % rf.half_dim]) : make_float2(a, b);
+  t.out[m][local] = v.x;
+  t.out[m][local + 1] = v.y;
+  if (m == 0) return;
+  const int64_t at = int64_t(pos) * (t.end[1] - t.end[0]) + local;
+  void* cache = m == 1 ? rf.k_cache : rf.v_cache;
+  if (rf.f16)
+    *reinterpret_cast<__half2*>(static_cast<__half*>(cache) + at) = __floats2half2_rn(v.x, v.y);
+  else
+    *reinterpret_cast<float2*>(static_cast<float*>(cache) + at) = v;
 }
 
 // x of a matvec launched programmatically (pdl.cuh) is written by the previous kernel while this one already
@@ -161,15 +193,17 @@ __global__ void matvec_half_kernel(Targets t, int64_t cols, const float* __restr
 // contiguous bytes per load instruction), the next pass always requested before the current one is used,
 // across row ends too. No block retires and relaunches mid-matrix, no partial last wave, and every warp
 // keeps two passes in flight for the whole matrix.
-template <class T>
-__global__ void __launch_bounds__(kBlockThreads) matvec_half_stream_kernel(Targets t, int cols,
-                                                                           const float* __restrict__ x) {
+// kRope: a unit is a row pair (2u, 2u + 1) of the q/k/v rows, written through store_rope_pair (RopeFold).
+template <class T, bool kRope>
+__global__ void __launch_bounds__(kBlockThreads)
+    matvec_half_stream_kernel(Targets t, int cols, const float* __restrict__ x, RopeFold rf) {
   constexpr int kUnroll = 4, kPassChunks = 32 * kUnroll;
   const int lane = threadIdx.x & 31;
   const int warp = int((int64_t(blockIdx.x) * blockDim.x + threadIdx.x) >> 5);
   const int warps = int((int64_t(gridDim.x) * blockDim.x) >> 5);
-  // A unit is one row, or (gated) a gate row then its up row.
-  const int sub = t.gated ? 2 : 1, units = t.gated ? int(t.end[0]) : int(t.end[2]);
+  // A unit is one row, or (gated) a gate row then its up row, or (kRope) a row pair.
+  const int sub = kRope || t.gated ? 2 : 1;
+  const int units = kRope ? int(t.end[2] / 2) : t.gated ? int(t.end[0]) : int(t.end[2]);
   const int per_row = cols / (8 * kPassChunks);
   const int my_units = units > warp ? (units - warp + warps - 1) / warps : 0;
   const int passes = my_units * sub * per_row;
@@ -177,7 +211,11 @@ __global__ void __launch_bounds__(kBlockThreads) matvec_half_stream_kernel(Targe
   auto row_ptr = [&](int unit, int part) {
     const void* w;
     int64_t local;
-    if (t.gated) {
+    if (kRope) {
+      const int row = 2 * unit + part, m = target_of(t, row);
+      w = t.w[m];
+      local = local_row(t, m, row);
+    } else if (t.gated) {
       w = t.w[part];
       local = unit;
     } else {
@@ -215,7 +253,14 @@ __global__ void __launch_bounds__(kBlockThreads) matvec_half_stream_kernel(Targe
     for (int k = 0; k < kUnroll; ++k) acc = dot8<T>(a[k], x4, q * kPassChunks + lane + 32 * k, acc);
     if (q == per_row - 1) {
       acc = warp_sum(acc);
-      if (!t.gated) {
+      if constexpr (kRope) {
+        if (part == 0) {
+          gate = acc;  // the pair's first row
+        } else if (lane == 0) {
+          const int m = target_of(t, 2 * unit);
+          store_rope_pair(t, rf, m, local_row(t, m, 2 * unit), gate, acc);
+        }
+      } else if (!t.gated) {
         if (lane == 0) {
           const int m = target_of(t, unit);
           t.out[m][local_row(t, m, unit)] = acc;
@@ -310,9 +355,12 @@ __global__ void matvec_quant_kernel(const uint8_t* __restrict__ w, int64_t rows,
 // three blocks ran (ncu). H100, Q4_0 decode at depth 0, two runs each: 253.7 and 260.0 t/s with the bound,
 // 254.2 and 253.7 without (an earlier call); a bound of one block (86 registers) ran at 240-244 and one of five
 // blocks (48 registers, spills) at 213-215.
-template <int R, bool kPipe>
+//
+// kRope (R == 2, not gated): the warp's rows (row0, row0 + 1) are a pair, written through store_rope_pair.
+template <int R, bool kPipe, bool kRope>
 __global__ void __launch_bounds__(kBlockThreads, R <= 2 ? 4 : 1)
-    matvec_q4_0x8_kernel(Targets t, int64_t runs, const float* __restrict__ x) {
+    matvec_q4_0x8_kernel(Targets t, int64_t runs, const float* __restrict__ x, RopeFold rf) {
+  static_assert(!kRope || R == 2, "the RoPE fold pairs a warp's two rows");
   constexpr int kUnroll = 4;
   __shared__ float partial[R][kBlockThreads / 32];
   const int64_t rows = t.end[2];
@@ -428,10 +476,17 @@ __global__ void __launch_bounds__(kBlockThreads, R <= 2 ? 4 : 1)
 #pragma unroll
   for (int r = 0; r < R; ++r) acc[r] = warp_sum(acc[r]);
   // The row sums (in lane 0 of warp 0 of the row's warps), stored.
-  auto store = [&](const float (&total)[R]) {
+  auto store = [&](const float(&total)[R]) {
+    if constexpr (kRope) {
+      if (dst[0]) {  // row0 + 1 is a row too: the matrices' row counts are even
+        const int m = target_of(t, row0);
+        store_rope_pair(t, rf, m, local_row(t, m, row0), total[0], total[R - 1]);
+      }
+    } else {
 #pragma unroll
-    for (int r = 0; r < R; ++r)
-      if (dst[r]) *dst[r] = t.gated && r == 0 ? silu_times(total[0], total[1]) : total[r];
+      for (int r = 0; r < R; ++r)
+        if (dst[r]) *dst[r] = t.gated && r == 0 ? silu_times(total[0], total[1]) : total[r];
+    }
   };
   if (wpr == 1) {
     if (lane == 0) store(acc);
@@ -568,14 +623,16 @@ bool pipelined(bool by_default) {
   return forced < 0 ? by_default : forced == 1;
 }
 
-template <int R, bool kPipe>
-void launch_q4_0x8(const Targets& t, int64_t cols, const float* x, int sm, cudaStream_t st) {
+template <int R, bool kPipe, bool kRope = false>
+void launch_q4_0x8(const Targets& t, int64_t cols, const float* x, int sm, cudaStream_t st,
+                   const RopeFold& rf = RopeFold{}) {
   const int64_t rows = t.end[2], runs = cols / 256;
   const int64_t warp_rows = (rows + R - 1) / R;
-  const auto kernel = matvec_q4_0x8_kernel<R, kPipe>;
+  const auto kernel = matvec_q4_0x8_kernel<R, kPipe, kRope>;
   const dim3 block = wave_block_shape(warp_rows, runs * 32, sm, resident_warps(kernel, sm));
   const int64_t grid = (warp_rows + block.y - 1) / block.y;
-  launch_programmatic(kernel, "matvec_q4_0x8", dim3(unsigned(grid)), block, st, t, runs, x);
+  launch_programmatic(kernel, kRope ? "matvec_q4_0x8 (rope fold)" : "matvec_q4_0x8", dim3(unsigned(grid)),
+                      block, st, t, runs, x, rf);
 }
 
 template <bool kPipe>
@@ -623,16 +680,27 @@ bool half_stream() {
   return on;
 }
 
+// Whether matvec_half_rows takes the persistent kernel.
+bool half_stream_applies(int64_t rows, int64_t cols) {
+  return half_stream() && cols % 1024 == 0 && rows < (int64_t(1) << 31) / cols;
+}
+
+// The persistent F16/BF16 matvec over `units` warp work items (rows, gate/up pairs or RoPE row pairs).
+template <class T, bool kRope>
+void launch_half_stream(const Targets& t, int64_t units, int64_t cols, const float* x, int sm,
+                        cudaStream_t st, const RopeFold& rf) {
+  const auto kernel = matvec_half_stream_kernel<T, kRope>;
+  const int64_t resident = resident_warps(kernel, sm) / (kBlockThreads / 32);  // blocks in one wave
+  const int64_t need = (units + kBlockThreads / 32 - 1) / (kBlockThreads / 32);
+  const int64_t grid = std::max<int64_t>(1, std::min(resident, need));
+  launch_programmatic(kernel, kRope ? "matvec_half_stream (rope fold)" : "matvec_half_stream",
+                      dim3(unsigned(grid)), dim3(kBlockThreads), st, t, int(cols), x, rf);
+}
+
 template <class T>
 void matvec_half_rows(const Targets& t, int64_t cols, const float* x, int sm, cudaStream_t st) {
-  if (half_stream() && cols % 1024 == 0 && t.end[2] < (int64_t(1) << 31) / cols) {
-    const auto kernel = matvec_half_stream_kernel<T>;
-    const int64_t resident = resident_warps(kernel, sm) / (kBlockThreads / 32);  // blocks in one wave
-    const int64_t need = (t.end[2] + kBlockThreads / 32 - 1) / (kBlockThreads / 32);
-    const int64_t grid = std::max<int64_t>(1, std::min(resident, need));
-    return launch_programmatic(kernel, "matvec_half_stream", dim3(unsigned(grid)), dim3(kBlockThreads), st, t,
-                               int(cols), x);
-  }
+  if (half_stream_applies(t.end[2], cols))
+    return launch_half_stream<T, false>(t, t.end[2], cols, x, sm, st, {});
   const bool pipe = pipelined(true);
   if (half_unroll() == 4)
     pipe ? launch_half<T, 4, true>(t, cols, x, sm, st) : launch_half<T, 4, false>(t, cols, x, sm, st);
@@ -689,6 +757,31 @@ bool matvec_gated(GgmlType type, WeightLayout layout, const void* gate, const vo
   if (rows == 0) return true;
   launch_targets(type, layout, Targets{{gate, up, up}, {out, up_out, up_out}, {rows, 2 * rows, 2 * rows}, true},
                  cols, x, sm, st);
+  return true;
+}
+
+bool matvec_qkv_rope(GgmlType type, WeightLayout layout, const void* const* w, const int64_t* rows,
+                     int64_t cols, const float* x, float* const* out, const QkvRope& r, int sm,
+                     cudaStream_t st) {
+  const int64_t total = rows[0] + rows[1] + rows[2];
+  if (r.head_dim <= 0 || r.head_dim % 2 != 0 || rows[1] != rows[2]) return false;
+  for (int m = 0; m < 3; ++m)
+    if (rows[m] <= 0 || rows[m] % r.head_dim != 0) return false;
+  const bool half = (type == GgmlType::F16 || type == GgmlType::BF16) && half_stream_applies(total, cols);
+  const bool q4 = layout == WeightLayout::kQ4_0x8 && q4_rows_per_warp() == 2;
+  if (!half && !q4) return false;
+  const Targets t{{w[0], w[1], w[2]}, {out[0], out[1], out[2]}, {rows[0], rows[0] + rows[1], total}, false};
+  const RopeFold rf{r.freqs, r.pos0_dev, r.k_cache, r.v_cache, r.pos0, r.head_dim / 2, r.f16};
+  if (q4) {
+    if (pipelined(false))
+      launch_q4_0x8<2, true, true>(t, cols, x, sm, st, rf);
+    else
+      launch_q4_0x8<2, false, true>(t, cols, x, sm, st, rf);
+  } else if (type == GgmlType::F16) {
+    launch_half_stream<__half, true>(t, total / 2, cols, x, sm, st, rf);
+  } else {
+    launch_half_stream<__nv_bfloat16, true>(t, total / 2, cols, x, sm, st, rf);
+  }
   return true;
 }
 

@@ -3,6 +3,9 @@
 // double precision over the same cache values. It checks the kernels' indexing (lanes, tiles, splits, GQA
 // chunks), barriers and math without a GPU (not the compiler, cp.async or the launch configuration); the
 // workspace and shared memory start as NaN, so that a read of anything not written shows. Runs everywhere.
+// Each case runs twice: decode kernel + merge kernel, and the decode kernel merging in its last block
+// (kMerge), launched twice over the same counters (a graph replay) with the blocks in shuffled orders, so
+// that every split gets to be the last one; its counters must be back to zero after each launch.
 #include "kernel_emulation.h"
 // The kernels, compiled as host code against the emulation.
 #include "attention_decode_kernels.cuh"
@@ -11,6 +14,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <random>
 
 namespace fkv::test {
@@ -78,29 +82,56 @@ void run_typed(const Case& c) {
     }
 
   const int n_splits = (max_len + kSpan - 1) / kSpan;
-  std::vector<float> ws(size_t(n) * H * n_splits * (D + 2), NAN), out(q.size(), NAN);
   int pos0_dev = pos0;
   const int* p0 = c.capacity > 0 ? &pos0_dev : nullptr;
   const int arg_pos0 = c.capacity > 0 ? -12345 : pos0;  // ignored when p0 is set
   const unsigned blocks = unsigned(c.n_kv * ((group + kHC - 1) / kHC));
-  fkv_emu::launch(dim3(blocks, unsigned(n_splits), unsigned(n)), kThreads, 0, [&] {
-    decode_kernel<KV, D>(q.data(), kc.data(), vc.data(), arg_pos0, p0, H, c.n_kv, scale, n_splits, ws.data());
-  });
-  fkv_emu::launch(dim3(unsigned(H), unsigned(n), unsigned((D + kCombineDims - 1) / kCombineDims)),
-                  kCombineThreads, size_t(n_splits),
-                  [&] { combine_kernel(ws.data(), arg_pos0, p0, H, D, kSpan, n_splits, out.data()); });
+  const dim3 grid(blocks, unsigned(n_splits), unsigned(n));
+  auto check = [&](const std::vector<float>& out, const char* how) {
+    double num = 0, den = 0;
+    bool finite = true;
+    for (size_t e = 0; e < out.size(); ++e) {
+      finite = finite && std::isfinite(out[e]);
+      num += (out[e] - want[e]) * (out[e] - want[e]);
+      den += want[e] * want[e];
+    }
+    EXPECT_TRUE(finite) << how << ": non-finite output";
+    EXPECT_LT(std::sqrt(num / den), 1e-5)
+        << how << ": heads " << H << "/" << c.n_kv << " head_dim " << D << " len " << c.len << " n " << n
+        << (c.f16 ? " f16" : " f32") << " capacity " << c.capacity;
+  };
 
-  double num = 0, den = 0;
-  bool finite = true;
-  for (size_t e = 0; e < out.size(); ++e) {
-    finite = finite && std::isfinite(out[e]);
-    num += (out[e] - want[e]) * (out[e] - want[e]);
-    den += want[e] * want[e];
+  {  // decode kernel, then the merge kernel
+    std::vector<float> ws(size_t(n) * H * n_splits * (D + 2), NAN), out(q.size(), NAN);
+    fkv_emu::launch(grid, kThreads, 0, [&] {
+      decode_kernel<KV, D, false>(q.data(), kc.data(), vc.data(), arg_pos0, p0, H, c.n_kv, scale, n_splits,
+                                  ws.data(), nullptr, nullptr);
+    });
+    fkv_emu::launch(dim3(unsigned(H), unsigned(n), unsigned((D + kCombineDims - 1) / kCombineDims)),
+                    kCombineThreads, size_t(n_splits),
+                    [&] { combine_kernel(ws.data(), arg_pos0, p0, H, D, kSpan, n_splits, out.data()); });
+    check(out, "combine launch");
   }
-  EXPECT_TRUE(finite) << "non-finite output";
-  EXPECT_LT(std::sqrt(num / den), 1e-5)
-      << "heads " << H << "/" << c.n_kv << " head_dim " << D << " len " << c.len << " n " << n
-      << (c.f16 ? " f16" : " f32") << " capacity " << c.capacity;
+  // The merge in the decode kernel's last block: the default order, then shuffled ones.
+  std::vector<unsigned> counters(size_t(n) * blocks, 0);
+  for (int run = 0; run < 3; ++run) {
+    std::vector<float> ws(size_t(n) * H * n_splits * (D + 2), NAN), out(q.size(), NAN);
+    std::vector<unsigned> order;
+    if (run > 0) {
+      order.resize(size_t(grid.x) * grid.y * grid.z);
+      for (unsigned k = 0; k < order.size(); ++k) order[k] = k;
+      std::shuffle(order.begin(), order.end(), rng);
+    }
+    fkv_emu::launch(
+        grid, kThreads, 0,
+        [&] {
+          decode_kernel<KV, D, true>(q.data(), kc.data(), vc.data(), arg_pos0, p0, H, c.n_kv, scale, n_splits,
+                                     ws.data(), out.data(), counters.data());
+        },
+        order);
+    check(out, run == 0 ? "merge in the last block" : "merge in the last block, shuffled blocks");
+    for (unsigned v : counters) ASSERT_EQ(v, 0u) << "a counter was not reset";
+  }
 }
 
 void run_case(const Case& c) {
@@ -111,7 +142,7 @@ void run_case(const Case& c) {
 
 // Lengths around the tile and split edges (tiles of 16 to 64 rows, splits of 256), GQA groups of 1, 3, 4, 6
 // and 8 (6 and 8: two chunks of query heads), one and two query tokens, eager and graph-style (splits for the
-// whole cache, pos0 from the device scalar) launches.
+// whole cache, pos0 from the device scalar) launches, one long context (129 splits).
 TEST(AttentionEmulation, HeadDim128) {
   run_case({8, 2, 128, true, 1, 1, 0});
   run_case({8, 2, 128, true, 4100, 1, 0});
@@ -127,6 +158,7 @@ TEST(AttentionEmulation, HeadDim64) {
   run_case({9, 3, 64, false, 257, 1, 0});
   run_case({6, 1, 64, false, 1, 1, 0});
   run_case({6, 1, 64, true, 65, 2, 600});
+  run_case({4, 1, 64, true, 32900, 1, 0});  // 129 splits: the merge's (max, sum) loads take two rounds
 }
 
 }  // namespace

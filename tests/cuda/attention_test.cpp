@@ -2,9 +2,10 @@
 // head_dim 64 and 128 (and 8, the odd stories260K shape, on the generic path), GQA groups of 1, 2, 3, 4 and
 // 8, sequence lengths 1, 7, 513 and 4100, f16 and fp32 caches, one and two query tokens, eager and replayed
 // as a graph (splits for the whole cache, pos0 from the device scalar). The decode tests run both decode
-// kernels and merges (attention_version 2, the default, and 1, FKV_CUDA_ATTN_V2=0). The caches are filled
-// through kv_store on each backend from the same values (kv_store is bit exact), so both read identical cache
-// contents.
+// kernels and merges (attention_version 2, the default, and 1, FKV_CUDA_ATTN_V2=0), version 2 with its
+// merge in the decode kernel's last block (the default) and as a combine launch (FKV_CUDA_ATTN_MERGE_LAST=0).
+// The caches are filled through kv_store on each backend from the same values (kv_store is bit exact), so
+// both read identical cache contents.
 #include "cuda_kernels.h"
 #include "cuda_test_util.h"
 
@@ -41,15 +42,21 @@ void run_case(Attention& t, const Case& c, KvType type, int pos0, int n) {
 
 const Case kCases[] = {{9, 3, 64}, {32, 8, 128}, {4, 4, 128}, {8, 4, 8}, {16, 2, 128}, {12, 6, 64}};
 
-// Runs f once with each decode kernel version, then returns to the environment's choice.
+// Runs f once with each decode kernel version (2 with either merge), then returns to the environment's
+// choice.
 template <class F>
 void each_version(const F& f) {
-  for (int version : {2, 1}) {
-    SCOPED_TRACE("attention version " + std::to_string(version));
+  for (int mode : {0, 1, 2}) {
+    const int version = mode == 2 ? 1 : 2;
+    const bool merge_last = mode == 0;
+    SCOPED_TRACE("attention version " + std::to_string(version) +
+                 (merge_last ? ", merge in the last block" : ""));
     cuda::set_attention_version(version);
+    cuda::set_attention_merge_last(merge_last ? 1 : 0);
     f();
   }
   cuda::set_attention_version(0);
+  cuda::set_attention_merge_last(-1);
 }
 
 TEST_F(Attention, Decode) {

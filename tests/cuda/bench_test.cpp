@@ -174,10 +174,16 @@ TEST_F(Bench, DISABLED_Attention32K) {
   for (int p = 0; p < capacity; p += 512) gpu->kv_store(*kr, *kr, std::min(512, capacity - p), p, s, kv);
   auto q = gpu->alloc(size_t(256) * sh.dim * 4, "q"), out = gpu->alloc(size_t(256) * sh.dim * 4, "out");
   gpu->upload(*q, 0, random_floats(size_t(256) * sh.dim).data(), size_t(256) * sh.dim * 4);
-  // Each decode kernel and merge: version 2 (the default) and 1 (FKV_CUDA_ATTN_V2=0), same machine and call.
+  // Each decode kernel and merge: version 2 (the default) with its merge in the last block and with a combine
+  // launch (FKV_CUDA_ATTN_MERGE_LAST=0), and 1 (FKV_CUDA_ATTN_V2=0), same machine and call.
+  struct Mode {
+    int version, merge_last;
+  };
   for (int n : {1, 256})
-    for (int version : {2, 1, 2}) {
+    for (const Mode& mode : {Mode{2, 1}, Mode{2, 0}, Mode{1, 0}, Mode{2, 1}}) {
+      const int version = mode.version;
       cuda::set_attention_version(version);
+      cuda::set_attention_merge_last(mode.merge_last);
       gpu->attention(*q, n, depth - n, s, kv, *out);
       gpu->synchronize();
       const int reps = n == 1 ? 200 : 5;
@@ -187,11 +193,13 @@ TEST_F(Bench, DISABLED_Attention32K) {
       const double sec = seconds_since(t0) / reps;
       const double bytes = double(depth) * sh.kv_dim() * 2 * 2;
       const double flops = 4.0 * n * double(depth) * sh.n_heads * sh.head_dim;
-      std::printf("BENCH attention v%d n=%d depth %d: %8.1f us  %6.0f GB/s of KV  %6.1f TFLOP/s\n", version, n,
-                  depth, sec * 1e6, bytes / sec / 1e9, flops / sec / 1e12);
+      std::printf("BENCH attention v%d%s n=%d depth %d: %8.1f us  %6.0f GB/s of KV  %6.1f TFLOP/s\n", version,
+                  mode.merge_last ? " merged" : "", n, depth, sec * 1e6, bytes / sec / 1e9,
+                  flops / sec / 1e12);
       std::fflush(stdout);  // a timed-out run keeps what it printed
     }
   cuda::set_attention_version(0);
+  cuda::set_attention_merge_last(-1);
 }
 
 // One 8B-shape layer of the split KV cache (fourier: S 4, W 1020, N 512, 80% of dims compressed; window:

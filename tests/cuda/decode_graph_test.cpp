@@ -1,5 +1,7 @@
 // The decode-step graph: a repeated one-token step (same buffers, only pos0 moving) is captured and
 // replayed, and gives what eager execution gives; a step that changes falls back to eager execution.
+#include <cstdlib>
+
 #include "cuda_test_util.h"
 #include "model/quant.h"
 
@@ -120,26 +122,55 @@ struct FullLayer {
   }
 };
 
+// Each shape with the RoPE and KV store folded into the q/k/v launch (the default) and as a launch of their
+// own (FKV_CUDA_ROPE_FOLD=0, read when a backend is made), from the same inputs: both must give the same bits
+// (the fold computes each row's sum as the unfused kernel does and rotates with the same code,
+// rope_device.cuh).
 TEST_F(DecodeGraphTest, FusedLayerMatchesCpu) {
   struct Shape {
     GgmlType type;
     int dim, ffn;
-    bool gated;  // gate/up/SwiGLU as one launch: Q4_0x8, or F16 rows of a multiple of 1024 (persistent kernel)
+    // gate/up/SwiGLU as one launch, and q/k/v with rope/store as one launch: Q4_0x8, or F16 rows of a
+    // multiple of 1024 (persistent kernel); a warp holds both rows of a pair.
+    bool gated;
   };
-  for (const Shape& sh : {Shape{GgmlType::Q4_0, 256, 512, true}, Shape{GgmlType::F16, 256, 512, false},
-                          Shape{GgmlType::F16, 1024, 1024, true}, Shape{GgmlType::Q4_0, 1024, 1536, true}}) {
-    SCOPED_TRACE(type_name(uint32_t(sh.type)) + " dim " + std::to_string(sh.dim));
-    FullLayer m(*this, sh.type, sh.dim, sh.ffn);
-    const int replays = cuda_graph_replays(*gpu), fused = cuda_fused_ops(*gpu);
-    for (int pos = 0; pos < FullLayer::kCapacity; ++pos) {
-      const auto want = m.step(*this, *cpu, false, pos);
-      const auto got = m.step(*this, *gpu, true, pos);
-      ASSERT_LT(rel_error(got, want), 1e-4) << "step " << pos;
+  std::vector<std::vector<float>> folded_steps(4);
+  for (bool fold : {true, false}) {
+    SCOPED_TRACE(fold ? "rope folded into q/k/v" : "FKV_CUDA_ROPE_FOLD=0");
+    setenv("FKV_CUDA_ROPE_FOLD", fold ? "1" : "0", 1);
+    gpu = create_cuda_backend(-1);
+    unsetenv("FKV_CUDA_ROPE_FOLD");
+    const Shape shapes[] = {{GgmlType::Q4_0, 256, 512, true},
+                            {GgmlType::F16, 256, 512, false},
+                            {GgmlType::F16, 1024, 1024, true},
+                            {GgmlType::Q4_0, 1024, 1536, true}};
+    for (size_t k = 0; k < 4; ++k) {
+      const Shape& sh = shapes[k];
+      SCOPED_TRACE(type_name(uint32_t(sh.type)) + " dim " + std::to_string(sh.dim));
+      rng.seed(unsigned(100 + k));  // the same inputs in both passes
+      FullLayer m(*this, sh.type, sh.dim, sh.ffn);
+      std::vector<float> steps;
+      const int replays = cuda_graph_replays(*gpu), fused = cuda_fused_ops(*gpu),
+                folds = cuda_rope_folds(*gpu);
+      for (int pos = 0; pos < FullLayer::kCapacity; ++pos) {
+        const auto want = m.step(*this, *cpu, false, pos);
+        const auto got = m.step(*this, *gpu, true, pos);
+        ASSERT_LT(rel_error(got, want), 1e-4) << "step " << pos;
+        steps.insert(steps.end(), got.begin(), got.end());
+      }
+      if (fold)
+        folded_steps[k] = steps;
+      else
+        EXPECT_TRUE(steps == folded_steps[k]) << "the folded and the unfused q/k/v + rope/store differ";
+      EXPECT_GE(cuda_graph_replays(*gpu) - replays, FullLayer::kCapacity - 4);
+      // q/k/v (3), gate/up (2) or gate/up/SwiGLU (3), rope/rope/store/store (4), add + norm twice (4) in the
+      // captured graph.
+      EXPECT_GE(cuda_fused_ops(*gpu) - fused, sh.gated ? 14 : 13);
+      if (fold && sh.gated)
+        EXPECT_GE(cuda_rope_folds(*gpu) - folds, 1) << "q/k/v and rope/store were not one launch";
+      else
+        EXPECT_EQ(cuda_rope_folds(*gpu) - folds, 0);
     }
-    EXPECT_GE(cuda_graph_replays(*gpu) - replays, FullLayer::kCapacity - 4);
-    // q/k/v (3), gate/up (2) or gate/up/SwiGLU (3), rope/rope/store/store (4), add + norm twice (4) in the
-    // captured graph.
-    EXPECT_GE(cuda_fused_ops(*gpu) - fused, sh.gated ? 14 : 13);
   }
 }
 

@@ -33,12 +33,16 @@ inline float* dyn_smem() {
 }
 
 // Runs kernel() as a grid of blocks of `threads` emulated threads (a multiple of 32), blocks one after
-// another (the threads are made once per launch; dynamic shared memory is NaN before every block).
+// another (the threads are made once per launch; dynamic shared memory is NaN before every block). order:
+// the blocks' sequence as indices x + grid.x * (y + grid.y * z), empty for that order (a kernel whose
+// blocks cooperate, such as a last-block merge, can be run in other orders).
 template <class F>
-void launch(dim3 grid, int threads, size_t dyn_floats, const F& kernel);
+void launch(dim3 grid, int threads, size_t dyn_floats, const F& kernel,
+            const std::vector<unsigned>& order = {});
 }  // namespace fkv_emu
 
 inline thread_local uint3 threadIdx, blockIdx;
+inline thread_local dim3 gridDim;
 inline void __syncthreads() {
   fkv_emu::ctx->block.arrive_and_wait();
 }
@@ -64,23 +68,25 @@ using std::min;
 #define FKV_DYN_SMEM(name) float* name = fkv_emu::dyn_smem()
 
 template <class F>
-void fkv_emu::launch(dim3 grid, int threads, size_t dyn_floats, const F& kernel) {
+void fkv_emu::launch(dim3 grid, int threads, size_t dyn_floats, const F& kernel,
+                     const std::vector<unsigned>& order) {
   Block b(threads);
   std::barrier<> between(threads);
   std::vector<std::thread> th;
+  const unsigned blocks = grid.x * grid.y * grid.z;
   for (unsigned t = 0; t < unsigned(threads); ++t)
     th.emplace_back([&, t] {
       ctx = &b;
       threadIdx = uint3{t, 0, 0};
-      for (unsigned z = 0; z < grid.z; ++z)
-        for (unsigned y = 0; y < grid.y; ++y)
-          for (unsigned x = 0; x < grid.x; ++x) {
-            if (t == 0) b.dyn.assign(dyn_floats, std::numeric_limits<float>::quiet_NaN());
-            between.arrive_and_wait();
-            blockIdx = uint3{x, y, z};
-            kernel();
-            between.arrive_and_wait();
-          }
+      gridDim = grid;
+      for (unsigned k = 0; k < blocks; ++k) {
+        const unsigned idx = order.empty() ? k : order[k];
+        if (t == 0) b.dyn.assign(dyn_floats, std::numeric_limits<float>::quiet_NaN());
+        between.arrive_and_wait();
+        blockIdx = uint3{idx % grid.x, idx / grid.x % grid.y, idx / (grid.x * grid.y)};
+        kernel();
+        between.arrive_and_wait();
+      }
     });
   for (auto& t : th) t.join();
 }
