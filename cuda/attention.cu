@@ -476,13 +476,21 @@ void launch_decode_v2(const AttentionArgs& a, const Plan& p, cudaStream_t st) {
   check_launch(kMerge ? "attention_decode_v2 (merged)" : "attention_decode_v2");
 }
 
+// Splits a decode launch merges itself at most. The last block walks the splits in rounds of loads, which
+// costs more than a combine launch once there are many: H100, 8B shape, same call, Q4_0 decode 289.5 / 169.2
+// t/s at depth 0 / 32K merged in the kernel against 281.5 / 184.9 with the combine launch (128 splits at
+// 32K; the merged attention 77.9 against 62.5 us a layer). Short caches (up to 16 splits: 4096 positions,
+// the whole cache of a graph) keep the saved launch.
+constexpr int kMergeLastMaxSplits = 16;
+
 // Whether a decode launch merges its splits itself (kMerge): version 2, head_dim 64 or 128, the backend's
-// counters cover the grid and the last block's shared memory holds every split's weights.
+// counters cover the grid, the last block's shared memory holds every split's weights, and the splits are
+// few (kMergeLastMaxSplits).
 bool merges_in_decode(const AttentionArgs& a, const Plan& p) {
   const int D = a.s.head_dim;
   return p.decode && attention_version_now() == 2 && merge_last_now() && (D == 64 || D == 128) &&
          a.merge_counters && int64_t(a.n) * decode_v2_blocks_x(a.s) <= a.n_merge_counters &&
-         p.n_splits <= attn2::kMergeMaxSplits;
+         p.n_splits <= std::min(attn2::kMergeMaxSplits, kMergeLastMaxSplits);
 }
 
 template <class KV>

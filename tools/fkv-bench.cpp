@@ -3,7 +3,9 @@
 //   fkv-bench --n-prompt N --n-gen N --depth 0,4096,32768 --reps R [--backend B] [--kv P] [--json]
 //   [--profile]
 //
-// For each depth and repetition: a fresh session is filled to the depth with untimed prefill, then
+// Each depth gets a session of its own whose context is depth + n-prompt + n-gen (--ctx: that size for
+// every depth), as llama-bench sizes one per test, so a shallow run does not carry a deep run's cache.
+// For each depth and repetition: the session is reset and filled to the depth with untimed prefill, then
 // n-prompt tokens are prefilled (timed) and n-gen tokens decoded one at a time (timed, so decode starts at
 // depth + n-prompt). Token ids are pseudo-random, so random-weight models without a tokenizer work; the
 // speed does not depend on the ids. Reports the median tokens/s with min, max and standard deviation.
@@ -40,6 +42,7 @@ constexpr double kMiB = 1024.0 * 1024.0;
 
 struct DepthResult {
   int depth = 0;
+  int ctx = 0;              // the session's context
   Summary prefill, decode;  // tokens/s over the repetitions
   KvMemoryReport kv;        // after the last repetition's decode
   size_t activations = 0;
@@ -144,23 +147,32 @@ int bench_main(int argc, char** argv) {
     profile = false;
   }
   const LlamaHparams& hp = m.model->hparams();
-  SessionOptions so;
-  so.ctx = opts.ctx > 0 ? opts.ctx : needed;  // just enough: the KV cache is allocated for all of it
-  so.max_batch = batch;
-  so.kv = kv_options(opts);
-  Session session(*m.model, so);
+  // Just enough for the depth: the KV cache is allocated for all of it (and a decode step's attention is
+  // planned for the whole cache on the GPUs).
+  const auto ctx_for = [&](int depth) { return opts.ctx > 0 ? opts.ctx : depth + n_prompt + n_gen; };
+  const auto session_options = [&](int depth) {
+    SessionOptions so;
+    so.ctx = ctx_for(depth);
+    so.max_batch = batch;
+    so.kv = kv_options(opts);
+    return so;
+  };
   const bool synthetic_fill = fill_mode == "synthetic";
   const std::vector<int32_t> fill = random_tokens(max_depth, hp.vocab, seed);
   const std::vector<int32_t> prompt = random_tokens(n_prompt, hp.vocab, seed + 1);
 
   if (!opts.json)
-    std::fprintf(stderr, "%s on %s (%s), kv %s, ctx %d: %d prompt + %d generated tokens, %d reps\n",
+    std::fprintf(stderr, "%s on %s (%s), kv %s, ctx %s: %d prompt + %d generated tokens, %d reps\n",
                  hp.name.empty() ? "model" : hp.name.c_str(), m.backend->name().c_str(),
-                 m.backend->device_name().c_str(), opts.kv.c_str(), session.ctx(), n_prompt, n_gen, reps);
+                 m.backend->device_name().c_str(), opts.kv.c_str(),
+                 opts.ctx > 0 ? std::to_string(opts.ctx).c_str() : "depth + prompt + generated", n_prompt,
+                 n_gen, reps);
   std::vector<DepthResult> results;
   for (int depth : depths) {
     DepthResult r;
     r.depth = depth;
+    Session session(*m.model, session_options(depth));
+    r.ctx = session.ctx();
     std::vector<double> pp, tg;
     // One repetition; with profile, an untimed one whose prefill and decode are profiled instead.
     auto run = [&](bool profiled) {
@@ -216,7 +228,7 @@ int bench_main(int argc, char** argv) {
               {"backend", m.backend->name()},
               {"device", m.backend->device_name()},
               {"kv", opts.kv},
-              {"ctx", session.ctx()},
+              {"ctx", ctx_for(max_depth)},  // the deepest depth's; each result has its own
               {"n_prompt", n_prompt},
               {"n_gen", n_gen},
               {"reps", reps},
@@ -227,6 +239,7 @@ int bench_main(int argc, char** argv) {
               {"results", json::array()}};
     for (const DepthResult& r : results) {
       json d = {{"depth", r.depth},
+                {"ctx", r.ctx},
                 {"kv_allocated_bytes", r.kv.allocated},
                 {"kv_used_bytes", r.kv.used()},
                 {"kv_parts",

@@ -108,6 +108,9 @@ TEST(BenchTool, ReportsSpeedAndMemoryPerDepth) {
   const auto j = parse(r);
   EXPECT_EQ(j["ctx"].get<int>(), 16 + 8 + 3);  // set from the largest depth when --ctx is not given
   ASSERT_EQ(j["results"].size(), 2u);
+  // Each depth has a session of its own, just large enough.
+  EXPECT_EQ(j["results"][0]["ctx"].get<int>(), 0 + 8 + 3);
+  EXPECT_EQ(j["results"][1]["ctx"].get<int>(), 16 + 8 + 3);
   for (const auto& d : j["results"]) {
     EXPECT_GT(d["prefill_tokens_per_s"]["median"].get<double>(), 0);
     EXPECT_GT(d["decode_tokens_per_s"]["median"].get<double>(), 0);
