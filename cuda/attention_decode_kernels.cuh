@@ -24,6 +24,7 @@
 #include <cstring>
 
 #include "pdl.cuh"
+#include "warp_softmax.cuh"
 
 // #pragma unroll for nvcc only (a host compiler warns about it and GCC cannot silence that from a pragma).
 #ifndef FKV_UNROLL
@@ -89,21 +90,13 @@ __device__ __forceinline__ void copy_wait() {
 // ---- The merge in the last block (decode_kernel's kMerge). Loads of other blocks' partials go to L2
 // (ld.global.cg): they were written by other multiprocessors during this kernel, so a line this one's L1
 // holds could be stale. The host emulation runs blocks one after another: plain copies and no-op fences.
-__device__ __forceinline__ float4 load_cg(const float4* p) {
+template <class T>  // float4, float2
+__device__ __forceinline__ T load_cg(const T* p) {
 #if defined(__CUDA_ARCH__)
   return __ldcg(p);
 #else
-  float4 v;
-  memcpy(&v, p, 16);
-  return v;
-#endif
-}
-__device__ __forceinline__ float2 load_cg(const float2* p) {
-#if defined(__CUDA_ARCH__)
-  return __ldcg(p);
-#else
-  float2 v;
-  memcpy(&v, p, 8);
+  T v;
+  memcpy(&v, p, sizeof(T));
   return v;
 #endif
 }
@@ -438,18 +431,8 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks)
   __syncthreads();  // every score is written
   // Softmax statistics: warp w handles head w. The first V tiles are in flight meanwhile.
   if (warp < nh) {
-    float m = -INFINITY;
-    for (int t = lane; t < count; t += 32) m = fmaxf(m, scores[t * kHC + warp]);
-    FKV_UNROLL
-    for (int o = 16; o > 0; o >>= 1) m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, o));
-    float sum = 0.0f;
-    for (int t = lane; t < count; t += 32) {
-      const float p = expf(scores[t * kHC + warp] - m);
-      scores[t * kHC + warp] = p;
-      sum += p;
-    }
-    FKV_UNROLL
-    for (int o = 16; o > 0; o >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
+    const float2 ms = warp_softmax_column(scores, count, kHC, warp, lane);
+    const float m = ms.x, sum = ms.y;
     if (lane == 0) {
       if constexpr (kMerge) {
         head_sum[warp] = sum;

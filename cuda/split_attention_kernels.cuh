@@ -9,6 +9,7 @@
 #include "split_chirp.h"
 #include "split_kv.h"
 #include "split_kv_device.cuh"
+#include "warp_softmax.cuh"
 
 // #pragma unroll for nvcc only (a host compiler warns about it and GCC cannot silence that from a pragma).
 #if defined(__CUDACC__)
@@ -390,18 +391,8 @@ __global__ void __launch_bounds__(kThreads) split_main_kernel(DirectArgs a) {
   // Softmax statistics of the span: warp h for head h.
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, rows = r1 - r0;
   if (warp < nh) {
-    float mx = -INFINITY;
-    for (int t = lane; t < rows; t += 32) mx = fmaxf(mx, sc[t * kHC + warp]);
-    FKV_UNROLL
-    for (int o = 16; o > 0; o >>= 1) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, o));
-    float l = 0.0f;
-    for (int t = lane; t < rows; t += 32) {
-      const float p = expf(sc[t * kHC + warp] - mx);
-      sc[t * kHC + warp] = p;
-      l += p;
-    }
-    FKV_UNROLL
-    for (int o = 16; o > 0; o >>= 1) l += __shfl_xor_sync(0xffffffffu, l, o);
+    const float2 ms = warp_softmax_column(sc, rows, kHC, warp, lane);
+    const float mx = ms.x, l = ms.y;
     if (lane == 0) {
       part_out(warp)[0] = mx;
       part_out(warp)[1] = l;
