@@ -367,6 +367,7 @@ __global__ void __launch_bounds__(kPrefillThreads)
 // sums are added in shared memory. At 32K tokens (129 splits) a thread per dim walking every split took
 // 25 us a layer.
 constexpr int kCombineThreads = 256, kCombineWarps = kCombineThreads / 32;
+static_assert(kCombineThreads == attn2::kCombineThreads, "the combines share attn2::combine_weights");
 __global__ void __launch_bounds__(kCombineThreads)
     attention_combine_kernel(const float* __restrict__ ws, int pos0, const int* __restrict__ pos0_dev, int H, int D,
                              int span, int n_splits, float* __restrict__ out) {
@@ -382,26 +383,7 @@ __global__ void __launch_bounds__(kCombineThreads)
   const float* base = ws + (size_t(i) * H + h) * n_splits * stride;
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
 
-  float m = -INFINITY;
-  for (int s = threadIdx.x; s < valid; s += blockDim.x) m = fmaxf(m, base[s * stride]);
-  for (int o = 16; o > 0; o >>= 1) m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, o));
-  if (lane == 0) red[warp] = m;
-  __syncthreads();
-  float M = -INFINITY;
-  for (int k = 0; k < kCombineWarps; ++k) M = fmaxf(M, red[k]);
-  __syncthreads();  // red is reused below
-
-  float l = 0.0f;
-  for (int s = threadIdx.x; s < valid; s += blockDim.x) {
-    const float e = expf(base[s * stride] - M);
-    weight[s] = e;
-    l = fmaf(e, base[s * stride + 1], l);
-  }
-  for (int o = 16; o > 0; o >>= 1) l += __shfl_xor_sync(0xffffffffu, l, o);
-  if (lane == 0) red[warp] = l;
-  __syncthreads();
-  float L = 0.0f;
-  for (int k = 0; k < kCombineWarps; ++k) L += red[k];
+  const float L = attn2::combine_weights(base, stride, valid, weight, red);
   const float inv = 1.0f / L;
 
   for (int d = lane; d < D; d += 32) {

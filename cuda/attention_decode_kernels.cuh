@@ -516,26 +516,13 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks)
   }
 }
 
-// Merge: out[i, h, dims of chunk blockIdx.z] from the splits that hold positions of token i, weights
-// exp(m_s - M) / L. Block (head, token, chunk of kCombineDims dims): the threads share the per-split max,
-// weights (kept in shared memory) and sum, then warp w adds splits w, w + 8, ... with a lane per dim (a warp
-// reads 128 contiguous bytes of a partial), kCombineUnroll splits in flight. The previous merge (a block per
-// head and token, 32 blocks at 8B shape) waited on long chains of loads from few multiprocessors.
-constexpr int kCombineUnroll = 8;
-__global__ void __launch_bounds__(kCombineThreads)
-    combine_kernel(const float* __restrict__ ws, int pos0, const int* __restrict__ pos0_dev, int H, int D,
-                   int span, int n_splits, float* __restrict__ out) {
-  pdl_allow_dependents();  // the output projection may start loading its weights
-  FKV_DYN_SMEM(weight);    // [n_splits]
-  __shared__ float red[kCombineWarps];
-  __shared__ float sums[kCombineWarps][kCombineDims];
-  const int h = blockIdx.x, i = blockIdx.y, d = blockIdx.z * kCombineDims + (threadIdx.x & 31);
-  const int len = (pos0_dev ? *pos0_dev : pos0) + i + 1;
-  const int valid = min(n_splits, (len + span - 1) / span);
-  const size_t stride = size_t(D + 2);
-  const float* base = ws + (size_t(i) * H + h) * n_splits * stride;
+// A combine block's split weights (this kernel's and attention.cu's first combine): M the largest of the
+// `valid` splits' maxima (partials `stride` floats apart from base: m, l, acc), weight[s] = exp(m_s - M) in
+// shared memory, and the return value L = Σ_s weight[s] l_s, in every thread. red: kCombineWarps floats of
+// shared memory; blocks of kCombineThreads. Ends with a barrier, which also orders the weights.
+__device__ __forceinline__ float combine_weights(const float* base, size_t stride, int valid, float* weight,
+                                                 float* red) {
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-
   float m = -INFINITY;
   for (int s = threadIdx.x; s < valid; s += kCombineThreads) m = fmaxf(m, base[s * stride]);
   FKV_UNROLL
@@ -560,6 +547,30 @@ __global__ void __launch_bounds__(kCombineThreads)
   float L = 0.0f;
   FKV_UNROLL
   for (int k = 0; k < kCombineWarps; ++k) L += red[k];
+  return L;
+}
+
+// Merge: out[i, h, dims of chunk blockIdx.z] from the splits that hold positions of token i, weights
+// exp(m_s - M) / L. Block (head, token, chunk of kCombineDims dims): the threads share the per-split max,
+// weights (kept in shared memory) and sum, then warp w adds splits w, w + 8, ... with a lane per dim (a warp
+// reads 128 contiguous bytes of a partial), kCombineUnroll splits in flight. The previous merge (a block per
+// head and token, 32 blocks at 8B shape) waited on long chains of loads from few multiprocessors.
+constexpr int kCombineUnroll = 8;
+__global__ void __launch_bounds__(kCombineThreads)
+    combine_kernel(const float* __restrict__ ws, int pos0, const int* __restrict__ pos0_dev, int H, int D,
+                   int span, int n_splits, float* __restrict__ out) {
+  pdl_allow_dependents();  // the output projection may start loading its weights
+  FKV_DYN_SMEM(weight);    // [n_splits]
+  __shared__ float red[kCombineWarps];
+  __shared__ float sums[kCombineWarps][kCombineDims];
+  const int h = blockIdx.x, i = blockIdx.y, d = blockIdx.z * kCombineDims + (threadIdx.x & 31);
+  const int len = (pos0_dev ? *pos0_dev : pos0) + i + 1;
+  const int valid = min(n_splits, (len + span - 1) / span);
+  const size_t stride = size_t(D + 2);
+  const float* base = ws + (size_t(i) * H + h) * n_splits * stride;
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+
+  const float L = combine_weights(base, stride, valid, weight, red);
 
   float o = 0.0f;
   if (d < D) {
