@@ -6,8 +6,9 @@
 // so that a middle row m scores Σ_n g_c[n] cos(2π n m/T) + g_s[n] sin(2π n m/T) + g[2N]: 2N operations per
 // row and query head instead of rebuilding every compressed dim (2N·d_c).
 #extension GL_GOOGLE_include_directive : require
+#extension GL_EXT_control_flow_attributes : require
 
-layout(local_size_x_id = 0) in;
+layout(local_size_x = 256) in;
 
 layout(std430, binding = 0) readonly buffer Q { float q[]; };        // [n, heads, D]
 layout(std430, binding = 1) readonly buffer Coef { float coef[]; };  // K: [n_comp, 2N]
@@ -31,46 +32,82 @@ float scale_a(uint c) {
   return rho_rec > 0.0 ? norm[c * 8u + 1u] / rho_rec : 0.0;
 }
 
-// Workgroup (query head x, frequency block y of the workgroup's size): q_j·a_j of the head's compressed dims
-// is formed once into shared memory, then each invocation sums one frequency over the dims (coalesced coef
-// loads). The first version (one workgroup per query head, q·a recomputed per frequency) left the GPU
-// mostly idle (32 workgroups at the 8B shape).
+// Workgroup (query head x, block y of FB frequencies): q_j·a_j of the head's compressed dims is formed into
+// shared memory, then invocation (frequency n, lane) sums its lane's share of the dims (coalesced coef loads,
+// DU dims in flight), and the LN lanes are added through shared memory. Block y = 0 also forms the constant
+// Σ_j q_j b_j by a parallel reduction. The previous version (one invocation per frequency walking every dim,
+// and the constant walked by one invocation) was latency-bound: ~23 us per call at the 8B shape.
+const uint WG = 256u;
+const uint FB = 32u;        // frequencies per workgroup
+const uint LN = WG / FB;    // dim lanes
+const uint DU = 4u;         // dims per lane in flight
 const uint QA = 256u;
 shared float qa_s[QA];
+shared float rc_s[WG];
+shared float rs_s[WG];
 
 void main() {
   const uint qh = gl_WorkGroupID.x + gl_WorkGroupID.z * gl_NumWorkGroups.x;
   if (qh >= p.count) return;
-  const uint tid = gl_LocalInvocationID.x, wg = gl_WorkGroupSize.x;
+  const uint tid = gl_LocalInvocationID.x;
   const uint h = qh % p.heads, g = h / (p.heads / p.kv_heads);
   const uint N = p.n_freq, stride = 2u * N + 4u;
   const uint c0 = uint(dims[p.kv_heads + 1u + g]), c1 = uint(dims[p.kv_heads + 1u + g + 1u]);
   const uint comp = 2u * (p.kv_heads + 1u) + p.n_keep;
-  const float inv_n = 1.0 / float(N);
-  const uint n = gl_WorkGroupID.y * wg + tid;
-  float gc = 0.0, gs = 0.0;
+  const bool first = gl_WorkGroupID.y == 0u;
+  const uint n = gl_WorkGroupID.y * FB + tid % FB, lane = tid / FB, nn = min(n, N - 1u);
+  float gc = 0.0, gs = 0.0, cst = 0.0;
   for (uint cb = c0; cb < c1; cb += QA) {
     const uint nb = min(QA, c1 - cb);
     barrier();  // qa_s is free
-    for (uint e = tid; e < nb; e += wg) qa_s[e] = q[qh * p.head_dim + uint(dims[comp + cb + e])] * scale_a(cb + e);
-    barrier();
-    if (n < N)
-      for (uint e = 0u; e < nb; ++e) {
-        gc += qa_s[e] * coef[(cb + e) * 2u * N + n];
-        gs += qa_s[e] * coef[(cb + e) * 2u * N + N + n];
-      }
-  }
-  if (n < N) {
-    const float w = (n == 0u ? 0.5 : 1.0) * inv_n;
-    gv[qh * stride + n] = gc * w;
-    gv[qh * stride + N + n] = gs * w;
-  }
-  if (gl_WorkGroupID.y == 0u && tid == 0u) {
-    float cst = 0.0;
-    for (uint c = c0; c < c1; ++c) {
-      const float a = scale_a(c);
-      cst += q[qh * p.head_dim + uint(dims[comp + c])] * (norm[c * 8u] - a * norm[c * 8u + 2u]);
+    for (uint e = tid; e < nb; e += WG) {
+      const uint c = cb + e;
+      const float qj = q[qh * p.head_dim + uint(dims[comp + c])], a = scale_a(c);
+      qa_s[e] = qj * a;
+      if (first) cst += qj * (norm[c * 8u] - a * norm[c * 8u + 2u]);
     }
-    gv[qh * stride + 2u * N] = cst;
+    barrier();
+    for (uint e0 = lane; e0 < nb; e0 += DU * LN) {
+      float xc[DU], xs[DU];
+      [[unroll]] for (uint j = 0u; j < DU; ++j) {
+        const uint e = min(e0 + j * LN, nb - 1u), row = (cb + e) * 2u * N + nn;
+        xc[j] = coef[row];
+        xs[j] = coef[row + N];
+      }
+      [[unroll]] for (uint j = 0u; j < DU; ++j) {
+        const float w = e0 + j * LN < nb ? qa_s[e0 + j * LN] : 0.0;
+        gc += w * xc[j];
+        gs += w * xs[j];
+      }
+    }
+  }
+  rc_s[tid] = gc;
+  rs_s[tid] = gs;
+  barrier();
+  if (lane == 0u && n < N) {
+    float c = 0.0, s = 0.0;
+    for (uint l = 0u; l < LN; ++l) {
+      c += rc_s[l * FB + tid];
+      s += rs_s[l * FB + tid];
+    }
+    const float w = (n == 0u ? 0.5 : 1.0) / float(N);
+    gv[qh * stride + n] = c * w;
+    gv[qh * stride + N + n] = s * w;
+  }
+  if (first) {  // uniform: the constant, 256 partials summed 16 at a time, then 16
+    barrier();
+    rc_s[tid] = cst;
+    barrier();
+    if (tid < 16u) {
+      float t = 0.0;
+      for (uint e = 0u; e < 16u; ++e) t += rc_s[tid * 16u + e];
+      rs_s[tid] = t;
+    }
+    barrier();
+    if (tid == 0u) {
+      float t = 0.0;
+      for (uint e = 0u; e < 16u; ++e) t += rs_s[e];
+      gv[qh * stride + 2u * N] = t;
+    }
   }
 }

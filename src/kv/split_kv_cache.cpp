@@ -30,6 +30,13 @@ SplitKvCache::SplitKvCache(Backend& backend, const SplitKvConfig& c) : backend_(
   middle_ = fourier ? c.capacity - S - W : 0;
   if (fourier) {
     require(c.n_freq >= 1, ErrorCode::kInvalidArgument, "--fourier-n must be at least 1");
+    // fkv: the period T is the middle's room rounded up to a multiple of N (docs/FOURIER-IMPL.md), so that
+    // the GPUs can evaluate the spectral sums by N-point FFTs; the extra rows are never reached.
+    if (middle_ > 0) {
+      const int64_t period = (int64_t(middle_) + c.n_freq - 1) / c.n_freq * c.n_freq;
+      require(period < (int64_t(1) << 31), ErrorCode::kInvalidArgument, "--fourier-n too large for the context");
+      middle_ = int(period);
+    }
     require(c.fit_tokens >= 1, ErrorCode::kInvalidArgument, "the Fourier fit threshold must be at least 1");
     require(c.k_dims.empty() || int(c.k_dims.size()) == c.n_layers, ErrorCode::kInvalidArgument,
             "split KV cache: K dims given for " + std::to_string(c.k_dims.size()) +

@@ -454,6 +454,78 @@ INSTANTIATE_TEST_SUITE_P(Shapes, SplitMiddlePassTest, ::testing::ValuesIn(kMiddl
                                   (c.type == KvType::kF16 ? "f16" : "f32");
                          });
 
+// The FFT form of the middle pass (split_middle_fft.comp: T a multiple of a power-of-two N) against the CPU
+// reference and against the two direct passes it replaces (FKV_VULKAN_MIDDLE_FFT=0); the GPU profile proves
+// which ran.
+class SplitMiddleFftTest : public SplitAttentionTest {
+ protected:
+  void TearDown() override {
+    vulkan_set_profile(*vk, false);
+    unsetenv("FKV_VULKAN_MIDDLE_FFT");
+    SplitAttentionTest::TearDown();
+  }
+};
+
+TEST_P(SplitMiddleFftTest, MatchesCpuAndTheDirectPasses) {
+  const AttnCase a = GetParam();
+  const CacheCase& c = a.c;
+  ASSERT_EQ(c.middle % c.n_freq, 0) << "the FFT pass needs T to be a multiple of N";
+  State st = build(a);
+  ASSERT_TRUE(st.tc->L.fitted(a.fill)) << "the case must have a fitted middle";
+  const double tol = c.type == KvType::kF32 ? 1e-4 : 2e-3;
+  std::vector<float> out[2];
+  for (int fft = 1; fft >= 0; --fft) {
+    SCOPED_TRACE(fft ? "FFT pass" : "FKV_VULKAN_MIDDLE_FFT=0");
+    if (fft)
+      unsetenv("FKV_VULKAN_MIDDLE_FFT");
+    else
+      setenv("FKV_VULKAN_MIDDLE_FFT", "0", 1);
+    ASSERT_TRUE(vulkan_set_profile(*vk, true));
+    out[fft] = run_vk(a, st, SplitAttentionPath::kSpectral);
+    std::map<std::string, uint64_t> calls;
+    for (const VulkanShaderTime& t : vulkan_profile(*vk).shaders) calls[t.name] += t.calls;
+    vulkan_set_profile(*vk, false);
+    EXPECT_EQ(calls["split_middle_fft"], fft ? 1u : 0u);
+    EXPECT_EQ(calls["split_middle_values"], fft ? 0u : 1u);
+    EXPECT_EQ(calls["split_attention_merge"], 1u);
+    const double err = max_rel_error(out[fft], st.ref);
+    std::printf("[ split  ] %s: max rel error %.2e (tolerance %.0e)\n", fft ? "FFT pass   " : "direct     ", err,
+                tol);
+    EXPECT_LT(err, tol);
+  }
+  EXPECT_LT(max_rel_error(out[1], out[0]), tol) << "FFT pass against the direct passes";
+}
+
+// {heads, kv heads, d, S, W, T, N, fit, keep, type}, fill, n; T a multiple of N, every middle fitted.
+const AttnCase kMiddleFftCases[] = {
+    {{4, 1, 64, 4, 16, 64, 2, 1, 0.2, KvType::kF32}, 21, 1},          // middle 1, N 2
+    {{9, 3, 64, 4, 32, 512, 64, 64, 0.2, KvType::kF32}, 293, 1},      // G 3, middle 257, half the columns
+    {{16, 2, 128, 4, 32, 640, 128, 256, 0.2, KvType::kF16}, 293, 1},  // G 8, d 128
+    {{4, 4, 64, 4, 64, 5120, 16, 256, 0.0, KvType::kF32}, 5068, 1},   // middle 5000, all compressed
+    {{8, 2, 128, 4, 64, 5120, 256, 256, 0.2, KvType::kF16}, 5100, 1}, // middle 5032, odd kept counts
+    {{8, 4, 64, 4, 16, 2048, 1024, 256, 0.2, KvType::kF32}, 620, 1},  // N 1024, G 2
+    {{8, 2, 64, 4, 32, 1024, 512, 256, 0.2, KvType::kF32}, 600, 2},   // N 512, two queries
+    {{8, 2, 128, 4, 32, 640, 64, 64, 0.9, KvType::kF16}, 400, 1},     // 115 of 128 dims kept
+    {{8, 2, 64, 4, 32, 1024, 64, 64, 0.5, KvType::kF16}, 900, 8},     // 8 queries
+    {{32, 8, 128, 4, 64, 2048, 512, 256, 0.24, KvType::kF16}, 1500, 1},   // 8B shape
+    {{32, 8, 128, 4, 1020, 3072, 128, 256, 0.24, KvType::kF16}, 3500, 1}, // 8B shape, real window
+};
+
+INSTANTIATE_TEST_SUITE_P(Shapes, SplitMiddleFftTest, ::testing::ValuesIn(kMiddleFftCases),
+                         [](const auto& info) {
+                           const AttnCase& a = info.param;
+                           const CacheCase& c = a.c;
+                           return name_of({{"h", c.n_heads},
+                                           {"kv", c.n_kv_heads},
+                                           {"d", c.head_dim},
+                                           {"T", c.middle},
+                                           {"M", a.fill - c.sink - c.window},
+                                           {"N", c.n_freq},
+                                           {"keep", int(c.keep * 100)},
+                                           {"n", a.n}}) +
+                                  (c.type == KvType::kF16 ? "f16" : "f32");
+                         });
+
 }  // namespace
 }  // namespace fkv::test
 

@@ -18,7 +18,7 @@ constexpr uint32_t kAttnWorkgroup = 128;  // rows per split_attention tile
 constexpr uint32_t kLeanChunk = 16;       // split_attention chunk granularity without spectral work
 constexpr uint32_t kMergeColumns = 32;  // partial columns per split_merge_sum workgroup (CW)
 constexpr uint32_t kMergeDims = 8;      // compressed dims per split_attention_merge workgroup (CPB)
-constexpr uint32_t kPrepWorkgroup = 64;       // frequencies per split_attention_prep workgroup
+constexpr uint32_t kPrepFreqs = 32;           // frequencies per split_attention_prep workgroup (FB)
 constexpr uint32_t kMaxGroupsX = 65535;
 constexpr uint32_t kTiledSharedBytes = 32 * 1024;  // split_attention.comp uses at most ~31.5 KiB
 // The decode middle pass (split_middle_scores.comp, split_middle_values.comp; shared memory < 26 KiB).
@@ -27,6 +27,22 @@ constexpr uint32_t kMiddleHeads = 32;      // query heads per workgroup (a power
 constexpr uint32_t kMiddleFreqs = 64;      // frequencies per values workgroup (a power of two, 16..256)
 constexpr uint32_t kMiddleScoreRows = 64;  // rows per scores workgroup (TR of split_middle_scores.comp)
 constexpr uint32_t kMiddleRowsMin = 64;    // the values pass's ranges are multiples of this
+// split_middle_fft.comp: FFT entries (query heads x columns x N) per workgroup, and its workgroup size.
+constexpr uint32_t kFftEntries = 2048;
+constexpr uint32_t kFftWorkgroup = 256;
+
+// Columns per split_middle_fft.comp workgroup (VB) for G query heads per KV head and N frequencies, or 0 if
+// the FFT pass cannot take the shape: N a power of two >= 2 dividing T, head_dim <= its workgroup, and its
+// shared memory (FFT entries, twiddles, q at the kept dims, reductions) within the device's limit.
+uint32_t fft_columns(uint32_t G, uint32_t N, uint32_t T, uint32_t D, uint32_t entries, size_t shared_limit) {
+  if (N < 2 || (N & (N - 1)) != 0 || T % N != 0 || D > kFftWorkgroup || G > 16) return 0;
+  for (uint32_t vb = std::max<uint32_t>(1, entries / (G * N));; vb /= 2) {
+    const size_t bytes = 8 * size_t(G) * vb * N + 4 * size_t(N) + 4 * size_t(G) * (D + 3) +
+                         4 * size_t(G) * kFftWorkgroup + 4 * size_t(G) * 16 + 8 * size_t(G);
+    if (bytes <= shared_limit) return vb;
+    if (vb == 1) return 0;
+  }
+}
 
 const VulkanBuffer& vk(const DeviceBuffer& b) {
   return static_cast<const VulkanBuffer&>(b);
@@ -309,14 +325,14 @@ void VulkanSplitKv::attention(const DeviceBuffer& q, const DeviceBuffer& k, cons
   const size_t gstride = 2 * size_t(N) + 4;
   if (spec_k) {
     gvec = &scratch(gvec_, size_t(n) * H * gstride * 4, "split attention score vectors");
-    // One workgroup per (query head, block of kPrepWorkgroup frequencies).
-    const Pipeline& prep = pipelines_.get("split_attention_prep", {kPrepWorkgroup}, 5);
+    // One workgroup per (query head, block of kPrepFreqs frequencies).
+    const Pipeline& prep = pipelines_.get("split_attention_prep", {}, 5);
     const uint32_t pc[] = {uint32_t(n) * H, H, uint32_t(s.n_kv_heads), D, N, uint32_t(nk_k)};
     const auto [gx, gz] = split_groups(uint32_t(n) * H);
     rec_.dispatch(prep,
                   {bind(&q, false), bind(c.k.coef, false), bind(c.k.norm, false), bind(c.k.dims_table, false),
                    bind(gvec, true)},
-                  pc, sizeof(pc), gx, (N + kPrepWorkgroup - 1) / kPrepWorkgroup, gz);
+                  pc, sizeof(pc), gx, (N + kPrepFreqs - 1) / kPrepFreqs, gz);
   }
 
   // split_attention.comp (tiled: coalesced staged rows, register-blocked spectral sums) takes the usual
@@ -347,8 +363,24 @@ void VulkanSplitKv::attention(const DeviceBuffer& q, const DeviceBuffer& k, cons
                            tiled && size_t(count) * M * 4 <= ctx_->max_binding() &&
                            (uint32_t(M) + kMiddleScoreRows - 1) / kMiddleScoreRows <= kMaxGroupsX &&
                            hblocks <= kMaxGroupsX;
+  // The FFT form of the middle pass (split_middle_fft.comp, one pass instead of scores + values) when the
+  // period is a multiple of a power-of-two N (SplitKvCache makes it so). FKV_VULKAN_MIDDLE_FFT=0 keeps the
+  // two direct passes; FKV_VULKAN_FFT_ENTRIES tunes the workgroup's share (columns x heads x N).
+  static const uint32_t fft_entries = [] {
+    const char* e = std::getenv("FKV_VULKAN_FFT_ENTRIES");
+    return e ? uint32_t(std::max(2, std::atoi(e))) : kFftEntries;
+  }();
+  const uint32_t fft_vb =
+      middle_pass && (spec_k || spec_v) && env_switch("FKV_VULKAN_MIDDLE_FFT", true)
+          ? fft_columns(G, N, uint32_t(c.middle), D, fft_entries,
+                        ctx_->properties().limits.maxComputeSharedMemorySize)
+          : 0;
+  const uint32_t fft_blocks =
+      fft_vb ? (std::min(uint32_t(c.middle) / N, uint32_t(M)) + fft_vb - 1) / fft_vb : 0;
+  require(fft_blocks <= kMaxGroupsX, ErrorCode::kUnsupported,
+          "split attention: the FFT middle pass needs more than 65535 column blocks (T / N too large)");
   uint32_t mid_rows = 0;  // R: middle rows per chunk slot of the middle pass
-  if (middle_pass) {
+  if (middle_pass && !fft_vb) {
     // Enough workgroups (ranges x head blocks x frequency blocks) to fill the device; FKV_VULKAN_MIDDLE_ROWS
     // overrides R (tuning on a GPU).
     static const uint32_t rows_env = [] {
@@ -384,8 +416,12 @@ void VulkanSplitKv::attention(const DeviceBuffer& q, const DeviceBuffer& k, cons
   chunk_len = std::max(quantum, (chunk_len + quantum - 1) / quantum * quantum);
   const uint32_t NF = spec_v ? N : 1;
   const size_t ps = D + 2 + (spec_v ? 2 * size_t(N) : 0);
-  auto mid_chunks = [&] { return middle_pass ? (uint32_t(M) + mid_rows - 1) / mid_rows : 0u; };
+  auto mid_chunks = [&] {
+    return fft_vb ? fft_blocks : middle_pass ? (uint32_t(M) + mid_rows - 1) / mid_rows : 0u;
+  };
   while (size_t(n) * H * ((max_len + chunk_len - 1) / chunk_len + mid_chunks()) * ps * 4 > ctx_->max_binding()) {
+    require(!fft_vb || chunk_len < (1u << 30), ErrorCode::kUnsupported,
+            "split attention: the FFT middle pass's partials exceed the device's largest binding");
     chunk_len *= 2;
     mid_rows *= 2;
   }
@@ -433,7 +469,27 @@ void VulkanSplitKv::attention(const DeviceBuffer& q, const DeviceBuffer& k, cons
                    bind(&partials, true)},
                   pc, sizeof(pc), main_chunks, uint32_t(s.n_kv_heads), uint32_t(n));
   };
-  if (middle_pass) {
+  if (fft_vb) {
+    record_main();
+    uint32_t log_n = 0;
+    while ((1u << log_n) < N) ++log_n;
+    const Pipeline& fp = pipelines_.get(
+        "split_middle_fft", {log_n, G, fft_vb, D, f16 ? 1u : 0u, spec_k ? 1u : 0u, spec_v ? 1u : 0u}, 8);
+    const uint32_t fpc[] = {H,
+                            uint32_t(s.n_kv_heads),
+                            uint32_t(M),
+                            uint32_t(c.middle),
+                            uint32_t(nk_k),
+                            uint32_t(nk_v),
+                            chunks,
+                            main_chunks,
+                            u32(s.scale)};
+    rec_.dispatch(fp,
+                  {bind(&q, false), bind(nk_k > 0 ? c.k.kept : nullptr, false), bind(c.k.dims_table, false),
+                   bind(nk_v > 0 ? c.v.kept : nullptr, false), bind(c.v.dims_table, false),
+                   bind(spec_k ? gvec : nullptr, false), bind(table, false), bind(&partials, true)},
+                  fpc, sizeof(fpc), uint32_t(n) * uint32_t(s.n_kv_heads), fft_blocks, 1);
+  } else if (middle_pass) {
     // The kept V dims: blocks fblocks.. of the values pass, one per KV group (G query heads sharing a KV
     // head) that a head block touches.
     uint32_t kblocks = 1;

@@ -1,0 +1,310 @@
+#version 450
+// Decode middle pass by FFT (FOURIER.md "Spectral"; docs/VULKAN.md "Split KV cache"): the softmax partials
+// of a fitted middle without evaluating the spectral sums row by row. The period is a multiple of N
+// (T = R·N; SplitKvCache rounds T up), so middle row m = v + R·u (column v < R, u < N) gives
+//   score part   Σ_n g_c[n] cos(2πnm/T) + g_s[n] sin(2πnm/T) = Re Σ_n Z_v[n] e^{2πi nu/N},
+//                Z_v[n] = (g_c[n] − i·g_s[n]) e^{2πi nv/T}
+//   V spectrum   h_c[n] + i·h_s[n] = Σ_m P_m e^{2πi nm/T} = Σ_v e^{2πi nv/T} Σ_u P_{v+Ru} e^{2πi nu/N}
+// so each column costs two N-point FFTs per query head: O(T log N) per head instead of O(M·N) each way.
+// Workgroup (x = query·kv_heads + KV head, block y of VB columns) takes the G query heads of one KV head
+// (x varies fastest, so the KV heads' workgroups of one column block run together and read whole kept rows
+// between them: the rows are R apart, and one head's segment alone wastes most of each DRAM access);
+// its rows {v + R·u : v0 <= v < v0 + VB, m < M} form one chunk slot of the partials (the merge needs no
+// contiguous rows). Steps: Z in bit-reversed order, radix-2 DIT FFT in shared memory (natural order out) ->
+// scaled scores with the kept K dims' exact dot and the constant -> per-head max, P, l -> the kept V dims'
+// Σ P·v -> DIF FFT of P (bit-reversed out) -> h of the block's columns. The partials are
+// split_middle_values.comp's format (m, l, acc[D], h_c[N], h_s[N]), so split_merge_sum.comp and
+// split_attention_merge.comp are unchanged. No subgroup operation.
+#extension GL_GOOGLE_include_directive : require
+#extension GL_EXT_control_flow_attributes : require
+
+layout(local_size_x = 256) in;
+layout(constant_id = 0) const uint LOG_N = 7u;    // N = 2^LOG_N >= 2
+layout(constant_id = 1) const uint G = 4u;        // query heads per KV head
+layout(constant_id = 2) const uint VB = 8u;       // columns per workgroup
+layout(constant_id = 3) const uint D = 128u;      // head_dim <= 256
+layout(constant_id = 4) const bool KV_F16 = true;
+layout(constant_id = 5) const bool SPEC_K = true;  // K has compressed dims (g from split_attention_prep)
+layout(constant_id = 6) const bool SPEC_V = true;  // V has compressed dims: h is carried
+
+layout(std430, binding = 0) readonly buffer Q { float q[]; };          // [n, heads, D]
+layout(std430, binding = 1) readonly buffer KK { uint kk[]; };         // kept K rows [T, nk_k], typed
+layout(std430, binding = 2) readonly buffer KD { int kd[]; };          // K dims table
+layout(std430, binding = 3) readonly buffer VK { uint vk[]; };         // kept V rows [T, nk_v], typed
+layout(std430, binding = 4) readonly buffer VD { int vd[]; };          // V dims table
+layout(std430, binding = 5) readonly buffer GV { float gv[]; };        // [n·heads, 2N + 4]
+layout(std430, binding = 6) readonly buffer Table { vec2 basis[]; };   // [T] (cos, sin)(2πk/T)
+layout(std430, binding = 7) writeonly buffer Partial { float part[]; };
+
+layout(push_constant) uniform Params {
+  uint heads;
+  uint kv_heads;
+  uint middle_len;  // M
+  uint period;      // T, a multiple of N
+  uint nk_k;        // kept K dims of the layer (row length of kk)
+  uint nk_v;
+  uint chunks;      // chunk slots per (query, head) in the partials
+  uint chunk0;      // the slot of column block 0
+  float scale;
+} p;
+
+#include "common/grid.glsl"
+
+const uint WG = 256u;
+const uint N = 1u << LOG_N;
+const uint PR = VB * N;          // rows (and FFT entries) per head
+const uint NB = G * PR;          // FFT entries of the workgroup: G·VB transforms of N
+const uint PS = D + 2u + (SPEC_V ? 2u * N : 0u);
+const uint RL = 16u;             // lanes of the two-level reductions
+const uint ZU = 4u;              // Z entries loaded together
+const uint RPT = (PR + WG - 1u) / WG;  // score rows per invocation
+const uint QS = D + 3u;          // qk_s row stride
+// Loads in flight per invocation: the kept rows are strided (R rows apart), so the pass is bound by the
+// latency of dependent rounds of loads unless each round carries many (8 per round was 2x slower).
+const uint KU = RPT >= 4u ? 8u : 32u / RPT;  // kept K words per round, per row
+const uint VU = 32u;                          // kept V rows per round
+
+shared vec2 buf[NB];             // [head][column][N]
+shared vec2 tw[N / 2u];          // e^{2πi k/N}
+shared float qk_s[G * QS];       // q at the KV head's kept K dims, at 1 + dim, zeros around
+shared float red2[G * RL];
+shared float stat_s[2u * G];     // per head: max, then l
+shared float red[G * WG];
+
+float kv_at(bool is_k, uint e) {
+  const uint w = is_k ? kk[KV_F16 ? e >> 1 : e] : vk[KV_F16 ? e >> 1 : e];
+  if (KV_F16) {
+    const vec2 v = unpackHalf2x16(w);
+    return (e & 1u) == 0u ? v.x : v.y;
+  }
+  return uintBitsToFloat(w);
+}
+
+vec2 cmul(vec2 a, vec2 b) { return vec2(a.x * b.x - a.y * b.y, a.x * b.y + a.y * b.x); }
+uint bitrev(uint n) { return bitfieldReverse(n) >> (32u - LOG_N); }
+
+// Butterfly b of a stage whose butterflies span 2^(s+1) entries: its two entries and twiddle e^{2πi k/2^(s+1)}.
+void butterfly_at(uint b, uint s, out uint i0, out uint i1, out vec2 w) {
+  const uint f = b >> (LOG_N - 1u), j = b & (N / 2u - 1u), k = j & ((1u << s) - 1u);
+  i0 = (f << LOG_N) + ((j >> s) << (s + 1u)) + k;
+  i1 = i0 + (1u << s);
+  w = tw[k << (LOG_N - 1u - s)];
+}
+
+// Σ_n x[n] e^{2πi nu/N} of every transform: bit-reversed input, natural output.
+void fft_dit(uint tid) {
+  for (uint s = 0u; s < LOG_N; ++s) {
+    for (uint b = tid; b < NB / 2u; b += WG) {
+      uint i0, i1;
+      vec2 w;
+      butterfly_at(b, s, i0, i1, w);
+      const vec2 a = buf[i0], c = cmul(buf[i1], w);
+      buf[i0] = a + c;
+      buf[i1] = a - c;
+    }
+    barrier();
+  }
+}
+
+// The same transform with natural input, bit-reversed output.
+void fft_dif(uint tid) {
+  for (uint t = 0u; t < LOG_N; ++t) {
+    const uint s = LOG_N - 1u - t;
+    for (uint b = tid; b < NB / 2u; b += WG) {
+      uint i0, i1;
+      vec2 w;
+      butterfly_at(b, s, i0, i1, w);
+      const vec2 a = buf[i0], c = buf[i1];
+      buf[i0] = a + c;
+      buf[i1] = cmul(a - c, w);
+    }
+    barrier();
+  }
+}
+
+// stat_s[off + head] = max (is_max) or sum of red[head][0..WG): RL lanes of WG/RL, then RL.
+void reduce_heads(uint tid, uint off, bool is_max) {
+  barrier();  // red is written
+  for (uint x = tid; x < G * RL; x += WG) {
+    const uint hl = x / RL, l0 = (x % RL) * (WG / RL);
+    float t = is_max ? kNegBig : 0.0;
+    for (uint e = 0u; e < WG / RL; ++e) {
+      const float r = red[hl * WG + l0 + e];
+      t = is_max ? max(t, r) : t + r;
+    }
+    red2[x] = t;
+  }
+  barrier();
+  if (tid < G) {
+    float t = is_max ? kNegBig : 0.0;
+    for (uint e = 0u; e < RL; ++e) t = is_max ? max(t, red2[tid * RL + e]) : t + red2[tid * RL + e];
+    stat_s[off + tid] = t;
+  }
+  barrier();
+}
+
+void main() {
+  const uint tid = gl_LocalInvocationID.x;
+  const uint M = p.middle_len, T = p.period, R = T >> LOG_N, GS = 2u * N + 4u;
+  const uint v0 = gl_WorkGroupID.y * VB;
+  const uint kv = gl_WorkGroupID.x % p.kv_heads, qi = gl_WorkGroupID.x / p.kv_heads;
+  const uint qh0 = qi * p.heads + kv * G;  // the group's first query head (query-major, like q)
+  const uint keep_list = 2u * (p.kv_heads + 1u);
+  const uint kc0 = uint(kd[kv]), nkk = uint(kd[kv + 1u]) - kc0;
+  const uint vc0 = uint(vd[kv]), nkv = uint(vd[kv + 1u]) - vc0;
+  const uint slot = p.chunk0 + gl_WorkGroupID.y;
+
+  for (uint k = tid; k < N / 2u; k += WG) tw[k] = basis[k * R];
+  for (uint x = tid; x < G * QS; x += WG) {
+    const uint hl = x / QS, i = x % QS;
+    qk_s[x] = i >= 1u && i <= nkk ? q[(qh0 + hl) * D + uint(kd[keep_list + kc0 + i - 1u])] : 0.0;
+  }
+
+  // 1. The compressed K dims' score part: Z_v in bit-reversed order, then the inverse-direction FFT. Loads
+  // are issued ZU entries at a time (independent, in flight together: the pass is latency-bound otherwise).
+  if (SPEC_K) {
+    for (uint x0 = tid; x0 < NB; x0 += ZU * WG) {
+      vec2 z[ZU], b[ZU];
+      [[unroll]] for (uint j = 0u; j < ZU; ++j) {
+        const uint x = min(x0 + j * WG, NB - 1u), f = x >> LOG_N, n = x & (N - 1u);
+        const uint a = (qh0 + f / VB) * GS + n, v = min(v0 + f % VB, R - 1u);
+        z[j] = vec2(gv[a], -gv[a + N]);
+        b[j] = basis[n * v];
+      }
+      [[unroll]] for (uint j = 0u; j < ZU; ++j) {
+        const uint x = x0 + j * WG, f = x >> LOG_N, n = x & (N - 1u);
+        if (x < NB) buf[(f << LOG_N) + bitrev(n)] = v0 + f % VB < R ? cmul(z[j], b[j]) : vec2(0.0);
+      }
+    }
+  }
+  barrier();  // buf, tw and qk_s are written
+  if (SPEC_K) fft_dit(tid);
+
+  // 2. Scaled scores of the workgroup's rows r = tid + k·WG = u·VB + column (neighbouring invocations read
+  // neighbouring kept rows), one read of each kept K row for all G heads, KU dims of all RPT rows per round;
+  // kNegBig outside the middle.
+  {
+    // f16 rows are read as 32-bit words (half the load instructions: the strided rows make this pass bound by
+    // load requests): word j of a row whose segment starts at an odd half holds dims 2j − 1 and 2j, so q sits
+    // at qk_s[1 + dim] with zeros around it.
+    uint mrow[RPT], off[RPT], wend[RPT];  // first word, odd start, end (words wholly past it are not read)
+    bool ok[RPT];
+    float s[RPT * G];
+    [[unroll]] for (uint k = 0u; k < RPT; ++k) {
+      const uint r = tid + k * WG, u = r / VB, v = v0 + r % VB, m = v + R * u;
+      ok[k] = r < PR && v < R && m < M;
+      const uint base = ok[k] ? m * p.nk_k + kc0 : 0u;
+      mrow[k] = KV_F16 ? base >> 1 : base;
+      off[k] = KV_F16 ? base & 1u : 0u;
+      wend[k] = KV_F16 ? (base + nkk + 1u) >> 1 : base + nkk;
+      [[unroll]] for (uint hl = 0u; hl < G; ++hl) s[k * G + hl] = 0.0;
+    }
+    const uint nw = KV_F16 ? (nkk + 2u) >> 1 : nkk;  // words (f16) or dims (f32) per row, at most
+    for (uint e0 = 0u; e0 < nw; e0 += KU) {
+      uint kx[RPT * KU];
+      [[unroll]] for (uint k = 0u; k < RPT; ++k)
+        [[unroll]] for (uint j = 0u; j < KU; ++j)
+          kx[k * KU + j] = ok[k] && mrow[k] + e0 + j < wend[k] ? kk[mrow[k] + e0 + j] : 0u;
+      [[unroll]] for (uint j = 0u; j < KU; ++j) {
+        if (e0 + j < nw)
+          [[unroll]] for (uint k = 0u; k < RPT; ++k) {
+            if (KV_F16) {
+              const vec2 h = unpackHalf2x16(kx[k * KU + j]);
+              const uint qi = 2u * (e0 + j) + 1u - off[k];
+              [[unroll]] for (uint hl = 0u; hl < G; ++hl)
+                s[k * G + hl] += qk_s[hl * QS + qi] * h.x + qk_s[hl * QS + qi + 1u] * h.y;
+            } else {
+              const float x = uintBitsToFloat(kx[k * KU + j]);
+              [[unroll]] for (uint hl = 0u; hl < G; ++hl) s[k * G + hl] += qk_s[hl * QS + e0 + j + 1u] * x;
+            }
+          }
+      }
+    }
+    [[unroll]] for (uint k = 0u; k < RPT; ++k) {
+      const uint r = tid + k * WG, vl = r % VB, u = r / VB;
+      if (r < PR)
+        [[unroll]] for (uint hl = 0u; hl < G; ++hl) {
+          const uint i = hl * PR + vl * N + u;
+          float sc = kNegBig;
+          if (ok[k]) sc = (s[k * G + hl] + (SPEC_K ? buf[i].x + gv[(qh0 + hl) * GS + 2u * N] : 0.0)) * p.scale;
+          buf[i] = vec2(sc, 0.0);
+        }
+    }
+  }
+  barrier();
+
+  // 3. Per head: the max over the rows, P = exp(score − max) in place, l = Σ P.
+  [[unroll]] for (uint hl = 0u; hl < G; ++hl) {
+    float t = kNegBig;
+    for (uint r = tid; r < PR; r += WG) t = max(t, buf[hl * PR + r].x);
+    red[hl * WG + tid] = t;
+  }
+  reduce_heads(tid, 0u, true);
+  [[unroll]] for (uint hl = 0u; hl < G; ++hl) {
+    const float mx = stat_s[hl];
+    float l = 0.0;
+    for (uint r = tid; r < PR; r += WG) {
+      const float x = buf[hl * PR + r].x;
+      const float pr = x > 0.5 * kNegBig ? exp(x - mx) : 0.0;
+      buf[hl * PR + r] = vec2(pr, 0.0);
+      l += pr;
+    }
+    red[hl * WG + tid] = l;
+  }
+  reduce_heads(tid, G, false);  // also orders the P writes before the reads below
+
+  // 4. Kept V dims: invocation (lane, dim e) sums rows lane, lane + L, ... for all G heads (neighbouring
+  // invocations read neighbouring dims of one row), VU rows per round, then the lanes are added through red.
+  const uint L = nkv > 0u ? WG / nkv : 0u;  // nkv <= D <= WG
+  const uint lane = nkv > 0u ? tid / nkv : 0u, e = nkv > 0u ? tid % nkv : 0u;
+  float acc[G];
+  [[unroll]] for (uint hl = 0u; hl < G; ++hl) acc[hl] = 0.0;
+  if (lane < L)
+    for (uint r0 = lane; r0 < PR; r0 += VU * L) {
+      float vx[VU];
+      [[unroll]] for (uint j = 0u; j < VU; ++j) {
+        const uint r = r0 + j * L, u = r / VB, v = v0 + r % VB, m = v + R * u;
+        vx[j] = r < PR && v < R && m < M ? kv_at(false, m * p.nk_v + vc0 + e) : 0.0;
+      }
+      [[unroll]] for (uint j = 0u; j < VU; ++j) {
+        const uint r = min(r0 + j * L, PR - 1u), i = (r % VB) * N + r / VB;
+        [[unroll]] for (uint hl = 0u; hl < G; ++hl) acc[hl] += buf[hl * PR + i].x * vx[j];
+      }
+    }
+  if (lane < L) {
+    [[unroll]] for (uint hl = 0u; hl < G; ++hl) red[(lane * G + hl) * nkv + e] = acc[hl];
+  }
+  barrier();
+  for (uint x = tid; x < G * nkv; x += WG) {
+    const uint hl = x / nkv, c = x % nkv;
+    float a = 0.0;
+    for (uint l = 0u; l < L; ++l) a += red[(l * G + hl) * nkv + c];
+    part[((qh0 + hl) * p.chunks + slot) * PS + 2u + uint(vd[keep_list + vc0 + c])] = a;
+  }
+  const uint cc0 = uint(vd[p.kv_heads + 1u + kv]), ncc = uint(vd[p.kv_heads + 2u + kv]) - cc0;
+  for (uint x = tid; x < G * ncc; x += WG) {
+    const uint hl = x / ncc, c = x % ncc;
+    part[((qh0 + hl) * p.chunks + slot) * PS + 2u + uint(vd[keep_list + p.nk_v + cc0 + c])] = 0.0;
+  }
+  if (tid < G) {
+    const uint base = ((qh0 + tid) * p.chunks + slot) * PS;
+    part[base] = stat_s[tid];
+    part[base + 1u] = stat_s[G + tid];
+  }
+
+  // 5. The V spectrum: FFT of each column's P, twiddled by e^{2πi nv/T} and summed over the block's columns.
+  if (SPEC_V) {
+    fft_dif(tid);
+    for (uint x = tid; x < G * N; x += WG) {
+      const uint hl = x / N, n = x % N, nr = bitrev(n);
+      vec2 h = vec2(0.0);
+      for (uint vl = 0u; vl < VB; ++vl) {
+        const uint v = v0 + vl;
+        if (v < R) h += cmul(basis[n * v], buf[(hl * VB + vl) * N + nr]);
+      }
+      const uint base = ((qh0 + hl) * p.chunks + slot) * PS + 2u + D;
+      part[base + n] = h.x;
+      part[base + N + n] = h.y;
+    }
+  }
+}
