@@ -89,6 +89,7 @@ class CudaBackend : public Backend {
     split_graph_ = env_flag("FKV_CUDA_SPLIT_GRAPH", true);
     native_split_ = env_flag("FKV_CUDA_SPLIT", true);
     chirp_ = env_flag("FKV_CUDA_CHIRP", false);
+    middle_fft_ = env_flag("FKV_CUDA_MIDDLE_FFT", true);
     fuse_ = env_flag("FKV_CUDA_FUSE", true);
     gated_ = env_flag("FKV_CUDA_GATED", true);
     rope_fold_ = env_flag("FKV_CUDA_ROPE_FOLD", true);
@@ -465,6 +466,10 @@ class CudaBackend : public Backend {
       require(L.N >= 1 && L.fit >= 1 && L.fit <= L.T, ErrorCode::kInvalidArgument,
               what + ": Fourier frequencies and the fit length must be positive (fit <= middle)");
       L.table = basis_table(L.T);
+      // The column-block FFTs win at N >= 256 only so far (H100, 8B shape at 32K: N 512 56.9 against 53.6
+      // t/s row by row, N 128 83.3-84.5 against 93.6-94.4; docs/CUDA.md).
+      L.fft = middle_fft_ && !(chirp_ && L.N <= kChirpMaxN) && L.N >= kMiddleFftMinN &&
+              (L.N & (L.N - 1)) == 0 && L.T % L.N == 0;
       if (chirp_ && L.N <= kChirpMaxN) {
         const ChirpDev& t = chirp_tables(L.T, L.N);
         L.chirp = true;
@@ -814,6 +819,10 @@ class CudaBackend : public Backend {
   // gave wrong results and illegal addresses for N >= 128 (SplitKv.AttentionHeadDim128Fp32,
   // AttentionEveryDimCompressed at 16c1e87) while the per-row path passed the same configurations.
   bool chirp_ = false;
+  static constexpr int kMiddleFftMinN = 256;
+  // FKV_CUDA_MIDDLE_FFT=0: the fitted middle row by row (per-row spectral sums) instead of by N-point FFTs
+  // over column blocks (split_attention_kernels.cuh), for comparisons.
+  bool middle_fft_ = true;
   int fused_ops_ = 0;
   bool fuse_ = true;          // FKV_CUDA_FUSE=0: a captured decode graph runs every op on its own
   bool gated_ = true;         // FKV_CUDA_GATED=0: gate/up and their SwiGLU stay two launches in the graph

@@ -37,8 +37,13 @@ constexpr int kSpanExact = 256;  // rows per split of the sink, window and chunk
 // Rows per split of the middle, at most (per-row path): its scores take 16 bytes a row of shared memory.
 constexpr int kMaxSpanMid = 1024;
 
+// FFT entries (query heads x columns x N) of a column block of the middle (L.fft).
+constexpr int kFftEntries = 2048;
+
 struct Plan {
   int hchunks = 1, span_m = kSpanExact, span_max = kSpanExact;
+  // L.fft: the middle's splits are column blocks of col_vb columns, rows {v + R·u} (R = T/N), span_m = col_vb·N
+  int col_vb = 0, col_logn = 0;
   int n_sink = 0, n_mid = 0, n_win = 0, n_chunk = 0, n_total = 0;
 };
 
@@ -53,7 +58,12 @@ Plan make_plan(const SplitLayerDev& L, int n, int n_heads, int sm_count) {
   p.n_sink = cdiv(L.S, kSpanExact);
   p.n_win = cdiv(L.W, kSpanExact);
   p.n_chunk = cdiv(n, kSpanExact);
-  if (L.T > 0 && L.chirp) {
+  if (L.T > 0 && L.fft) {
+    p.col_vb = std::max(1, kFftEntries / (kHC * L.N));
+    while ((1 << p.col_logn) < L.N) ++p.col_logn;
+    p.span_m = p.col_vb * L.N;
+    p.n_mid = cdiv(L.T / L.N, p.col_vb);
+  } else if (L.T > 0 && L.chirp) {
     p.span_m = chirp_span(L.N);  // one chirp-z convolution of kChirpF points per span
     p.n_mid = cdiv(L.T, p.span_m);
   } else if (L.T > 0) {
@@ -91,8 +101,9 @@ Layout layout(const SplitLayerDev& L, const Plan& p, int n, int n_heads) {
 
 size_t main_smem_bytes(const SplitLayerDev& L, const Plan& p) {
   return sizeof(float) * (size_t(2) * kHC * L.d + size_t(p.span_max) * kHC +
-                          (L.T > 0 && !L.chirp ? size_t(2) * L.N * kHC : 0) + kHC +
-                          (L.chirp ? size_t(2 * kChirpPair) * kChirpF : 0));
+                          (L.T > 0 && !L.chirp && !p.col_vb ? size_t(2) * L.N * kHC : 0) + kHC +
+                          (L.chirp ? size_t(2 * kChirpPair) * kChirpF : 0) +
+                          (p.col_vb ? size_t(2) * kHC * p.span_m : 0));
 }
 
 size_t combine_smem_bytes(const SplitLayerDev& L, const Plan& p) {
@@ -118,6 +129,36 @@ __device__ void block_fft(float2* x, int count, const float2* tw, bool plus) {
   for (int half = 1; half < kChirpF; half <<= 1) {
     for (int e = threadIdx.x; e < count * (kChirpF / 2); e += kThreads)
       chirp_butterfly(x + size_t(e / (kChirpF / 2)) * kChirpF, half, tw, plus, e & (kChirpF / 2 - 1));
+    __syncthreads();
+  }
+}
+
+// In-place N-point transforms Σ_k x[k] e^{2πi jk/N} of `count` buffers x, x + N, ... (N = 2^logn >= 2) by the
+// whole block: the bit-reversal permutation, then radix-2 decimation in time with the twiddles read from the
+// basis table (table[k·R] = e^{2πi k/N}, R = T/N). Starts and ends with a barrier.
+__device__ void block_dft_pow2(float2* x, int count, int logn, const float2* table, int R) {
+  const int N = 1 << logn;
+  __syncthreads();
+  for (int e = threadIdx.x; e < count * N; e += kThreads) {
+    const int i = e & (N - 1), j = int(__brev(unsigned(i)) >> (32 - logn));
+    if (i < j) {
+      float2* xb = x + (e - i);
+      const float2 t = xb[i];
+      xb[i] = xb[j];
+      xb[j] = t;
+    }
+  }
+  __syncthreads();
+  for (int s = 0; s < logn; ++s) {
+    const int half = 1 << s;
+    for (int b = threadIdx.x; b < count * (N / 2); b += kThreads) {
+      const int f = b >> (logn - 1), j = b & (N / 2 - 1), k = j & (half - 1);
+      float2* xb = x + size_t(f) * N;
+      const int i0 = ((j >> s) << (s + 1)) + k, i1 = i0 + half;
+      const float2 c = chirp_cmul(xb[i1], table[size_t(k << (logn - 1 - s)) * R]), a = xb[i0];
+      xb[i0] = make_float2(a.x + c.x, a.y + c.y);
+      xb[i1] = make_float2(a.x - c.x, a.y - c.y);
+    }
     __syncthreads();
   }
 }
@@ -254,11 +295,21 @@ __global__ void __launch_bounds__(kThreads) split_main_kernel(DirectArgs a) {
                     : part == 2 ? max(0, p0 - wb)
                                 : i + 1;
   const int span = part == 1 ? pl.span_m : kSpanExact;
-  const int r0 = ls * span, r1 = min(r0 + span, count);
+  // A split's rows: r0 + j for j < rows, or for a column block of the middle (L.fft) the rows v + R·u of
+  // columns v0 .. v0 + VB - 1, local row j = u·VB + (v - v0) (row_of gives -1 past the middle).
+  const bool colblk = part == 1 && pl.col_vb > 0;
+  const int VB = pl.col_vb, R = colblk ? L.T / N : 0, v0 = ls * VB;
+  const int r0 = colblk ? 0 : ls * span, r1 = colblk ? 0 : min(r0 + span, count);
+  const int rows = colblk ? (v0 < min(R, count) ? VB * N : 0) : max(0, r1 - r0);
+  auto row_of = [&](int j) -> int {
+    if (!colblk) return r0 + j;
+    const int v = v0 + j % VB, m = v + R * (j / VB);
+    return v < R && m < count ? m : -1;
+  };
   auto part_out = [&](int h) {
     return a.part + ((size_t(i) * H + h0 + h) * pl.n_total + split) * size_t(D + 2);
   };
-  if (r0 >= r1) {  // nothing of this part in this span: an empty partial, skipped by the combine
+  if (rows <= 0) {  // nothing of this part in this span: an empty partial, skipped by the combine
     if (int(threadIdx.x) < nh) {
       part_out(threadIdx.x)[0] = -INFINITY;
       part_out(threadIdx.x)[1] = 0.0f;
@@ -271,8 +322,9 @@ __global__ void __launch_bounds__(kThreads) split_main_kernel(DirectArgs a) {
   float* sc = accs + kHC * D;
   float2* zs = reinterpret_cast<float2*>(sc + size_t(pl.span_max) * kHC);
   // zs: the per-row path's z only
-  float* csts = reinterpret_cast<float*>(zs + (L.T > 0 && !L.chirp ? size_t(N) * kHC : 0));
-  // chirp-z: kChirpPair buffers of kChirpF points; the twiddles are read from the table (cached)
+  float* csts = reinterpret_cast<float*>(zs + (L.T > 0 && !L.chirp && !pl.col_vb ? size_t(N) * kHC : 0));
+  // chirp-z: kChirpPair buffers of kChirpF points; the twiddles are read from the table (cached). Column
+  // blocks (L.fft): kHC·VB buffers of N points.
   float2* fbuf = reinterpret_cast<float2*>(csts + kHC);
   const float2* tw = L.chirp_twiddle;
   const float inv_f = 1.0f / float(kChirpF);
@@ -294,7 +346,7 @@ __global__ void __launch_bounds__(kThreads) split_main_kernel(DirectArgs a) {
     accs[e] = 0.0f;
   }
   if (spectral) {
-    for (int e = threadIdx.x; e < (L.chirp ? 0 : N * kHC); e += kThreads) {  // the per-row path's z
+    for (int e = threadIdx.x; e < (L.chirp || pl.col_vb ? 0 : N * kHC); e += kThreads) {  // the per-row path's z
       const int nn = e / kHC, h = e % kHC;
       zs[e] = h < nh ? a.z[(size_t(i) * H + h0 + h) * N + nn] : make_float2(0.0f, 0.0f);
     }
@@ -317,11 +369,26 @@ __global__ void __launch_bounds__(kThreads) split_main_kernel(DirectArgs a) {
     return round_to(L.f16, a.v[size_t(r) * row_len + size_t(kvh) * D + j]);
   };
 
+  // The fitted middle's score part of a column block by FFTs: column v's rows v + R·u score
+  // Re Σ_n Z_v[n] e^{2πi nu/N}, Z_v[n] = (z.x − i·z.y) e^{2πi nv/T} (docs/CUDA.md), into fbuf[head][column][u].
+  const bool col_fft = colblk && spectral;
+  if (col_fft) {
+    for (int e = threadIdx.x; e < kHC * VB * N; e += kThreads) {
+      const int nn = e & (N - 1), f = e >> pl.col_logn, h = f / VB, v = v0 + f % VB;
+      float2 zv = make_float2(0.0f, 0.0f);
+      if (h < nh && v < R) {
+        const float2 z = a.z[(size_t(i) * H + h0 + h) * N + nn];
+        zv = chirp_cmul(make_float2(z.x, -z.y), L.table[size_t(nn) * v]);
+      }
+      fbuf[e] = zv;
+    }
+    block_dft_pow2(fbuf, kHC * VB, pl.col_logn, L.table, R);
+  }
+
   // The fitted middle's score part of the whole span by chirp-z (split_chirp.h), into sc, head by head.
   const bool chirp = spectral && L.chirp;
   if (chirp) {
     const float2* seg = L.chirp_seg + size_t(ls) * kChirpF;
-    const int rows = r1 - r0;
     for (int h = 0; h < nh; h += kChirpPair) {
       const int cnt = min(kChirpPair, nh - h);
       const float2* u = a.u + (size_t(i) * H + h0 + h) * kChirpF;  // heads h, h + 1: consecutive in a.u
@@ -338,7 +405,12 @@ __global__ void __launch_bounds__(kThreads) split_main_kernel(DirectArgs a) {
   }
 
   // Pass 1: scores, one row per thread.
-  for (int r = r0 + threadIdx.x; r < r1; r += kThreads) {
+  for (int j = threadIdx.x; j < rows; j += kThreads) {
+    const int r = row_of(j);
+    if (r < 0) {
+      *reinterpret_cast<float4*>(&sc[size_t(j) * kHC]) = make_float4(-INFINITY, -INFINITY, -INFINITY, -INFINITY);
+      continue;
+    }
     float s[kHC] = {0, 0, 0, 0};
     if (part == 1) {
       const size_t kb = size_t(r) * L.k.nk + k0;
@@ -357,7 +429,11 @@ __global__ void __launch_bounds__(kThreads) split_main_kernel(DirectArgs a) {
       }
       if (chirp) {
         FKV_UNROLL
-        for (int h = 0; h < kHC; ++h) s[h] += h < nh ? sc[size_t(r - r0) * kHC + h] + csts[h] : 0.0f;
+        for (int h = 0; h < kHC; ++h) s[h] += h < nh ? sc[size_t(j) * kHC + h] + csts[h] : 0.0f;
+      } else if (col_fft) {
+        FKV_UNROLL
+        for (int h = 0; h < kHC; ++h)
+          s[h] += h < nh ? fbuf[size_t(h * VB + j % VB) * N + j / VB].x + csts[h] : 0.0f;
       } else if (spectral) {
         const float2 step = L.table[r];  // r = the middle position m < T
         float t[kHC] = {0, 0, 0, 0};
@@ -384,12 +460,12 @@ __global__ void __launch_bounds__(kThreads) split_main_kernel(DirectArgs a) {
         for (int h = 0; h < kHC; ++h) s[h] = fmaf(qs[h * D + j], x, s[h]);
       }
     }
-    *reinterpret_cast<float4*>(&sc[size_t(r - r0) * kHC]) = make_float4(s[0], s[1], s[2], s[3]);
+    *reinterpret_cast<float4*>(&sc[size_t(j) * kHC]) = make_float4(s[0], s[1], s[2], s[3]);
   }
   __syncthreads();
 
   // Softmax statistics of the span: warp h for head h.
-  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, rows = r1 - r0;
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
   if (warp < nh) {
     const float2 ms = warp_softmax_column(sc, rows, kHC, warp, lane);
     const float mx = ms.x, l = ms.y;
@@ -407,8 +483,10 @@ __global__ void __launch_bounds__(kThreads) split_main_kernel(DirectArgs a) {
     if (int(threadIdx.x) >= groups * cols) return;
     const int c = threadIdx.x % cols, g = threadIdx.x / cols;
     float acc[kHC] = {0, 0, 0, 0};
-    for (int r = r0 + g; r < r1; r += groups) {
-      const float4 p = *reinterpret_cast<const float4*>(&sc[size_t(r - r0) * kHC]);
+    for (int j = g; j < rows; j += groups) {
+      const int r = row_of(j);
+      if (r < 0) continue;
+      const float4 p = *reinterpret_cast<const float4*>(&sc[size_t(j) * kHC]);
       const float x = val(r, c);
       acc[0] = fmaf(p.x, x, acc[0]);
       acc[1] = fmaf(p.y, x, acc[1]);
@@ -430,6 +508,26 @@ __global__ void __launch_bounds__(kThreads) split_main_kernel(DirectArgs a) {
       v_pass(
           ncv, [&](int r, int c) { return L.v.pending[size_t(r) * L.v.nc + cv0 + c]; },
           [&](int c) { return dv.comp(cv0 + c); });
+    } else if (ncv > 0 && colblk) {
+      // H_n of the column block: per head and column the FFT of its rows' P over u, then
+      // H_n = Σ_v e^{2πi nv/T} X_v[n] (docs/CUDA.md).
+      for (int e = threadIdx.x; e < kHC * VB * N; e += kThreads) {
+        const int u = e & (N - 1), f = e >> pl.col_logn, h = f / VB;
+        fbuf[e] = make_float2(h < nh ? sc[size_t(u * VB + f % VB) * kHC + h] : 0.0f, 0.0f);
+      }
+      block_dft_pow2(fbuf, kHC * VB, pl.col_logn, L.table, R);
+      for (int e = threadIdx.x; e < nh * N; e += kThreads) {
+        const int h = e / N, nn = e % N;
+        float2 hv = make_float2(0.0f, 0.0f);
+        for (int vl = 0; vl < VB && v0 + vl < R; ++vl) {
+          const float2 t = chirp_cmul(L.table[size_t(nn) * (v0 + vl)], fbuf[size_t(h * VB + vl) * N + nn]);
+          hv.x += t.x;
+          hv.y += t.y;
+        }
+        float* hb = a.hpart + ((size_t(i) * H + h0 + h) * pl.n_mid + ls) * (size_t(2) * N);
+        hb[nn] = hv.x;
+        hb[N + nn] = hv.y;
+      }
     } else if (ncv > 0 && L.chirp) {
       // H_n of this span by chirp-z (split_chirp.h), head by head.
       const float2* seg = L.chirp_seg + size_t(ls) * kChirpF;

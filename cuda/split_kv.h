@@ -34,6 +34,9 @@ struct SplitLayerDev {
   const float2* table = nullptr;  // (cos, sin)(2π k / T) for k < T: FourierBasis's table (null when T == 0)
   // Chirp-z tables (split_chirp.h) when decode attention evaluates fitted middle spans by FFT (N <= 1024).
   bool chirp = false;
+  // The fitted middle by N-point FFTs over column blocks (split_attention_kernels.cuh; N a power of two
+  // dividing T, which SplitKvCache makes so): the backend sets it unless FKV_CUDA_MIDDLE_FFT=0 or chirp.
+  bool fft = false;
   const float2* chirp_n = nullptr;
   const float2* chirp_m = nullptr;
   const float2* chirp_seg = nullptr;
@@ -83,8 +86,8 @@ __host__ __device__ inline float2 split_rotate(float2 w, float2 r) {
 // Rotation steps between exact basis values (the kernels re-seed from the table this often).
 constexpr int kSplitSeed = 32;
 
-// Op record fields: p[0..18], i[0..13] hold the layer; each op's own fields follow.
-constexpr int kSplitP0 = 19, kSplitI0 = 14;
+// Op record fields: p[0..18], i[0..14] hold the layer (pack_layer); each op's own fields follow.
+constexpr int kSplitP0 = 19, kSplitI0 = 15;
 void pack_layer(const SplitLayerDev& L, Op& op);
 SplitLayerDev unpack_layer(const Op& op);
 

@@ -29,9 +29,9 @@ void pack_layer(const SplitLayerDev& L, Op& op) {
   op.p[16] = L.chirp_m;
   op.p[17] = L.chirp_seg;
   op.p[18] = L.chirp_twiddle;
-  const int64_t ints[14] = {L.f16, L.kvh, L.d,    L.S,    L.W,    L.T,    L.N,
-                            L.fit, L.lsq, L.k.nk, L.k.nc, L.v.nk, L.v.nc, L.chirp};
-  for (int j = 0; j < 14; ++j) op.i[j] = ints[j];
+  const int64_t ints[15] = {L.f16, L.kvh, L.d,    L.S,    L.W,    L.T,     L.N,  L.fit,
+                            L.lsq, L.k.nk, L.k.nc, L.v.nk, L.v.nc, L.chirp, L.fft};
+  for (int j = 0; j < 15; ++j) op.i[j] = ints[j];
 }
 
 SplitLayerDev unpack_layer(const Op& op) {
@@ -54,6 +54,7 @@ SplitLayerDev unpack_layer(const Op& op) {
   L.chirp_seg = static_cast<const float2*>(op.p[17]);
   L.chirp_twiddle = static_cast<const float2*>(op.p[18]);
   L.chirp = op.i[13] != 0;
+  L.fft = op.i[14] != 0;
   L.f16 = op.i[0] != 0;
   L.kvh = int(op.i[1]);
   L.d = int(op.i[2]);

@@ -40,6 +40,7 @@ struct Case {
   int n;  // queries
   bool chirp;
   bool one_head_all_compressed = false;  // V of KV head 0: every dim compressed, the others by `ratio`
+  bool fft = false;                      // the middle by column-block FFTs (L.fft)
 };
 
 std::vector<uint8_t> fetch(Backend& b, const DeviceBuffer* buf) {
@@ -151,6 +152,10 @@ void run_case(const Case& c) {
     L.chirp_twiddle = ct.twiddle.data();
   }
 
+  if (c.fft) {
+    ASSERT_EQ(L.T % L.N, 0) << "SplitKvCache rounds T up to a multiple of N";
+    L.fft = true;
+  }
   const int sm_count = 132;
   const Plan plan = make_plan(L, c.n, c.n_heads, sm_count);
   const Layout w = layout(L, plan, c.n, c.n_heads);
@@ -195,7 +200,7 @@ void run_case(const Case& c) {
   EXPECT_TRUE(finite) << "non-finite output";
   EXPECT_LT(std::sqrt(num / den), c.type == KvType::kF16 ? 2e-3 : 1e-4)
       << "heads " << c.n_heads << "/" << c.n_kv << " d " << c.d << " N " << c.N << " M " << c.M << " n "
-      << c.n << (c.chirp ? " chirp" : " per-row") << (a.fitted ? " fitted" : "");
+      << c.n << (c.chirp ? " chirp" : c.fft ? " fft" : " per-row") << (a.fitted ? " fitted" : "");
 }
 
 TEST(SplitAttentionEmulation, PerRowPath) {
@@ -209,6 +214,17 @@ TEST(SplitAttentionEmulation, ChirpPath) {
   run_case({9, 3, 64, KvType::kF16, 4, 64, 128, 64, 0.75, true, 2500, 1, true, true});
   run_case({32, 8, 128, KvType::kF32, 4, 64, 512, 256, 0.8, false, 257, 1, true});
   run_case({8, 2, 128, KvType::kF16, 4, 48, 1024, 128, 1.0, true, 700, 2, true});
+}
+
+// The middle by N-point FFTs over column blocks (T a multiple of N): one column a block (N 1024), several
+// (N 16, 128), a middle shorter than the columns (M 1 < R), before the fit, two queries, all V compressed.
+TEST(SplitAttentionEmulation, FftPath) {
+  run_case({9, 3, 64, KvType::kF16, 4, 32, 16, 64, 0.8, false, 257, 1, false, false, true});
+  run_case({9, 3, 64, KvType::kF16, 4, 64, 128, 64, 0.75, true, 2500, 1, false, true, true});
+  run_case({32, 8, 128, KvType::kF32, 4, 64, 512, 256, 0.8, false, 257, 1, false, false, true});
+  run_case({8, 2, 128, KvType::kF16, 4, 48, 1024, 128, 1.0, true, 700, 2, false, false, true});
+  run_case({4, 1, 64, KvType::kF32, 4, 16, 8, 1, 0.5, false, 1, 1, false, false, true});
+  run_case({4, 2, 64, KvType::kF16, 4, 16, 32, 64, 0.5, false, 40, 1, false, false, true});
 }
 
 }  // namespace

@@ -81,6 +81,7 @@ TEST(SplitKvHost, PackedLayerKeepsEveryField) {
   L.chirp_m = reinterpret_cast<const float2*>(ptr(2));
   L.chirp_seg = reinterpret_cast<const float2*>(ptr(3));
   L.chirp_twiddle = reinterpret_cast<const float2*>(ptr(4));
+  L.fft = true;
   cuda::SplitPartDev* parts[2] = {&L.k, &L.v};
   for (int q = 0; q < 2; ++q) {
     cuda::SplitPartDev& P = *parts[q];
@@ -97,6 +98,11 @@ TEST(SplitKvHost, PackedLayerKeepsEveryField) {
   }
   cuda::Op op;
   cuda::pack_layer(L, op);
+  // The op's own fields come after the layer's (the fft flag once shared a slot with the token count).
+  for (int j = 0; j < 3; ++j) {
+    op.i[cuda::kSplitI0 + j] = 0;
+    op.p[cuda::kSplitP0 + j] = nullptr;
+  }
   const cuda::SplitLayerDev u = cuda::unpack_layer(op);
   EXPECT_EQ(u.f16, L.f16);
   EXPECT_EQ(u.kvh, L.kvh);
@@ -109,6 +115,7 @@ TEST(SplitKvHost, PackedLayerKeepsEveryField) {
   EXPECT_EQ(u.lsq, L.lsq);
   EXPECT_EQ(u.table, L.table);
   EXPECT_EQ(u.chirp, L.chirp);
+  EXPECT_EQ(u.fft, L.fft);
   EXPECT_EQ(u.chirp_n, L.chirp_n);
   EXPECT_EQ(u.chirp_m, L.chirp_m);
   EXPECT_EQ(u.chirp_seg, L.chirp_seg);
@@ -493,7 +500,12 @@ TEST_F(SplitKv, RejectsPastTheCache) {
   Twin tw(*this, c, 40);
   const Rows r(64, tw.row_len, 1);
   gpu->upload(*tw.kin.g, 0, r.k.data(), size_t(tw.row_len) * 4);
-  EXPECT_THROW(gpu->split_kv_append(*tw.kin.g, *tw.vin.g, 1, 40, tw.s, tw.lg()), Error);
+  // The layer ends at S + W + T: T is the middle's room rounded up to a multiple of N (SplitKvCache), so
+  // past the session's 40 positions (which SplitKvCache::store rejects) the backend's own guard is there.
+  const SplitKvLayer& L = tw.lg();
+  const int end = L.sink + L.window + L.middle;
+  EXPECT_GE(end, 40);
+  EXPECT_THROW(gpu->split_kv_append(*tw.kin.g, *tw.vin.g, 1, end, tw.s, tw.lg()), Error);
 }
 
 // ---- split_attention
