@@ -1,5 +1,5 @@
 #version 450
-// Decode middle pass by FFT (FOURIER.md "Spectral"; docs/VULKAN.md "Split KV cache"): the softmax partials
+// Decode middle pass by FFT (FOURIER.md "Spectral"; docs/VULKAN.md "The FFT middle pass"): the softmax partials
 // of a fitted middle without evaluating the spectral sums row by row. The period is a multiple of N
 // (T = R·N; SplitKvCache rounds T up), so middle row m = v + R·u (column v < R, u < N) gives
 //   score part   Σ_n g_c[n] cos(2πnm/T) + g_s[n] sin(2πnm/T) = Re Σ_n Z_v[n] e^{2πi nu/N},
@@ -59,8 +59,8 @@ const uint RL = 16u;             // lanes of the two-level reductions
 const uint ZU = 4u;              // Z entries loaded together
 const uint RPT = (PR + WG - 1u) / WG;  // score rows per invocation
 const uint QS = D + 3u;          // qk_s row stride
-// Loads in flight per invocation: the kept rows are strided (R rows apart), so the pass is bound by the
-// latency of dependent rounds of loads unless each round carries many (8 per round was 2x slower).
+// Loads in flight per invocation: the kept rows are strided (R rows apart), so the pass waits on rounds of
+// loads; each round carries many (8 per round instead: 4% slower on the H100).
 const uint KU = RPT >= 4u ? 8u : 32u / RPT;  // kept K words per round, per row
 const uint VU = 32u;                          // kept V rows per round
 
@@ -71,8 +71,9 @@ shared float red2[G * RL];
 shared float stat_s[2u * G];     // per head: max, then l
 shared float red[G * WG];
 
-float kv_at(bool is_k, uint e) {
-  const uint w = is_k ? kk[KV_F16 ? e >> 1 : e] : vk[KV_F16 ? e >> 1 : e];
+// Element e of the kept V rows (the kept K rows are read as words in step 2).
+float v_at(uint e) {
+  const uint w = vk[KV_F16 ? e >> 1 : e];
   if (KV_F16) {
     const vec2 v = unpackHalf2x16(w);
     return (e & 1u) == 0u ? v.x : v.y;
@@ -264,7 +265,7 @@ void main() {
       float vx[VU];
       [[unroll]] for (uint j = 0u; j < VU; ++j) {
         const uint r = r0 + j * L, u = r / VB, v = v0 + r % VB, m = v + R * u;
-        vx[j] = r < PR && v < R && m < M ? kv_at(false, m * p.nk_v + vc0 + e) : 0.0;
+        vx[j] = r < PR && v < R && m < M ? v_at(m * p.nk_v + vc0 + e) : 0.0;
       }
       [[unroll]] for (uint j = 0u; j < VU; ++j) {
         const uint r = min(r0 + j * L, PR - 1u), i = (r % VB) * N + r / VB;
