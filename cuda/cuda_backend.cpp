@@ -520,8 +520,7 @@ class CudaBackend : public Backend {
     const ChirpTables host = build_chirp_tables(period, n_freq);
     auto put = [&](const std::vector<float2>& v, const char* what) {
       auto buf = std::make_unique<CudaBuffer>(v.size() * sizeof(float2), what);
-      FKV_CUDA_CHECK(cudaMemcpy(buf->data(), v.data(), v.size() * sizeof(float2), cudaMemcpyHostToDevice),
-                     std::string("uploading ") + what);
+      upload_table(buf->data(), v.data(), v.size() * sizeof(float2), std::string("uploading ") + what);
       return buf;
     };
     ChirpDev d;
@@ -532,6 +531,15 @@ class CudaBackend : public Backend {
     return chirp_tables_.emplace(std::make_pair(period, n_freq), std::move(d)).first->second;
   }
 
+  // A constant table's upload, complete before this returns. cudaMemcpy from pageable memory returns once the
+  // data is staged, "but the DMA to final destination may not have completed" (CUDA runtime API docs), and
+  // it runs on the legacy stream, which stream_ (non-blocking) does not wait for: a kernel right after could
+  // read the table half-written (a suspect for one unexplained SplitKv.ProjectAndAccumulate failure).
+  static void upload_table(void* dst, const void* src, size_t bytes, const std::string& what) {
+    FKV_CUDA_CHECK(cudaMemcpy(dst, src, bytes, cudaMemcpyHostToDevice), what);
+    FKV_CUDA_CHECK(cudaStreamSynchronize(cudaStreamLegacy), what);
+  }
+
   // (cos, sin)(2π k / T) for k < T, FourierBasis's own floats, built once per T.
   const float2* basis_table(int period) {
     auto it = basis_tables_.find(period);
@@ -540,8 +548,7 @@ class CudaBackend : public Backend {
     std::vector<float2> host(static_cast<size_t>(period));
     for (int k = 0; k < period; ++k) host[size_t(k)] = make_float2(b.cos_table()[k], b.sin_table()[k]);
     auto buf = std::make_unique<CudaBuffer>(host.size() * sizeof(float2), "Fourier basis table");
-    FKV_CUDA_CHECK(cudaMemcpy(buf->data(), host.data(), host.size() * sizeof(float2), cudaMemcpyHostToDevice),
-                   "uploading the Fourier basis table");
+    upload_table(buf->data(), host.data(), host.size() * sizeof(float2), "uploading the Fourier basis table");
     const float2* ptr = static_cast<const float2*>(buf->data());
     basis_tables_.emplace(period, std::move(buf));
     return ptr;
@@ -794,9 +801,7 @@ class CudaBackend : public Backend {
     std::vector<float> freqs(size_t(p.head_dim / 2));
     for (int k = 0; k < p.head_dim / 2; ++k) freqs[size_t(k)] = rope_frequency(p, k);
     auto buf = std::make_unique<CudaBuffer>(freqs.size() * sizeof(float), "RoPE frequencies");
-    FKV_CUDA_CHECK(
-        cudaMemcpy(buf->data(), freqs.data(), freqs.size() * sizeof(float), cudaMemcpyHostToDevice),
-        "uploading RoPE frequencies");
+    upload_table(buf->data(), freqs.data(), freqs.size() * sizeof(float), "uploading RoPE frequencies");
     rope_tables_.emplace_back(p, std::move(buf));
     return static_cast<const float*>(rope_tables_.back().second->data());
   }
