@@ -366,10 +366,7 @@ void VulkanSplitKv::attention(const DeviceBuffer& q, const DeviceBuffer& k, cons
   // The FFT form of the middle pass (split_middle_fft.comp, one pass instead of scores + values) when the
   // period is a multiple of a power-of-two N (SplitKvCache makes it so). FKV_VULKAN_MIDDLE_FFT=0 keeps the
   // two direct passes; FKV_VULKAN_FFT_ENTRIES tunes the workgroup's share (columns x heads x N).
-  static const uint32_t fft_entries = [] {
-    const char* e = std::getenv("FKV_VULKAN_FFT_ENTRIES");
-    return e ? uint32_t(std::max(2, std::atoi(e))) : kFftEntries;
-  }();
+  static const uint32_t fft_entries = env_count("FKV_VULKAN_FFT_ENTRIES", kFftEntries);
   const uint32_t fft_vb =
       middle_pass && (spec_k || spec_v) && env_switch("FKV_VULKAN_MIDDLE_FFT", true)
           ? fft_columns(G, N, uint32_t(c.middle), D, fft_entries,
