@@ -110,14 +110,13 @@ size_t combine_smem_bytes(const SplitLayerDev& L, const Plan& p) {
   return sizeof(float) * (size_t(p.n_total) + L.d + (L.T > 0 ? size_t(2) * L.N : 0) + 64);
 }
 
-// In-place FFTs of `count` buffers of kChirpF points each (x, x + kChirpF, ...) in shared memory by the
-// whole block, side by side so that they share the barriers (radix-2, decimation in time after a bit
-// reversal; the butterflies of split_chirp.h). plus: the e^{+2πi/F} direction, unscaled. Starts and ends
-// with a barrier, so the buffers may be written just before and read just after.
-__device__ void block_fft(float2* x, int count, const float2* tw, bool plus) {
+// The bit-reversal permutation of `count` buffers of 2^logn points each (x, x + 2^logn, ...), in place by the
+// whole block, between two barriers.
+__device__ void block_bit_reverse(float2* x, int count, int logn) {
+  const int n = 1 << logn;
   __syncthreads();
-  for (int e = threadIdx.x; e < count * kChirpF; e += kThreads) {
-    const int i = e & (kChirpF - 1), j = int(__brev(unsigned(i)) >> (32 - kChirpLogF));
+  for (int e = threadIdx.x; e < count * n; e += kThreads) {
+    const int i = e & (n - 1), j = int(__brev(unsigned(i)) >> (32 - logn));
     if (i < j) {
       float2* xb = x + (e - i);
       const float2 t = xb[i];
@@ -126,6 +125,14 @@ __device__ void block_fft(float2* x, int count, const float2* tw, bool plus) {
     }
   }
   __syncthreads();
+}
+
+// In-place FFTs of `count` buffers of kChirpF points each (x, x + kChirpF, ...) in shared memory by the
+// whole block, side by side so that they share the barriers (radix-2, decimation in time after a bit
+// reversal; the butterflies of split_chirp.h). plus: the e^{+2πi/F} direction, unscaled. Starts and ends
+// with a barrier, so the buffers may be written just before and read just after.
+__device__ void block_fft(float2* x, int count, const float2* tw, bool plus) {
+  block_bit_reverse(x, count, kChirpLogF);
   for (int half = 1; half < kChirpF; half <<= 1) {
     for (int e = threadIdx.x; e < count * (kChirpF / 2); e += kThreads)
       chirp_butterfly(x + size_t(e / (kChirpF / 2)) * kChirpF, half, tw, plus, e & (kChirpF / 2 - 1));
@@ -138,17 +145,7 @@ __device__ void block_fft(float2* x, int count, const float2* tw, bool plus) {
 // basis table (table[k·R] = e^{2πi k/N}, R = T/N). Starts and ends with a barrier.
 __device__ void block_dft_pow2(float2* x, int count, int logn, const float2* table, int R) {
   const int N = 1 << logn;
-  __syncthreads();
-  for (int e = threadIdx.x; e < count * N; e += kThreads) {
-    const int i = e & (N - 1), j = int(__brev(unsigned(i)) >> (32 - logn));
-    if (i < j) {
-      float2* xb = x + (e - i);
-      const float2 t = xb[i];
-      xb[i] = xb[j];
-      xb[j] = t;
-    }
-  }
-  __syncthreads();
+  block_bit_reverse(x, count, logn);
   for (int s = 0; s < logn; ++s) {
     const int half = 1 << s;
     for (int b = threadIdx.x; b < count * (N / 2); b += kThreads) {
