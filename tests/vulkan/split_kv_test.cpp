@@ -316,6 +316,21 @@ class SplitAttentionTest : public SplitKvTest, public ::testing::WithParamInterf
     vk->split_attention(*st.qv, *st.kv, *st.vv, a.n, a.fill, st.s, st.tv->L, path, *ov);
     return read(*vk, *ov, st.count);
   }
+  // run_vk (spectral) with the environment switch `knob` on (unset) or off ("0") and the GPU profile on: the
+  // output, and into `calls` how often each shader ran (the tests prove which path ran).
+  std::vector<float> run_switched(const AttnCase& a, State& st, const char* knob, bool on,
+                                  std::map<std::string, uint64_t>& calls) {
+    if (on)
+      unsetenv(knob);
+    else
+      setenv(knob, "0", 1);
+    EXPECT_TRUE(vulkan_set_profile(*vk, true));
+    std::vector<float> out = run_vk(a, st, SplitAttentionPath::kSpectral);
+    calls.clear();
+    for (const VulkanShaderTime& t : vulkan_profile(*vk).shaders) calls[t.name] += t.calls;
+    vulkan_set_profile(*vk, false);
+    return out;
+  }
 };
 
 TEST_P(SplitAttentionTest, MatchesCpu) {
@@ -358,15 +373,8 @@ TEST_P(SplitMiddlePassTest, MatchesCpuAndTheSplitPass) {
   std::vector<float> out[2];
   for (int mp = 1; mp >= 0; --mp) {
     SCOPED_TRACE(mp ? "middle pass" : "FKV_VULKAN_MIDDLE_PASS=0");
-    if (mp)
-      unsetenv("FKV_VULKAN_MIDDLE_PASS");
-    else
-      setenv("FKV_VULKAN_MIDDLE_PASS", "0", 1);
-    ASSERT_TRUE(vulkan_set_profile(*vk, true));
-    out[mp] = run_vk(a, st, SplitAttentionPath::kSpectral);
     std::map<std::string, uint64_t> calls;
-    for (const VulkanShaderTime& t : vulkan_profile(*vk).shaders) calls[t.name] += t.calls;
-    vulkan_set_profile(*vk, false);
+    out[mp] = run_switched(a, st, "FKV_VULKAN_MIDDLE_PASS", mp == 1, calls);
     EXPECT_EQ(calls["split_middle_scores"], mp ? 1u : 0u);
     EXPECT_EQ(calls["split_middle_values"], mp ? 1u : 0u);
     EXPECT_EQ(calls["split_attention"], 1u);
@@ -476,15 +484,8 @@ TEST_P(SplitMiddleFftTest, MatchesCpuAndTheDirectPasses) {
   std::vector<float> out[2];
   for (int fft = 1; fft >= 0; --fft) {
     SCOPED_TRACE(fft ? "FFT pass" : "FKV_VULKAN_MIDDLE_FFT=0");
-    if (fft)
-      unsetenv("FKV_VULKAN_MIDDLE_FFT");
-    else
-      setenv("FKV_VULKAN_MIDDLE_FFT", "0", 1);
-    ASSERT_TRUE(vulkan_set_profile(*vk, true));
-    out[fft] = run_vk(a, st, SplitAttentionPath::kSpectral);
     std::map<std::string, uint64_t> calls;
-    for (const VulkanShaderTime& t : vulkan_profile(*vk).shaders) calls[t.name] += t.calls;
-    vulkan_set_profile(*vk, false);
+    out[fft] = run_switched(a, st, "FKV_VULKAN_MIDDLE_FFT", fft == 1, calls);
     EXPECT_EQ(calls["split_middle_fft"], fft ? 1u : 0u);
     EXPECT_EQ(calls["split_middle_values"], fft ? 0u : 1u);
     EXPECT_EQ(calls["split_attention_merge"], 1u);
