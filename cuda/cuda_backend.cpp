@@ -29,6 +29,7 @@
 #include "model/quant.h"
 #include "split_chirp.h"
 #include "split_kv.h"
+#include "step_timer.h"
 #include "util/error.h"
 
 namespace fkv {
@@ -93,12 +94,14 @@ class CudaBackend : public Backend {
     fuse_ = env_flag("FKV_CUDA_FUSE", true);
     gated_ = env_flag("FKV_CUDA_GATED", true);
     rope_fold_ = env_flag("FKV_CUDA_ROPE_FOLD", true);
-    set_programmatic_launch(prop.major >= 9 && env_flag("FKV_CUDA_PDL", true));
+    pinned_download_ = env_flag("FKV_CUDA_PINNED_DOWNLOAD", true);
+    set_programmatic_launch(prop.major >= 9 && env_flag("FKV_CUDA_PDL", true), env_flag("FKV_CUDA_PDL_CHAIN", true));
   }
 
   ~CudaBackend() override {
     (void)cudaSetDevice(device_);
     (void)cudaStreamSynchronize(stream_);
+    if (pinned_) (void)cudaFreeHost(pinned_);
     graph_.reset();
     merge_counters_.reset();
     rope_tables_.clear();
@@ -111,6 +114,7 @@ class CudaBackend : public Backend {
   std::string name() const override { return "cuda"; }
   std::string device_name() const override { return device_name_; }
   int graph_replays() const { return graph_->replays(); }
+  int early_launches() const { return graph_->early_launches(); }
   int fused_ops() const { return fused_ops_; }
   int rope_folds() const { return rope_folds_; }
 
@@ -141,12 +145,25 @@ class CudaBackend : public Backend {
   void download(const DeviceBuffer& src, size_t offset, void* dst, size_t bytes) override {
     check_range(src, offset, bytes, "download");
     use_device();
+    step_timer_.at_call(stream_);
+    const int replays = graph_->replays();
     graph_->end_step(generation());
+    step_timer_.after_launch(stream_);
+    // Small read-backs (a token's logits) go through a pinned buffer: a copy to pageable memory is staged
+    // by the driver in pieces, which is slower and sits between the GPU's last kernel and the host's next step.
+    const bool staged = bytes > 0 && bytes <= kPinnedDownloadMax && pinned_download_ && ensure_pinned(bytes);
+    const char* from = static_cast<const char*>(dev(src)) + offset;
     if (bytes)
-      FKV_CUDA_CHECK(cudaMemcpyAsync(dst, static_cast<const char*>(dev(src)) + offset, bytes,
-                                     cudaMemcpyDeviceToHost, stream_),
+      FKV_CUDA_CHECK(cudaMemcpyAsync(staged ? pinned_ : dst, from, bytes, cudaMemcpyDeviceToHost, stream_),
                      "downloading " + std::to_string(bytes) + " bytes");
+    step_timer_.after_copy(stream_);
     FKV_CUDA_CHECK(cudaStreamSynchronize(stream_), "waiting for the GPU (download)");
+    if (staged) std::memcpy(dst, pinned_, bytes);
+    step_timer_.at_return(graph_->replays() > replays);
+  }
+
+  void begin_step(int pos0, int n) override {
+    if (n == 1) graph_->begin_step(pos0);  // only one-token steps are ever replayed
   }
 
   void copy(const DeviceBuffer& src, size_t src_offset, DeviceBuffer& dst, size_t dst_offset,
@@ -806,6 +823,23 @@ class CudaBackend : public Backend {
     return static_cast<const float*>(rope_tables_.back().second->data());
   }
 
+  // The pinned staging buffer of small downloads, grown on demand; false when it cannot be had (pinned
+  // memory is a limited resource): the download then goes straight to the caller's memory.
+  bool ensure_pinned(size_t bytes) {
+    if (bytes <= pinned_bytes_) return true;
+    if (pinned_) (void)cudaFreeHost(pinned_);
+    pinned_ = nullptr;
+    pinned_bytes_ = 0;
+    if (cudaMallocHost(&pinned_, bytes) != cudaSuccess) {
+      (void)cudaGetLastError();
+      pinned_ = nullptr;
+      pinned_download_ = false;
+      return false;
+    }
+    pinned_bytes_ = bytes;
+    return true;
+  }
+
   int device_;
   std::string device_name_;
   int sm_count_ = 0;
@@ -838,6 +872,11 @@ class CudaBackend : public Backend {
   std::vector<std::pair<RopeParams, std::unique_ptr<CudaBuffer>>> rope_tables_;
   std::unique_ptr<DecodeGraph> graph_;
   std::unique_ptr<CudaBuffer> merge_counters_;
+  static constexpr size_t kPinnedDownloadMax = size_t(16) << 20;
+  bool pinned_download_ = true;  // FKV_CUDA_PINNED_DOWNLOAD=0: every download goes to the caller's memory
+  void* pinned_ = nullptr;
+  size_t pinned_bytes_ = 0;
+  StepTimer step_timer_{env_flag("FKV_CUDA_STEP_STATS", false)};
 };
 
 }  // namespace
@@ -860,6 +899,11 @@ int cuda_graph_replays(const Backend& backend) {
 int cuda_fused_ops(const Backend& backend) {
   const auto* b = dynamic_cast<const cuda::CudaBackend*>(&backend);
   return b ? b->fused_ops() : 0;
+}
+
+int cuda_early_launches(const Backend& backend) {
+  const auto* b = dynamic_cast<const cuda::CudaBackend*>(&backend);
+  return b ? b->early_launches() : 0;
 }
 
 int cuda_rope_folds(const Backend& backend) {

@@ -21,5 +21,8 @@ int cuda_fused_ops(const Backend& backend);
 // Launches of captured decode graphs that run the q/k/v matvecs with their RoPE and KV-cache store folded in
 // (FKV_CUDA_ROPE_FOLD=0: none).
 int cuda_rope_folds(const Backend& backend);
+// Graph replays launched at a step's first op (Backend::begin_step; FKV_CUDA_EARLY_REPLAY=0: none), including
+// those whose step then stopped matching and ran eagerly after them.
+int cuda_early_launches(const Backend& backend);
 
 }  // namespace fkv

@@ -20,8 +20,10 @@ enum class WeightLayout : int32_t { kGguf = 0, kQ4_0x8 = 1 };
 WeightLayout upload_layout(GgmlType type, int64_t cols);
 
 // Launch the F16/BF16 and Q4_0x8 decode matvecs as programmatic dependent launches (pdl.cuh; sm_90+):
-// they load their first weights while the kernel before them finishes. Process-wide; the backend sets it.
-void set_programmatic_launch(bool on);
+// they load their first weights while the kernel before them finishes. chain (with on; pdl.cuh): the add +
+// RMSNorm launches are programmatic too, and the Q4_0x8 matvec lets them launch at its beginning.
+// Process-wide; the backend sets it.
+void set_programmatic_launch(bool on, bool chain);
 
 // out[r] = sum_c W[r, c] x[c] for one token (matvec.cu). w: rows of row_bytes bytes.
 void matvec(GgmlType type, WeightLayout layout, const void* w, int64_t rows, int64_t cols, const float* x,

@@ -1,5 +1,8 @@
 #include "decode_graph.h"
 
+#include <cstdlib>
+#include <cstring>
+
 #include "cuda_check.h"
 
 namespace fkv::cuda {
@@ -9,6 +12,8 @@ DecodeGraph::DecodeGraph(cudaStream_t stream, Runner run, bool enabled)
   if (!enabled_) return;
   FKV_CUDA_CHECK(cudaMalloc(&pos0_dev_, sizeof(int)), "allocating the decode graph's position scalar");
   FKV_CUDA_CHECK(cudaMallocHost(&pos0_host_, sizeof(int)), "allocating the decode graph's pinned position");
+  const char* v = std::getenv("FKV_CUDA_EARLY_REPLAY");
+  early_ = !(v && std::strcmp(v, "0") == 0);
 }
 
 DecodeGraph::~DecodeGraph() {
@@ -28,6 +33,13 @@ void DecodeGraph::submit(const Op& op, size_t generation) {
   if (!enabled_) {
     run_(&op, 1, false);
     return;
+  }
+  if (step_.empty() && !launched_ && promised_pos0_ >= 0 && early_ && early_safe_ && exec_ && !tainted_ &&
+      generation == graph_generation_ && op.same_as(graph_ops_[0])) {
+    step_pos0_ = promised_pos0_;  // an op at another position then stops the match (tainted below)
+    launch(promised_pos0_);
+    launched_ = true;
+    ++early_launches_;
   }
   if (op.uses_pos) {
     if (step_pos0_ < 0) step_pos0_ = op.pos0;
@@ -70,14 +82,11 @@ void DecodeGraph::end_step(size_t generation) {
   const bool whole = exec_ && !tainted_ && deferred_ > 0 && deferred_ == step_.size() &&
                      deferred_ == graph_ops_.size();
   if (whole) {
-    *pos0_host_ = step_pos0_ < 0 ? 0 : step_pos0_;
-    FKV_CUDA_CHECK(cudaMemcpyAsync(pos0_dev_, pos0_host_, sizeof(int), cudaMemcpyHostToDevice, stream_),
-                   "setting the decode graph's position");
-    FKV_CUDA_CHECK(cudaGraphLaunch(exec_, stream_), "replaying the decode graph");
+    if (!launched_) launch(step_pos0_ < 0 ? 0 : step_pos0_);
     deferred_ = 0;
     ++replays_;
   } else {
-    flush();
+    flush();  // after an early launch too: the step did not match, so its ops run as issued
     if (!tainted_ && !step_.empty() && !(exec_ && same_steps(step_, graph_ops_)) && same_steps(step_, prev_))
       capture(generation);
   }
@@ -90,6 +99,19 @@ void DecodeGraph::end_step(size_t generation) {
   tainted_ = false;
   step_pos0_ = -1;
   deferred_ = 0;
+  promised_pos0_ = -1;
+  launched_ = false;
+}
+
+void DecodeGraph::begin_step(int pos0) {
+  if (enabled_ && step_.empty()) promised_pos0_ = pos0;
+}
+
+void DecodeGraph::launch(int pos0) {
+  *pos0_host_ = pos0;
+  FKV_CUDA_CHECK(cudaMemcpyAsync(pos0_dev_, pos0_host_, sizeof(int), cudaMemcpyHostToDevice, stream_),
+                 "setting the decode graph's position");
+  FKV_CUDA_CHECK(cudaGraphLaunch(exec_, stream_), "replaying the decode graph");
 }
 
 void DecodeGraph::capture(size_t generation) {
@@ -114,6 +136,9 @@ void DecodeGraph::capture(size_t generation) {
   }
   graph_ops_ = step_;
   graph_generation_ = generation;
+  early_safe_ = true;
+  for (const Op& op : graph_ops_)
+    if (op.kind == OpKind::kSplitAppend || op.kind == OpKind::kSplitAttention) early_safe_ = false;
 }
 
 void DecodeGraph::drop() {

@@ -37,11 +37,19 @@ class DecodeGraph {
   void host_write();
   // A synchronization point: launches the graph when the whole step matched, then starts a new step.
   void end_step(size_t scratch_generation);
+  // Backend::begin_step's promise for the step now starting (its activations are written before they are
+  // read): the graph may be launched at the step's first op when that op matches the graph's first, so the
+  // GPU runs while the host issues the rest. Ops that then stop matching run eagerly after the launched
+  // graph, from the step's first op on, which gives the eager result because of the promise (graphs of
+  // split-cache ops, whose appends change state, are never launched early).
+  void begin_step(int pos0);
 
   const int* pos0_device() const { return pos0_dev_; }
   int replays() const { return replays_; }
+  int early_launches() const { return early_launches_; }
 
  private:
+  void launch(int pos0);
   void flush();  // runs the deferred ops eagerly
   void capture(size_t scratch_generation);
   void drop();
@@ -58,10 +66,16 @@ class DecodeGraph {
   size_t deferred_ = 0;          // step_[0, deferred_) matched the graph and have not run yet
   int step_pos0_ = -1;
 
+  bool early_ = true;         // FKV_CUDA_EARLY_REPLAY=0: the graph is launched at the step's end only
+  int promised_pos0_ = -1;    // begin_step's position for the step now starting, or -1
+  bool launched_ = false;     // this step's graph is already launched (early)
+  bool early_safe_ = false;   // the graph may be launched early (no split-cache ops)
+
   std::vector<Op> graph_ops_;
   cudaGraphExec_t exec_ = nullptr;
   size_t graph_generation_ = 0;
   int replays_ = 0;
+  int early_launches_ = 0;
 };
 
 }  // namespace fkv::cuda

@@ -46,6 +46,7 @@ template <int kPer, bool kAdd>
 __global__ void rms_norm_vec_kernel(const float* a, const float* b, float* sum_out, const float* __restrict__ w,
                                     int dim, float eps, float* __restrict__ out) {
   pdl_allow_dependents();  // the next matvec may start loading its weights
+  pdl_wait();              // launched programmatically (the chain): the matvec that wrote a or b must be done
   const int d4 = dim / 4;
   const size_t row = size_t(blockIdx.x) * dim;
   const float4* a4 = reinterpret_cast<const float4*>(a + row);
@@ -89,13 +90,10 @@ bool launch_norm_vec(const float* a, const float* b, float* sum_out, const float
   if (dim % 4 != 0 || per > 4 || !aligned(a) || !aligned(w) || !aligned(out) ||
       (kAdd && (!aligned(b) || !aligned(sum_out))))
     return false;
-  if (per <= 1)
-    rms_norm_vec_kernel<1, kAdd><<<n, kThreads, 0, st>>>(a, b, sum_out, w, dim, eps, out);
-  else if (per <= 2)
-    rms_norm_vec_kernel<2, kAdd><<<n, kThreads, 0, st>>>(a, b, sum_out, w, dim, eps, out);
-  else
-    rms_norm_vec_kernel<4, kAdd><<<n, kThreads, 0, st>>>(a, b, sum_out, w, dim, eps, out);
-  check_launch(kAdd ? "add_rms_norm" : "rms_norm");
+  const auto kernel = per <= 1 ? rms_norm_vec_kernel<1, kAdd> : per <= 2 ? rms_norm_vec_kernel<2, kAdd>
+                                                                          : rms_norm_vec_kernel<4, kAdd>;
+  launch_programmatic(kernel, kAdd ? "add_rms_norm" : "rms_norm", dim3(unsigned(n)), dim3(kThreads), st, true, a,
+                      b, sum_out, w, dim, eps, out);
   return true;
 }
 

@@ -64,7 +64,17 @@ struct Targets {
   float* out[3];
   int64_t end[3];
   bool gated;
+  // The kernel lets the next one launch at its beginning (pdl.cuh, the programmatic chain).
+  bool early_dependents = false;
 };
+// t for a launch of the Q4_0x8 matvec: early_dependents as the programmatic chain says. The F16/BF16
+// kernels never set it: letting dependents launch at their beginning, or once their warps were done, made
+// 8B-shape F16 decode slower on an H100 (at their beginning 137-141 t/s against 162-163 without; once
+// their warps were done 158-160 against 164-166; one call each).
+Targets chained_q4(Targets t) {
+  t.early_dependents = programmatic_chain();
+  return t;
+}
 __device__ __forceinline__ int target_of(const Targets& t, int64_t row) {
   return int(row >= t.end[0]) + int(row >= t.end[1]);
 }
@@ -360,6 +370,7 @@ __global__ void matvec_quant_kernel(const uint8_t* __restrict__ w, int64_t rows,
 template <int R, bool kPipe, bool kRope>
 __global__ void __launch_bounds__(kBlockThreads, R <= 2 ? 4 : 1)
     matvec_q4_0x8_kernel(Targets t, int64_t runs, const float* __restrict__ x, RopeFold rf) {
+  if (t.early_dependents) pdl_allow_dependents();
   static_assert(!kRope || R == 2, "the RoPE fold pairs a warp's two rows");
   constexpr int kUnroll = 4;
   __shared__ float partial[R][kBlockThreads / 32];
@@ -566,28 +577,6 @@ void launch(K kernel, const char* name, int64_t rows, int64_t items_per_row, int
   check_launch(name);
 }
 
-std::atomic<bool> g_programmatic{false};
-
-// A launch that may overlap the end of the stream's previous kernel (pdl.cuh) when programmatic launches are
-// on; the kernel must call pdl_wait() before touching what earlier kernels write.
-template <class K, class... Args>
-void launch_programmatic(K kernel, const char* name, dim3 grid, dim3 block, cudaStream_t stream, Args... args) {
-  if (!g_programmatic.load(std::memory_order_relaxed)) {
-    kernel<<<grid, block, 0, stream>>>(args...);
-    return check_launch(name);
-  }
-  cudaLaunchConfig_t cfg = {};
-  cfg.gridDim = grid;
-  cfg.blockDim = block;
-  cfg.stream = stream;
-  cudaLaunchAttribute attr[1];
-  attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-  attr[0].val.programmaticStreamSerializationAllowed = 1;
-  cfg.attrs = attr;
-  cfg.numAttrs = 1;
-  check(cudaLaunchKernelEx(&cfg, kernel, args...), name, "launching a kernel");
-}
-
 template <class F>
 void matvec_quant(const void* w, int64_t rows, int64_t cols, const float* x, float* out, int sm, cudaStream_t st) {
   const int64_t units = cols / 32;
@@ -632,7 +621,7 @@ void launch_q4_0x8(const Targets& t, int64_t cols, const float* x, int sm, cudaS
   const dim3 block = wave_block_shape(warp_rows, runs * 32, sm, resident_warps(kernel, sm));
   const int64_t grid = (warp_rows + block.y - 1) / block.y;
   launch_programmatic(kernel, kRope ? "matvec_q4_0x8 (rope fold)" : "matvec_q4_0x8", dim3(unsigned(grid)),
-                      block, st, t, runs, x, rf);
+                      block, st, false, chained_q4(t), runs, x, rf);
 }
 
 template <bool kPipe>
@@ -666,7 +655,7 @@ void launch_half(const Targets& t, int64_t cols, const float* x, int sm, cudaStr
   const auto kernel = matvec_half_kernel<T, kUnroll, kPipe>;
   const dim3 block = wave_block_shape(t.end[2], cols / 8, sm, resident_warps(kernel, sm));
   const dim3 grid(unsigned((t.end[2] + block.y - 1) / block.y));
-  launch_programmatic(kernel, "matvec_half", grid, block, st, t, cols, x);
+  launch_programmatic(kernel, "matvec_half", grid, block, st, false, t, cols, x);
 }
 
 // The persistent F16/BF16 matvec (matvec_half_stream_kernel) where it applies, unless FKV_CUDA_HALF_STREAM=0
@@ -694,7 +683,7 @@ void launch_half_stream(const Targets& t, int64_t units, int64_t cols, const flo
   const int64_t need = (units + kBlockThreads / 32 - 1) / (kBlockThreads / 32);
   const int64_t grid = std::max<int64_t>(1, std::min(resident, need));
   launch_programmatic(kernel, kRope ? "matvec_half_stream (rope fold)" : "matvec_half_stream",
-                      dim3(unsigned(grid)), dim3(kBlockThreads), st, t, int(cols), x, rf);
+                      dim3(unsigned(grid)), dim3(kBlockThreads), st, false, t, int(cols), x, rf);
 }
 
 template <class T>
@@ -785,7 +774,10 @@ bool matvec_qkv_rope(GgmlType type, WeightLayout layout, const void* const* w, c
   return true;
 }
 
-void set_programmatic_launch(bool on) { g_programmatic.store(on, std::memory_order_relaxed); }
+void set_programmatic_launch(bool on, bool chain) {
+  programmatic_flag().store(on, std::memory_order_relaxed);
+  programmatic_chain_flag().store(chain, std::memory_order_relaxed);
+}
 
 bool weight_type_supported(GgmlType type) {
   switch (type) {

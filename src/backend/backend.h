@@ -92,6 +92,15 @@ class Backend {
   // of a multiple of 256 values for aligned loads: model/quant.h Q4_0x8); download() of such a buffer returns
   // that layout. The default is upload().
   virtual void upload_weight(const Weight& w, const void* data, size_t bytes) { upload(*w.buf, 0, data, bytes); }
+  // A promise about the ops that follow, up to the next download() or synchronize(): they are one forward
+  // step at positions [pos0, pos0 + n) that writes each activation buffer before reading it (only the weights,
+  // the token ids uploaded for it and the KV cache carry anything in). A backend that replays repeated steps
+  // may then start the replay at the step's first op instead of its last, while the host is still issuing the
+  // rest (CUDA). A backend may ignore it (the default); results must not change either way.
+  virtual void begin_step(int pos0, int n) {
+    (void)pos0;
+    (void)n;
+  }
 
   // out[i, :] = dequantize(table row tokens[i]) for i < n. tokens: int32 [n], each in [0, table.rows).
   virtual void embed(const Weight& table, const DeviceBuffer& tokens, int n, DeviceBuffer& out) = 0;

@@ -72,7 +72,9 @@ const std::vector<float>& Session::eval(std::span<const int32_t> tokens, bool al
   for (int32_t id : tokens)
     require(id >= 0 && id < vocab, ErrorCode::kInvalidArgument,
             "token id " + std::to_string(id) + " is outside the vocabulary (" + std::to_string(vocab) + ")");
-  logits_host_.assign(all_logits ? tokens.size() * size_t(vocab) : size_t(vocab), 0.0f);
+  // Every value is written by the read-back below (resize, not assign: a token's 0.5 MB memset is time the
+  // GPU waits for).
+  logits_host_.resize(all_logits ? tokens.size() * size_t(vocab) : size_t(vocab));
   for (size_t start = 0; start < tokens.size(); start += size_t(max_batch_)) {
     const size_t n = std::min(tokens.size() - start, size_t(max_batch_));
     const bool want = all_logits || start + n == tokens.size();
@@ -107,6 +109,7 @@ void Session::forward_chunk(std::span<const int32_t> tokens, bool all_logits, fl
   Backend& be = backend_;
 
   be.upload(*tokens_, 0, tokens.data(), tokens.size_bytes());
+  be.begin_step(pos0, n);  // everything below writes its activations before reading them
   be.embed(model_.token_embedding(), *tokens_, n, *x_);
   report_hidden(-1, n);
   for (int l = 0; l < hp.n_layers; ++l) {

@@ -58,6 +58,58 @@ TEST_F(DecodeGraphTest, ReplaysMatchEagerCpu) {
   EXPECT_GE(cuda_graph_replays(*gpu) - before, 30) << "the repeated step was not replayed as a graph";
 }
 
+// A self-contained step as Session issues it (Backend::begin_step's promise: token ids in, activations
+// written before they are read, KV cache rows carried): once replayed, the graph is launched at the step's
+// first op. Steps that stop matching after that launch (another op sequence, another position) must still
+// give the eager result, as must steps at positions that move back (a regenerated reply).
+TEST_F(DecodeGraphTest, EarlyLaunchMatchesEagerCpu) {
+  constexpr int kDim = 128, kHeads = 2, kHeadDim = 64, kCapacity = 64, kVocab = 96;
+  auto quantized = [&](int rows, int cols) {
+    std::vector<float> values = random_floats(size_t(rows) * cols, -0.1f, 0.1f);
+    std::vector<uint8_t> bytes(row_bytes(GgmlType::Q4_0, cols) * rows);
+    quantize_row(GgmlType::Q4_0, values.data(), bytes.data(), int64_t(rows) * cols);
+    return weights(bytes, GgmlType::Q4_0, rows, cols);
+  };
+  WeightPair table = quantized(kVocab, kDim), wq = quantized(kDim, kDim), out = quantized(kVocab, kDim);
+  Pair tokens = both(std::vector<int32_t>{0}), norm_w = both(random_floats(kDim, 0.5f, 1.5f));
+  Pair x = poisoned(kDim), xb = poisoned(kDim), q = poisoned(kDim), att = poisoned(kDim), logits = poisoned(kVocab);
+  Pair kc = both(std::vector<uint8_t>(size_t(kCapacity) * kDim * 2));
+  Pair vc = both(std::vector<uint8_t>(size_t(kCapacity) * kDim * 2));
+  const AttentionShape s{kHeads, kHeads, kHeadDim, 0.125f};
+  RopeParams rope;
+  rope.head_dim = kHeadDim;
+  auto step = [&](Backend& b, bool gpu, int32_t token, int pos, bool variant) {
+    auto pick = [&](Pair& p) -> DeviceBuffer& { return gpu ? *p.g : *p.c; };
+    auto w = [&](WeightPair& p) -> const Weight& { return gpu ? p.g : p.c; };
+    KvLayer layer{&pick(kc), &pick(vc), KvType::kF16, kCapacity};
+    b.upload(pick(tokens), 0, &token, sizeof token);
+    b.begin_step(pos, 1);
+    b.embed(w(table), pick(tokens), 1, pick(x));
+    b.rms_norm(pick(x), pick(norm_w), 1, kDim, 1e-5f, pick(xb));
+    b.matmul(w(wq), pick(xb), 1, pick(q));
+    b.rope(pick(q), 1, kHeads, pos, rope);
+    b.kv_store(pick(q), pick(q), 1, pos, s, layer);
+    if (variant) b.add(pick(q), pick(q), kDim, pick(q));  // the step stops matching after its early launch
+    b.attention(pick(q), 1, pos, s, layer, pick(att));
+    b.add(pick(x), pick(att), kDim, pick(x));
+    b.matmul(w(out), pick(x), 1, pick(logits));
+    return read(b, pick(logits), kVocab);
+  };
+  const int replays0 = cuda_graph_replays(*gpu), early0 = cuda_early_launches(*gpu);
+  int pos = 0;
+  for (int i = 0; i < 48; ++i) {
+    const int32_t token = int32_t(rng() % kVocab);
+    const bool variant = i == 20 || i == 21;
+    if (i == 34) pos = 9;  // back to an earlier position: the promise names it, the graph replays there
+    const auto want = step(*cpu, false, token, pos, variant);
+    const auto got = step(*gpu, true, token, pos, variant);
+    ASSERT_LT(rel_error(got, want), 1e-4) << "step " << i << " at " << pos;
+    ++pos;
+  }
+  EXPECT_GE(cuda_graph_replays(*gpu) - replays0, 36) << "the repeated step was not replayed as a graph";
+  EXPECT_GE(cuda_early_launches(*gpu) - early0, 36) << "the replays were not launched at the step's first op";
+}
+
 // A whole decode layer in Session's op order, weights uploaded as the loader does (Q4_0 repacked): once the
 // step replays as a graph, the q/k/v and gate/up matvecs, rope + kv_store and add + RMSNorm run fused.
 struct FullLayer {
