@@ -452,10 +452,10 @@ void launch_decode_v2(const AttentionArgs& a, const Plan& p, cudaStream_t st) {
                    "preferring shared memory for the decode attention kernel");
     carveout_set.fetch_or(bit, std::memory_order_relaxed);
   }
-  kernel<<<grid, attn2::kThreads, 0, st>>>(a.q, static_cast<const KV*>(a.k), static_cast<const KV*>(a.v),
-                                           a.pos0, a.pos0_dev, a.s.n_heads, a.s.n_kv_heads, a.s.scale,
-                                           p.n_splits, a.workspace, a.out, a.merge_counters);
-  check_launch(kMerge ? "attention_decode_v2 (merged)" : "attention_decode_v2");
+  launch_programmatic(kernel, kMerge ? "attention_decode_v2 (merged)" : "attention_decode_v2", grid,
+                      dim3(attn2::kThreads), st, true, a.q, static_cast<const KV*>(a.k),
+                      static_cast<const KV*>(a.v), a.pos0, a.pos0_dev, a.s.n_heads, a.s.n_kv_heads, a.s.scale,
+                      p.n_splits, a.workspace, a.out, a.merge_counters);
 }
 
 // Splits a decode launch merges itself at most. The last block walks the splits in rounds of loads, which

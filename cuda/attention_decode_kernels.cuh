@@ -336,6 +336,7 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks)
   // kMerge: this launch writes the output, so the output projection may start loading its weights (as after
   // combine_kernel); it waits for this grid's end before reading.
   if constexpr (kMerge) pdl_allow_dependents();
+  pdl_wait();  // launched programmatically (the chain): q and this step's K/V row come from the q/k/v matvec
   const int group = H / KVH, hchunks = (group + kHC - 1) / kHC;
   const int kvh = blockIdx.x / hchunks, hc = blockIdx.x % hchunks;
   const int h0 = kvh * group + hc * kHC, nh = min(kHC, group - hc * kHC);

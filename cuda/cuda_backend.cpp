@@ -95,6 +95,8 @@ class CudaBackend : public Backend {
     gated_ = env_flag("FKV_CUDA_GATED", true);
     rope_fold_ = env_flag("FKV_CUDA_ROPE_FOLD", true);
     pinned_download_ = env_flag("FKV_CUDA_PINNED_DOWNLOAD", true);
+    for (cudaEvent_t& e : download_events_)
+      FKV_CUDA_CHECK(cudaEventCreateWithFlags(&e, cudaEventDisableTiming), "creating a read-back event");
     set_programmatic_launch(prop.major >= 9 && env_flag("FKV_CUDA_PDL", true), env_flag("FKV_CUDA_PDL_CHAIN", true));
   }
 
@@ -102,6 +104,8 @@ class CudaBackend : public Backend {
     (void)cudaSetDevice(device_);
     (void)cudaStreamSynchronize(stream_);
     if (pinned_) (void)cudaFreeHost(pinned_);
+    for (cudaEvent_t e : download_events_)
+      if (e) (void)cudaEventDestroy(e);
     graph_.reset();
     merge_counters_.reset();
     rope_tables_.clear();
@@ -153,12 +157,15 @@ class CudaBackend : public Backend {
     // by the driver in pieces, which is slower and sits between the GPU's last kernel and the host's next step.
     const bool staged = bytes > 0 && bytes <= kPinnedDownloadMax && pinned_download_ && ensure_pinned(bytes);
     const char* from = static_cast<const char*>(dev(src)) + offset;
-    if (bytes)
-      FKV_CUDA_CHECK(cudaMemcpyAsync(staged ? pinned_ : dst, from, bytes, cudaMemcpyDeviceToHost, stream_),
-                     "downloading " + std::to_string(bytes) + " bytes");
-    step_timer_.after_copy(stream_);
-    FKV_CUDA_CHECK(cudaStreamSynchronize(stream_), "waiting for the GPU (download)");
-    if (staged) std::memcpy(dst, pinned_, bytes);
+    if (staged) {
+      download_staged(from, static_cast<char*>(dst), bytes);
+    } else {
+      if (bytes)
+        FKV_CUDA_CHECK(cudaMemcpyAsync(dst, from, bytes, cudaMemcpyDeviceToHost, stream_),
+                       "downloading " + std::to_string(bytes) + " bytes");
+      step_timer_.after_copy(stream_);
+      FKV_CUDA_CHECK(cudaStreamSynchronize(stream_), "waiting for the GPU (download)");
+    }
     step_timer_.at_return(graph_->replays() > replays);
   }
 
@@ -823,6 +830,26 @@ class CudaBackend : public Backend {
     return static_cast<const float*>(rope_tables_.back().second->data());
   }
 
+  // A read-back through the pinned buffer in pieces, each copied on to dst as soon as it lands while the
+  // next one is still coming over the bus (0.5 MB of logits: the host copy overlaps the transfer).
+  void download_staged(const char* from, char* dst, size_t bytes) {
+    const size_t pieces = std::min<size_t>(kDownloadPieces, (bytes + kDownloadPieceMin - 1) / kDownloadPieceMin);
+    const size_t piece = (bytes + pieces - 1) / pieces;
+    for (size_t i = 0; i < pieces; ++i) {
+      const size_t off = i * piece, n = std::min(piece, bytes - off);
+      FKV_CUDA_CHECK(cudaMemcpyAsync(static_cast<char*>(pinned_) + off, from + off, n, cudaMemcpyDeviceToHost,
+                                     stream_),
+                     "downloading " + std::to_string(bytes) + " bytes");
+      FKV_CUDA_CHECK(cudaEventRecord(download_events_[i], stream_), "marking a read-back piece");
+    }
+    step_timer_.after_copy(stream_);
+    for (size_t i = 0; i < pieces; ++i) {
+      FKV_CUDA_CHECK(cudaEventSynchronize(download_events_[i]), "waiting for the GPU (download)");
+      const size_t off = i * piece;
+      std::memcpy(dst + off, static_cast<const char*>(pinned_) + off, std::min(piece, bytes - off));
+    }
+  }
+
   // The pinned staging buffer of small downloads, grown on demand; false when it cannot be had (pinned
   // memory is a limited resource): the download then goes straight to the caller's memory.
   bool ensure_pinned(size_t bytes) {
@@ -873,6 +900,8 @@ class CudaBackend : public Backend {
   std::unique_ptr<DecodeGraph> graph_;
   std::unique_ptr<CudaBuffer> merge_counters_;
   static constexpr size_t kPinnedDownloadMax = size_t(16) << 20;
+  static constexpr size_t kDownloadPieces = 4, kDownloadPieceMin = size_t(64) << 10;
+  cudaEvent_t download_events_[kDownloadPieces] = {};
   bool pinned_download_ = true;  // FKV_CUDA_PINNED_DOWNLOAD=0: every download goes to the caller's memory
   void* pinned_ = nullptr;
   size_t pinned_bytes_ = 0;

@@ -70,7 +70,8 @@ struct Targets {
 // t for a launch of the Q4_0x8 matvec: early_dependents as the programmatic chain says. The F16/BF16
 // kernels never set it: letting dependents launch at their beginning, or once their warps were done, made
 // 8B-shape F16 decode slower on an H100 (at their beginning 137-141 t/s against 162-163 without; once
-// their warps were done 158-160 against 164-166; one call each).
+// their warps were done 158-160 against 164-166; the q/k/v launch alone at its beginning 163-164 against
+// 168; one call each).
 Targets chained_q4(Targets t) {
   t.early_dependents = programmatic_chain();
   return t;

@@ -10,6 +10,7 @@
 #
 #   FKV_PREBUILT=build-gpu FKV_DEBS=.gl tools/gpu-bench-table.sh
 #   FKV_GUARD=330 ...       # seconds after which remaining benches are skipped (default 500)
+#   FKV_BACKENDS=cuda ...   # only these backends' rows (default "cuda vulkan")
 set -u
 cd "$(dirname "$0")/.."
 BIN=${FKV_PREBUILT:-build}
@@ -29,6 +30,7 @@ nvidia-smi --query-gpu=name,driver_version --format=csv,noheader >> "$S" 2>&1
 n=0
 bench() {  # model backend kv depths [fkv-bench args...]
   local t=$1 b=$2 kv=$3 d=$4; shift 4
+  [[ " ${FKV_BACKENDS:-cuda vulkan} " == *" $b "* ]] || return 0
   if (( SECONDS > ${FKV_GUARD:-500} )); then echo "skip $t $b $kv $d $* (time)" >> "$S"; return; fi
   local s=$SECONDS; n=$((n + 1))
   # A fourier prefill chunk rebuilds the whole middle (docs/VULKAN.md), so at 32K a 64-token prompt, timed
