@@ -14,6 +14,8 @@
 //     adjacent pairs (2i, 2i + 1); q's and k's pairs are rotated by the angle of the position register,
 //     and k's and v's are also written as f16 words of the cache row at that position, with the
 //     expressions of rope_kv_store.comp. One dispatch and one barrier fewer per layer.
+//   ROPE_STORE 2: the same rotation of q's and k's pairs without the cache store (a split KV cache, whose
+//     append stores K and V itself); bindings 9 and 10 are not touched.
 // The per-row arithmetic (slot order, reduction) is the same as matvec.glsl's, so results agree with the
 // separate dispatches.
 #extension GL_GOOGLE_include_directive : require
@@ -151,11 +153,11 @@ void main() {
       } else if (t == 1u) {
         o1[e] = a;
         o1[e + 1u] = b;
-        cache_k[p.k_base + cache_row + j] = word;
+        if (ROPE_STORE == 1u) cache_k[p.k_base + cache_row + j] = word;
       } else {
         o2[e] = a;
         o2[e + 1u] = b;
-        cache_v[p.v_base + cache_row + j] = word;
+        if (ROPE_STORE == 1u) cache_v[p.v_base + cache_row + j] = word;
       }
     }
     return;

@@ -4,6 +4,7 @@
 // parity test (max rel. error per position < 2e-3, argmax agreement >= 99%). The longer check (3K
 // prompt, W = 256, 128 greedy steps) is `fkv-parity --kv fourier --window 256 --n-gen 128`, measured by
 // hand (docs/VULKAN.md): too slow for lavapipe in CI.
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -40,6 +41,57 @@ TEST_F(VulkanTest, SmolLM2FourierLogitsMatchCpu) {
   const size_t vocab = size_t(model_vk->hparams().vocab);
   const std::vector<float> a = run_fourier(*model_vk, tokens, 40), b = run_fourier(*model_cpu, tokens, 40);
   expect_logits_agree(a, b, tokens.size(), vocab, "fourier kv");
+}
+
+// The decode steps' RoPE of q and K folded into the q/k/v matvec before the split-cache append
+// (matvec_fused.comp ROPE_STORE 2): bit-identical logits to the separate RoPE dispatches, and no RoPE
+// dispatch left in the decode steps.
+TEST_F(VulkanTest, SmolLM2FourierRopeFoldIsBitIdentical) {
+  const std::string path = default_model_path();
+  ASSERT_TRUE(std::filesystem::exists(path)) << path << " missing: run tools/fetch-default-model.sh";
+  const std::vector<int32_t> tokens = golden_smollm2_tokens(28);
+  ASSERT_GE(tokens.size(), 28u);
+  // On lavapipe decode takes matmul.comp unless the GPU kernels are asked for (the fold needs the fused
+  // q/k/v matvec).
+  const bool lavapipe = vk->device_name().find("llvmpipe") != std::string::npos;
+  Backend& be = lavapipe ? EnvBackends::get({"FKV_VULKAN_GPU_KERNELS=1"}) : *vk;
+  auto file = GgufFile::open(path);
+  auto model = LlamaModel::load(*file, be);
+  // Prefill 24 tokens (4 middle rows, not yet fitted), then decode 4 steps (the fit at 8 rows among them),
+  // profiled.
+  auto run = [&](bool fused, uint64_t* decode_ropes) {
+    vulkan_set_fusion(be, fused);
+    SessionOptions so;
+    so.max_batch = 16;
+    so.ctx = int(tokens.size());
+    so.kv.policy = "fourier";
+    so.kv.sink = 4;
+    so.kv.window = 16;
+    so.kv.fourier_n = 32;
+    so.kv.fourier_fit_tokens = 8;
+    Session session(*model, so);
+    session.eval(std::span(tokens.data(), 24));
+    EXPECT_TRUE(vulkan_set_profile(be, true)) << "no timestamp queries: cannot count dispatches";
+    std::vector<float> all;
+    for (size_t i = 24; i < tokens.size(); ++i) {
+      const auto& l = session.eval(std::span(tokens.data() + i, 1));
+      all.insert(all.end(), l.begin(), l.end());
+    }
+    const VulkanProfile prof = vulkan_profile(be);
+    vulkan_set_profile(be, false);
+    *decode_ropes = 0;
+    for (const VulkanShaderTime& t : prof.shaders)
+      if (t.name == "rope") *decode_ropes += t.calls;
+    return all;
+  };
+  uint64_t ropes_apart = 0, ropes_fused = 0;
+  const std::vector<float> apart = run(false, &ropes_apart);
+  const std::vector<float> fused = run(true, &ropes_fused);
+  ASSERT_EQ(fused.size(), apart.size());
+  EXPECT_EQ(0, std::memcmp(fused.data(), apart.data(), fused.size() * sizeof(float)))
+      << "the folded RoPE changed the logits";
+  EXPECT_EQ(ropes_apart, 2 * 4 * uint64_t(model->hparams().n_layers));  // q and K, 4 steps
+  EXPECT_EQ(ropes_fused, 0u);
 }
 
 }  // namespace

@@ -106,6 +106,8 @@ class VulkanBackend : public Backend {
             size_t bytes) override {
     check_range(src, src_offset, bytes, "copy");
     check_range(dst, dst_offset, bytes, "copy");
+    // A split KV cache stages K and V by copies right after their RoPE: the RoPEs fold into the q/k/v matvec.
+    if (rope_fold_ && src_offset == 0) fold_rope_only(src);
     rec_.copy(vk(src), src_offset, vk(dst), dst_offset, bytes);
   }
   void synchronize() override { rec_.flush(); }
@@ -285,12 +287,14 @@ class VulkanBackend : public Backend {
   // output (two targets of equal rows; matvec_rows() is even). `live` is any binding of a live buffer:
   // make_dispatch checks the bindings it gets, and the held ones were checked when they were made, so their
   // refs replace them.
-  Command fused_matvec_command(bool swiglu, const Binding& live, bool rope_store = false) {
+  // rope: matvec_fused.comp's ROPE_STORE mode (0 none, 1 RoPE of q and K and the K/V cache store, 2 the
+  // RoPE only).
+  Command fused_matvec_command(bool swiglu, const Binding& live, uint32_t rope = 0) {
     const HeldMatvec& h = held_mv_;
     const uint32_t r = matvec_rows(h.type), unroll = matvec_unroll(h.type), wg = matvec_wg();
     const Pipeline& p =
         pipelines_.get(ctx_->subgroup_arithmetic() ? "matvec_fused_subgroup" : "matvec_fused",
-                       {wg, h.wtype, wg, r, unroll, swiglu ? 1u : 0u, rope_store ? 1u : 0u}, kFusedBindings);
+                       {wg, h.wtype, wg, r, unroll, swiglu ? 1u : 0u, rope}, kFusedBindings);
     // Unused target slots repeat the last target; no workgroup reaches them.
     uint32_t groups[3], first[3] = {0, 0, 0}, total = 0;
     for (int t = 0; t < 3; ++t) {
@@ -656,28 +660,60 @@ class VulkanBackend : public Backend {
     return c && c->pipeline == held_mv_.pipeline && held_mv_.count == 3;
   }
 
+  // Whether the held commands are the fused q/k/v matvec, the RoPE of its q and the RoPE of its K (rope()),
+  // for one token at pos0 with the head shape s and K in buffer k.
+  bool held_qkv_rope(const DeviceBuffer& k, int n, int pos0, const AttentionShape& s) const {
+    const HeldMatvec& hm = held_mv_;
+    const HeldRope h = held_rope_;
+    if (rec_.held_count() != 3 || !held_qkv_first() || n != 1 || h.n != 1 || h.pos0 != pos0 ||
+        h.heads != s.n_kv_heads || int(h.pairs) * 2 != s.head_dim || held_q_.pairs != h.pairs ||
+        int64_t(held_q_.heads) * 2 * h.pairs != hm.rows[0] ||
+        hm.rows[1] != int64_t(s.n_kv_heads) * s.head_dim || hm.rows[2] != hm.rows[1] ||
+        hm.rows[0] % 2 != 0 || matvec_rows(hm.type) % 2 != 0)
+      return false;
+    const VulkanBuffer& kv = vk(k);
+    return hm.out[1].handle == kv.handle() && hm.out[1].serial == kv.serial() && hm.out[1].offset == 0;
+  }
+
+  // The held q/k/v matvec and the RoPEs of q and K as one dispatch of matvec_fused.comp with ROPE_STORE 2
+  // (rotate, no store) when the next command reads K otherwise than a cache store (a split KV cache stages
+  // K and V by copies, then appends them itself): two dispatches and a barrier fewer per layer.
+  void fold_rope_only(const DeviceBuffer& k) {
+    const HeldRope h = held_rope_;
+    AttentionShape s;
+    s.n_kv_heads = h.heads;
+    s.head_dim = int(2 * h.pairs);
+    if (!fuse_ || !held_qkv_rope(k, h.n, h.pos0, s)) return;
+    const Command rope_k = *rec_.held();
+    const size_t row = size_t(s.n_kv_heads) * s.head_dim;
+    Command c = fused_matvec_command(false, window(k, 0, row * 4, false), 2);
+    const uint32_t extra[] = {h.pairs, h.table[0], h.table[1], 0u, 0u, 0u};
+    std::memcpy(c.push + 6 * 4, extra, sizeof(extra));
+    c.push_bytes = 12 * 4;
+    // Bindings 7-8: the RoPE table and the position register as the RoPE had them; 9-10 (the caches of
+    // mode 1) are not touched: K's and V's outputs stand in.
+    c.refs[7] = rope_k.refs[1];
+    c.refs[8] = rope_k.refs[2];
+    c.refs[9] = held_mv_.out[1];
+    c.refs[10] = held_mv_.out[2];
+    rec_.drop_held();
+    rec_.record(c);
+  }
+
   // The held q/k/v matvec, RoPE of q and RoPE of K (rope()), and this store of K and V into an f16 cache, as
   // one dispatch of matvec_fused.comp with ROPE_STORE: true when recorded.
   bool fold_rope_store(const DeviceBuffer& k, const DeviceBuffer& v, int n, int pos0, const AttentionShape& s,
                        KvLayer& cache) {
     const HeldMatvec& hm = held_mv_;
     const HeldRope h = held_rope_;
-    if (!held_qkv_first() || n != 1 || cache.type != KvType::kF16 || h.n != 1 || h.pos0 != pos0 ||
-        h.heads != s.n_kv_heads || int(h.pairs) * 2 != s.head_dim || held_q_.pairs != h.pairs ||
-        int64_t(held_q_.heads) * 2 * h.pairs != hm.rows[0] ||
-        hm.rows[1] != int64_t(s.n_kv_heads) * s.head_dim || hm.rows[2] != hm.rows[1] ||
-        hm.rows[0] % 2 != 0 || matvec_rows(hm.type) % 2 != 0)
-      return false;
-    const VulkanBuffer &kv = vk(k), &vv = vk(v);
-    const auto is = [](const Command::Ref& r, const VulkanBuffer& b) {
-      return r.handle == b.handle() && r.serial == b.serial() && r.offset == 0;
-    };
-    if (!is(hm.out[1], kv) || !is(hm.out[2], vv)) return false;
+    if (cache.type != KvType::kF16 || !held_qkv_rope(k, n, pos0, s)) return false;
+    const VulkanBuffer& vv = vk(v);
+    if (hm.out[2].handle != vv.handle() || hm.out[2].serial != vv.serial() || hm.out[2].offset != 0) return false;
     const Command rope_k = *rec_.held();
     const size_t row = size_t(s.n_kv_heads) * s.head_dim;
     const auto [kb, kc] = cache_rows(*cache.k, n, pos0, row, cache.capacity);
     const auto [vb, vc] = cache_rows(*cache.v, n, pos0, row, cache.capacity);
-    Command c = fused_matvec_command(false, window(v, 0, row * 4, false), true);
+    Command c = fused_matvec_command(false, window(v, 0, row * 4, false), 1);
     const uint32_t extra[] = {h.pairs, h.table[0], h.table[1], kc.base, vc.base, kc.origin};
     std::memcpy(c.push + 6 * 4, extra, sizeof(extra));
     c.push_bytes = 12 * 4;
