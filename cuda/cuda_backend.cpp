@@ -149,7 +149,7 @@ class CudaBackend : public Backend {
   void download(const DeviceBuffer& src, size_t offset, void* dst, size_t bytes) override {
     check_range(src, offset, bytes, "download");
     use_device();
-    step_timer_.at_call(stream_);
+    step_timer_.at_download(stream_);
     const int replays = graph_->replays();
     graph_->end_step(generation());
     step_timer_.after_launch(stream_);
@@ -170,6 +170,8 @@ class CudaBackend : public Backend {
   }
 
   void begin_step(int pos0, int n) override {
+    use_device();
+    step_timer_.at_begin(stream_);
     if (n == 1) graph_->begin_step(pos0);  // only one-token steps are ever replayed
   }
 

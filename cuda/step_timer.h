@@ -1,8 +1,9 @@
-// Where a decode token's wall time goes (FKV_CUDA_STEP_STATS=1): between two downloads, how long the GPU ran
-// the step (events around the work the download launches: the replayed graph, or nothing when the step ran
-// eagerly), how long the read-back took, and how long the host took from one download's return to the
-// next download's call (the engine recording ops, the caller's sampling). The GPU is idle for the host part
-// of a replayed step. Printed on stderr when the backend is destroyed; off by default (events cost a little).
+// Where a decode token's wall time goes (FKV_CUDA_STEP_STATS=1), per replayed step: the host's part, from
+// one read-back's return to the step's start (the caller sampling the last token, the engine uploading the
+// next; the GPU idles meanwhile), the GPU's (from the step's start to the end of its work: the replayed
+// graph, launched at the step's first op or at the download), the read-back, and the rest (the host issuing
+// ops the GPU did not wait for, waking up). A step starts at Backend::begin_step, else at the download call.
+// Printed on stderr when the backend is destroyed; off by default (events cost a little).
 #pragma once
 #include <cuda_runtime.h>
 
@@ -17,10 +18,11 @@ class StepTimer {
   StepTimer(const StepTimer&) = delete;
   StepTimer& operator=(const StepTimer&) = delete;
 
-  bool enabled() const { return enabled_; }
-  // Around a download: before the step's work is launched, after it, after the copy is queued, and once the
-  // stream synchronized. replayed: the step ran as one graph launch (only those steps are counted).
-  void at_call(cudaStream_t s);
+  // The step's start: begin_step, or the download when no begin_step came since the last read-back.
+  void at_begin(cudaStream_t s);
+  void at_download(cudaStream_t s);
+  // After the step's work is queued (before its read-back), after the read-back is queued, and once it is
+  // done. replayed: the step ran as one graph launch (only those steps are counted).
   void after_launch(cudaStream_t s);
   void after_copy(cudaStream_t s);
   void at_return(bool replayed);
@@ -28,9 +30,9 @@ class StepTimer {
  private:
   using Clock = std::chrono::steady_clock;
   bool enabled_;
-  cudaEvent_t call_ = nullptr, launched_ = nullptr, copied_ = nullptr;
-  Clock::time_point call_time_{}, last_return_{};
-  bool have_last_ = false;
+  cudaEvent_t begin_ = nullptr, launched_ = nullptr, copied_ = nullptr;
+  Clock::time_point begin_time_{}, last_return_{};
+  bool begun_ = false, have_last_ = false;
   int steps_ = 0;
   double gpu_ms_ = 0, copy_ms_ = 0, host_ms_ = 0, wall_ms_ = 0;
 };
