@@ -1,5 +1,7 @@
 // Device selection and failures: a missing device and an impossible allocation are fkv::Errors with text
 // that says what went wrong.
+#include <cstring>
+
 #include "cuda_test_util.h"
 
 namespace fkv::test {
@@ -28,6 +30,26 @@ TEST_F(CudaDeviceOps, NamesTheDevice) {
 
 TEST_F(CudaDeviceOps, BadDeviceIndex) {
   EXPECT_THROW(create_cuda_backend(cuda_device_count() + 3), Error);
+}
+
+// Read-backs of every size class: through the pinned buffer in one piece or several (64 KB pieces at the
+// least, 4 at the most; the sizes straddle those edges) and straight to the caller past 16 MiB, at offsets,
+// into memory poisoned before each read.
+TEST_F(CudaDeviceOps, DownloadsEverySizeExactly) {
+  const size_t total = (size_t(16) << 20) + 4096;
+  std::vector<uint8_t> bytes(total);
+  for (size_t i = 0; i < total; ++i) bytes[i] = uint8_t(rng() >> 7);
+  auto buf = gpu->alloc(total, "download test");
+  gpu->upload(*buf, 0, bytes.data(), total);
+  for (size_t n : {size_t(1), size_t(65535), size_t(65536), size_t(65537), size_t(3 * 65536 + 1),
+                   size_t(128256 * 4), size_t(16) << 20, (size_t(16) << 20) + 1}) {
+    for (size_t offset : {size_t(0), size_t(3)}) {
+      if (offset + n > total) continue;
+      std::vector<uint8_t> got(n, 0xA5);
+      gpu->download(*buf, offset, got.data(), n);
+      EXPECT_EQ(0, std::memcmp(got.data(), bytes.data() + offset, n)) << n << " bytes at " << offset;
+    }
+  }
 }
 
 TEST_F(CudaDeviceOps, OutOfMemoryNamesTheAllocation) {
