@@ -47,6 +47,12 @@ TEST(Sampler, ArgmaxAgreesWithMaxElement) {
     }
     std::fill(v.begin(), v.end(), -INFINITY);
     EXPECT_EQ(Sampler::argmax(v.data(), n), reference(v)) << n;
+    if (n > 3) {  // signed zeros compare equal: the first of them wins, NaN lanes before them or not
+      v[0] = NAN;
+      v[size_t(n - 2)] = -0.0f;
+      v[size_t(n - 1)] = 0.0f;
+      EXPECT_EQ(Sampler::argmax(v.data(), n), n - 2) << n;  // (max_element would stop at the leading NaN)
+    }
     std::fill(v.begin(), v.end(), NAN);
     EXPECT_EQ(Sampler::argmax(v.data(), n), reference(v)) << n;
   }
