@@ -80,7 +80,7 @@ class CudaBackend : public Backend {
           fused_ops_ += int(fused);
           return fused == 0 ? size_t(1) : fused;
         },
-        env_flag("FKV_CUDA_GRAPH", true));
+        env_flag("FKV_CUDA_GRAPH", true), env_flag("FKV_CUDA_EARLY_REPLAY", true));
     split_kv_init();
     // Zeroed once; every decode attention launch leaves them zeroed (attn2::merge_last).
     merge_counters_ =
@@ -857,7 +857,6 @@ class CudaBackend : public Backend {
   bool ensure_pinned(size_t bytes) {
     if (bytes <= pinned_bytes_) return true;
     if (pinned_) (void)cudaFreeHost(pinned_);
-    pinned_ = nullptr;
     pinned_bytes_ = 0;
     if (cudaMallocHost(&pinned_, bytes) != cudaSuccess) {
       (void)cudaGetLastError();

@@ -1,19 +1,14 @@
 #include "decode_graph.h"
 
-#include <cstdlib>
-#include <cstring>
-
 #include "cuda_check.h"
 
 namespace fkv::cuda {
 
-DecodeGraph::DecodeGraph(cudaStream_t stream, Runner run, bool enabled)
-    : stream_(stream), run_(std::move(run)), enabled_(enabled) {
+DecodeGraph::DecodeGraph(cudaStream_t stream, Runner run, bool enabled, bool early)
+    : stream_(stream), run_(std::move(run)), enabled_(enabled), early_(early) {
   if (!enabled_) return;
   FKV_CUDA_CHECK(cudaMalloc(&pos0_dev_, sizeof(int)), "allocating the decode graph's position scalar");
   FKV_CUDA_CHECK(cudaMallocHost(&pos0_host_, sizeof(int)), "allocating the decode graph's pinned position");
-  const char* v = std::getenv("FKV_CUDA_EARLY_REPLAY");
-  early_ = !(v && std::strcmp(v, "0") == 0);
 }
 
 DecodeGraph::~DecodeGraph() {

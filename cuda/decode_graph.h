@@ -23,7 +23,8 @@ class DecodeGraph {
   // position-dependent kernels read pos0 from pos0_device(), attention sizes its splits for the whole cache,
   // and the runner may fuse ops[0] with the ops after it (of the count given), returning how many it ran.
   using Runner = std::function<size_t(const Op* ops, size_t count, bool capturing)>;
-  DecodeGraph(cudaStream_t stream, Runner run, bool enabled);
+  // early: begin_step's promise may launch the graph at a step's first op (FKV_CUDA_EARLY_REPLAY).
+  DecodeGraph(cudaStream_t stream, Runner run, bool enabled, bool early);
   ~DecodeGraph();
   DecodeGraph(const DecodeGraph&) = delete;
   DecodeGraph& operator=(const DecodeGraph&) = delete;
@@ -66,7 +67,7 @@ class DecodeGraph {
   size_t deferred_ = 0;          // step_[0, deferred_) matched the graph and have not run yet
   int step_pos0_ = -1;
 
-  bool early_ = true;         // FKV_CUDA_EARLY_REPLAY=0: the graph is launched at the step's end only
+  bool early_;                // false: the graph is launched at the step's end only
   int promised_pos0_ = -1;    // begin_step's position for the step now starting, or -1
   bool launched_ = false;     // this step's graph is already launched (early)
   bool early_safe_ = false;   // the graph may be launched early (no split-cache ops)
