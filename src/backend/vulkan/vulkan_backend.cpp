@@ -5,6 +5,7 @@
 #include "backend/vulkan/vulkan_backend.h"
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstdint>
 #include <cstdlib>
@@ -328,11 +329,8 @@ class VulkanBackend : public Backend {
   bool fold_swiglu(const DeviceBuffer& gate, const DeviceBuffer& up, int64_t count, const DeviceBuffer& out) {
     if (!fuse_ || !fold_swiglu_ || held_matvecs() != 2) return false;
     const HeldMatvec& h = held_mv_;
-    const VulkanBuffer &g = vk(gate), &u = vk(up), &o = vk(out);
-    const auto is = [](const Command::Ref& r, const VulkanBuffer& b) {
-      return r.handle == b.handle() && r.serial == b.serial() && r.offset == 0;
-    };
-    if (!is(h.out[0], g) || !is(h.out[1], u) || !is(h.out[0], o) || h.rows[0] != count || h.rows[1] != count)
+    if (!starts(h.out[0], gate) || !starts(h.out[1], up) || !starts(h.out[0], out) || h.rows[0] != count ||
+        h.rows[1] != count)
       return false;
     const Command c = fused_matvec_command(true, window(out, 0, size_t(count) * 4, true));
     rec_.drop_held();
@@ -660,42 +658,48 @@ class VulkanBackend : public Backend {
     return c && c->pipeline == held_mv_.pipeline && held_mv_.count == 3;
   }
 
-  // Whether the held commands are the fused q/k/v matvec, the RoPE of its q and the RoPE of its K (rope()),
-  // for one token at pos0 with the head shape s and K in buffer k.
-  bool held_qkv_rope(const DeviceBuffer& k, int n, int pos0, const AttentionShape& s) const {
+  // Whether ref is buffer b bound from its start.
+  static bool starts(const Command::Ref& ref, const DeviceBuffer& b) {
+    const VulkanBuffer& vb = vk(b);
+    return ref.handle == vb.handle() && ref.serial == vb.serial() && ref.offset == 0;
+  }
+
+  // Whether the held commands are the fused q/k/v matvec with its K output in buffer k, the RoPE of its q and
+  // the RoPE of its K (rope()), for one token, with shapes that pair up (held_rope_ has K's heads and pairs).
+  bool held_qkv_rope(const DeviceBuffer& k) const {
     const HeldMatvec& hm = held_mv_;
     const HeldRope h = held_rope_;
-    if (rec_.held_count() != 3 || !held_qkv_first() || n != 1 || h.n != 1 || h.pos0 != pos0 ||
-        h.heads != s.n_kv_heads || int(h.pairs) * 2 != s.head_dim || held_q_.pairs != h.pairs ||
-        int64_t(held_q_.heads) * 2 * h.pairs != hm.rows[0] ||
-        hm.rows[1] != int64_t(s.n_kv_heads) * s.head_dim || hm.rows[2] != hm.rows[1] ||
-        hm.rows[0] % 2 != 0 || matvec_rows(hm.type) % 2 != 0)
-      return false;
-    const VulkanBuffer& kv = vk(k);
-    return hm.out[1].handle == kv.handle() && hm.out[1].serial == kv.serial() && hm.out[1].offset == 0;
+    return rec_.held_count() == 3 && held_qkv_first() && h.n == 1 && held_q_.pairs == h.pairs &&
+           int64_t(held_q_.heads) * 2 * h.pairs == hm.rows[0] && hm.rows[1] == int64_t(h.heads) * 2 * h.pairs &&
+           hm.rows[2] == hm.rows[1] && hm.rows[0] % 2 == 0 && matvec_rows(hm.type) % 2 == 0 &&
+           starts(hm.out[1], k);
   }
 
   // The held q/k/v matvec and the RoPEs of q and K as one dispatch of matvec_fused.comp with ROPE_STORE 2
   // (rotate, no store) when the next command reads K otherwise than a cache store (a split KV cache stages
   // K and V by copies, then appends them itself): two dispatches and a barrier fewer per layer.
   void fold_rope_only(const DeviceBuffer& k) {
+    if (!fuse_ || !held_qkv_rope(k)) return;
+    // Bindings 9-10 (the caches of mode 1) are not touched: K's and V's outputs stand in.
+    record_qkv_rope(2, window(k, 0, size_t(held_mv_.rows[1]) * 4, false), {0, 0, 0}, held_mv_.out[1],
+                    held_mv_.out[2]);
+  }
+
+  // Records the held q/k/v matvec and RoPEs (held_qkv_rope) as one dispatch of matvec_fused.comp in
+  // ROPE_STORE mode `mode`: `cache` is its push constants k_base, v_base and cache_origin, k_cache and
+  // v_cache its bindings 9 and 10; the RoPE table and the position register are bound as the RoPE had them.
+  void record_qkv_rope(uint32_t mode, const Binding& live, const std::array<uint32_t, 3>& cache,
+                       const Command::Ref& k_cache, const Command::Ref& v_cache) {
     const HeldRope h = held_rope_;
-    AttentionShape s;
-    s.n_kv_heads = h.heads;
-    s.head_dim = int(2 * h.pairs);
-    if (!fuse_ || !held_qkv_rope(k, h.n, h.pos0, s)) return;
     const Command rope_k = *rec_.held();
-    const size_t row = size_t(s.n_kv_heads) * s.head_dim;
-    Command c = fused_matvec_command(false, window(k, 0, row * 4, false), 2);
-    const uint32_t extra[] = {h.pairs, h.table[0], h.table[1], 0u, 0u, 0u};
+    Command c = fused_matvec_command(false, live, mode);
+    const uint32_t extra[] = {h.pairs, h.table[0], h.table[1], cache[0], cache[1], cache[2]};
     std::memcpy(c.push + 6 * 4, extra, sizeof(extra));
     c.push_bytes = 12 * 4;
-    // Bindings 7-8: the RoPE table and the position register as the RoPE had them; 9-10 (the caches of
-    // mode 1) are not touched: K's and V's outputs stand in.
     c.refs[7] = rope_k.refs[1];
     c.refs[8] = rope_k.refs[2];
-    c.refs[9] = held_mv_.out[1];
-    c.refs[10] = held_mv_.out[2];
+    c.refs[9] = k_cache;
+    c.refs[10] = v_cache;
     rec_.drop_held();
     rec_.record(c);
   }
@@ -704,26 +708,14 @@ class VulkanBackend : public Backend {
   // one dispatch of matvec_fused.comp with ROPE_STORE: true when recorded.
   bool fold_rope_store(const DeviceBuffer& k, const DeviceBuffer& v, int n, int pos0, const AttentionShape& s,
                        KvLayer& cache) {
-    const HeldMatvec& hm = held_mv_;
     const HeldRope h = held_rope_;
-    if (cache.type != KvType::kF16 || !held_qkv_rope(k, n, pos0, s)) return false;
-    const VulkanBuffer& vv = vk(v);
-    if (hm.out[2].handle != vv.handle() || hm.out[2].serial != vv.serial() || hm.out[2].offset != 0) return false;
-    const Command rope_k = *rec_.held();
+    if (cache.type != KvType::kF16 || n != 1 || h.pos0 != pos0 || h.heads != s.n_kv_heads ||
+        int(h.pairs) * 2 != s.head_dim || !held_qkv_rope(k) || !starts(held_mv_.out[2], v))
+      return false;
     const size_t row = size_t(s.n_kv_heads) * s.head_dim;
     const auto [kb, kc] = cache_rows(*cache.k, n, pos0, row, cache.capacity);
     const auto [vb, vc] = cache_rows(*cache.v, n, pos0, row, cache.capacity);
-    Command c = fused_matvec_command(false, window(v, 0, row * 4, false), 1);
-    const uint32_t extra[] = {h.pairs, h.table[0], h.table[1], kc.base, vc.base, kc.origin};
-    std::memcpy(c.push + 6 * 4, extra, sizeof(extra));
-    c.push_bytes = 12 * 4;
-    // Bindings 7-10: the RoPE table and the position register as the RoPE had them, then the caches.
-    c.refs[7] = rope_k.refs[1];
-    c.refs[8] = rope_k.refs[2];
-    c.refs[9] = ref_of(kb);
-    c.refs[10] = ref_of(vb);
-    rec_.drop_held();
-    rec_.record(c);
+    record_qkv_rope(1, window(v, 0, row * 4, false), {kc.base, vc.base, kc.origin}, ref_of(kb), ref_of(vb));
     return true;
   }
 
