@@ -79,8 +79,18 @@ Targets chained_q4(Targets t) {
 __device__ __forceinline__ int target_of(const Targets& t, int64_t row) {
   return int(row >= t.end[0]) + int(row >= t.end[1]);
 }
+// Targets' fields by a matrix index known only at run time, as selects: indexing the kernel parameter's
+// arrays with it (weights_of(t, m)) made every thread copy the whole struct to local memory at its start (an 80-byte
+// stack frame), which cost the persistent F16 matvec 2-4 us a launch on an H100 (16.8 -> 15.5 us for
+// 4096 x 4096, 45.7 -> 42.0 for 14336 x 4096, 349.8 -> 341.8 for the 128256-row output matrix; docs/CUDA.md).
 __device__ __forceinline__ int64_t local_row(const Targets& t, int m, int64_t row) {
-  return m == 0 ? row : row - t.end[m - 1];
+  return m == 0 ? row : m == 1 ? row - t.end[0] : row - t.end[1];
+}
+__device__ __forceinline__ const void* weights_of(const Targets& t, int m) {
+  return m == 0 ? t.w[0] : m == 1 ? t.w[1] : t.w[2];
+}
+__device__ __forceinline__ float* out_of(const Targets& t, int m) {
+  return m == 0 ? t.out[0] : m == 1 ? t.out[1] : t.out[2];
 }
 
 // The RoPE of q and k and the cache store of k and v folded into a decode step's q/k/v matvec
@@ -103,8 +113,8 @@ __device__ __forceinline__ void store_rope_pair(const Targets& t, const RopeFold
   const int pos = rf.pos_dev ? *rf.pos_dev : rf.pos;
   const float2 v =
       m < 2 ? rope_rotate(a, b, pos, rf.freqs[int(local >> 1) % rf.half_dim]) : make_float2(a, b);
-  t.out[m][local] = v.x;
-  t.out[m][local + 1] = v.y;
+  out_of(t, m)[local] = v.x;
+  out_of(t, m)[local + 1] = v.y;
   if (m == 0) return;
   const int64_t at = int64_t(pos) * (t.end[1] - t.end[0]) + local;
   void* cache = m == 1 ? rf.k_cache : rf.v_cache;
@@ -160,7 +170,7 @@ __global__ void matvec_half_kernel(Targets t, int64_t cols, const float* __restr
   const int64_t local = local_row(t, m, row);
   float acc = 0.0f;
   if (live) {
-    const uint4* wr = reinterpret_cast<const uint4*>(static_cast<const T*>(t.w[m]) + local * cols);
+    const uint4* wr = reinterpret_cast<const uint4*>(static_cast<const T*>(weights_of(t, m)) + local * cols);
     const float4* x4 = reinterpret_cast<const float4*>(x);
     const int64_t chunks = cols / 8;
     int64_t c = threadIdx.x;
@@ -195,10 +205,25 @@ __global__ void matvec_half_kernel(Targets t, int64_t cols, const float* __restr
   } else {
     pdl_wait();
   }
-  finish_row(acc, live ? t.out[m] + local : nullptr);
+  finish_row(acc, live ? out_of(t, m) + local : nullptr);
 }
 
 // F32 rows whose length is a multiple of 4: float4 chunks.
+// A weight load of the persistent F16/BF16 matvec: read-only for the kernel's life (the non-coherent path),
+// not kept in L1, and L2 asked to fetch the whole 256-byte block (the warp reads all of it). Alone in a
+// loop on an H100: 82.7 against 85.7 us for the 8B gate/up pair, 347 against 359 for the output matrix.
+__device__ __forceinline__ uint4 load_weights_256(const uint4* p) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  uint4 r;
+  asm volatile("ld.global.nc.L1::no_allocate.L2::256B.v4.u32 {%0, %1, %2, %3}, [%4];"
+               : "=r"(r.x), "=r"(r.y), "=r"(r.z), "=r"(r.w)
+               : "l"(p));
+  return r;
+#else
+  return __ldcs(p);
+#endif
+}
+
 // F16 / BF16 rows whose length is a multiple of 1024, persistent: the grid is one wave of warps and warp w
 // takes rows w, w + W, w + 2W ... as one stream of passes (a pass: 4 chunks of 16 bytes per lane, 512
 // contiguous bytes per load instruction), the next pass always requested before the current one is used,
@@ -224,14 +249,14 @@ __global__ void __launch_bounds__(kBlockThreads)
     int64_t local;
     if (kRope) {
       const int row = 2 * unit + part, m = target_of(t, row);
-      w = t.w[m];
+      w = weights_of(t, m);
       local = local_row(t, m, row);
     } else if (t.gated) {
-      w = t.w[part];
+      w = weights_of(t, part);
       local = unit;
     } else {
       const int m = target_of(t, unit);
-      w = t.w[m];
+      w = weights_of(t, m);
       local = local_row(t, m, unit);
     }
     return reinterpret_cast<const uint4*>(static_cast<const T*>(w) + local * cols);
@@ -241,7 +266,7 @@ __global__ void __launch_bounds__(kBlockThreads)
   const uint4* wr = passes > 0 ? row_ptr(unit, 0) : nullptr;
   if (passes > 0)
 #pragma unroll
-    for (int k = 0; k < kUnroll; ++k) a[k] = __ldcs(wr + lane + 32 * k);
+    for (int k = 0; k < kUnroll; ++k) a[k] = load_weights_256(wr + lane + 32 * k);
   pdl_wait();
   int nunit = unit, npart = part, nq = q;
   const uint4* nwr = wr;
@@ -259,7 +284,7 @@ __global__ void __launch_bounds__(kBlockThreads)
     uint4 b[kUnroll];
     if (p + 1 < passes)
 #pragma unroll
-      for (int k = 0; k < kUnroll; ++k) b[k] = __ldcs(nwr + nq * kPassChunks + lane + 32 * k);
+      for (int k = 0; k < kUnroll; ++k) b[k] = load_weights_256(nwr + nq * kPassChunks + lane + 32 * k);
 #pragma unroll
     for (int k = 0; k < kUnroll; ++k) acc = dot8<T>(a[k], x4, q * kPassChunks + lane + 32 * k, acc);
     if (q == per_row - 1) {
@@ -274,7 +299,7 @@ __global__ void __launch_bounds__(kBlockThreads)
       } else if (!t.gated) {
         if (lane == 0) {
           const int m = target_of(t, unit);
-          t.out[m][local_row(t, m, unit)] = acc;
+          out_of(t, m)[local_row(t, m, unit)] = acc;
         }
       } else if (part == 0) {
         gate = acc;
@@ -386,8 +411,8 @@ __global__ void __launch_bounds__(kBlockThreads, R <= 2 ? 4 : 1)
     const int64_t g = row0 / R, pairs = t.end[0], gc = min(g, pairs - 1);
 #pragma unroll
     for (int r = 0; r < R; ++r) {
-      wr[r] = static_cast<const uint8_t*>(t.w[r & 1]) + size_t(gc) * row_bytes;
-      dst[r] = g < pairs ? t.out[r & 1] + g : nullptr;
+      wr[r] = static_cast<const uint8_t*>(weights_of(t, r & 1)) + size_t(gc) * row_bytes;
+      dst[r] = g < pairs ? out_of(t, r & 1) + g : nullptr;
     }
   } else {
 #pragma unroll
@@ -395,8 +420,8 @@ __global__ void __launch_bounds__(kBlockThreads, R <= 2 ? 4 : 1)
       const int64_t row = min(row0 + r, rows - 1);  // clamped: no read past the end
       const int m = target_of(t, row);
       const int64_t local = local_row(t, m, row);
-      wr[r] = static_cast<const uint8_t*>(t.w[m]) + size_t(local) * row_bytes;
-      dst[r] = row0 + r < rows ? t.out[m] + local : nullptr;
+      wr[r] = static_cast<const uint8_t*>(weights_of(t, m)) + size_t(local) * row_bytes;
+      dst[r] = row0 + r < rows ? out_of(t, m) + local : nullptr;
     }
   }
   const float4* x4 = reinterpret_cast<const float4*>(x) + 8 * blk + part;
