@@ -1,4 +1,5 @@
 #include "backend/vulkan/vulkan_context.h"
+#include "backend/vulkan/vulkan_env.h"
 
 #include <algorithm>
 #include <atomic>
@@ -261,8 +262,16 @@ VulkanContext::VulkanContext(int device) {
     std::vector<const char*> device_ext;
     const bool push = has_device_extension(physical_, VK_KHR_PUSH_DESCRIPTOR_EXTENSION_NAME);
     if (push) device_ext.push_back(VK_KHR_PUSH_DESCRIPTOR_EXTENSION_NAME);
+    // Pipeline statistics (a tuning aid, off by default: capturing them may slow pipeline creation).
+    const bool stats = env_switch("FKV_VULKAN_PIPELINE_STATS", false) &&
+                       has_device_extension(physical_, VK_KHR_PIPELINE_EXECUTABLE_PROPERTIES_EXTENSION_NAME);
+    VkPhysicalDevicePipelineExecutablePropertiesFeaturesKHR exec_features{};
+    exec_features.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_PIPELINE_EXECUTABLE_PROPERTIES_FEATURES_KHR;
+    exec_features.pipelineExecutableInfo = VK_TRUE;
+    if (stats) device_ext.push_back(VK_KHR_PIPELINE_EXECUTABLE_PROPERTIES_EXTENSION_NAME);
     VkDeviceCreateInfo dci{};
     dci.sType = VK_STRUCTURE_TYPE_DEVICE_CREATE_INFO;
+    if (stats) dci.pNext = &exec_features;
     dci.queueCreateInfoCount = 1;
     dci.pQueueCreateInfos = &qci;
     dci.enabledExtensionCount = uint32_t(device_ext.size());
@@ -273,6 +282,13 @@ VulkanContext::VulkanContext(int device) {
     if (push)
       push_descriptor_ = reinterpret_cast<PFN_vkCmdPushDescriptorSetKHR>(
           vkGetDeviceProcAddr(device_, "vkCmdPushDescriptorSetKHR"));
+    if (stats) {
+      executable_properties_ = reinterpret_cast<PFN_vkGetPipelineExecutablePropertiesKHR>(
+          vkGetDeviceProcAddr(device_, "vkGetPipelineExecutablePropertiesKHR"));
+      executable_statistics_ = reinterpret_cast<PFN_vkGetPipelineExecutableStatisticsKHR>(
+          vkGetDeviceProcAddr(device_, "vkGetPipelineExecutableStatisticsKHR"));
+      if (!executable_properties_ || !executable_statistics_) executable_properties_ = nullptr;
+    }
 
     VkPhysicalDeviceSubgroupProperties sub{};
     sub.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SUBGROUP_PROPERTIES;

@@ -44,6 +44,12 @@ class VulkanContext {
   // VK_KHR_push_descriptor when the device has it (nullptr otherwise: descriptor sets from a pool).
   PFN_vkCmdPushDescriptorSetKHR push_descriptor_fn() const { return push_descriptor_; }
 
+  // FKV_VULKAN_PIPELINE_STATS=1 on a device with VK_KHR_pipeline_executable_properties: the driver's
+  // statistics of each compute pipeline (registers, local memory, ... as the driver names them), printed by
+  // PipelineCache when it creates one. Null otherwise.
+  PFN_vkGetPipelineExecutablePropertiesKHR executable_properties_fn() const { return executable_properties_; }
+  PFN_vkGetPipelineExecutableStatisticsKHR executable_statistics_fn() const { return executable_statistics_; }
+
   // Buffers released while the GPU may still use them: destroyed by collect_garbage() after a fence wait.
   void retire(VkBuffer buffer, VkDeviceMemory memory);
   void collect_garbage();
@@ -61,6 +67,8 @@ class VulkanContext {
   VkDeviceSize max_binding_ = 0;
   VkDeviceSize binding_alignment_ = 16;
   PFN_vkCmdPushDescriptorSetKHR push_descriptor_ = nullptr;
+  PFN_vkGetPipelineExecutablePropertiesKHR executable_properties_ = nullptr;
+  PFN_vkGetPipelineExecutableStatisticsKHR executable_statistics_ = nullptr;
   bool subgroup_arithmetic_ = false;
   std::mutex garbage_mutex_;
   std::vector<std::pair<VkBuffer, VkDeviceMemory>> garbage_;

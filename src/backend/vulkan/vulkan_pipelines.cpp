@@ -4,6 +4,8 @@
 #include "backend/vulkan/vulkan_shaders.h"
 #include "util/error.h"
 
+#include <cstdio>
+
 namespace fkv {
 
 const EmbeddedShader& find_shader(const std::string& name) {
@@ -85,9 +87,49 @@ const Pipeline& PipelineCache::get(const std::string& shader, const std::vector<
   ci.layout = p.layout;
   std::string desc = "creating the pipeline of " + shader + " (specialization";
   for (uint32_t v : spec) desc.append(1, ' ').append(std::to_string(v));
+  if (ctx_->executable_properties_fn()) ci.flags |= VK_PIPELINE_CREATE_CAPTURE_STATISTICS_BIT_KHR;
   vk_check(vkCreateComputePipelines(ctx_->device(), VK_NULL_HANDLE, 1, &ci, nullptr, &p.pipeline),
            "vkCreateComputePipelines", desc + ")");
+  if (ctx_->executable_properties_fn()) print_statistics(p.pipeline, desc.substr(desc.find(" of ") + 4) + ")");
   return pipelines_[key] = p;
+}
+
+// One stderr line per executable of the pipeline: "pipeline stats: <shader> (specialization ...) <executable>:
+// <statistic> <value>, ...", in the driver's own names and units (docs/VULKAN.md "Pipeline statistics").
+void PipelineCache::print_statistics(VkPipeline pipeline, const std::string& what) {
+  VkDevice dev = ctx_->device();
+  VkPipelineInfoKHR info{};
+  info.sType = VK_STRUCTURE_TYPE_PIPELINE_INFO_KHR;
+  info.pipeline = pipeline;
+  uint32_t n = 0;
+  if (ctx_->executable_properties_fn()(dev, &info, &n, nullptr) != VK_SUCCESS) return;
+  std::vector<VkPipelineExecutablePropertiesKHR> execs(n);
+  for (auto& e : execs) e.sType = VK_STRUCTURE_TYPE_PIPELINE_EXECUTABLE_PROPERTIES_KHR;
+  if (ctx_->executable_properties_fn()(dev, &info, &n, execs.data()) != VK_SUCCESS) return;
+  for (uint32_t i = 0; i < n; ++i) {
+    VkPipelineExecutableInfoKHR ei{};
+    ei.sType = VK_STRUCTURE_TYPE_PIPELINE_EXECUTABLE_INFO_KHR;
+    ei.pipeline = pipeline;
+    ei.executableIndex = i;
+    uint32_t m = 0;
+    if (ctx_->executable_statistics_fn()(dev, &ei, &m, nullptr) != VK_SUCCESS) continue;
+    std::vector<VkPipelineExecutableStatisticKHR> stats(m);
+    for (auto& st : stats) st.sType = VK_STRUCTURE_TYPE_PIPELINE_EXECUTABLE_STATISTIC_KHR;
+    if (ctx_->executable_statistics_fn()(dev, &ei, &m, stats.data()) != VK_SUCCESS) continue;
+    std::string line = "pipeline stats: " + what + " " + execs[i].name + ":";
+    for (uint32_t k = 0; k < m; ++k) {
+      const VkPipelineExecutableStatisticKHR& st = stats[k];
+      line += (k ? ", " : " ") + std::string(st.name) + " ";
+      switch (st.format) {
+        case VK_PIPELINE_EXECUTABLE_STATISTIC_FORMAT_BOOL32_KHR: line += st.value.b32 ? "true" : "false"; break;
+        case VK_PIPELINE_EXECUTABLE_STATISTIC_FORMAT_INT64_KHR: line += std::to_string(st.value.i64); break;
+        case VK_PIPELINE_EXECUTABLE_STATISTIC_FORMAT_UINT64_KHR: line += std::to_string(st.value.u64); break;
+        case VK_PIPELINE_EXECUTABLE_STATISTIC_FORMAT_FLOAT64_KHR: line += std::to_string(st.value.f64); break;
+        default: line += "?";
+      }
+    }
+    std::fprintf(stderr, "%s\n", line.c_str());
+  }
 }
 
 PipelineCache::~PipelineCache() {

@@ -37,6 +37,7 @@ class PipelineCache {
 
  private:
   VkDescriptorSetLayout set_layout(uint32_t n_bindings);
+  void print_statistics(VkPipeline pipeline, const std::string& what);
 
   std::shared_ptr<VulkanContext> ctx_;
   std::map<uint32_t, VkDescriptorSetLayout> set_layouts_;
