@@ -83,13 +83,15 @@ void split_kv_init() {
   max_dynamic_smem = optin;
   FKV_CUDA_CHECK(cudaFuncSetAttribute(split_main_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, optin),
                  "raising the split attention kernel's shared memory limit");
-  FKV_CUDA_CHECK(
-      cudaFuncSetAttribute(split_combine_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, optin),
-      "raising the split attention combine kernel's shared memory limit");
+  for (const void* k : {reinterpret_cast<const void*>(split_combine_kernel<kThreads>),
+                        reinterpret_cast<const void*>(split_combine_kernel<kCombineThreads>)})
+    FKV_CUDA_CHECK(cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, optin),
+                   "raising the split attention combine kernel's shared memory limit");
   // What the runtime will actually allow (the launch check below uses it, so that a kernel is never launched
   // with less shared memory than it indexes).
   for (const void* k : {reinterpret_cast<const void*>(split_main_kernel),
-                        reinterpret_cast<const void*>(split_combine_kernel)}) {
+                        reinterpret_cast<const void*>(split_combine_kernel<kThreads>),
+                        reinterpret_cast<const void*>(split_combine_kernel<kCombineThreads>)}) {
     cudaFuncAttributes fa{};
     FKV_CUDA_CHECK(cudaFuncGetAttributes(&fa, k), "reading the split attention kernels' attributes");
     max_dynamic_smem = std::min(max_dynamic_smem, fa.maxDynamicSharedSizeBytes);
@@ -140,7 +142,11 @@ void split_attention_direct(const SplitAttentionArgs& a, int sm_count, cudaStrea
   }
   split_main_kernel<<<dim3(head_blocks, unsigned(plan.n_total), unsigned(a.n)), kThreads, smem, st>>>(d);
   check_launch("split_attention_main");
-  split_combine_kernel<<<dim3(unsigned(a.n_heads), unsigned(a.n)), kThreads, csmem, st>>>(d);
+  const dim3 cgrid(unsigned(a.n_heads), unsigned(a.n));
+  if (combine_threads(d.fitted && d.L.T > 0) == kCombineThreads)
+    split_combine_kernel<kCombineThreads><<<cgrid, kCombineThreads, csmem, st>>>(d);
+  else
+    split_combine_kernel<kThreads><<<cgrid, kThreads, csmem, st>>>(d);
   check_launch("split_attention_combine");
 }
 

@@ -29,6 +29,14 @@ namespace {  // each includer (the .cu, the host emulation test) has its own cop
 using namespace splitkv;
 
 constexpr int kThreads = 256;
+// split_combine_kernel: its block size over a fitted middle (one block per query head and token walks the
+// middle's H partials and the compressed dims' coefficients: the more threads, the shorter the walks; H100,
+// 8B shape, 32K, N 512: 73 us a layer with 256 threads, 37 with 1024), and the loads in flight per thread
+// in its sums over splits. Without a fitted middle the walks are short and 256 threads start sooner (1024
+// cost ~1% of decode speed at depth 0).
+constexpr int kCombineThreads = 1024;
+constexpr int kCombineAhead = 8;
+inline int combine_threads(bool fitted_middle) { return fitted_middle ? kCombineThreads : kThreads; }
 constexpr int kHC = 4;  // query heads per block (the group's heads share its rows and basis values)
 // chirp-z buffers transformed side by side (query heads at a time). 1: the main kernel's shared memory stays
 // under 60 KB (the H100 failures of the first chirp version all had more; docs/CUDA.md).
@@ -584,6 +592,7 @@ __global__ void __launch_bounds__(kThreads) split_main_kernel(DirectArgs a) {
   for (int e = threadIdx.x; e < nh * D; e += kThreads) part_out(e / D)[2 + e % D] = accs[e];
 }
 
+template <int kBlock = kThreads>
 __device__ float block_reduce(float x, bool is_max, float* red) {
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   FKV_UNROLL
@@ -595,13 +604,14 @@ __device__ float block_reduce(float x, bool is_max, float* red) {
   if (lane == 0) red[warp] = x;
   __syncthreads();
   float r = is_max ? -INFINITY : 0.0f;
-  for (int w = 0; w < kThreads / 32; ++w) r = is_max ? fmaxf(r, red[w]) : r + red[w];
+  for (int w = 0; w < kBlock / 32; ++w) r = is_max ? fmaxf(r, red[w]) : r + red[w];
   return r;
 }
 
 // out[i, h, :] from the partials of every split (log-sum-exp weights), plus the fitted middle's compressed
 // V dims from the merged H. Shared memory: split weights [n_total], output [D], H [2N], reduction [32].
-__global__ void __launch_bounds__(kThreads) split_combine_kernel(DirectArgs a) {
+template <int kBlock>
+__global__ void __launch_bounds__(kBlock) split_combine_kernel(DirectArgs a) {
   FKV_DYN_SMEM(smem);
   const SplitLayerDev& L = a.L;
   const Plan& pl = a.plan;
@@ -614,10 +624,10 @@ __global__ void __launch_bounds__(kThreads) split_combine_kernel(DirectArgs a) {
   auto pm = [&](int s) { return pb[size_t(s) * (D + 2)]; };
 
   float mx = -INFINITY;
-  for (int s = threadIdx.x; s < pl.n_total; s += kThreads) mx = fmaxf(mx, pm(s));
-  const float M = block_reduce(mx, true, red);
+  for (int s = threadIdx.x; s < pl.n_total; s += kBlock) mx = fmaxf(mx, pm(s));
+  const float M = block_reduce<kBlock>(mx, true, red);
   float lsum = 0.0f, psum = 0.0f;
-  for (int s = threadIdx.x; s < pl.n_total; s += kThreads) {
+  for (int s = threadIdx.x; s < pl.n_total; s += kBlock) {
     const float m = pm(s);
     const float w = m == -INFINITY ? 0.0f : expf(m - M);
     wsm[s] = w;
@@ -627,36 +637,63 @@ __global__ void __launch_bounds__(kThreads) split_combine_kernel(DirectArgs a) {
       if (s >= pl.n_sink && s < pl.n_sink + pl.n_mid) psum += w * l;
     }
   }
-  const float Lsum = block_reduce(lsum, false, red);
-  const float Psum = block_reduce(psum, false, red);  // Σ_m P_m over the middle, on the merged scale
-  __syncthreads();                                    // wsm complete
-  for (int d = threadIdx.x; d < D; d += kThreads) {
+  const float Lsum = block_reduce<kBlock>(lsum, false, red);
+  // Σ_m P_m over the middle, on the merged scale
+  const float Psum = block_reduce<kBlock>(psum, false, red);
+  __syncthreads();  // wsm complete
+  // The sums over splits below are latency-bound walks (one thread per output, a load per split): their
+  // loads go out kCombineAhead at a time, and the sums keep the split order (same bits as one by one). On an
+  // H100 (8B shape, 32K, N 512) this kernel took 128 us a layer with one load in flight, 73 with 8.
+  for (int d = threadIdx.x; d < D; d += kBlock) {
     float o = 0.0f;
-    for (int s = 0; s < pl.n_total; ++s)
-      if (wsm[s] != 0.0f) o = fmaf(wsm[s], pb[size_t(s) * (D + 2) + 2 + d], o);
+    for (int s0 = 0; s0 < pl.n_total; s0 += kCombineAhead) {
+      float v[kCombineAhead];
+      FKV_UNROLL
+      for (int k = 0; k < kCombineAhead; ++k)
+        v[k] = s0 + k < pl.n_total ? pb[size_t(s0 + k) * (D + 2) + 2 + d] : 0.0f;
+      FKV_UNROLL
+      for (int k = 0; k < kCombineAhead; ++k)
+        if (s0 + k < pl.n_total && wsm[s0 + k] != 0.0f) o = fmaf(wsm[s0 + k], v[k], o);
+    }
     outs[d] = o;
   }
   const Dims dv{L.v.dims, L.kvh, L.v.nk};
   const int cv0 = L.T > 0 ? dv.comp_offset(kvh) : 0, ncv = L.T > 0 ? dv.comp_offset(kvh + 1) - cv0 : 0;
   if (a.fitted && ncv > 0) {
     const float* hb = a.hpart + (size_t(i) * a.H + h) * pl.n_mid * (size_t(2) * N);
-    for (int e = threadIdx.x; e < 2 * N; e += kThreads) {
+    for (int e = threadIdx.x; e < 2 * N; e += kBlock) {
       float x = 0.0f;
-      for (int ms = 0; ms < pl.n_mid; ++ms) {
-        const float w = wsm[pl.n_sink + ms];
-        if (w != 0.0f) x = fmaf(w, hb[size_t(ms) * 2 * N + e], x);
+      for (int m0 = 0; m0 < pl.n_mid; m0 += kCombineAhead) {
+        float v[kCombineAhead];
+        FKV_UNROLL
+        for (int k = 0; k < kCombineAhead; ++k) v[k] = m0 + k < pl.n_mid ? hb[size_t(m0 + k) * 2 * N + e] : 0.0f;
+        FKV_UNROLL
+        for (int k = 0; k < kCombineAhead; ++k) {
+          const float w = m0 + k < pl.n_mid ? wsm[pl.n_sink + m0 + k] : 0.0f;
+          if (w != 0.0f) x = fmaf(w, v[k], x);
+        }
       }
       hsm[e] = x;
     }
     __syncthreads();  // hsm and outs complete
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     const float inv_n = 1.0f / float(N);
-    for (int j = warp; j < ncv; j += kThreads / 32) {
+    for (int j = warp; j < ncv; j += kBlock / 32) {
       const float* cr = L.v.coef + size_t(cv0 + j) * 2 * N;
       float dot = 0.0f;
-      for (int nn = lane; nn < N; nn += 32) {
-        const float wn = nn == 0 ? 0.5f : 1.0f;
-        dot = fmaf(wn, fmaf(cr[nn], hsm[nn], cr[N + nn] * hsm[N + nn]), dot);
+      for (int n0 = lane; n0 < N; n0 += 32 * kCombineAhead) {
+        float c[kCombineAhead], sn[kCombineAhead];
+        FKV_UNROLL
+        for (int k = 0; k < kCombineAhead; ++k) {
+          const int nn = n0 + 32 * k;
+          c[k] = nn < N ? cr[nn] : 0.0f;
+          sn[k] = nn < N ? cr[N + nn] : 0.0f;
+        }
+        FKV_UNROLL
+        for (int k = 0; k < kCombineAhead; ++k) {
+          const int nn = n0 + 32 * k;
+          if (nn < N) dot = fmaf(nn == 0 ? 0.5f : 1.0f, fmaf(c[k], hsm[nn], sn[k] * hsm[N + nn]), dot);
+        }
       }
       FKV_UNROLL
       for (int o = 16; o > 0; o >>= 1) dot += __shfl_xor_sync(0xffffffffu, dot, o);
@@ -668,7 +705,7 @@ __global__ void __launch_bounds__(kThreads) split_combine_kernel(DirectArgs a) {
   }
   __syncthreads();
   const float inv = 1.0f / Lsum;
-  for (int d = threadIdx.x; d < D; d += kThreads) a.out[(size_t(i) * a.H + h) * D + d] = outs[d] * inv;
+  for (int d = threadIdx.x; d < D; d += kBlock) a.out[(size_t(i) * a.H + h) * D + d] = outs[d] * inv;
 }
 
 }  // namespace

@@ -26,8 +26,8 @@ using namespace fkv::cuda::splitattn;
 
 // Runs kernel() as a grid of blocks of kThreads emulated threads (kernel_emulation.h).
 template <class F>
-void launch(dim3 grid, size_t dyn_floats, const F& kernel) {
-  fkv_emu::launch(grid, kThreads, dyn_floats, kernel);
+void launch(dim3 grid, size_t dyn_floats, const F& kernel, int threads = kThreads) {
+  fkv_emu::launch(grid, threads, dyn_floats, kernel);
 }
 
 struct Case {
@@ -187,8 +187,12 @@ void run_case(const Case& c) {
   }
   launch(dim3(head_blocks, unsigned(plan.n_total), unsigned(c.n)), main_smem_bytes(L, plan) / 4,
          [&] { split_main_kernel(a); });
-  launch(dim3(unsigned(c.n_heads), unsigned(c.n)), combine_smem_bytes(L, plan) / 4,
-         [&] { split_combine_kernel(a); });
+  if (combine_threads(a.fitted && L.T > 0) == kCombineThreads)
+    launch(dim3(unsigned(c.n_heads), unsigned(c.n)), combine_smem_bytes(L, plan) / 4,
+           [&] { split_combine_kernel<kCombineThreads>(a); }, kCombineThreads);
+  else
+    launch(dim3(unsigned(c.n_heads), unsigned(c.n)), combine_smem_bytes(L, plan) / 4,
+           [&] { split_combine_kernel<kThreads>(a); });
 
   double num = 0, den = 0;
   bool finite = true;
