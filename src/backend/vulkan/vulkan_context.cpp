@@ -263,11 +263,18 @@ VulkanContext::VulkanContext(int device) {
     const bool push = has_device_extension(physical_, VK_KHR_PUSH_DESCRIPTOR_EXTENSION_NAME);
     if (push) device_ext.push_back(VK_KHR_PUSH_DESCRIPTOR_EXTENSION_NAME);
     // Pipeline statistics (a tuning aid, off by default: capturing them may slow pipeline creation).
-    const bool stats = env_switch("FKV_VULKAN_PIPELINE_STATS", false) &&
-                       has_device_extension(physical_, VK_KHR_PIPELINE_EXECUTABLE_PROPERTIES_EXTENSION_NAME);
     VkPhysicalDevicePipelineExecutablePropertiesFeaturesKHR exec_features{};
     exec_features.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_PIPELINE_EXECUTABLE_PROPERTIES_FEATURES_KHR;
-    exec_features.pipelineExecutableInfo = VK_TRUE;
+    bool stats = env_switch("FKV_VULKAN_PIPELINE_STATS", false) &&
+                 has_device_extension(physical_, VK_KHR_PIPELINE_EXECUTABLE_PROPERTIES_EXTENSION_NAME);
+    if (stats) {  // the extension listed is not enough: the feature must be there too
+      VkPhysicalDeviceFeatures2 f2{};
+      f2.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_FEATURES_2;
+      f2.pNext = &exec_features;
+      vkGetPhysicalDeviceFeatures2(physical_, &f2);
+      stats = exec_features.pipelineExecutableInfo == VK_TRUE;
+      exec_features.pNext = nullptr;
+    }
     if (stats) device_ext.push_back(VK_KHR_PIPELINE_EXECUTABLE_PROPERTIES_EXTENSION_NAME);
     VkDeviceCreateInfo dci{};
     dci.sType = VK_STRUCTURE_TYPE_DEVICE_CREATE_INFO;
