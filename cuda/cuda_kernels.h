@@ -25,6 +25,11 @@ WeightLayout upload_layout(GgmlType type, int64_t cols);
 // Process-wide; the backend sets it.
 void set_programmatic_launch(bool on, bool chain);
 
+// The most local memory (bytes per thread) of the decode matvec kernels the decode step launches by default
+// (persistent F16/BF16, with and without the RoPE fold; Q4_0x8). 0 expected: a kernel parameter indexed at
+// run time once made every thread copy it to local memory and cost 2-4 us a launch (docs/CUDA.md).
+size_t decode_matvec_local_bytes();
+
 // out[r] = sum_c W[r, c] x[c] for one token (matvec.cu). w: rows of row_bytes bytes.
 void matvec(GgmlType type, WeightLayout layout, const void* w, int64_t rows, int64_t cols, const float* x,
             float* out, int sm_count, cudaStream_t stream);

@@ -800,6 +800,20 @@ bool matvec_qkv_rope(GgmlType type, WeightLayout layout, const void* const* w, c
   return true;
 }
 
+size_t decode_matvec_local_bytes() {
+  size_t most = 0;
+  for (const void* k : {reinterpret_cast<const void*>(matvec_half_stream_kernel<__half, false>),
+                        reinterpret_cast<const void*>(matvec_half_stream_kernel<__half, true>),
+                        reinterpret_cast<const void*>(matvec_half_stream_kernel<__nv_bfloat16, false>),
+                        reinterpret_cast<const void*>(matvec_half_stream_kernel<__nv_bfloat16, true>),
+                        reinterpret_cast<const void*>(matvec_q4_0x8_kernel<2, false, false>)}) {
+    cudaFuncAttributes fa{};
+    check(cudaFuncGetAttributes(&fa, k), "cudaFuncGetAttributes", "reading a decode matvec's attributes");
+    most = std::max(most, fa.localSizeBytes);
+  }
+  return most;
+}
+
 void set_programmatic_launch(bool on, bool chain) {
   programmatic_flag().store(on, std::memory_order_relaxed);
   programmatic_chain_flag().store(chain, std::memory_order_relaxed);

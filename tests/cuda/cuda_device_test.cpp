@@ -2,6 +2,7 @@
 // that says what went wrong.
 #include <cstring>
 
+#include "cuda_kernels.h"
 #include "cuda_test_util.h"
 
 namespace fkv::test {
@@ -27,6 +28,10 @@ TEST_F(CudaDeviceOps, NamesTheDevice) {
   EXPECT_FALSE(gpu->device_name().empty());
   std::cout << "CUDA device: " << gpu->device_name() << "\n";
 }
+
+// The decode matvecs keep everything in registers: an 80-byte local-memory frame (a kernel parameter indexed
+// at run time) once cost them 2-4 us a launch, seen only in ptxas's report (docs/CUDA.md, ba4173c).
+TEST_F(CudaDeviceOps, DecodeMatvecsUseNoLocalMemory) { EXPECT_EQ(cuda::decode_matvec_local_bytes(), 0u); }
 
 TEST_F(CudaDeviceOps, BadDeviceIndex) {
   EXPECT_THROW(create_cuda_backend(cuda_device_count() + 3), Error);
