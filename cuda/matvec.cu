@@ -80,7 +80,7 @@ __device__ __forceinline__ int target_of(const Targets& t, int64_t row) {
   return int(row >= t.end[0]) + int(row >= t.end[1]);
 }
 // Targets' fields by a matrix index known only at run time, as selects: indexing the kernel parameter's
-// arrays with it (weights_of(t, m)) made every thread copy the whole struct to local memory at its start (an 80-byte
+// arrays with it (t.w[m]) made every thread copy the whole struct to local memory at its start (an 80-byte
 // stack frame), which cost the persistent F16 matvec 2-4 us a launch on an H100 (16.8 -> 15.5 us for
 // 4096 x 4096, 45.7 -> 42.0 for 14336 x 4096, 349.8 -> 341.8 for the 128256-row output matrix; docs/CUDA.md).
 __device__ __forceinline__ int64_t local_row(const Targets& t, int m, int64_t row) {
@@ -208,7 +208,6 @@ __global__ void matvec_half_kernel(Targets t, int64_t cols, const float* __restr
   finish_row(acc, live ? out_of(t, m) + local : nullptr);
 }
 
-// F32 rows whose length is a multiple of 4: float4 chunks.
 // A weight load of the persistent F16/BF16 matvec: read-only for the kernel's life (the non-coherent path),
 // not kept in L1, and L2 asked to fetch the whole 256-byte block (the warp reads all of it). Alone in a
 // loop on an H100: 82.7 against 85.7 us for the 8B gate/up pair, 347 against 359 for the output matrix.
@@ -317,6 +316,7 @@ __global__ void __launch_bounds__(kBlockThreads)
   }
 }
 
+// F32 rows whose length is a multiple of 4: float4 chunks.
 __global__ void matvec_f32_kernel(const float* __restrict__ w, int64_t rows, int64_t cols,
                                   const float* __restrict__ x, float* __restrict__ out) {
   const int64_t row = int64_t(blockIdx.x) * blockDim.y + threadIdx.y;

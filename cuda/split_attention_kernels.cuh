@@ -681,19 +681,9 @@ __global__ void __launch_bounds__(kBlock) split_combine_kernel(DirectArgs a) {
     for (int j = warp; j < ncv; j += kBlock / 32) {
       const float* cr = L.v.coef + size_t(cv0 + j) * 2 * N;
       float dot = 0.0f;
-      for (int n0 = lane; n0 < N; n0 += 32 * kCombineAhead) {
-        float c[kCombineAhead], sn[kCombineAhead];
-        FKV_UNROLL
-        for (int k = 0; k < kCombineAhead; ++k) {
-          const int nn = n0 + 32 * k;
-          c[k] = nn < N ? cr[nn] : 0.0f;
-          sn[k] = nn < N ? cr[N + nn] : 0.0f;
-        }
-        FKV_UNROLL
-        for (int k = 0; k < kCombineAhead; ++k) {
-          const int nn = n0 + 32 * k;
-          if (nn < N) dot = fmaf(nn == 0 ? 0.5f : 1.0f, fmaf(c[k], hsm[nn], sn[k] * hsm[N + nn]), dot);
-        }
+      for (int nn = lane; nn < N; nn += 32) {
+        const float wn = nn == 0 ? 0.5f : 1.0f;
+        dot = fmaf(wn, fmaf(cr[nn], hsm[nn], cr[N + nn] * hsm[N + nn]), dot);
       }
       FKV_UNROLL
       for (int o = 16; o > 0; o >>= 1) dot += __shfl_xor_sync(0xffffffffu, dot, o);

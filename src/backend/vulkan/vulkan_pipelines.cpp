@@ -85,12 +85,13 @@ const Pipeline& PipelineCache::get(const std::string& shader, const std::vector<
   ci.stage.pName = "main";
   ci.stage.pSpecializationInfo = &si;
   ci.layout = p.layout;
-  std::string desc = "creating the pipeline of " + shader + " (specialization";
-  for (uint32_t v : spec) desc.append(1, ' ').append(std::to_string(v));
+  std::string what = shader + " (specialization";
+  for (uint32_t v : spec) what.append(1, ' ').append(std::to_string(v));
+  what += ")";
   if (ctx_->executable_properties_fn()) ci.flags |= VK_PIPELINE_CREATE_CAPTURE_STATISTICS_BIT_KHR;
   vk_check(vkCreateComputePipelines(ctx_->device(), VK_NULL_HANDLE, 1, &ci, nullptr, &p.pipeline),
-           "vkCreateComputePipelines", desc + ")");
-  if (ctx_->executable_properties_fn()) print_statistics(p.pipeline, desc.substr(desc.find(" of ") + 4) + ")");
+           "vkCreateComputePipelines", "creating the pipeline of " + what);
+  if (ctx_->executable_properties_fn()) print_statistics(p.pipeline, what);
   return pipelines_[key] = p;
 }
 
