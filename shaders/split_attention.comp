@@ -23,9 +23,10 @@
 //  5. spectral V: invocation owns NPT frequencies and walks the tile's rows, h_c[n] += P_m cos(2π n m/T),
 //     h_s likewise, for the G heads (one vec4 load of the weights per row serves NPT·G pairs); rotation in
 //     m reseeded from the table every 32 rows.
-// With the decode middle pass (split_middle_scores.comp, split_middle_values.comp) the host passes
-// middle_len = 0: this pass then covers sink, window and the call's rows only, chunks 0..gl_NumWorkGroups.x-1
-// of p.chunks slots (the rest are the middle pass's).
+// With the decode middle pass (split_middle_fft.comp, or split_middle_scores.comp + split_middle_values.comp)
+// the host passes middle_len = 0: this pass then covers sink, window and the call's rows only, in chunk slots
+// of its own (the middle pass writes another buffer, so the two run side by side; split_merge_sum.comp
+// reads both).
 // g stays in shared memory for the whole dispatch when N <= NB (the 8B shape: G 4, N 512), otherwise it is
 // loaded NB frequencies at a time in each tile. Needs WG = 128, G <= 8, D a multiple of 8, <= 128 (host
 // checks); shared memory about 31.5 KiB at most; no subgroup operation.
@@ -40,8 +41,8 @@ layout(constant_id = 4) const bool KV_F16 = true;
 layout(constant_id = 5) const uint NF = 1u;    // N when SPEC_V, else 1
 layout(constant_id = 6) const bool SPEC_K = false;  // the middle is fitted and K has compressed dims
 layout(constant_id = 7) const bool SPEC_V = false;  // the middle is fitted and V has compressed dims
-// h floats reserved per partial when this pass does not carry h (SPEC_V false) but the decode middle pass
-// (split_middle_values.comp) writes h into the same partials: 2·HN, the merge reads h from its chunks only.
+// h floats reserved per partial when this pass does not carry h (SPEC_V false) but the decode middle pass's
+// partials (same layout) carry it: 2·HN, the merge reads h from the middle's chunks only.
 layout(constant_id = 8) const uint HN = 0u;
 
 layout(std430, binding = 0) readonly buffer Q { float q[]; };

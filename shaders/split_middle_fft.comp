@@ -18,7 +18,7 @@
 #extension GL_GOOGLE_include_directive : require
 #extension GL_EXT_control_flow_attributes : require
 
-layout(local_size_x = 256) in;
+layout(local_size_x_id = 7) in;
 layout(constant_id = 0) const uint LOG_N = 7u;    // N = 2^LOG_N >= 2
 layout(constant_id = 1) const uint G = 4u;        // query heads per KV head
 layout(constant_id = 2) const uint VB = 8u;       // columns per workgroup
@@ -26,6 +26,9 @@ layout(constant_id = 3) const uint D = 128u;      // head_dim <= 256
 layout(constant_id = 4) const bool KV_F16 = true;
 layout(constant_id = 5) const bool SPEC_K = true;  // K has compressed dims (g from split_attention_prep)
 layout(constant_id = 6) const bool SPEC_V = true;  // V has compressed dims: h is carried
+layout(constant_id = 7) const uint WG = 256u;     // workgroup size (local_size_x), a power of two >= 64, >= D
+layout(constant_id = 8) const uint KL = 32u;      // kept K words in flight per invocation (over its rows)
+layout(constant_id = 9) const uint VU = 32u;      // kept V rows in flight per invocation
 
 layout(std430, binding = 0) readonly buffer Q { float q[]; };          // [n, heads, D]
 layout(std430, binding = 1) readonly buffer KK { uint kk[]; };         // kept K rows [T, nk_k], typed
@@ -50,7 +53,6 @@ layout(push_constant) uniform Params {
 
 #include "common/grid.glsl"
 
-const uint WG = 256u;
 const uint N = 1u << LOG_N;
 const uint PR = VB * N;          // rows (and FFT entries) per head
 const uint NB = G * PR;          // FFT entries of the workgroup: G·VB transforms of N
@@ -60,9 +62,9 @@ const uint ZU = 4u;              // Z entries loaded together
 const uint RPT = (PR + WG - 1u) / WG;  // score rows per invocation
 const uint QS = D + 3u;          // qk_s row stride
 // Loads in flight per invocation: the kept rows are strided (R rows apart), so the pass waits on rounds of
-// loads; each round carries many (8 per round instead: 4% slower on the H100).
-const uint KU = RPT >= 4u ? 8u : 32u / RPT;  // kept K words per round, per row
-const uint VU = 32u;                          // kept V rows per round
+// loads; each round carries many (8 per round instead of 32: 4% slower on the H100).
+const uint KR = RPT >= 4u ? 4u : RPT;        // (spec-constant arithmetic has no min / max)
+const uint KU = KL >= KR ? KL / KR : 1u;     // kept K words per round, per row
 
 shared vec2 buf[NB];             // [head][column][N]
 shared vec2 tw[N / 2u];          // e^{2πi k/N}

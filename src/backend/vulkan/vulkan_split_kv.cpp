@@ -27,18 +27,22 @@ constexpr uint32_t kMiddleHeads = 32;      // query heads per workgroup (a power
 constexpr uint32_t kMiddleFreqs = 64;      // frequencies per values workgroup (a power of two, 16..256)
 constexpr uint32_t kMiddleScoreRows = 64;  // rows per scores workgroup (TR of split_middle_scores.comp)
 constexpr uint32_t kMiddleRowsMin = 64;    // the values pass's ranges are multiples of this
-// split_middle_fft.comp: FFT entries (query heads x columns x N) per workgroup, and its workgroup size.
+// split_middle_fft.comp: FFT entries (query heads x columns x N) per workgroup, its workgroup size and the
+// kept K words / V rows each invocation has in flight (FKV_VULKAN_FFT_ENTRIES, _WG, _KLOADS, _VLOADS tune
+// them on a GPU).
 constexpr uint32_t kFftEntries = 2048;
 constexpr uint32_t kFftWorkgroup = 256;
+constexpr uint32_t kFftLoads = 32;
 
 // Columns per split_middle_fft.comp workgroup (VB) for G query heads per KV head and N frequencies, or 0 if
 // the FFT pass cannot take the shape: N a power of two >= 2 dividing T, head_dim <= its workgroup, and its
 // shared memory (FFT entries, twiddles, q at the kept dims, reductions) within the device's limit.
-uint32_t fft_columns(uint32_t G, uint32_t N, uint32_t T, uint32_t D, uint32_t entries, size_t shared_limit) {
-  if (N < 2 || (N & (N - 1)) != 0 || T % N != 0 || D > kFftWorkgroup || G > 16) return 0;
+uint32_t fft_columns(uint32_t G, uint32_t N, uint32_t T, uint32_t D, uint32_t entries, uint32_t wg,
+                     size_t shared_limit) {
+  if (N < 2 || (N & (N - 1)) != 0 || T % N != 0 || D > wg || G > 16) return 0;
   for (uint32_t vb = std::max<uint32_t>(1, entries / (G * N));; vb /= 2) {
     const size_t bytes = 8 * size_t(G) * vb * N + 4 * size_t(N) + 4 * size_t(G) * (D + 3) +
-                         4 * size_t(G) * kFftWorkgroup + 4 * size_t(G) * 16 + 8 * size_t(G);
+                         4 * size_t(G) * wg + 4 * size_t(G) * 16 + 8 * size_t(G);
     if (bytes <= shared_limit) return vb;
     if (vb == 1) return 0;
   }
@@ -367,9 +371,18 @@ void VulkanSplitKv::attention(const DeviceBuffer& q, const DeviceBuffer& k, cons
   // period is a multiple of a power-of-two N (SplitKvCache makes it so). FKV_VULKAN_MIDDLE_FFT=0 keeps the
   // two direct passes; FKV_VULKAN_FFT_ENTRIES tunes the workgroup's share (columns x heads x N).
   static const uint32_t fft_entries = env_count("FKV_VULKAN_FFT_ENTRIES", kFftEntries);
+  static const uint32_t fft_wg = [] {
+    uint32_t wg = 64;  // a power of two in [64, 1024]
+    while (wg < 1024 && wg < env_count("FKV_VULKAN_FFT_WG", kFftWorkgroup)) wg *= 2;
+    return wg;
+  }();
+  static const uint32_t fft_kloads = env_count("FKV_VULKAN_FFT_KLOADS", kFftLoads);
+  static const uint32_t fft_vloads = env_count("FKV_VULKAN_FFT_VLOADS", kFftLoads);
   const uint32_t fft_vb =
-      middle_pass && (spec_k || spec_v) && env_switch("FKV_VULKAN_MIDDLE_FFT", true)
-          ? fft_columns(G, N, uint32_t(c.middle), D, fft_entries,
+      middle_pass && (spec_k || spec_v) && env_switch("FKV_VULKAN_MIDDLE_FFT", true) &&
+              fft_wg <= ctx_->properties().limits.maxComputeWorkGroupSize[0] &&
+              fft_wg <= ctx_->properties().limits.maxComputeWorkGroupInvocations
+          ? fft_columns(G, N, uint32_t(c.middle), D, fft_entries, fft_wg,
                         ctx_->properties().limits.maxComputeSharedMemorySize)
           : 0;
   const uint32_t fft_blocks =
@@ -416,16 +429,22 @@ void VulkanSplitKv::attention(const DeviceBuffer& q, const DeviceBuffer& k, cons
   auto mid_chunks = [&] {
     return fft_vb ? fft_blocks : middle_pass ? (uint32_t(M) + mid_rows - 1) / mid_rows : 0u;
   };
-  while (size_t(n) * H * ((max_len + chunk_len - 1) / chunk_len + mid_chunks()) * ps * 4 > ctx_->max_binding()) {
+  // The middle pass writes its partials to a buffer of its own (mid_partials), so that split_attention.comp
+  // (sink, window) runs beside it without a barrier; split_merge_sum.comp reads both.
+  while (size_t(n) * H * std::max((max_len + chunk_len - 1) / chunk_len, mid_chunks()) * ps * 4 >
+         ctx_->max_binding()) {
     require(!fft_vb || chunk_len < (1u << 30), ErrorCode::kUnsupported,
             "split attention: the FFT middle pass's partials exceed the device's largest binding");
     chunk_len *= 2;
     mid_rows *= 2;
   }
   const uint32_t main_chunks = (max_len + chunk_len - 1) / chunk_len;
-  const uint32_t chunks = main_chunks + mid_chunks();
+  const uint32_t midc = mid_chunks();
   const VulkanBuffer& partials =
-      scratch(partials_, size_t(n) * H * chunks * ps * 4, "split attention partials");
+      scratch(partials_, size_t(n) * H * main_chunks * ps * 4, "split attention partials");
+  const VulkanBuffer* mid_partials =
+      midc > 0 ? &scratch(mid_partials_, size_t(n) * H * midc * ps * 4, "split attention middle partials")
+               : nullptr;
   const VulkanBuffer* table = (spec_k || spec_v) ? &basis_table(c.middle) : nullptr;
 
   // split_attention.comp over sink, window and the call's rows (and the middle without the middle pass).
@@ -441,7 +460,7 @@ void VulkanSplitKv::attention(const DeviceBuffer& q, const DeviceBuffer& k, cons
                            uint32_t(s.n_kv_heads),
                            u32(s.scale),
                            chunk_len,
-                           chunks,
+                           main_chunks,
                            uint32_t(S_len),
                            uint32_t(Mm),
                            uint32_t(W_len),
@@ -471,20 +490,22 @@ void VulkanSplitKv::attention(const DeviceBuffer& q, const DeviceBuffer& k, cons
     uint32_t log_n = 0;
     while ((1u << log_n) < N) ++log_n;
     const Pipeline& fp = pipelines_.get(
-        "split_middle_fft", {log_n, G, fft_vb, D, f16 ? 1u : 0u, spec_k ? 1u : 0u, spec_v ? 1u : 0u}, 8);
+        "split_middle_fft",
+        {log_n, G, fft_vb, D, f16 ? 1u : 0u, spec_k ? 1u : 0u, spec_v ? 1u : 0u, fft_wg, fft_kloads, fft_vloads},
+        8);
     const uint32_t fpc[] = {H,
                             uint32_t(s.n_kv_heads),
                             uint32_t(M),
                             uint32_t(c.middle),
                             uint32_t(nk_k),
                             uint32_t(nk_v),
-                            chunks,
-                            main_chunks,
+                            midc,
+                            0u,
                             u32(s.scale)};
     rec_.dispatch(fp,
                   {bind(&q, false), bind(nk_k > 0 ? c.k.kept : nullptr, false), bind(c.k.dims_table, false),
                    bind(nk_v > 0 ? c.v.kept : nullptr, false), bind(c.v.dims_table, false),
-                   bind(spec_k ? gvec : nullptr, false), bind(table, false), bind(&partials, true)},
+                   bind(spec_k ? gvec : nullptr, false), bind(table, false), bind(mid_partials, true)},
                   fpc, sizeof(fpc), uint32_t(n) * uint32_t(s.n_kv_heads), fft_blocks, 1);
   } else if (middle_pass) {
     // The kept V dims: blocks fblocks.. of the values pass, one per KV group (G query heads sharing a KV
@@ -523,11 +544,11 @@ void VulkanSplitKv::attention(const DeviceBuffer& q, const DeviceBuffer& k, cons
     const uint32_t vpc[] = {count,         H,        uint32_t(s.n_kv_heads),
                             uint32_t(M),   uint32_t(std::max(c.middle, 1)),
                             N,             uint32_t(nk_v), mid_rows,
-                            chunks,        main_chunks};
+                            midc,          0u};
     rec_.dispatch(vp,
                   {bind(&scores, false), bind(nk_v > 0 ? c.v.kept : nullptr, false), bind(c.v.dims_table, false),
-                   bind(table, false), bind(&partials, true), bind(kscores, false)},
-                  vpc, sizeof(vpc), mid_chunks(), hblocks, fblocks + kblocks);
+                   bind(table, false), bind(mid_partials, true), bind(kscores, false)},
+                  vpc, sizeof(vpc), midc, hblocks, fblocks + kblocks);
   } else {
     record_main();
   }
@@ -537,9 +558,9 @@ void VulkanSplitKv::attention(const DeviceBuffer& q, const DeviceBuffer& k, cons
   // dims and query heads) and divides by the softmax sum.
   const uint32_t qh_y = std::min(count, kMaxGroupsX), qh_z = (count + qh_y - 1) / qh_y;
   const VulkanBuffer& sums = scratch(sums_, size_t(count) * ps * 4, "split attention merged sums");
-  const Pipeline& sum_p = pipelines_.get("split_merge_sum", {D, spec_v ? N : 0u}, 2);
-  const uint32_t sc[] = {chunks, count, middle_pass ? main_chunks : 0u};
-  rec_.dispatch(sum_p, {bind(&partials, false), bind(&sums, true)}, sc, sizeof(sc),
+  const Pipeline& sum_p = pipelines_.get("split_merge_sum", {D, spec_v ? N : 0u}, 3);
+  const uint32_t sc[] = {main_chunks, count, middle_pass ? main_chunks : 0u, midc};
+  rec_.dispatch(sum_p, {bind(&partials, false), bind(&sums, true), bind(mid_partials, false)}, sc, sizeof(sc),
                 uint32_t((ps + kMergeColumns - 1) / kMergeColumns), qh_y, qh_z);
   uint32_t cblocks = 1;  // blocks of kMergeDims compressed dims: the most any KV group has
   if (spec_v)
