@@ -31,7 +31,7 @@ layout(constant_id = 8) const uint KL = 32u;      // kept K words in flight per 
 layout(constant_id = 9) const uint VU = 32u;      // kept V rows in flight per invocation
 
 layout(std430, binding = 0) readonly buffer Q { float q[]; };          // [n, heads, D]
-layout(std430, binding = 1) readonly buffer KK { uint kk[]; };         // kept K rows [T, nk_k], typed
+layout(std430, binding = 1) readonly buffer KK { uvec4 kk4[]; };       // kept K rows [T, nk_k], typed, by 16 bytes
 layout(std430, binding = 2) readonly buffer KD { int kd[]; };          // K dims table
 layout(std430, binding = 3) readonly buffer VK { uint vk[]; };         // kept V rows [T, nk_v], typed
 layout(std430, binding = 4) readonly buffer VD { int vd[]; };          // V dims table
@@ -60,15 +60,21 @@ const uint PS = D + 2u + (SPEC_V ? 2u * N : 0u);
 const uint RL = 16u;             // lanes of the two-level reductions
 const uint ZU = 4u;              // Z entries loaded together
 const uint RPT = (PR + WG - 1u) / WG;  // score rows per invocation
-const uint QS = D + 3u;          // qk_s row stride
+// The kept K rows are read as the aligned 16-byte blocks that hold a row's segment (KW words per block):
+// at most KQ blocks, the segment starting up to KW - 1 words into the first. q sits in qk_s at QP + the
+// segment's element index, zeros around, so a block's elements outside the segment add nothing.
+const uint KW = 4u;
+const uint KQ = ((KV_F16 ? (D + 2u) / 2u : D) + 2u * KW - 2u) / KW;
+const uint QP = 8u;                                    // >= the most elements a block holds before the segment
+const uint QS = QP + (KV_F16 ? 2u : 1u) * KW * KQ;     // qk_s row stride
 // Loads in flight per invocation: the kept rows are strided (R rows apart), so the pass waits on rounds of
-// loads; each round carries many (8 per round instead of 32: 4% slower on the H100).
+// loads; each round carries many (8 words per round instead of 32: 4% slower on the H100).
 const uint KR = RPT >= 4u ? 4u : RPT;        // (spec-constant arithmetic has no min / max)
-const uint KU = KL >= KR ? KL / KR : 1u;     // kept K words per round, per row
+const uint KU = KL >= KR * KW ? KL / (KR * KW) : 1u;  // kept K blocks per round, per row
 
 shared vec2 buf[NB];             // [head][column][N]
 shared vec2 tw[N / 2u];          // e^{2πi k/N}
-shared float qk_s[G * QS];       // q at the KV head's kept K dims, at 1 + dim, zeros around
+shared float qk_s[G * QS];       // q at the KV head's kept K dims, at QP + dim, zeros around
 shared float red2[G * RL];
 shared float stat_s[2u * G];     // per head: max, then l
 shared float red[G * WG];
@@ -160,7 +166,7 @@ void main() {
   for (uint k = tid; k < N / 2u; k += WG) tw[k] = basis[k * R];
   for (uint x = tid; x < G * QS; x += WG) {
     const uint hl = x / QS, i = x % QS;
-    qk_s[x] = i >= 1u && i <= nkk ? q[(qh0 + hl) * D + uint(kd[keep_list + kc0 + i - 1u])] : 0.0;
+    qk_s[x] = i >= QP && i < QP + nkk ? q[(qh0 + hl) * D + uint(kd[keep_list + kc0 + i - QP])] : 0.0;
   }
 
   // 1. The compressed K dims' score part: Z_v in bit-reversed order, then the inverse-direction FFT. Loads
@@ -184,41 +190,45 @@ void main() {
   if (SPEC_K) fft_dit(tid);
 
   // 2. Scaled scores of the workgroup's rows r = tid + k·WG = u·VB + column (neighbouring invocations read
-  // neighbouring kept rows), one read of each kept K row for all G heads, KU dims of all RPT rows per round;
-  // kNegBig outside the middle.
+  // neighbouring kept rows), one read of each kept K row for all G heads, KU blocks of all RPT rows per
+  // round; kNegBig outside the middle.
   {
-    // f16 rows are read as 32-bit words (half the load instructions: the strided rows make this pass bound by
-    // load requests): word j of a row whose segment starts at an odd half holds dims 2j − 1 and 2j, so q sits
-    // at qk_s[1 + dim] with zeros around it.
-    uint mrow[RPT], off[RPT], wend[RPT];  // first word, odd start, end (words wholly past it are not read)
+    // The rows are R apart, so every invocation's load is a request of its own: 16-byte blocks take a
+    // quarter of the requests of 32-bit words (word loads: 24 us a layer at 32K on the H100). Element e of
+    // block b of a row is element KW·(EW·b) + e − lead of its segment (EW elements a word), whose q is at
+    // qk_s[QP + that].
+    const uint EW = KV_F16 ? 2u : 1u;
+    uint q0[RPT], qn[RPT], lead[RPT];  // first block, blocks, elements before the segment in the first
     bool ok[RPT];
     float s[RPT * G];
     [[unroll]] for (uint k = 0u; k < RPT; ++k) {
       const uint r = tid + k * WG, u = r / VB, v = v0 + r % VB, m = v + R * u;
       ok[k] = r < PR && v < R && m < M;
-      const uint base = ok[k] ? m * p.nk_k + kc0 : 0u;
-      mrow[k] = KV_F16 ? base >> 1 : base;
-      off[k] = KV_F16 ? base & 1u : 0u;
-      wend[k] = KV_F16 ? (base + nkk + 1u) >> 1 : base + nkk;
+      const uint e0 = m * p.nk_k + kc0;  // the segment's first element in the buffer
+      q0[k] = e0 / (EW * KW);
+      lead[k] = e0 % (EW * KW);
+      qn[k] = ok[k] && nkk > 0u ? (e0 + nkk - 1u) / (EW * KW) - q0[k] + 1u : 0u;
       [[unroll]] for (uint hl = 0u; hl < G; ++hl) s[k * G + hl] = 0.0;
     }
-    const uint nw = KV_F16 ? (nkk + 2u) >> 1 : nkk;  // words (f16) or dims (f32) per row, at most
-    for (uint e0 = 0u; e0 < nw; e0 += KU) {
-      uint kx[RPT * KU];
+    const uint nq = (nkk + EW * KW - 2u + EW * KW) / (EW * KW);  // blocks per row, at most
+    for (uint b0 = 0u; b0 < nq; b0 += KU) {
+      uvec4 kx[RPT * KU];
       [[unroll]] for (uint k = 0u; k < RPT; ++k)
         [[unroll]] for (uint j = 0u; j < KU; ++j)
-          kx[k * KU + j] = ok[k] && mrow[k] + e0 + j < wend[k] ? kk[mrow[k] + e0 + j] : 0u;
+          kx[k * KU + j] = b0 + j < qn[k] ? kk4[q0[k] + b0 + j] : uvec4(0u);
       [[unroll]] for (uint j = 0u; j < KU; ++j) {
-        if (e0 + j < nw)
+        if (b0 + j < nq)
           [[unroll]] for (uint k = 0u; k < RPT; ++k) {
-            if (KV_F16) {
-              const vec2 h = unpackHalf2x16(kx[k * KU + j]);
-              const uint qi = 2u * (e0 + j) + 1u - off[k];
-              [[unroll]] for (uint hl = 0u; hl < G; ++hl)
-                s[k * G + hl] += qk_s[hl * QS + qi] * h.x + qk_s[hl * QS + qi + 1u] * h.y;
-            } else {
-              const float x = uintBitsToFloat(kx[k * KU + j]);
-              [[unroll]] for (uint hl = 0u; hl < G; ++hl) s[k * G + hl] += qk_s[hl * QS + e0 + j + 1u] * x;
+            const uint qi = QP + EW * KW * (b0 + j) - lead[k];
+            [[unroll]] for (uint c = 0u; c < KW; ++c) {
+              if (KV_F16) {
+                const vec2 h = unpackHalf2x16(kx[k * KU + j][c]);
+                [[unroll]] for (uint hl = 0u; hl < G; ++hl)
+                  s[k * G + hl] += qk_s[hl * QS + qi + 2u * c] * h.x + qk_s[hl * QS + qi + 2u * c + 1u] * h.y;
+              } else {
+                const float x = uintBitsToFloat(kx[k * KU + j][c]);
+                [[unroll]] for (uint hl = 0u; hl < G; ++hl) s[k * G + hl] += qk_s[hl * QS + qi + c] * x;
+              }
             }
           }
       }

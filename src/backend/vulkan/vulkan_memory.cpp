@@ -45,8 +45,8 @@ VulkanBuffer::VulkanBuffer(std::shared_ptr<VulkanContext> ctx, size_t bytes, Mem
     : DeviceBuffer(bytes), ctx_(std::move(ctx)) {
   static std::atomic<uint64_t> next_serial{1};
   serial_ = next_serial.fetch_add(1);
-  capacity_ = (VkDeviceSize(bytes) + 3) / 4 * 4;
-  if (capacity_ == 0) capacity_ = 4;
+  capacity_ = (VkDeviceSize(bytes) + 15) / 16 * 16;
+  if (capacity_ == 0) capacity_ = 16;
   const std::string desc = "allocating " + std::to_string(bytes) + " bytes for " + what;
   VkDevice dev = ctx_->device();
 

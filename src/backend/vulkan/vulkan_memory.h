@@ -25,7 +25,9 @@ class VulkanBuffer : public DeviceBuffer {
   ~VulkanBuffer() override;
 
   VkBuffer handle() const { return buffer_; }
-  VkDeviceSize capacity() const { return capacity_; }  // size() rounded up to whole 32-bit words
+  // size() rounded up to whole 16-byte blocks: shaders may read a buffer by aligned uvec4s (split_middle_fft.comp
+  // reads the kept rows so) without reaching past its end.
+  VkDeviceSize capacity() const { return capacity_; }
   uint8_t* mapped() const { return mapped_; }          // host-visible kinds only
   // Unique in the process: tells a buffer from a later one that reuses its freed handle.
   uint64_t serial() const { return serial_; }
