@@ -100,9 +100,36 @@ void butterfly_at(uint b, uint s, out uint i0, out uint i1, out vec2 w) {
   w = tw[k << (LOG_N - 1u - s)];
 }
 
-// Σ_n x[n] e^{2πi nu/N} of every transform: bit-reversed input, natural output.
+// Two radix-2 stages fused (radix 4): quad b of the stage pair whose lower stage's butterflies span 2^(t+1)
+// entries: its first entry (bits t and t + 1 clear) and k, the index within the lower stage's span. Each
+// invocation keeps the quad in registers between the two stages: half the shared-memory round trips and
+// barriers of one stage at a time.
+uint quad_at(uint b, uint t, out uint k) {
+  const uint f = b >> (LOG_N - 2u), j = b & (N / 4u - 1u);
+  k = j & ((1u << t) - 1u);
+  return (f << LOG_N) + ((j >> t) << (t + 2u)) + k;
+}
+vec2 twiddle(uint k, uint s) { return tw[k << (LOG_N - 1u - s)]; }  // e^{2πi k/2^(s+1)}
+
+// Σ_n x[n] e^{2πi nu/N} of every transform: bit-reversed input, natural output. Stages s, s + 1 fused.
 void fft_dit(uint tid) {
-  for (uint s = 0u; s < LOG_N; ++s) {
+  uint s = 0u;
+  for (; s + 1u < LOG_N; s += 2u) {
+    for (uint b = tid; b < NB / 4u; b += WG) {
+      uint k;
+      const uint i0 = quad_at(b, s, k), h = 1u << s;
+      const vec2 ws = twiddle(k, s);
+      const vec2 x0 = buf[i0], x1 = cmul(buf[i0 + h], ws), x2 = buf[i0 + 2u * h], x3 = cmul(buf[i0 + 3u * h], ws);
+      const vec2 y0 = x0 + x1, y1 = x0 - x1, c2 = cmul(x2 + x3, twiddle(k, s + 1u)),
+                 c3 = cmul(x2 - x3, twiddle(k + h, s + 1u));
+      buf[i0] = y0 + c2;
+      buf[i0 + 2u * h] = y0 - c2;
+      buf[i0 + h] = y1 + c3;
+      buf[i0 + 3u * h] = y1 - c3;
+    }
+    barrier();
+  }
+  if (s < LOG_N) {  // an odd count of stages: the last alone
     for (uint b = tid; b < NB / 2u; b += WG) {
       uint i0, i1;
       vec2 w;
@@ -115,14 +142,30 @@ void fft_dit(uint tid) {
   }
 }
 
-// The same transform with natural input, bit-reversed output.
+// The same transform with natural input, bit-reversed output: stages s, s - 1 fused, from the top.
 void fft_dif(uint tid) {
-  for (uint t = 0u; t < LOG_N; ++t) {
-    const uint s = LOG_N - 1u - t;
+  uint s = LOG_N;  // stages below s remain
+  for (; s >= 2u; s -= 2u) {
+    const uint t = s - 2u;  // the pair's lower stage; its upper is t + 1
+    for (uint b = tid; b < NB / 4u; b += WG) {
+      uint k;
+      const uint i0 = quad_at(b, t, k), h = 1u << t;
+      const vec2 x0 = buf[i0], x1 = buf[i0 + h], x2 = buf[i0 + 2u * h], x3 = buf[i0 + 3u * h];
+      const vec2 a0 = x0 + x2, a2 = cmul(x0 - x2, twiddle(k, t + 1u));
+      const vec2 a1 = x1 + x3, a3 = cmul(x1 - x3, twiddle(k + h, t + 1u));
+      const vec2 wt = twiddle(k, t);
+      buf[i0] = a0 + a1;
+      buf[i0 + h] = cmul(a0 - a1, wt);
+      buf[i0 + 2u * h] = a2 + a3;
+      buf[i0 + 3u * h] = cmul(a2 - a3, wt);
+    }
+    barrier();
+  }
+  if (s == 1u) {  // an odd count of stages: stage 0 alone
     for (uint b = tid; b < NB / 2u; b += WG) {
       uint i0, i1;
       vec2 w;
-      butterfly_at(b, s, i0, i1, w);
+      butterfly_at(b, 0u, i0, i1, w);
       const vec2 a = buf[i0], c = buf[i1];
       buf[i0] = a + c;
       buf[i1] = cmul(a - c, w);
