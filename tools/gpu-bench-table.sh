@@ -63,5 +63,7 @@ bench f16 cuda full 0,8192,32768,130816
 bench f16 vulkan full 0,8192,32768,130816
 bench f16 cuda fourier 0,32768
 bench f16 vulkan fourier 0,32768
+bench f16 cuda fourier 32768 --window 256 --fourier-n 128
+bench f16 vulkan fourier 32768 --window 256 --fourier-n 128
 bench f16 vulkan full 0 --profile
 rm -f "$MODELS"/*.gguf
