@@ -10,11 +10,11 @@
 // (x varies fastest, so the KV heads' workgroups of one column block run together and read whole kept rows
 // between them: the rows are R apart, and one head's segment alone wastes most of each DRAM access);
 // its rows {v + R·u : v0 <= v < v0 + VB, m < M} form one chunk slot of the partials (the merge needs no
-// contiguous rows). Steps: Z in bit-reversed order, radix-2 DIT FFT in shared memory (natural order out) ->
-// scaled scores with the kept K dims' exact dot and the constant -> per-head max, P, l -> the kept V dims'
-// Σ P·v -> DIF FFT of P (bit-reversed out) -> h of the block's columns. The partials are
-// split_middle_values.comp's format (m, l, acc[D], h_c[N], h_s[N]), so split_merge_sum.comp and
-// split_attention_merge.comp are unchanged. No subgroup operation.
+// contiguous rows). Steps: Z in bit-reversed order, DIT FFT in shared memory (radix 4, natural order out)
+// -> scaled scores with the kept K dims' exact dot and the constant -> per-head max, P, l -> the kept V
+// dims' Σ P·v -> DIF FFT of P (radix 4, bit-reversed out) -> h of the block's columns. The partials are
+// split_middle_values.comp's format (m, l, acc[D], h_c[N], h_s[N]) in a buffer of their own (the sink and
+// window pass runs beside this one), read by split_merge_sum.comp. No subgroup operation.
 #extension GL_GOOGLE_include_directive : require
 #extension GL_EXT_control_flow_attributes : require
 
@@ -27,7 +27,7 @@ layout(constant_id = 4) const bool KV_F16 = true;
 layout(constant_id = 5) const bool SPEC_K = true;  // K has compressed dims (g from split_attention_prep)
 layout(constant_id = 6) const bool SPEC_V = true;  // V has compressed dims: h is carried
 layout(constant_id = 7) const uint WG = 256u;     // workgroup size (local_size_x), a power of two >= 64, >= D
-layout(constant_id = 8) const uint KL = 32u;      // kept K words in flight per invocation (over its rows)
+layout(constant_id = 8) const uint KL = 32u;      // kept K words in flight per invocation (all its rows)
 layout(constant_id = 9) const uint VU = 32u;      // kept V rows in flight per invocation
 
 layout(std430, binding = 0) readonly buffer Q { float q[]; };          // [n, heads, D]
