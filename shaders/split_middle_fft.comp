@@ -239,7 +239,9 @@ void main() {
     // The rows are R apart, so every invocation's load is a request of its own: 16-byte blocks take a
     // quarter of the requests of 32-bit words (word loads: 24 us a layer at 32K on the H100). Element e of
     // block b of a row is element KW·(EW·b) + e − lead of its segment (EW elements a word), whose q is at
-    // qk_s[QP + that].
+    // qk_s[QP + that]. Elements outside the segment (other heads' dims, the next row: unwritten after the
+    // middle's last row) are replaced by zeros, not only weighted by q's zeros: 0 times an Inf or NaN there
+    // would spoil the score.
     const uint EW = KV_F16 ? 2u : 1u;
     uint q0[RPT], qn[RPT], lead[RPT];  // first block, blocks, elements before the segment in the first
     bool ok[RPT];
@@ -264,12 +266,14 @@ void main() {
           [[unroll]] for (uint k = 0u; k < RPT; ++k) {
             const uint qi = QP + EW * KW * (b0 + j) - lead[k];
             [[unroll]] for (uint c = 0u; c < KW; ++c) {
+              const uint e = qi - QP + EW * c;  // the word's first element in the segment (wraps below 0)
               if (KV_F16) {
                 const vec2 h = unpackHalf2x16(kx[k * KU + j][c]);
+                const float hx = e < nkk ? h.x : 0.0, hy = e + 1u < nkk ? h.y : 0.0;
                 [[unroll]] for (uint hl = 0u; hl < G; ++hl)
-                  s[k * G + hl] += qk_s[hl * QS + qi + 2u * c] * h.x + qk_s[hl * QS + qi + 2u * c + 1u] * h.y;
+                  s[k * G + hl] += qk_s[hl * QS + qi + 2u * c] * hx + qk_s[hl * QS + qi + 2u * c + 1u] * hy;
               } else {
-                const float x = uintBitsToFloat(kx[k * KU + j][c]);
+                const float x = e < nkk ? uintBitsToFloat(kx[k * KU + j][c]) : 0.0;
                 [[unroll]] for (uint hl = 0u; hl < G; ++hl) s[k * G + hl] += qk_s[hl * QS + qi + c] * x;
               }
             }
