@@ -25,10 +25,10 @@ class VulkanBuffer : public DeviceBuffer {
   ~VulkanBuffer() override;
 
   VkBuffer handle() const { return buffer_; }
-  // size() rounded up to whole 16-byte blocks: shaders may read a buffer by aligned uvec4s (split_middle_fft.comp
-  // reads the kept rows so) without reaching past its end.
+  // size() rounded up to whole 16-byte blocks: shaders may read a buffer by aligned uvec4s
+  // (split_middle_fft.comp reads the kept rows so) without reaching past its end.
   VkDeviceSize capacity() const { return capacity_; }
-  uint8_t* mapped() const { return mapped_; }          // host-visible kinds only
+  uint8_t* mapped() const { return mapped_; }  // host-visible kinds only
   // Unique in the process: tells a buffer from a later one that reuses its freed handle.
   uint64_t serial() const { return serial_; }
   // True while the buffer holds a Q4_0 weight repacked by upload_weight (model/quant.h Q4_0x8); a plain

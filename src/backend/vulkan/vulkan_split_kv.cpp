@@ -492,7 +492,8 @@ void VulkanSplitKv::attention(const DeviceBuffer& q, const DeviceBuffer& k, cons
     while ((1u << log_n) < N) ++log_n;
     const Pipeline& fp = pipelines_.get(
         "split_middle_fft",
-        {log_n, G, fft_vb, D, f16 ? 1u : 0u, spec_k ? 1u : 0u, spec_v ? 1u : 0u, fft_wg, fft_kloads, fft_vloads},
+        {log_n, G, fft_vb, D, f16 ? 1u : 0u, spec_k ? 1u : 0u, spec_v ? 1u : 0u, fft_wg, fft_kloads,
+         fft_vloads},
         8);
     const uint32_t fpc[] = {H,
                             uint32_t(s.n_kv_heads),

@@ -48,8 +48,8 @@ class VulkanSplitKv {
   CommandRecorder& rec_;
   bool cpu_device_ = false;
   // Scratch: comp_k_/comp_v_ apart so that the K and V appends need no barrier between them.
-  Buffer dummy_, comp_k_, comp_v_, refit_partial_, gvec_, partials_, mid_partials_, rebuilt_k_, rebuilt_v_, scores_,
-      kscores_, sums_;
+  Buffer dummy_, comp_k_, comp_v_, refit_partial_, gvec_, partials_, mid_partials_, rebuilt_k_, rebuilt_v_,
+      scores_, kscores_, sums_;
   std::map<int, Buffer> tables_;
 };
 
