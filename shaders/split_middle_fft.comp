@@ -46,8 +46,7 @@ layout(push_constant) uniform Params {
   uint period;      // T, a multiple of N
   uint nk_k;        // kept K dims of the layer (row length of kk)
   uint nk_v;
-  uint chunks;      // chunk slots per (query, head) in the partials
-  uint chunk0;      // the slot of column block 0
+  uint chunks;      // chunk slots per (query, head) in the partials: one per column block
   float scale;
 } p;
 
@@ -204,7 +203,7 @@ void main() {
   const uint keep_list = 2u * (p.kv_heads + 1u);
   const uint kc0 = uint(kd[kv]), nkk = uint(kd[kv + 1u]) - kc0;
   const uint vc0 = uint(vd[kv]), nkv = uint(vd[kv + 1u]) - vc0;
-  const uint slot = p.chunk0 + gl_WorkGroupID.y;
+  const uint slot = gl_WorkGroupID.y;
 
   for (uint k = tid; k < N / 2u; k += WG) tw[k] = basis[k * R];
   for (uint x = tid; x < G * QS; x += WG) {

@@ -10,8 +10,8 @@
 // z >= ZS in kept(): block ZS + k takes KV group k of the head block (G heads sharing one KV head: acc[d] =
 // Σ P v_d at its kept dims d, zeros at its compressed dims), staging the tile's kept V rows [TR × nk] with
 // coalesced loads issued one tile ahead. The partials are split_attention.comp's format (m, l, acc[D],
-// h_c[NF], h_s[NF] per (query head, chunk)), at chunk slots chunk0 + x, so split_attention_merge.comp
-// combines them with the other parts' chunks unchanged.
+// h_c[NF], h_s[NF] per (query head, chunk)), at chunk slot x of the middle's own partials buffer, which
+// split_merge_sum.comp reads after split_attention.comp's.
 #extension GL_GOOGLE_include_directive : require
 #extension GL_EXT_control_flow_attributes : require
 
@@ -42,7 +42,6 @@ layout(push_constant) uniform Params {
   uint nk_v;
   uint range;   // R, rows per workgroup (a multiple of TR)
   uint chunks;  // chunk slots per (query, head) in the partials
-  uint chunk0;  // the slot of range 0
 } p;
 
 #include "common/grid.glsl"
@@ -139,7 +138,7 @@ void kept(uint tid, uint r0, uint r1, uint qh0, uint qh_end, uint k) {
       const uint x = pb + tid + e * WG;
       if (x < pairs) {
         const uint hl = x / nk, c = x % nk;
-        const uint base = ((ha + hl) * p.chunks + p.chunk0 + gl_WorkGroupID.x) * PS + 2u;
+        const uint base = ((ha + hl) * p.chunks + gl_WorkGroupID.x) * PS + 2u;
         part[base + uint(vd[keep_list + c0 + c])] = acc[e];
       }
     }
@@ -148,7 +147,7 @@ void kept(uint tid, uint r0, uint r1, uint qh0, uint qh_end, uint k) {
   const uint cc0 = uint(vd[p.kv_heads + 1u + kv]), ncc = uint(vd[p.kv_heads + 2u + kv]) - cc0;
   for (uint x = tid; x < gk * ncc; x += WG) {
     const uint hl = x / ncc, cc = x % ncc;
-    const uint base = ((ha + hl) * p.chunks + p.chunk0 + gl_WorkGroupID.x) * PS + 2u;
+    const uint base = ((ha + hl) * p.chunks + gl_WorkGroupID.x) * PS + 2u;
     part[base + uint(vd[keep_list + p.nk_v + cc0 + cc])] = 0.0;
   }
 }
@@ -260,8 +259,8 @@ void main() {
       }
   }
 
-  // Write the partials of chunk slot chunk0 + x.
-  const uint c = p.chunk0 + gl_WorkGroupID.x;
+  // Write the partials of chunk slot x.
+  const uint c = gl_WorkGroupID.x;
   if (first) {
     barrier();
     [[unroll]] for (uint j = 0u; j < E2; ++j) red[tid + j * WG] = lj[j];

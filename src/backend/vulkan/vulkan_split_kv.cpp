@@ -502,7 +502,6 @@ void VulkanSplitKv::attention(const DeviceBuffer& q, const DeviceBuffer& k, cons
                             uint32_t(nk_k),
                             uint32_t(nk_v),
                             midc,
-                            0u,
                             u32(s.scale)};
     rec_.dispatch(fp,
                   {bind(&q, false), bind(nk_k > 0 ? c.k.kept : nullptr, false), bind(c.k.dims_table, false),
@@ -546,7 +545,7 @@ void VulkanSplitKv::attention(const DeviceBuffer& q, const DeviceBuffer& k, cons
     const uint32_t vpc[] = {count,         H,        uint32_t(s.n_kv_heads),
                             uint32_t(M),   uint32_t(std::max(c.middle, 1)),
                             N,             uint32_t(nk_v), mid_rows,
-                            midc,          0u};
+                            midc};
     rec_.dispatch(vp,
                   {bind(&scores, false), bind(nk_v > 0 ? c.v.kept : nullptr, false), bind(c.v.dims_table, false),
                    bind(table, false), bind(mid_partials, true), bind(kscores, false)},
