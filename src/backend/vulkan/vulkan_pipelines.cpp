@@ -1,10 +1,10 @@
 #include "backend/vulkan/vulkan_pipelines.h"
 
+#include <cstdio>
+
 #include "backend/vulkan/vulkan_check.h"
 #include "backend/vulkan/vulkan_shaders.h"
 #include "util/error.h"
-
-#include <cstdio>
 
 namespace fkv {
 
@@ -95,38 +95,65 @@ const Pipeline& PipelineCache::get(const std::string& shader, const std::vector<
   return pipelines_[key] = p;
 }
 
-// One stderr line per executable of the pipeline: "pipeline stats: <shader> (specialization ...) <executable>:
-// <statistic> <value>, ...", in the driver's own names and units (docs/VULKAN.md "Pipeline statistics").
+namespace {
+
+// A driver query of the two-call kind (count, then the entries, each with its sType set); empty on failure.
+template <class T, class Query>
+std::vector<T> query_all(VkStructureType type, Query query) {
+  uint32_t n = 0;
+  if (query(&n, nullptr) != VK_SUCCESS) return {};
+  std::vector<T> out(n);
+  for (T& e : out) e.sType = type;
+  if (query(&n, out.data()) != VK_SUCCESS) return {};
+  out.resize(n);
+  return out;
+}
+
+}  // namespace
+
+// One stderr line per executable of the pipeline: "pipeline stats: <shader> (specialization ...)
+// <executable>: <statistic> <value>, ...", in the driver's own names and units (docs/VULKAN.md "Pipeline
+// statistics").
 void PipelineCache::print_statistics(VkPipeline pipeline, const std::string& what) {
   VkDevice dev = ctx_->device();
   VkPipelineInfoKHR info{};
   info.sType = VK_STRUCTURE_TYPE_PIPELINE_INFO_KHR;
   info.pipeline = pipeline;
-  uint32_t n = 0;
-  if (ctx_->executable_properties_fn()(dev, &info, &n, nullptr) != VK_SUCCESS) return;
-  std::vector<VkPipelineExecutablePropertiesKHR> execs(n);
-  for (auto& e : execs) e.sType = VK_STRUCTURE_TYPE_PIPELINE_EXECUTABLE_PROPERTIES_KHR;
-  if (ctx_->executable_properties_fn()(dev, &info, &n, execs.data()) != VK_SUCCESS) return;
-  for (uint32_t i = 0; i < n; ++i) {
+  const auto execs = query_all<VkPipelineExecutablePropertiesKHR>(
+      VK_STRUCTURE_TYPE_PIPELINE_EXECUTABLE_PROPERTIES_KHR,
+      [&](uint32_t* n, VkPipelineExecutablePropertiesKHR* e) {
+        return ctx_->executable_properties_fn()(dev, &info, n, e);
+      });
+  for (uint32_t i = 0; i < execs.size(); ++i) {
     VkPipelineExecutableInfoKHR ei{};
     ei.sType = VK_STRUCTURE_TYPE_PIPELINE_EXECUTABLE_INFO_KHR;
     ei.pipeline = pipeline;
     ei.executableIndex = i;
-    uint32_t m = 0;
-    if (ctx_->executable_statistics_fn()(dev, &ei, &m, nullptr) != VK_SUCCESS) continue;
-    std::vector<VkPipelineExecutableStatisticKHR> stats(m);
-    for (auto& st : stats) st.sType = VK_STRUCTURE_TYPE_PIPELINE_EXECUTABLE_STATISTIC_KHR;
-    if (ctx_->executable_statistics_fn()(dev, &ei, &m, stats.data()) != VK_SUCCESS) continue;
+    const auto stats = query_all<VkPipelineExecutableStatisticKHR>(
+        VK_STRUCTURE_TYPE_PIPELINE_EXECUTABLE_STATISTIC_KHR,
+        [&](uint32_t* n, VkPipelineExecutableStatisticKHR* st) {
+          return ctx_->executable_statistics_fn()(dev, &ei, n, st);
+        });
+    if (stats.empty()) continue;
     std::string line = "pipeline stats: " + what + " " + execs[i].name + ":";
-    for (uint32_t k = 0; k < m; ++k) {
+    for (size_t k = 0; k < stats.size(); ++k) {
       const VkPipelineExecutableStatisticKHR& st = stats[k];
       line += (k ? ", " : " ") + std::string(st.name) + " ";
       switch (st.format) {
-        case VK_PIPELINE_EXECUTABLE_STATISTIC_FORMAT_BOOL32_KHR: line += st.value.b32 ? "true" : "false"; break;
-        case VK_PIPELINE_EXECUTABLE_STATISTIC_FORMAT_INT64_KHR: line += std::to_string(st.value.i64); break;
-        case VK_PIPELINE_EXECUTABLE_STATISTIC_FORMAT_UINT64_KHR: line += std::to_string(st.value.u64); break;
-        case VK_PIPELINE_EXECUTABLE_STATISTIC_FORMAT_FLOAT64_KHR: line += std::to_string(st.value.f64); break;
-        default: line += "?";
+        case VK_PIPELINE_EXECUTABLE_STATISTIC_FORMAT_BOOL32_KHR:
+          line += st.value.b32 ? "true" : "false";
+          break;
+        case VK_PIPELINE_EXECUTABLE_STATISTIC_FORMAT_INT64_KHR:
+          line += std::to_string(st.value.i64);
+          break;
+        case VK_PIPELINE_EXECUTABLE_STATISTIC_FORMAT_UINT64_KHR:
+          line += std::to_string(st.value.u64);
+          break;
+        case VK_PIPELINE_EXECUTABLE_STATISTIC_FORMAT_FLOAT64_KHR:
+          line += std::to_string(st.value.f64);
+          break;
+        default:
+          line += "?";
       }
     }
     std::fprintf(stderr, "%s\n", line.c_str());
