@@ -377,8 +377,9 @@ void VulkanSplitKv::attention(const DeviceBuffer& q, const DeviceBuffer& k, cons
     while (wg < 1024 && wg < env_count("FKV_VULKAN_FFT_WG", kFftWorkgroup)) wg *= 2;
     return wg;
   }();
-  static const uint32_t fft_kloads = env_count("FKV_VULKAN_FFT_KLOADS", kFftLoads);
-  static const uint32_t fft_vloads = env_count("FKV_VULKAN_FFT_VLOADS", kFftLoads);
+  // At most 128 loads in flight (register arrays of the shader; a larger count would only fail to compile).
+  static const uint32_t fft_kloads = std::min(env_count("FKV_VULKAN_FFT_KLOADS", kFftLoads), 128u);
+  static const uint32_t fft_vloads = std::min(env_count("FKV_VULKAN_FFT_VLOADS", kFftLoads), 128u);
   const uint32_t fft_vb =
       middle_pass && (spec_k || spec_v) && env_switch("FKV_VULKAN_MIDDLE_FFT", true) &&
               fft_wg <= ctx_->properties().limits.maxComputeWorkGroupSize[0] &&
