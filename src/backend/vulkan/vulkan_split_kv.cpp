@@ -16,9 +16,9 @@ namespace {
 constexpr uint32_t kWorkgroup = 128;
 constexpr uint32_t kAttnWorkgroup = 128;  // rows per split_attention tile
 constexpr uint32_t kLeanChunk = 16;       // split_attention chunk granularity without spectral work
-constexpr uint32_t kMergeColumns = 32;  // partial columns per split_merge_sum workgroup (CW)
-constexpr uint32_t kMergeDims = 8;      // compressed dims per split_attention_merge workgroup (CPB)
-constexpr uint32_t kPrepFreqs = 32;           // frequencies per split_attention_prep workgroup (FB)
+constexpr uint32_t kMergeColumns = 32;    // partial columns per split_merge_sum workgroup (CW)
+constexpr uint32_t kMergeDims = 8;        // compressed dims per split_attention_merge workgroup (CPB)
+constexpr uint32_t kPrepFreqs = 32;       // frequencies per split_attention_prep workgroup (FB)
 constexpr uint32_t kMaxGroupsX = 65535;
 constexpr uint32_t kTiledSharedBytes = 32 * 1024;  // split_attention.comp uses at most ~31.5 KiB
 // The decode middle pass (split_middle_scores.comp, split_middle_values.comp; shared memory < 26 KiB).
@@ -364,8 +364,8 @@ void VulkanSplitKv::attention(const DeviceBuffer& q, const DeviceBuffer& k, cons
   const uint32_t hblocks = (count + HB - 1) / HB;
   const uint32_t FB = spec_v ? std::min(kMiddleFreqs, pow2_at_least(N, 16)) : 16;
   const uint32_t fblocks = spec_v ? (N + FB - 1) / FB : 1;
-  const bool middle_pass = middle_pass_on && fitted && n <= kMiddlePassQueries &&
-                           tiled && size_t(count) * M * 4 <= ctx_->max_binding() &&
+  const bool middle_pass = middle_pass_on && fitted && n <= kMiddlePassQueries && tiled &&
+                           size_t(count) * M * 4 <= ctx_->max_binding() &&
                            (uint32_t(M) + kMiddleScoreRows - 1) / kMiddleScoreRows <= kMaxGroupsX &&
                            hblocks <= kMaxGroupsX;
   // The FFT form of the middle pass (split_middle_fft.comp, one pass instead of scores + values) when the
@@ -380,15 +380,30 @@ void VulkanSplitKv::attention(const DeviceBuffer& q, const DeviceBuffer& k, cons
   // At most 128 loads in flight (register arrays of the shader; a larger count would only fail to compile).
   static const uint32_t fft_kloads = std::min(env_count("FKV_VULKAN_FFT_KLOADS", kFftLoads), 128u);
   static const uint32_t fft_vloads = std::min(env_count("FKV_VULKAN_FFT_VLOADS", kFftLoads), 128u);
-  const uint32_t fft_vb =
-      middle_pass && (spec_k || spec_v) && env_switch("FKV_VULKAN_MIDDLE_FFT", true) &&
-              fft_wg <= ctx_->properties().limits.maxComputeWorkGroupSize[0] &&
-              fft_wg <= ctx_->properties().limits.maxComputeWorkGroupInvocations
-          ? fft_columns(G, N, uint32_t(c.middle), D, fft_entries, fft_wg,
-                        ctx_->properties().limits.maxComputeSharedMemorySize)
-          : 0;
-  const uint32_t fft_blocks =
-      fft_vb ? (std::min(uint32_t(c.middle) / N, uint32_t(M)) + fft_vb - 1) / fft_vb : 0;
+  const size_t shared_limit = ctx_->properties().limits.maxComputeSharedMemorySize;
+  uint32_t fft_vb = middle_pass && (spec_k || spec_v) && env_switch("FKV_VULKAN_MIDDLE_FFT", true) &&
+                            fft_wg <= ctx_->properties().limits.maxComputeWorkGroupSize[0] &&
+                            fft_wg <= ctx_->properties().limits.maxComputeWorkGroupInvocations
+                        ? fft_columns(G, N, uint32_t(c.middle), D, fft_entries, fft_wg, shared_limit)
+                        : 0;
+  const uint32_t fft_cols = std::min(uint32_t(c.middle) / std::max(N, 1u), uint32_t(M));  // columns with rows
+  // Each workgroup writes G·(D + 2 + 2N) floats of partials that split_merge_sum.comp reads back: at N 512
+  // and one column a workgroup that is ~9 MB a layer at 32K. Fewer, wider workgroups pay there while at
+  // least 256 remain (H100, Q4_0 8B, defaults: 32K +5%, 64K +10%; at 8K, 64 workgroups, two columns were
+  // 8% slower), not at N 128 (4 columns, 3 MB of partials: 8 columns were slower). So: double while the
+  // partials pass 4 MiB and >= 256 workgroups remain. FKV_VULKAN_FFT_ENTRIES, when set, decides alone.
+  if (fft_vb && !std::getenv("FKV_VULKAN_FFT_ENTRIES")) {
+    auto workgroups = [&](uint32_t vb) {
+      return (fft_cols + vb - 1) / vb * uint32_t(n) * uint32_t(s.n_kv_heads);
+    };
+    auto partial_bytes = [&](uint32_t vb) {
+      return size_t(workgroups(vb)) * G * (D + 2 + 2 * size_t(N)) * 4;
+    };
+    while (partial_bytes(fft_vb) > (size_t(4) << 20) && workgroups(2 * fft_vb) >= 256 &&
+           fft_columns(G, N, uint32_t(c.middle), D, 2 * fft_vb * G * N, fft_wg, shared_limit) == 2 * fft_vb)
+      fft_vb *= 2;
+  }
+  const uint32_t fft_blocks = fft_vb ? (fft_cols + fft_vb - 1) / fft_vb : 0;
   require(fft_blocks <= kMaxGroupsX, ErrorCode::kUnsupported,
           "split attention: the FFT middle pass needs more than 65535 column blocks (T / N too large)");
   uint32_t mid_rows = 0;  // R: middle rows per chunk slot of the middle pass
@@ -451,8 +466,14 @@ void VulkanSplitKv::attention(const DeviceBuffer& q, const DeviceBuffer& k, cons
 
   // split_attention.comp over sink, window and the call's rows (and the middle without the middle pass).
   auto record_main = [&] {
-    std::vector<uint32_t> spec = {kAttnWorkgroup, kAttnWorkgroup, D, G, f16 ? 1u : 0u,
-                                  main_spec ? NF : 1u, spec_k && !middle_pass ? 1u : 0u, main_spec ? 1u : 0u};
+    std::vector<uint32_t> spec = {kAttnWorkgroup,
+                                  kAttnWorkgroup,
+                                  D,
+                                  G,
+                                  f16 ? 1u : 0u,
+                                  main_spec ? NF : 1u,
+                                  spec_k && !middle_pass ? 1u : 0u,
+                                  main_spec ? 1u : 0u};
     if (tiled) spec.push_back(middle_pass && spec_v ? N : 0u);
     const Pipeline& main_p = pipelines_.get(tiled ? "split_attention" : "split_attention_rows", spec, 16);
     const int Mm = middle_pass ? 0 : M;  // the middle pass took the middle
@@ -476,26 +497,24 @@ void VulkanSplitKv::attention(const DeviceBuffer& q, const DeviceBuffer& k, cons
                            uint32_t(Mm > 0 ? nc_k : 0),
                            uint32_t(Mm > 0 ? nk_v : 0),
                            uint32_t(Mm > 0 ? nc_v : 0)};
-    rec_.dispatch(main_p,
-                  {bind(&q, false), bind(&k, false), bind(&v, false), bind(c.k.sink, false),
-                   bind(c.k.window, false), bind(Mm > 0 ? c.k.kept : nullptr, false),
-                   bind(Mm > 0 && !fitted ? pending_k : nullptr, false), bind(c.v.sink, false),
-                   bind(c.v.window, false), bind(Mm > 0 ? c.v.kept : nullptr, false),
-                   bind(Mm > 0 && !fitted ? pending_v : nullptr, false),
-                   bind(Mm > 0 ? c.k.dims_table : nullptr, false), bind(Mm > 0 ? c.v.dims_table : nullptr, false),
-                   bind(fitted_main ? gvec : nullptr, false), bind(fitted_main ? table : nullptr, false),
-                   bind(&partials, true)},
-                  pc, sizeof(pc), main_chunks, uint32_t(s.n_kv_heads), uint32_t(n));
+    rec_.dispatch(
+        main_p,
+        {bind(&q, false), bind(&k, false), bind(&v, false), bind(c.k.sink, false), bind(c.k.window, false),
+         bind(Mm > 0 ? c.k.kept : nullptr, false), bind(Mm > 0 && !fitted ? pending_k : nullptr, false),
+         bind(c.v.sink, false), bind(c.v.window, false), bind(Mm > 0 ? c.v.kept : nullptr, false),
+         bind(Mm > 0 && !fitted ? pending_v : nullptr, false), bind(Mm > 0 ? c.k.dims_table : nullptr, false),
+         bind(Mm > 0 ? c.v.dims_table : nullptr, false), bind(fitted_main ? gvec : nullptr, false),
+         bind(fitted_main ? table : nullptr, false), bind(&partials, true)},
+        pc, sizeof(pc), main_chunks, uint32_t(s.n_kv_heads), uint32_t(n));
   };
   if (fft_vb) {
     record_main();
     uint32_t log_n = 0;
     while ((1u << log_n) < N) ++log_n;
-    const Pipeline& fp = pipelines_.get(
-        "split_middle_fft",
-        {log_n, G, fft_vb, D, f16 ? 1u : 0u, spec_k ? 1u : 0u, spec_v ? 1u : 0u, fft_wg, fft_kloads,
-         fft_vloads},
-        8);
+    const Pipeline& fp = pipelines_.get("split_middle_fft",
+                                        {log_n, G, fft_vb, D, f16 ? 1u : 0u, spec_k ? 1u : 0u,
+                                         spec_v ? 1u : 0u, fft_wg, fft_kloads, fft_vloads},
+                                        8);
     const uint32_t fpc[] = {H,
                             uint32_t(s.n_kv_heads),
                             uint32_t(M),
@@ -522,16 +541,11 @@ void VulkanSplitKv::attention(const DeviceBuffer& q, const DeviceBuffer& k, cons
     // kept V blocks), into a scratch of its own that the values pass adds.
     const VulkanBuffer* kscores =
         nk_k > 0 ? &scratch(kscores_, size_t(count) * M * 4, "split attention middle kept scores") : nullptr;
-    const Pipeline& sp = pipelines_.get("split_middle_scores",
-                                        {4 * HB, HB, D, G, f16 ? 1u : 0u, spec_k ? 1u : 0u}, 7);
-    const uint32_t spc[] = {count,
-                            H,
-                            uint32_t(s.n_kv_heads),
-                            uint32_t(M),
-                            uint32_t(std::max(c.middle, 1)),
-                            N,
-                            uint32_t(nk_k),
-                            u32(s.scale)};
+    const Pipeline& sp =
+        pipelines_.get("split_middle_scores", {4 * HB, HB, D, G, f16 ? 1u : 0u, spec_k ? 1u : 0u}, 7);
+    const uint32_t spc[] = {
+        count,          H,           uint32_t(s.n_kv_heads), uint32_t(M), uint32_t(std::max(c.middle, 1)), N,
+        uint32_t(nk_k), u32(s.scale)};
     rec_.dispatch(sp,
                   {bind(&q, false), bind(nk_k > 0 ? c.k.kept : nullptr, false), bind(c.k.dims_table, false),
                    bind(gvec, false), bind(table, false), bind(&scores, true), bind(kscores, true)},
@@ -541,16 +555,22 @@ void VulkanSplitKv::attention(const DeviceBuffer& q, const DeviceBuffer& k, cons
     // them), so it runs beside it; the values pass (partials, after the scores) gets the barrier.
     record_main();
     const Pipeline& vp = pipelines_.get(
-        "split_middle_values", {HB * FB / 16, HB, D, G, f16 ? 1u : 0u, spec_v ? 1u : 0u, NF, FB, nk_k > 0 ? 1u : 0u},
-        6);
-    const uint32_t vpc[] = {count,         H,        uint32_t(s.n_kv_heads),
-                            uint32_t(M),   uint32_t(std::max(c.middle, 1)),
-                            N,             uint32_t(nk_v), mid_rows,
+        "split_middle_values",
+        {HB * FB / 16, HB, D, G, f16 ? 1u : 0u, spec_v ? 1u : 0u, NF, FB, nk_k > 0 ? 1u : 0u}, 6);
+    const uint32_t vpc[] = {count,
+                            H,
+                            uint32_t(s.n_kv_heads),
+                            uint32_t(M),
+                            uint32_t(std::max(c.middle, 1)),
+                            N,
+                            uint32_t(nk_v),
+                            mid_rows,
                             midc};
-    rec_.dispatch(vp,
-                  {bind(&scores, false), bind(nk_v > 0 ? c.v.kept : nullptr, false), bind(c.v.dims_table, false),
-                   bind(table, false), bind(mid_partials, true), bind(kscores, false)},
-                  vpc, sizeof(vpc), midc, hblocks, fblocks + kblocks);
+    rec_.dispatch(
+        vp,
+        {bind(&scores, false), bind(nk_v > 0 ? c.v.kept : nullptr, false), bind(c.v.dims_table, false),
+         bind(table, false), bind(mid_partials, true), bind(kscores, false)},
+        vpc, sizeof(vpc), midc, hblocks, fblocks + kblocks);
   } else {
     record_main();
   }
