@@ -372,6 +372,7 @@ void VulkanSplitKv::attention(const DeviceBuffer& q, const DeviceBuffer& k, cons
   // period is a multiple of a power-of-two N (SplitKvCache makes it so). FKV_VULKAN_MIDDLE_FFT=0 keeps the
   // two direct passes; FKV_VULKAN_FFT_ENTRIES tunes the workgroup's share (columns x heads x N).
   static const uint32_t fft_entries = env_count("FKV_VULKAN_FFT_ENTRIES", kFftEntries);
+  static const bool fft_entries_set = env_count("FKV_VULKAN_FFT_ENTRIES", 0) > 0;
   static const uint32_t fft_wg = [] {
     uint32_t wg = 64;  // a power of two in [64, 1024]
     while (wg < 1024 && wg < env_count("FKV_VULKAN_FFT_WG", kFftWorkgroup)) wg *= 2;
@@ -392,7 +393,7 @@ void VulkanSplitKv::attention(const DeviceBuffer& q, const DeviceBuffer& k, cons
   // least 256 remain (H100, Q4_0 8B, defaults: 32K +5%, 64K +10%; at 8K, 64 workgroups, two columns were
   // 8% slower), not at N 128 (4 columns, 3 MB of partials: 8 columns were slower). So: double while the
   // partials pass 4 MiB and >= 256 workgroups remain. FKV_VULKAN_FFT_ENTRIES, when set, decides alone.
-  if (fft_vb && !std::getenv("FKV_VULKAN_FFT_ENTRIES")) {
+  if (fft_vb && !fft_entries_set) {
     auto workgroups = [&](uint32_t vb) {
       return (fft_cols + vb - 1) / vb * uint32_t(n) * uint32_t(s.n_kv_heads);
     };
