@@ -381,25 +381,25 @@ void VulkanSplitKv::attention(const DeviceBuffer& q, const DeviceBuffer& k, cons
   // At most 128 loads in flight (register arrays of the shader; a larger count would only fail to compile).
   static const uint32_t fft_kloads = std::min(env_count("FKV_VULKAN_FFT_KLOADS", kFftLoads), 128u);
   static const uint32_t fft_vloads = std::min(env_count("FKV_VULKAN_FFT_VLOADS", kFftLoads), 128u);
+  const size_t ps = D + 2 + (spec_v ? 2 * size_t(N) : 0);  // floats of one partial: m, l, acc[D], h
   const size_t shared_limit = ctx_->properties().limits.maxComputeSharedMemorySize;
   uint32_t fft_vb = middle_pass && (spec_k || spec_v) && env_switch("FKV_VULKAN_MIDDLE_FFT", true) &&
                             fft_wg <= ctx_->properties().limits.maxComputeWorkGroupSize[0] &&
                             fft_wg <= ctx_->properties().limits.maxComputeWorkGroupInvocations
                         ? fft_columns(G, N, uint32_t(c.middle), D, fft_entries, fft_wg, shared_limit)
                         : 0;
-  const uint32_t fft_cols = std::min(uint32_t(c.middle) / std::max(N, 1u), uint32_t(M));  // columns with rows
-  // Each workgroup writes G·(D + 2 + 2N) floats of partials that split_merge_sum.comp reads back: at N 512
-  // and one column a workgroup that is ~9 MB a layer at 32K. Fewer, wider workgroups pay there while at
-  // least 256 remain (H100, Q4_0 8B, defaults: 32K +5%, 64K +10%; at 8K, 64 workgroups, two columns were
-  // 8% slower), not at N 128 (4 columns, 3 MB of partials: 8 columns were slower). So: double while the
-  // partials pass 4 MiB and >= 256 workgroups remain. FKV_VULKAN_FFT_ENTRIES, when set, decides alone.
+  const uint32_t fft_cols = std::min(uint32_t(c.middle) / N, uint32_t(M));  // columns with rows
+  // Each workgroup writes G partials (ps floats: m, l, acc[D], h_c[N], h_s[N]) that split_merge_sum.comp
+  // reads back: at N 512 and one column a workgroup that is ~9 MB a layer at 32K. Fewer, wider workgroups pay
+  // there while at least 256 remain (H100, Q4_0 8B, defaults: 32K +5%, 64K +10%; at 8K, 64 workgroups, two
+  // columns were 8% slower), not at N 128 (4 columns, 3 MB of partials: 8 columns were slower). So: double
+  // while the partials pass 4 MiB and >= 256 workgroups remain. FKV_VULKAN_FFT_ENTRIES, when set, decides
+  // alone.
   if (fft_vb && !fft_entries_set) {
     auto workgroups = [&](uint32_t vb) {
       return (fft_cols + vb - 1) / vb * uint32_t(n) * uint32_t(s.n_kv_heads);
     };
-    auto partial_bytes = [&](uint32_t vb) {
-      return size_t(workgroups(vb)) * G * (D + 2 + 2 * size_t(N)) * 4;
-    };
+    auto partial_bytes = [&](uint32_t vb) { return size_t(workgroups(vb)) * G * ps * 4; };
     while (partial_bytes(fft_vb) > (size_t(4) << 20) && workgroups(2 * fft_vb) >= 256 &&
            fft_columns(G, N, uint32_t(c.middle), D, 2 * fft_vb * G * N, fft_wg, shared_limit) == 2 * fft_vb)
       fft_vb *= 2;
@@ -443,7 +443,6 @@ void VulkanSplitKv::attention(const DeviceBuffer& q, const DeviceBuffer& k, cons
   const uint32_t quantum = main_spec || !tiled ? kAttnWorkgroup : kLeanChunk;
   chunk_len = std::max(quantum, (chunk_len + quantum - 1) / quantum * quantum);
   const uint32_t NF = spec_v ? N : 1;
-  const size_t ps = D + 2 + (spec_v ? 2 * size_t(N) : 0);
   auto mid_chunks = [&] {
     return fft_vb ? fft_blocks : middle_pass ? (uint32_t(M) + mid_rows - 1) / mid_rows : 0u;
   };
