@@ -6,6 +6,11 @@
 //                Z_v[n] = (g_c[n] − i·g_s[n]) e^{2πi nv/T}
 //   V spectrum   h_c[n] + i·h_s[n] = Σ_m P_m e^{2πi nm/T} = Σ_v e^{2πi nv/T} Σ_u P_{v+Ru} e^{2πi nu/N}
 // so each column costs two N-point FFTs per query head: O(T log N) per head instead of O(M·N) each way.
+// Both transforms are of real data (the scores are the real part; P is real), so two query heads share one
+// complex transform: the K side transforms Herm(Z_a) + i·Herm(Z_b) (Herm(Z)[n] = (Z[n] + conj Z[-n]) / 2,
+// whose transform is Re of Z's), giving head a's scores in .x and head b's in .y; the V side transforms
+// P_a + i·P_b and separates X_a[n] = (Y[n] + conj Y[-n]) / 2, X_b[n] = (Y[n] − conj Y[-n]) / 2i. Half the
+// transforms and shared memory of one per head, and the scores and P of a head pair are one vec2.
 // Workgroup (x = query·kv_heads + KV head, block y of VB columns) takes the G query heads of one KV head
 // (x varies fastest, so the KV heads' workgroups of one column block run together and read whole kept rows
 // between them: the rows are R apart, and one head's segment alone wastes most of each DRAM access);
@@ -54,7 +59,8 @@ layout(push_constant) uniform Params {
 
 const uint N = 1u << LOG_N;
 const uint PR = VB * N;          // rows (and FFT entries) per head
-const uint NB = G * PR;          // FFT entries of the workgroup: G·VB transforms of N
+const uint GP = (G + 1u) / 2u;   // head pairs (an odd G's last pair has no second head)
+const uint NB = GP * PR;         // FFT entries of the workgroup: GP·VB transforms of N
 const uint PS = D + 2u + (SPEC_V ? 2u * N : 0u);
 const uint RL = 16u;             // lanes of the two-level reductions
 const uint ZU = 4u;              // Z entries loaded together
@@ -71,7 +77,7 @@ const uint QS = QP + (KV_F16 ? 2u : 1u) * KW * KQ;     // qk_s row stride
 const uint KR = RPT >= 4u ? 4u : RPT;        // (spec-constant arithmetic has no min / max)
 const uint KU = KL >= KR * KW ? KL / (KR * KW) : 1u;  // kept K blocks per round, per row
 
-shared vec2 buf[NB];             // [head][column][N]
+shared vec2 buf[NB];             // [head pair][column][N]: head 2·pair in .x, 2·pair + 1 in .y
 shared vec2 tw[N / 2u];          // e^{2πi k/N}
 shared float qk_s[G * QS];       // q at the KV head's kept K dims, at QP + dim, zeros around
 shared float red2[G * RL];
@@ -89,6 +95,7 @@ float v_at(uint e) {
 }
 
 vec2 cmul(vec2 a, vec2 b) { return vec2(a.x * b.x - a.y * b.y, a.x * b.y + a.y * b.x); }
+vec2 conj2(vec2 a) { return vec2(a.x, -a.y); }
 uint bitrev(uint n) { return bitfieldReverse(n) >> (32u - LOG_N); }
 
 // Butterfly b of a stage whose butterflies span 2^(s+1) entries: its two entries and twiddle e^{2πi k/2^(s+1)}.
@@ -211,20 +218,31 @@ void main() {
     qk_s[x] = i >= QP && i < QP + nkk ? q[(qh0 + hl) * D + uint(kd[keep_list + kc0 + i - QP])] : 0.0;
   }
 
-  // 1. The compressed K dims' score part: Z_v in bit-reversed order, then the inverse-direction FFT. Loads
-  // are issued ZU entries at a time (independent, in flight together: the pass is latency-bound otherwise).
+  // 1. The compressed K dims' score part: Herm(Z_a) + i·Herm(Z_b) of each head pair and column in
+  // bit-reversed order, then the inverse-direction FFT. Loads are issued ZU entries at a time (independent,
+  // in flight together: the pass is latency-bound otherwise).
   if (SPEC_K) {
     for (uint x0 = tid; x0 < NB; x0 += ZU * WG) {
-      vec2 z[ZU], b[ZU];
+      vec2 za[ZU], zam[ZU], zb[ZU], zbm[ZU], b[ZU], bm[ZU];
       [[unroll]] for (uint j = 0u; j < ZU; ++j) {
-        const uint x = min(x0 + j * WG, NB - 1u), f = x >> LOG_N, n = x & (N - 1u);
-        const uint a = (qh0 + f / VB) * GS + n, v = min(v0 + f % VB, R - 1u);
-        z[j] = vec2(gv[a], -gv[a + N]);
+        const uint x = min(x0 + j * WG, NB - 1u), f = x >> LOG_N, n = x & (N - 1u), nm = (N - n) & (N - 1u);
+        const uint hp = f / VB, v = min(v0 + f % VB, R - 1u);
+        const uint a = (qh0 + 2u * hp) * GS, bh = 2u * hp + 1u < G ? a + GS : a;
+        za[j] = vec2(gv[a + n], -gv[a + N + n]);
+        zam[j] = vec2(gv[a + nm], -gv[a + N + nm]);
+        zb[j] = vec2(gv[bh + n], -gv[bh + N + n]);
+        zbm[j] = vec2(gv[bh + nm], -gv[bh + N + nm]);
         b[j] = basis[n * v];
+        bm[j] = basis[nm * v];
       }
       [[unroll]] for (uint j = 0u; j < ZU; ++j) {
         const uint x = x0 + j * WG, f = x >> LOG_N, n = x & (N - 1u);
-        if (x < NB) buf[(f << LOG_N) + bitrev(n)] = v0 + f % VB < R ? cmul(z[j], b[j]) : vec2(0.0);
+        if (x < NB) {
+          // Herm(Z)[n] = (Z[n] + conj Z[-n]) / 2; W = Herm(Z_a) + i·Herm(Z_b).
+          const vec2 ha = 0.5 * (cmul(za[j], b[j]) + conj2(cmul(zam[j], bm[j])));
+          const vec2 hb = 2u * (f / VB) + 1u < G ? 0.5 * (cmul(zb[j], b[j]) + conj2(cmul(zbm[j], bm[j]))) : vec2(0.0);
+          buf[(f << LOG_N) + bitrev(n)] = v0 + f % VB < R ? vec2(ha.x - hb.y, ha.y + hb.x) : vec2(0.0);
+        }
       }
     }
   }
@@ -282,33 +300,40 @@ void main() {
     [[unroll]] for (uint k = 0u; k < RPT; ++k) {
       const uint r = tid + k * WG, vl = r % VB, u = r / VB;
       if (r < PR)
-        [[unroll]] for (uint hl = 0u; hl < G; ++hl) {
-          const uint i = hl * PR + vl * N + u;
-          float sc = kNegBig;
-          if (ok[k]) sc = (s[k * G + hl] + (SPEC_K ? buf[i].x + gv[(qh0 + hl) * GS + 2u * N] : 0.0)) * p.scale;
-          buf[i] = vec2(sc, 0.0);
+        [[unroll]] for (uint hp = 0u; hp < GP; ++hp) {
+          const uint i = hp * PR + vl * N + u;
+          const vec2 spec = SPEC_K ? buf[i] : vec2(0.0);
+          vec2 sc = vec2(kNegBig);
+          [[unroll]] for (uint e = 0u; e < 2u; ++e) {
+            const uint hl = 2u * hp + e;
+            if (hl < G && ok[k]) sc[e] = (s[k * G + hl] + (SPEC_K ? spec[e] + gv[(qh0 + hl) * GS + 2u * N] : 0.0)) * p.scale;
+          }
+          buf[i] = sc;
         }
     }
   }
   barrier();
 
   // 3. Per head: the max over the rows, P = exp(score − max) in place, l = Σ P.
-  [[unroll]] for (uint hl = 0u; hl < G; ++hl) {
-    float t = kNegBig;
-    for (uint r = tid; r < PR; r += WG) t = max(t, buf[hl * PR + r].x);
-    red[hl * WG + tid] = t;
+  [[unroll]] for (uint hp = 0u; hp < GP; ++hp) {
+    vec2 t = vec2(kNegBig);
+    for (uint r = tid; r < PR; r += WG) t = max(t, buf[hp * PR + r]);
+    red[2u * hp * WG + tid] = t.x;
+    if (2u * hp + 1u < G) red[(2u * hp + 1u) * WG + tid] = t.y;
   }
   reduce_heads(tid, 0u, true);
-  [[unroll]] for (uint hl = 0u; hl < G; ++hl) {
-    const float mx = stat_s[hl];
-    float l = 0.0;
+  [[unroll]] for (uint hp = 0u; hp < GP; ++hp) {
+    const bool two = 2u * hp + 1u < G;
+    const vec2 mx = vec2(stat_s[2u * hp], two ? stat_s[2u * hp + 1u] : 0.0);
+    vec2 l = vec2(0.0);
     for (uint r = tid; r < PR; r += WG) {
-      const float x = buf[hl * PR + r].x;
-      const float pr = x > 0.5 * kNegBig ? exp(x - mx) : 0.0;
-      buf[hl * PR + r] = vec2(pr, 0.0);
+      const vec2 x = buf[hp * PR + r];
+      const vec2 pr = vec2(x.x > 0.5 * kNegBig ? exp(x.x - mx.x) : 0.0, x.y > 0.5 * kNegBig ? exp(x.y - mx.y) : 0.0);
+      buf[hp * PR + r] = pr;
       l += pr;
     }
-    red[hl * WG + tid] = l;
+    red[2u * hp * WG + tid] = l.x;
+    if (two) red[(2u * hp + 1u) * WG + tid] = l.y;
   }
   reduce_heads(tid, G, false);  // also orders the P writes before the reads below
 
@@ -316,8 +341,8 @@ void main() {
   // invocations read neighbouring dims of one row), VU rows per round, then the lanes are added through red.
   const uint L = nkv > 0u ? WG / nkv : 0u;  // nkv <= D <= WG
   const uint lane = nkv > 0u ? tid / nkv : 0u, e = nkv > 0u ? tid % nkv : 0u;
-  float acc[G];
-  [[unroll]] for (uint hl = 0u; hl < G; ++hl) acc[hl] = 0.0;
+  vec2 acc[GP];  // heads 2·pair, 2·pair + 1
+  [[unroll]] for (uint hp = 0u; hp < GP; ++hp) acc[hp] = vec2(0.0);
   if (lane < L)
     for (uint r0 = lane; r0 < PR; r0 += VU * L) {
       float vx[VU];
@@ -327,11 +352,11 @@ void main() {
       }
       [[unroll]] for (uint j = 0u; j < VU; ++j) {
         const uint r = min(r0 + j * L, PR - 1u), i = (r % VB) * N + r / VB;
-        [[unroll]] for (uint hl = 0u; hl < G; ++hl) acc[hl] += buf[hl * PR + i].x * vx[j];
+        [[unroll]] for (uint hp = 0u; hp < GP; ++hp) acc[hp] += buf[hp * PR + i] * vx[j];
       }
     }
   if (lane < L) {
-    [[unroll]] for (uint hl = 0u; hl < G; ++hl) red[(lane * G + hl) * nkv + e] = acc[hl];
+    [[unroll]] for (uint hl = 0u; hl < G; ++hl) red[(lane * G + hl) * nkv + e] = acc[hl / 2u][hl % 2u];
   }
   barrier();
   for (uint x = tid; x < G * nkv; x += WG) {
@@ -354,12 +379,17 @@ void main() {
   // 5. The V spectrum: FFT of each column's P, twiddled by e^{2πi nv/T} and summed over the block's columns.
   if (SPEC_V) {
     fft_dif(tid);
+    // Head 2·pair + e's spectrum of a column from the pair's transform Y = X_a + i·X_b (bit-reversed).
     for (uint x = tid; x < G * N; x += WG) {
-      const uint hl = x / N, n = x % N, nr = bitrev(n);
+      const uint hl = x / N, n = x % N, nr = bitrev(n), nm = bitrev((N - n) & (N - 1u)), hp = hl / 2u;
       vec2 h = vec2(0.0);
       for (uint vl = 0u; vl < VB; ++vl) {
-        const uint v = v0 + vl;
-        if (v < R) h += cmul(basis[n * v], buf[(hl * VB + vl) * N + nr]);
+        const uint v = v0 + vl, o = (hp * VB + vl) * N;
+        if (v < R) {
+          const vec2 y = buf[o + nr], ym = conj2(buf[o + nm]);
+          const vec2 d = (hl & 1u) == 0u ? 0.5 * (y + ym) : 0.5 * vec2(y.y - ym.y, ym.x - y.x);  // (y - ym) / 2i
+          h += cmul(basis[n * v], d);
+        }
       }
       const uint base = ((qh0 + hl) * p.chunks + slot) * PS + 2u + D;
       part[base + n] = h.x;

@@ -36,13 +36,14 @@ constexpr uint32_t kFftLoads = 32;
 
 // Columns per split_middle_fft.comp workgroup (VB) for G query heads per KV head and N frequencies, or 0 if
 // the FFT pass cannot take the shape: N a power of two >= 2 dividing T, head_dim <= its workgroup, and its
-// shared memory (FFT entries, twiddles, q at the kept dims, reductions) within the device's limit.
+// shared memory (FFT entries, one per head pair, column and frequency; twiddles, q at the kept dims,
+// reductions) within the device's limit.
 uint32_t fft_columns(uint32_t G, uint32_t N, uint32_t T, uint32_t D, uint32_t entries, uint32_t wg,
                      size_t shared_limit) {
   if (N < 2 || (N & (N - 1)) != 0 || T % N != 0 || D > wg || G > 16) return 0;
   for (uint32_t vb = std::max<uint32_t>(1, entries / (G * N));; vb /= 2) {
     // q at the kept K dims: at most D + 24 floats a head (the shader's QS).
-    const size_t bytes = 8 * size_t(G) * vb * N + 4 * size_t(N) + 4 * size_t(G) * (D + 24) +
+    const size_t bytes = 8 * size_t((G + 1) / 2) * vb * N + 4 * size_t(N) + 4 * size_t(G) * (D + 24) +
                          4 * size_t(G) * wg + 4 * size_t(G) * 16 + 8 * size_t(G);
     if (bytes <= shared_limit) return vb;
     if (vb == 1) return 0;
