@@ -71,7 +71,7 @@ const uint RPT = (PR + WG - 1u) / WG;  // score rows per invocation
 const uint KW = 4u;
 const uint KQ = ((KV_F16 ? (D + 2u) / 2u : D) + 2u * KW - 2u) / KW;
 const uint QP = 8u;                                    // >= the most elements a block holds before the segment
-const uint QS = QP + (KV_F16 ? 2u : 1u) * KW * KQ;     // qk_s row stride
+const uint QS = QP + (KV_F16 ? 2u : 1u) * KW * KQ;     // qk_s entries (of QV vec4s each)
 // Loads in flight per invocation: the kept rows are strided (R rows apart), so the pass waits on rounds of
 // loads; each round carries many (8 words per round instead of 32: 4% slower on the H100).
 const uint KR = RPT >= 4u ? 4u : RPT;        // (spec-constant arithmetic has no min / max)
@@ -79,7 +79,8 @@ const uint KU = KL >= KR * KW ? KL / (KR * KW) : 1u;  // kept K blocks per round
 
 shared vec2 buf[NB];             // [head pair][column][N]: head 2·pair in .x, 2·pair + 1 in .y
 shared vec2 tw[N / 2u];          // e^{2πi k/N}
-shared float qk_s[G * QS];       // q at the KV head's kept K dims, at QP + dim, zeros around
+const uint QV = (G + 3u) / 4u;   // vec4s of q per kept dim: heads 4·j .. 4·j + 3 (zeros past G)
+shared vec4 qk_s[QS * QV];       // q at the KV head's kept K dims, at (QP + dim)·QV, zeros around
 shared float red2[G * RL];
 shared float stat_s[2u * G];     // per head: max, then l
 shared float red[G * WG];
@@ -213,9 +214,15 @@ void main() {
   const uint slot = gl_WorkGroupID.y;
 
   for (uint k = tid; k < N / 2u; k += WG) tw[k] = basis[k * R];
-  for (uint x = tid; x < G * QS; x += WG) {
-    const uint hl = x / QS, i = x % QS;
-    qk_s[x] = i >= QP && i < QP + nkk ? q[(qh0 + hl) * D + uint(kd[keep_list + kc0 + i - QP])] : 0.0;
+  for (uint x = tid; x < QS * QV; x += WG) {
+    const uint i = x / QV, h0 = 4u * (x % QV);
+    vec4 qv = vec4(0.0);
+    if (i >= QP && i < QP + nkk) {
+      const uint d = uint(kd[keep_list + kc0 + i - QP]);
+      [[unroll]] for (uint e = 0u; e < 4u; ++e)
+        if (h0 + e < G) qv[e] = q[(qh0 + h0 + e) * D + d];
+    }
+    qk_s[x] = qv;
   }
 
   // 1. The compressed K dims' score part: Herm(Z_a) + i·Herm(Z_b) of each head pair and column in
@@ -262,7 +269,7 @@ void main() {
     const uint EW = KV_F16 ? 2u : 1u;
     uint q0[RPT], qn[RPT], lead[RPT];  // first block, blocks, elements before the segment in the first
     bool ok[RPT];
-    float s[RPT * G];
+    vec4 s[RPT * QV];  // the G heads' dots, four a vec4
     [[unroll]] for (uint k = 0u; k < RPT; ++k) {
       const uint r = tid + k * WG, u = r / VB, v = v0 + r % VB, m = v + R * u;
       ok[k] = r < PR && v < R && m < M;
@@ -270,7 +277,7 @@ void main() {
       q0[k] = e0 / (EW * KW);
       lead[k] = e0 % (EW * KW);
       qn[k] = ok[k] && nkk > 0u ? (e0 + nkk - 1u) / (EW * KW) - q0[k] + 1u : 0u;
-      [[unroll]] for (uint hl = 0u; hl < G; ++hl) s[k * G + hl] = 0.0;
+      [[unroll]] for (uint j = 0u; j < QV; ++j) s[k * QV + j] = vec4(0.0);
     }
     const uint nq = (nkk + EW * KW - 2u + EW * KW) / (EW * KW);  // blocks per row, at most
     for (uint b0 = 0u; b0 < nq; b0 += KU) {
@@ -287,11 +294,11 @@ void main() {
               if (KV_F16) {
                 const vec2 h = unpackHalf2x16(kx[k * KU + j][c]);
                 const float hx = e < nkk ? h.x : 0.0, hy = e + 1u < nkk ? h.y : 0.0;
-                [[unroll]] for (uint hl = 0u; hl < G; ++hl)
-                  s[k * G + hl] += qk_s[hl * QS + qi + 2u * c] * hx + qk_s[hl * QS + qi + 2u * c + 1u] * hy;
+                [[unroll]] for (uint j = 0u; j < QV; ++j)
+                  s[k * QV + j] += qk_s[(qi + 2u * c) * QV + j] * hx + qk_s[(qi + 2u * c + 1u) * QV + j] * hy;
               } else {
                 const float x = e < nkk ? uintBitsToFloat(kx[k * KU + j][c]) : 0.0;
-                [[unroll]] for (uint hl = 0u; hl < G; ++hl) s[k * G + hl] += qk_s[hl * QS + qi + c] * x;
+                [[unroll]] for (uint j = 0u; j < QV; ++j) s[k * QV + j] += qk_s[(qi + c) * QV + j] * x;
               }
             }
           }
@@ -306,7 +313,9 @@ void main() {
           vec2 sc = vec2(kNegBig);
           [[unroll]] for (uint e = 0u; e < 2u; ++e) {
             const uint hl = 2u * hp + e;
-            if (hl < G && ok[k]) sc[e] = (s[k * G + hl] + (SPEC_K ? spec[e] + gv[(qh0 + hl) * GS + 2u * N] : 0.0)) * p.scale;
+            if (hl < G && ok[k])
+              sc[e] = (s[k * QV + hl / 4u][hl % 4u] + (SPEC_K ? spec[e] + gv[(qh0 + hl) * GS + 2u * N] : 0.0)) *
+                      p.scale;
           }
           buf[i] = sc;
         }

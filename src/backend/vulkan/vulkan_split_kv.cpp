@@ -42,8 +42,8 @@ uint32_t fft_columns(uint32_t G, uint32_t N, uint32_t T, uint32_t D, uint32_t en
                      size_t shared_limit) {
   if (N < 2 || (N & (N - 1)) != 0 || T % N != 0 || D > wg || G > 16) return 0;
   for (uint32_t vb = std::max<uint32_t>(1, entries / (G * N));; vb /= 2) {
-    // q at the kept K dims: at most D + 24 floats a head (the shader's QS).
-    const size_t bytes = 8 * size_t((G + 1) / 2) * vb * N + 4 * size_t(N) + 4 * size_t(G) * (D + 24) +
+    // q at the kept K dims: at most D + 24 vec4s per four heads (the shader's QS, QV).
+    const size_t bytes = 8 * size_t((G + 1) / 2) * vb * N + 4 * size_t(N) + 16 * size_t((G + 3) / 4) * (D + 24) +
                          4 * size_t(G) * wg + 4 * size_t(G) * 16 + 8 * size_t(G);
     if (bytes <= shared_limit) return vb;
     if (vb == 1) return 0;
