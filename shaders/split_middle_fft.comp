@@ -346,8 +346,9 @@ void main() {
   }
   reduce_heads(tid, G, false);  // also orders the P writes before the reads below
 
-  // 4. Kept V dims: invocation (lane, dim e) sums rows lane, lane + L, ... for all G heads (neighbouring
-  // invocations read neighbouring dims of one row), VU rows per round, then the lanes are added through red.
+  // 4. Kept V dims: invocation (lane, dim e) sums entries lane, lane + L, ... of buf's column-major order
+  // (entry i: column i / N, row u = i % N of it) for all G heads (neighbouring invocations read neighbouring
+  // dims of one row), VU rows per round, then the lanes are added through red.
   const uint L = nkv > 0u ? WG / nkv : 0u;  // nkv <= D <= WG
   const uint lane = nkv > 0u ? tid / nkv : 0u, e = nkv > 0u ? tid % nkv : 0u;
   vec2 acc[GP];  // heads 2·pair, 2·pair + 1
@@ -356,11 +357,11 @@ void main() {
     for (uint r0 = lane; r0 < PR; r0 += VU * L) {
       float vx[VU];
       [[unroll]] for (uint j = 0u; j < VU; ++j) {
-        const uint r = r0 + j * L, u = r / VB, v = v0 + r % VB, m = v + R * u;
-        vx[j] = r < PR && v < R && m < M ? v_at(m * p.nk_v + vc0 + e) : 0.0;
+        const uint i = r0 + j * L, v = v0 + (i >> LOG_N), m = v + R * (i & (N - 1u));
+        vx[j] = i < PR && v < R && m < M ? v_at(m * p.nk_v + vc0 + e) : 0.0;
       }
       [[unroll]] for (uint j = 0u; j < VU; ++j) {
-        const uint r = min(r0 + j * L, PR - 1u), i = (r % VB) * N + r / VB;
+        const uint i = min(r0 + j * L, PR - 1u);
         [[unroll]] for (uint hp = 0u; hp < GP; ++hp) acc[hp] += buf[hp * PR + i] * vx[j];
       }
     }
