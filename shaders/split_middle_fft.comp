@@ -346,33 +346,68 @@ void main() {
   }
   reduce_heads(tid, G, false);  // also orders the P writes before the reads below
 
-  // 4. Kept V dims: invocation (lane, dim e) sums entries lane, lane + L, ... of buf's column-major order
+  // 4. Kept V dims: invocation (lane, unit w) sums entries lane, lane + L, ... of buf's column-major order
   // (entry i: column i / N, row u = i % N of it) for all G heads (neighbouring invocations read neighbouring
-  // dims of one row), VU rows per round, then the lanes are added through red.
-  const uint L = nkv > 0u ? WG / nkv : 0u;  // nkv <= D <= WG
-  const uint lane = nkv > 0u ? tid / nkv : 0u, e = nkv > 0u ? tid % nkv : 0u;
-  vec2 acc[GP];  // heads 2·pair, 2·pair + 1
-  [[unroll]] for (uint hp = 0u; hp < GP; ++hp) acc[hp] = vec2(0.0);
+  // units of one row), VU rows per round, then the lanes are added through red. A unit is one 32-bit word
+  // of two f16 dims when every row's segment starts at the same parity (f16, an even row length nk_v): half
+  // the loads and P reads of one dim a unit; otherwise one dim. The lanes' sums reach red LR lanes at a time.
+  const bool pairs = KV_F16 && (p.nk_v & 1u) == 0u;
+  const uint lead = pairs ? vc0 & 1u : 0u;  // the segment's elements before its first whole word
+  const uint U = nkv == 0u ? 0u : pairs ? (lead + nkv + 1u) >> 1 : nkv;
+  const uint L = U > 0u ? WG / U : 0u, LR = nkv > 0u ? WG / nkv : 0u;  // nkv <= D <= WG
+  const uint lane = U > 0u ? tid / U : 0u, w = U > 0u ? tid % U : 0u;
+  const uint e0 = pairs ? 2u * w - lead : w;  // the unit's first dim (wraps below 0: not a dim)
+  const bool ok0 = e0 < nkv, ok1 = pairs && e0 + 1u < nkv;
+  vec2 acc0[GP], acc1[GP];  // dims e0, e0 + 1; heads 2·pair, 2·pair + 1
+  [[unroll]] for (uint hp = 0u; hp < GP; ++hp) {
+    acc0[hp] = vec2(0.0);
+    acc1[hp] = vec2(0.0);
+  }
   if (lane < L)
     for (uint r0 = lane; r0 < PR; r0 += VU * L) {
-      float vx[VU];
+      uint vw[VU];  // the unit's word (pairs) or its value's bits; 0 outside the middle
       [[unroll]] for (uint j = 0u; j < VU; ++j) {
         const uint i = r0 + j * L, v = v0 + (i >> LOG_N), m = v + R * (i & (N - 1u));
-        vx[j] = i < PR && v < R && m < M ? v_at(m * p.nk_v + vc0 + e) : 0.0;
+        const bool in_mid = i < PR && v < R && m < M;
+        if (pairs)
+          vw[j] = in_mid ? vk[((m * p.nk_v + vc0 - lead) >> 1) + w] : 0u;
+        else
+          vw[j] = in_mid && ok0 ? floatBitsToUint(v_at(m * p.nk_v + vc0 + e0)) : 0u;
       }
       [[unroll]] for (uint j = 0u; j < VU; ++j) {
         const uint i = min(r0 + j * L, PR - 1u);
-        [[unroll]] for (uint hp = 0u; hp < GP; ++hp) acc[hp] += buf[hp * PR + i] * vx[j];
+        // Values outside the segment (other heads', or the next row's: unwritten after the middle's last
+        // row) are replaced, not weighed by zero: they may hold Inf or NaN.
+        vec2 x = pairs ? unpackHalf2x16(vw[j]) : vec2(uintBitsToFloat(vw[j]), 0.0);
+        x = vec2(ok0 ? x.x : 0.0, ok1 ? x.y : 0.0);
+        [[unroll]] for (uint hp = 0u; hp < GP; ++hp) {
+          const vec2 pp = buf[hp * PR + i];
+          acc0[hp] += pp * x.x;
+          if (pairs) acc1[hp] += pp * x.y;
+        }
       }
     }
-  if (lane < L) {
-    [[unroll]] for (uint hl = 0u; hl < G; ++hl) red[(lane * G + hl) * nkv + e] = acc[hl / 2u][hl % 2u];
+  for (uint base = 0u; base < L; base += LR) {  // uniform: rounds of LR lanes
+    if (lane >= base && lane < base + LR && lane < L) {
+      const uint sl = lane - base;
+      [[unroll]] for (uint hl = 0u; hl < G; ++hl) {
+        if (ok0) {
+          const uint o = (sl * G + hl) * nkv + e0;
+          red[o] = (base == 0u ? 0.0 : red[o]) + acc0[hl / 2u][hl % 2u];
+        }
+        if (ok1) {
+          const uint o = (sl * G + hl) * nkv + e0 + 1u;
+          red[o] = (base == 0u ? 0.0 : red[o]) + acc1[hl / 2u][hl % 2u];
+        }
+      }
+    }
+    barrier();
   }
-  barrier();
+  if (L == 0u) barrier();  // (uniform) the rounds' barrier when there were none
   for (uint x = tid; x < G * nkv; x += WG) {
     const uint hl = x / nkv, c = x % nkv;
     float a = 0.0;
-    for (uint l = 0u; l < L; ++l) a += red[(l * G + hl) * nkv + c];
+    for (uint l = 0u; l < min(L, LR); ++l) a += red[(l * G + hl) * nkv + c];
     part[((qh0 + hl) * p.chunks + slot) * PS + 2u + uint(vd[keep_list + vc0 + c])] = a;
   }
   const uint cc0 = uint(vd[p.kv_heads + 1u + kv]), ncc = uint(vd[p.kv_heads + 2u + kv]) - cc0;
