@@ -226,13 +226,15 @@ void main() {
   }
 
   // 1. The compressed K dims' score part: Herm(Z_a) + i·Herm(Z_b) of each head pair and column in
-  // bit-reversed order, then the inverse-direction FFT. Loads are issued ZU entries at a time (independent,
-  // in flight together: the pass is latency-bound otherwise).
+  // bit-reversed order, then the inverse-direction FFT. Herm(Z)[-n] = conj Herm(Z)[n], so one item makes
+  // entries n and N - n (n <= N/2) from the same loads. Loads are issued ZU items at a time (independent, in
+  // flight together: the pass is latency-bound otherwise).
   if (SPEC_K) {
-    for (uint x0 = tid; x0 < NB; x0 += ZU * WG) {
+    const uint NH = N / 2u + 1u, NI = (NB >> LOG_N) * NH;  // items per transform, in all
+    for (uint x0 = tid; x0 < NI; x0 += ZU * WG) {
       vec2 za[ZU], zam[ZU], zb[ZU], zbm[ZU], b[ZU], bm[ZU];
       [[unroll]] for (uint j = 0u; j < ZU; ++j) {
-        const uint x = min(x0 + j * WG, NB - 1u), f = x >> LOG_N, n = x & (N - 1u), nm = (N - n) & (N - 1u);
+        const uint x = min(x0 + j * WG, NI - 1u), f = x / NH, n = x % NH, nm = (N - n) & (N - 1u);
         const uint hp = f / VB, v = min(v0 + f % VB, R - 1u);
         const uint a = (qh0 + 2u * hp) * GS, bh = 2u * hp + 1u < G ? a + GS : a;
         za[j] = vec2(gv[a + n], -gv[a + N + n]);
@@ -243,12 +245,15 @@ void main() {
         bm[j] = basis[nm * v];
       }
       [[unroll]] for (uint j = 0u; j < ZU; ++j) {
-        const uint x = x0 + j * WG, f = x >> LOG_N, n = x & (N - 1u);
-        if (x < NB) {
-          // Herm(Z)[n] = (Z[n] + conj Z[-n]) / 2; W = Herm(Z_a) + i·Herm(Z_b).
+        const uint x = x0 + j * WG, f = x / NH, n = x % NH, nm = (N - n) & (N - 1u);
+        if (x < NI) {
+          // Herm(Z)[n] = (Z[n] + conj Z[-n]) / 2; W[n] = Herm(Z_a)[n] + i·Herm(Z_b)[n],
+          // W[-n] = conj Herm(Z_a)[n] + i·conj Herm(Z_b)[n].
+          const bool live = v0 + f % VB < R;
           const vec2 ha = 0.5 * (cmul(za[j], b[j]) + conj2(cmul(zam[j], bm[j])));
           const vec2 hb = 2u * (f / VB) + 1u < G ? 0.5 * (cmul(zb[j], b[j]) + conj2(cmul(zbm[j], bm[j]))) : vec2(0.0);
-          buf[(f << LOG_N) + bitrev(n)] = v0 + f % VB < R ? vec2(ha.x - hb.y, ha.y + hb.x) : vec2(0.0);
+          buf[(f << LOG_N) + bitrev(n)] = live ? vec2(ha.x - hb.y, ha.y + hb.x) : vec2(0.0);
+          if (nm != n) buf[(f << LOG_N) + bitrev(nm)] = live ? vec2(ha.x + hb.y, hb.x - ha.y) : vec2(0.0);
         }
       }
     }
@@ -424,21 +429,27 @@ void main() {
   // 5. The V spectrum: FFT of each column's P, twiddled by e^{2πi nv/T} and summed over the block's columns.
   if (SPEC_V) {
     fft_dif(tid);
-    // Head 2·pair + e's spectrum of a column from the pair's transform Y = X_a + i·X_b (bit-reversed).
-    for (uint x = tid; x < G * N; x += WG) {
-      const uint hl = x / N, n = x % N, nr = bitrev(n), nm = bitrev((N - n) & (N - 1u)), hp = hl / 2u;
-      vec2 h = vec2(0.0);
+    // The spectra of heads 2·pair and 2·pair + 1 from the pair's transform Y = X_a + i·X_b (bit-reversed):
+    // X_a[n] = (Y[n] + conj Y[-n]) / 2, X_b[n] = (Y[n] − conj Y[-n]) / 2i.
+    for (uint x = tid; x < GP * N; x += WG) {
+      const uint hp = x / N, n = x % N, nr = bitrev(n), nm = bitrev((N - n) & (N - 1u));
+      vec2 ha = vec2(0.0), hb = vec2(0.0);
       for (uint vl = 0u; vl < VB; ++vl) {
         const uint v = v0 + vl, o = (hp * VB + vl) * N;
         if (v < R) {
-          const vec2 y = buf[o + nr], ym = conj2(buf[o + nm]);
-          const vec2 d = (hl & 1u) == 0u ? 0.5 * (y + ym) : 0.5 * vec2(y.y - ym.y, ym.x - y.x);  // (y - ym) / 2i
-          h += cmul(basis[n * v], d);
+          const vec2 y = buf[o + nr], ym = conj2(buf[o + nm]), t = basis[n * v];
+          ha += cmul(t, 0.5 * (y + ym));
+          hb += cmul(t, 0.5 * vec2(y.y - ym.y, ym.x - y.x));
         }
       }
-      const uint base = ((qh0 + hl) * p.chunks + slot) * PS + 2u + D;
-      part[base + n] = h.x;
-      part[base + N + n] = h.y;
+      [[unroll]] for (uint e = 0u; e < 2u; ++e) {
+        if (2u * hp + e < G) {
+          const uint base = ((qh0 + 2u * hp + e) * p.chunks + slot) * PS + 2u + D;
+          const vec2 h = e == 0u ? ha : hb;
+          part[base + n] = h.x;
+          part[base + N + n] = h.y;
+        }
+      }
     }
   }
 }
