@@ -390,18 +390,18 @@ void VulkanSplitKv::attention(const DeviceBuffer& q, const DeviceBuffer& k, cons
                         ? fft_columns(G, N, uint32_t(c.middle), D, fft_entries, fft_wg, shared_limit)
                         : 0;
   const uint32_t fft_cols = std::min(uint32_t(c.middle) / N, uint32_t(M));  // columns with rows
-  // Each workgroup writes G partials (ps floats: m, l, acc[D], h_c[N], h_s[N]) that split_merge_sum.comp
-  // reads back: at N 512 and one column a workgroup that is ~9 MB a layer at 32K. Fewer, wider workgroups pay
-  // there while at least 256 remain (H100, Q4_0 8B, defaults: 32K +5%, 64K +10%; at 8K, 64 workgroups, two
-  // columns were 8% slower), not at N 128 (4 columns, 3 MB of partials: 8 columns were slower). So: double
-  // while the partials pass 4 MiB and >= 256 workgroups remain. FKV_VULKAN_FFT_ENTRIES, when set, decides
-  // alone.
+  // Fewer, wider workgroups (more columns each) pay while at least 256 remain: each writes G partials (ps
+  // floats: m, l, acc[D], h_c[N], h_s[N]) that split_merge_sum.comp reads back, and sets up q and the twiddles
+  // once. H100, Q4_0 8B: defaults (N 512) 32K +5% and 64K +10% with 2 columns (82fe361); W 256 N 128 at 32K
+  // 145.4-145.7 against 140.8-141.9 t/s with 8 columns instead of 4 (256 workgroups), while 16 (128
+  // workgroups) were 10% slower, and at 8K (64 workgroups) 2 columns were 2-8% slower than 1 (N 512) and 8
+  // than 4 (N 128). So: double while >= 256 workgroups remain and the shared memory fits.
+  // FKV_VULKAN_FFT_ENTRIES, when set, decides alone.
   if (fft_vb && !fft_entries_set) {
     auto workgroups = [&](uint32_t vb) {
       return (fft_cols + vb - 1) / vb * uint32_t(n) * uint32_t(s.n_kv_heads);
     };
-    auto partial_bytes = [&](uint32_t vb) { return size_t(workgroups(vb)) * G * ps * 4; };
-    while (partial_bytes(fft_vb) > (size_t(4) << 20) && workgroups(2 * fft_vb) >= 256 &&
+    while (workgroups(2 * fft_vb) >= 256 &&
            fft_columns(G, N, uint32_t(c.middle), D, 2 * fft_vb * G * N, fft_wg, shared_limit) == 2 * fft_vb)
       fft_vb *= 2;
   }
