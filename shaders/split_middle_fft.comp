@@ -5,7 +5,7 @@
 //   score part   Σ_n g_c[n] cos(2πnm/T) + g_s[n] sin(2πnm/T) = Re Σ_n Z_v[n] e^{2πi nu/N},
 //                Z_v[n] = (g_c[n] − i·g_s[n]) e^{2πi nv/T}
 //   V spectrum   h_c[n] + i·h_s[n] = Σ_m P_m e^{2πi nm/T} = Σ_v e^{2πi nv/T} Σ_u P_{v+Ru} e^{2πi nu/N}
-// so each column costs two N-point FFTs per query head: O(T log N) per head instead of O(M·N) each way.
+// so each column costs two N-point FFTs (per query head pair, below): O(T log N) instead of O(M·N) each way.
 // Both transforms are of real data (the scores are the real part; P is real), so two query heads share one
 // complex transform: the K side transforms Herm(Z_a) + i·Herm(Z_b) (Herm(Z)[n] = (Z[n] + conj Z[-n]) / 2,
 // whose transform is Re of Z's), giving head a's scores in .x and head b's in .y; the V side transforms
@@ -251,7 +251,8 @@ void main() {
           // W[-n] = conj Herm(Z_a)[n] + i·conj Herm(Z_b)[n].
           const bool live = v0 + f % VB < R;
           const vec2 ha = 0.5 * (cmul(za[j], b[j]) + conj2(cmul(zam[j], bm[j])));
-          const vec2 hb = 2u * (f / VB) + 1u < G ? 0.5 * (cmul(zb[j], b[j]) + conj2(cmul(zbm[j], bm[j]))) : vec2(0.0);
+          const vec2 hb =
+              2u * (f / VB) + 1u < G ? 0.5 * (cmul(zb[j], b[j]) + conj2(cmul(zbm[j], bm[j]))) : vec2(0.0);
           buf[(f << LOG_N) + bitrev(n)] = live ? vec2(ha.x - hb.y, ha.y + hb.x) : vec2(0.0);
           if (nm != n) buf[(f << LOG_N) + bitrev(nm)] = live ? vec2(ha.x + hb.y, hb.x - ha.y) : vec2(0.0);
         }
@@ -319,8 +320,8 @@ void main() {
           [[unroll]] for (uint e = 0u; e < 2u; ++e) {
             const uint hl = 2u * hp + e;
             if (hl < G && ok[k])
-              sc[e] = (s[k * QV + hl / 4u][hl % 4u] + (SPEC_K ? spec[e] + gv[(qh0 + hl) * GS + 2u * N] : 0.0)) *
-                      p.scale;
+              sc[e] = (s[k * QV + hl / 4u][hl % 4u] +
+                       (SPEC_K ? spec[e] + gv[(qh0 + hl) * GS + 2u * N] : 0.0)) * p.scale;
           }
           buf[i] = sc;
         }
@@ -342,7 +343,8 @@ void main() {
     vec2 l = vec2(0.0);
     for (uint r = tid; r < PR; r += WG) {
       const vec2 x = buf[hp * PR + r];
-      const vec2 pr = vec2(x.x > 0.5 * kNegBig ? exp(x.x - mx.x) : 0.0, x.y > 0.5 * kNegBig ? exp(x.y - mx.y) : 0.0);
+      const vec2 pr =
+          vec2(x.x > 0.5 * kNegBig ? exp(x.x - mx.x) : 0.0, x.y > 0.5 * kNegBig ? exp(x.y - mx.y) : 0.0);
       buf[hp * PR + r] = pr;
       l += pr;
     }

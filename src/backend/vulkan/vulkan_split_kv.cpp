@@ -43,8 +43,9 @@ uint32_t fft_columns(uint32_t G, uint32_t N, uint32_t T, uint32_t D, uint32_t en
   if (N < 2 || (N & (N - 1)) != 0 || T % N != 0 || D > wg || G > 16) return 0;
   for (uint32_t vb = std::max<uint32_t>(1, entries / (G * N));; vb /= 2) {
     // q at the kept K dims: at most D + 24 vec4s per four heads (the shader's QS, QV).
-    const size_t bytes = 8 * size_t((G + 1) / 2) * vb * N + 4 * size_t(N) + 16 * size_t((G + 3) / 4) * (D + 24) +
-                         4 * size_t(G) * wg + 4 * size_t(G) * 16 + 8 * size_t(G);
+    const size_t bytes = 8 * size_t((G + 1) / 2) * vb * N + 4 * size_t(N) +
+                         16 * size_t((G + 3) / 4) * (D + 24) + 4 * size_t(G) * wg + 4 * size_t(G) * 16 +
+                         8 * size_t(G);
     if (bytes <= shared_limit) return vb;
     if (vb == 1) return 0;
   }
@@ -391,9 +392,9 @@ void VulkanSplitKv::attention(const DeviceBuffer& q, const DeviceBuffer& k, cons
                         : 0;
   const uint32_t fft_cols = std::min(uint32_t(c.middle) / N, uint32_t(M));  // columns with rows
   // Fewer, wider workgroups (more columns each) pay while at least 256 remain: each writes G partials (ps
-  // floats: m, l, acc[D], h_c[N], h_s[N]) that split_merge_sum.comp reads back, and sets up q and the twiddles
-  // once. H100, Q4_0 8B: defaults (N 512) 32K +5% and 64K +10% with 2 columns (82fe361); W 256 N 128 at 32K
-  // 145.4-145.7 against 140.8-141.9 t/s with 8 columns instead of 4 (256 workgroups), while 16 (128
+  // floats: m, l, acc[D], h_c[N], h_s[N]) that split_merge_sum.comp reads back, and sets up q and the
+  // twiddles once. H100, Q4_0 8B: defaults (N 512) 32K +5% and 64K +10% with 2 columns (82fe361); W 256 N 128
+  // at 32K 145.4-145.7 against 140.8-141.9 t/s with 8 columns instead of 4 (256 workgroups), while 16 (128
   // workgroups) were 10% slower, and at 8K (64 workgroups) 2 columns were 2-8% slower than 1 (N 512) and 8
   // than 4 (N 128). So: double while >= 256 workgroups remain and the shared memory fits.
   // FKV_VULKAN_FFT_ENTRIES, when set, decides alone.
