@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "backend/vulkan/vulkan_env.h"
+#include "backend/vulkan/vulkan_fft_plan.h"
 #include "fourier/fourier_basis.h"
 #include "util/error.h"
 
@@ -33,23 +34,6 @@ constexpr uint32_t kMiddleRowsMin = 64;    // the values pass's ranges are multi
 constexpr uint32_t kFftEntries = 2048;
 constexpr uint32_t kFftWorkgroup = 256;
 constexpr uint32_t kFftLoads = 32;
-
-// Columns per split_middle_fft.comp workgroup (VB) for G query heads per KV head and N frequencies, or 0 if
-// the FFT pass cannot take the shape: N a power of two >= 2 dividing T, head_dim <= its workgroup, and its
-// shared memory (FFT entries, one per head pair, column and frequency; twiddles, q at the kept dims,
-// reductions) within the device's limit.
-uint32_t fft_columns(uint32_t G, uint32_t N, uint32_t T, uint32_t D, uint32_t entries, uint32_t wg,
-                     size_t shared_limit) {
-  if (N < 2 || (N & (N - 1)) != 0 || T % N != 0 || D > wg || G > 16) return 0;
-  for (uint32_t vb = std::max<uint32_t>(1, entries / (G * N));; vb /= 2) {
-    // q at the kept K dims: at most D + 24 vec4s per four heads (the shader's QS, QV).
-    const size_t bytes = 8 * size_t((G + 1) / 2) * vb * N + 4 * size_t(N) +
-                         16 * size_t((G + 3) / 4) * (D + 24) + 4 * size_t(G) * wg + 4 * size_t(G) * 16 +
-                         8 * size_t(G);
-    if (bytes <= shared_limit) return vb;
-    if (vb == 1) return 0;
-  }
-}
 
 const VulkanBuffer& vk(const DeviceBuffer& b) {
   return static_cast<const VulkanBuffer&>(b);
@@ -396,16 +380,10 @@ void VulkanSplitKv::attention(const DeviceBuffer& q, const DeviceBuffer& k, cons
   // twiddles once. H100, Q4_0 8B: defaults (N 512) 32K +5% and 64K +10% with 2 columns (82fe361); W 256 N 128
   // at 32K 145.4-145.7 against 140.8-141.9 t/s with 8 columns instead of 4 (256 workgroups), while 16 (128
   // workgroups) were 10% slower, and at 8K (64 workgroups) 2 columns were 2-8% slower than 1 (N 512) and 8
-  // than 4 (N 128). So: double while >= 256 workgroups remain and the shared memory fits.
-  // FKV_VULKAN_FFT_ENTRIES, when set, decides alone.
-  if (fft_vb && !fft_entries_set) {
-    auto workgroups = [&](uint32_t vb) {
-      return (fft_cols + vb - 1) / vb * uint32_t(n) * uint32_t(s.n_kv_heads);
-    };
-    while (workgroups(2 * fft_vb) >= 256 &&
-           fft_columns(G, N, uint32_t(c.middle), D, 2 * fft_vb * G * N, fft_wg, shared_limit) == 2 * fft_vb)
-      fft_vb *= 2;
-  }
+  // than 4 (N 128). FKV_VULKAN_FFT_ENTRIES, when set, decides alone.
+  if (fft_vb && !fft_entries_set)
+    fft_vb = fft_columns_widened(fft_vb, fft_cols, uint32_t(n) * uint32_t(s.n_kv_heads), G, N,
+                                 uint32_t(c.middle), D, fft_wg, shared_limit);
   const uint32_t fft_blocks = fft_vb ? (fft_cols + fft_vb - 1) / fft_vb : 0;
   require(fft_blocks <= kMaxGroupsX, ErrorCode::kUnsupported,
           "split attention: the FFT middle pass needs more than 65535 column blocks (T / N too large)");
