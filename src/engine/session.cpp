@@ -60,6 +60,7 @@ void Session::fill_synthetic(int n, uint64_t seed) {
     n_past_ += chunk;
     n -= chunk;
   }
+  kv_->flush();  // the last layer's chunk, before the next step's matmuls overwrite k_ and v_
   backend_.synchronize();
 }
 

@@ -109,15 +109,10 @@ void SplitKvCache::store(int layer, const DeviceBuffer& k, const DeviceBuffer& v
   require(pos0 + n <= config_.capacity, ErrorCode::kContextFull,
           "KV cache holds " + std::to_string(config_.capacity) + " positions; asked to store up to " +
               std::to_string(pos0 + n));
-  if (n > stage_capacity_) {
-    const size_t bytes = size_t(n) * config_.shape.n_kv_heads * config_.shape.head_dim * sizeof(float);
-    stage_k_ = backend_.alloc(bytes, "KV chunk staging (K)");
-    stage_v_ = backend_.alloc(bytes, "KV chunk staging (V)");
-    stage_capacity_ = n;
-  }
-  const size_t bytes = size_t(n) * config_.shape.n_kv_heads * config_.shape.head_dim * sizeof(float);
-  backend_.copy(k, 0, *stage_k_, 0, bytes);
-  backend_.copy(v, 0, *stage_v_, 0, bytes);
+  // No copy: the caller keeps k and v until attend() or the next store() (kv_cache.h). A decode token's
+  // copies were a dependent transfer step of their own in every layer.
+  staged_k_ = &k;
+  staged_v_ = &v;
   staged_layer_ = layer;
   staged_n_ = n;
   staged_pos0_ = pos0;
@@ -128,16 +123,20 @@ void SplitKvCache::attend(int layer, const DeviceBuffer& q, int n, int pos0, Dev
           "KV attend: layer " + std::to_string(layer) + " positions " + std::to_string(pos0) + ".." +
               std::to_string(pos0 + n - 1) + " were not stored just before");
   SplitAttentionPath path = config_.path;
-  backend_.split_attention(q, *stage_k_, *stage_v_, n, pos0, config_.shape, layers_[size_t(layer)], path,
+  backend_.split_attention(q, *staged_k_, *staged_v_, n, pos0, config_.shape, layers_[size_t(layer)], path,
                            out);
   commit();
 }
 
 void SplitKvCache::commit() {
   SplitKvLayer& L = layers_[size_t(staged_layer_)];
-  backend_.split_kv_append(*stage_k_, *stage_v_, staged_n_, staged_pos0_, config_.shape, L);
+  backend_.split_kv_append(*staged_k_, *staged_v_, staged_n_, staged_pos0_, config_.shape, L);
   next_pos_[size_t(staged_layer_)] = staged_pos0_ + staged_n_;
   staged_layer_ = -1;
+}
+
+void SplitKvCache::flush() {
+  if (staged_layer_ >= 0) commit();
 }
 
 void SplitKvCache::clear() {
@@ -148,7 +147,6 @@ void SplitKvCache::clear() {
 KvMemoryReport SplitKvCache::memory(int t) const {
   KvMemoryReport r;
   for (const BufferPtr& b : owned_) r.allocated += b->size();
-  if (stage_k_) r.allocated += stage_k_->size() + stage_v_->size();
   const size_t vb = kv_type_bytes(config_.type);
   const size_t row_bytes = size_t(config_.shape.n_kv_heads) * config_.shape.head_dim * vb;
   for (const SplitKvLayer& L : layers_) {

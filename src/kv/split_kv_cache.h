@@ -2,11 +2,11 @@
 // `window` is the split cache without a middle (StreamingLLM: S sink + W recent tokens, the rest dropped);
 // `fourier` adds the middle with kept and Fourier-compressed dims (../shared/FOURIER.md).
 //
-// Prefill chunks (docs/FOURIER-IMPL.md): store() stages the chunk's exact k, v; attend() lets the chunk's
-// queries see the cache as it was before the chunk plus the chunk's own rows exact (causally), then commits
-// the chunk (split_kv_append): tokens leaving the window enter the middle only after the whole chunk
-// attended. Decode is the chunk of one token. Positions are appended in order; keys keep the RoPE positions
-// they were stored with.
+// Prefill chunks (docs/FOURIER-IMPL.md): store() notes the chunk (the caller's k, v, read later, not copied);
+// attend() lets the chunk's queries see the cache as it was before the chunk plus the chunk's own rows exact
+// (causally), then commits the chunk (split_kv_append): tokens leaving the window enter the middle only after
+// the whole chunk attended. Decode is the chunk of one token. Positions are appended in order; keys keep the
+// RoPE positions they were stored with.
 #pragma once
 #include <memory>
 #include <vector>
@@ -37,6 +37,7 @@ class SplitKvCache : public KvCache {
   int capacity() const override { return config_.capacity; }
   void store(int layer, const DeviceBuffer& k, const DeviceBuffer& v, int n, int pos0) override;
   void attend(int layer, const DeviceBuffer& q, int n, int pos0, DeviceBuffer& out) override;
+  void flush() override;
   void clear() override;
   KvMemoryReport memory(int n_positions) const override;
 
@@ -54,9 +55,9 @@ class SplitKvCache : public KvCache {
   std::vector<SplitKvLayer> layers_;
   std::vector<int> next_pos_;  // per layer: positions stored so far
   std::vector<BufferPtr> owned_;
-  // The chunk between store() and attend(): its layer, size and position, and exact k, v.
-  BufferPtr stage_k_, stage_v_;
-  int stage_capacity_ = 0;
+  // The chunk between store() and attend(): its layer, size and position, and the caller's k, v.
+  const DeviceBuffer* staged_k_ = nullptr;
+  const DeviceBuffer* staged_v_ = nullptr;
   int staged_layer_ = -1, staged_n_ = 0, staged_pos0_ = 0;
 };
 

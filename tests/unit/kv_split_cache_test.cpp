@@ -382,6 +382,35 @@ TEST(KvSplitCache, GenericBackendFallbackMatchesCpu) {
   }
 }
 
+// store() keeps the caller's k and v (no copy) until attend(), the next store() or flush(): a chunk stored
+// without attend() and flushed becomes the same cache as one that attended, even when the caller's buffers
+// change right after the flush.
+TEST(KvSplitCache, StoreWithoutAttendThenFlushKeepsTheChunk) {
+  auto be = create_cpu_backend(1);
+  const AttentionShape s = test_shape();
+  const int cap = 160;
+  Data d(s, cap, 9);
+  SplitKvCache attended(*be, fourier_config(s, cap, KvType::kF16, 0.75));
+  SplitKvCache flushed(*be, fourier_config(s, cap, KvType::kF16, 0.75));
+  Runner r(*be, s, 64);
+  int pos = 0;
+  for (int n : schedule(100, 0)) {
+    r.step(attended, d, pos, n);
+    r.load(d, pos, n);
+    flushed.store(0, *r.k, *r.v, n, pos);
+    flushed.flush();
+    const std::vector<float> junk(size_t(n) * s.n_kv_heads * s.head_dim, 1e4f);
+    be->upload(*r.k, 0, junk.data(), junk.size() * 4);
+    be->upload(*r.v, 0, junk.data(), junk.size() * 4);
+    pos += n;
+  }
+  for (int i = 0; i < 20; ++i, ++pos) {
+    const auto a = r.step(attended, d, pos, 1);
+    const auto b = r.step(flushed, d, pos, 1);
+    ASSERT_EQ(0, std::memcmp(a.data(), b.data(), a.size() * 4)) << "position " << pos;
+  }
+}
+
 TEST(KvSplitCache, RejectsOutOfOrderPositions) {
   auto be = create_cpu_backend(1);
   const AttentionShape s = test_shape();

@@ -107,8 +107,6 @@ class VulkanBackend : public Backend {
             size_t bytes) override {
     check_range(src, src_offset, bytes, "copy");
     check_range(dst, dst_offset, bytes, "copy");
-    // A split KV cache stages K and V by copies right after their RoPE: the RoPEs fold into the q/k/v matvec.
-    if (rope_fold_ && src_offset == 0) fold_rope_only(src);
     rec_.copy(vk(src), src_offset, vk(dst), dst_offset, bytes);
   }
   void synchronize() override { rec_.flush(); }
@@ -513,11 +511,14 @@ class VulkanBackend : public Backend {
   // Split KV cache (window, fourier policies): native shaders, vulkan_split_kv.cpp (docs/VULKAN.md).
   void split_kv_append(const DeviceBuffer& k, const DeviceBuffer& v, int n, int pos0, const AttentionShape& s,
                        SplitKvLayer& cache) override {
+    if (rope_fold_) fold_rope_only(k);  // a store without attention (split_attention folds otherwise)
     split_kv_.append(k, v, n, pos0, s, cache);
   }
   void split_attention(const DeviceBuffer& q, const DeviceBuffer& k, const DeviceBuffer& v, int n, int pos0,
                        const AttentionShape& s, const SplitKvLayer& cache, SplitAttentionPath path,
                        DeviceBuffer& out) override {
+    // K and V come right after their RoPEs: those fold into the held q/k/v matvec.
+    if (rope_fold_) fold_rope_only(k);
     split_kv_.attention(q, k, v, n, pos0, s, cache, path, out);
   }
   void fourier_project(const DeviceBuffer& values, int rows, int n_comp, int m0, int period, int n_freq,
@@ -676,8 +677,8 @@ class VulkanBackend : public Backend {
   }
 
   // The held q/k/v matvec and the RoPEs of q and K as one dispatch of matvec_fused.comp with ROPE_STORE 2
-  // (rotate, no store) when the next command reads K otherwise than a cache store (a split KV cache stages
-  // K and V by copies, then appends them itself): two dispatches and a barrier fewer per layer.
+  // (rotate, no store) when the next command reads K otherwise than a cache store (a split KV cache's
+  // attention reads K and V, then appends them itself): two dispatches and a barrier fewer per layer.
   void fold_rope_only(const DeviceBuffer& k) {
     if (!fuse_ || !held_qkv_rope(k)) return;
     // Bindings 9-10 (the caches of mode 1) are not touched: K's and V's outputs stand in.
