@@ -6,6 +6,7 @@
 #include <cstring>
 
 #include "backend/vulkan/vulkan_check.h"
+#include "backend/vulkan/vulkan_env.h"
 #include "util/error.h"
 
 namespace fkv {
@@ -14,7 +15,14 @@ namespace {
 constexpr VkDeviceSize kStagingBytes = VkDeviceSize(32) << 20;
 constexpr VkDeviceSize kReadbackBytes = VkDeviceSize(32) << 20;
 constexpr uint32_t kDescriptorSets = 4096;  // between flushes, without push descriptors
-constexpr uint32_t kOpsPerSubmit = 64;      // dispatches per command buffer
+constexpr uint32_t kOpsPerSubmit = 64;      // dispatches per command buffer, at most
+
+// Dispatches in the first command buffer after a flush. Eager decode steps (the split KV caches' commands
+// carry positions, so they are not replayed) start on the GPU once it is submitted.
+uint32_t first_batch() {
+  static const uint32_t n = std::clamp<uint32_t>(env_count("FKV_VULKAN_FIRST_BATCH", 8), 1, kOpsPerSubmit);
+  return n;
+}
 
 bool profile_requested_by_env() {
   const char* v = std::getenv("FKV_VULKAN_PROFILE");
@@ -23,7 +31,8 @@ bool profile_requested_by_env() {
 
 }  // namespace
 
-CommandRecorder::CommandRecorder(std::shared_ptr<VulkanContext> ctx) : ctx_(std::move(ctx)) {
+CommandRecorder::CommandRecorder(std::shared_ptr<VulkanContext> ctx)
+    : ctx_(std::move(ctx)), batch_limit_(first_batch()) {
   VkDevice dev = ctx_->device();
   for (Slot& slot : slots_) {
     VkCommandPoolCreateInfo pci{};
@@ -226,7 +235,10 @@ void CommandRecorder::execute(const Command& c) {
   if (profiler_ && dispatch) stamps = profiler_->dispatch(current_, *c.pipeline);
   emit_command(*ctx_, cmd_, c, hazards_, &bound_, set, position_->handle(), VK_NULL_HANDLE, 0, stamps);
   // Barriers order against everything earlier in submission order, so the hazard sets stay valid.
-  if (dispatch && ++batch_ops_ >= kOpsPerSubmit) submit_current();
+  if (dispatch && ++batch_ops_ >= batch_limit_) {
+    submit_current();
+    batch_limit_ = std::min(2 * batch_limit_, kOpsPerSubmit);
+  }
 }
 
 void CommandRecorder::copy(const VulkanBuffer& src, VkDeviceSize so, const VulkanBuffer& dst,
@@ -301,6 +313,7 @@ void CommandRecorder::flush() {
 
 void CommandRecorder::drain() {
   submit_current();
+  batch_limit_ = first_batch();
   for (Slot& slot : slots_) wait(slot);
   replay_->wait_all();
   if (descriptor_pool_)

@@ -1,6 +1,8 @@
-// Command recording: ops append dispatches, copies and uploads to a command buffer. Every kOpsPerSubmit
+// Command recording: ops append dispatches, copies and uploads to a command buffer. After a batch of
 // dispatches the buffer is submitted without waiting and recording goes on in the next of a few buffers, so
-// the GPU starts on a forward pass while the host still records its end. flush() (download(),
+// the GPU starts on a forward pass while the host still records its end. The first batch after a flush is
+// short (FKV_VULKAN_FIRST_BATCH, default 8 dispatches) and each next one twice as long, up to 64: the GPU
+// waits for the host only until the first batch is recorded. flush() (download(),
 // synchronize(), a full staging ring or descriptor pool) submits the rest and waits for everything.
 //
 // Barriers go only where data flows: the recorder remembers which buffers were written and read since the
@@ -116,6 +118,7 @@ class CommandRecorder {
   size_t current_ = 0;
   VkCommandBuffer cmd_ = VK_NULL_HANDLE;  // slots_[current_].cmd while recording
   uint32_t batch_ops_ = 0;
+  uint32_t batch_limit_;  // dispatches of the batch being recorded: doubles from the first batch's up to 64
   VkDescriptorPool descriptor_pool_ = VK_NULL_HANDLE;  // without VK_KHR_push_descriptor only
   bool recording_ = false;
   VkPipeline bound_ = VK_NULL_HANDLE;
