@@ -377,7 +377,11 @@ TEST_P(SplitMiddlePassTest, MatchesCpuAndTheSplitPass) {
     out[mp] = run_switched(a, st, "FKV_VULKAN_MIDDLE_PASS", mp == 1, calls);
     EXPECT_EQ(calls["split_middle_scores"], mp ? 1u : 0u);
     EXPECT_EQ(calls["split_middle_values"], mp ? 1u : 0u);
-    EXPECT_EQ(calls["split_attention"], 1u);
+    // With the middle pass, a decode step's sink and window go to split_window_decode.comp (every shape here
+    // fits it); without, split_attention.comp takes the middle too.
+    const bool window_decode = mp && a.n == 1;
+    EXPECT_EQ(calls["split_window_decode"], window_decode ? 1u : 0u);
+    EXPECT_EQ(calls["split_attention"], window_decode ? 0u : 1u);
     EXPECT_EQ(calls["split_merge_sum"], 1u);
     EXPECT_EQ(calls["split_attention_merge"], 1u);
     const double err = max_rel_error(out[mp], st.ref);
@@ -387,6 +391,61 @@ TEST_P(SplitMiddlePassTest, MatchesCpuAndTheSplitPass) {
   }
   EXPECT_LT(max_rel_error(out[1], out[0]), tol) << "middle pass against FKV_VULKAN_MIDDLE_PASS=0";
 }
+
+// A decode step's sink, window and own row in split_window_decode.comp against the CPU reference and against
+// split_attention.comp (FKV_VULKAN_WINDOW_DECODE=0); the GPU profile proves which ran.
+class SplitWindowDecodeTest : public SplitAttentionTest {
+ protected:
+  void TearDown() override {
+    vulkan_set_profile(*vk, false);
+    unsetenv("FKV_VULKAN_WINDOW_DECODE");
+    SplitAttentionTest::TearDown();
+  }
+};
+
+TEST_P(SplitWindowDecodeTest, MatchesCpuAndSplitAttention) {
+  const AttnCase a = GetParam();
+  State st = build(a);
+  const double tol = a.c.type == KvType::kF32 ? 1e-4 : 2e-3;
+  std::vector<float> out[2];
+  for (int on = 1; on >= 0; --on) {
+    SCOPED_TRACE(on ? "split_window_decode" : "FKV_VULKAN_WINDOW_DECODE=0");
+    std::map<std::string, uint64_t> calls;
+    out[on] = run_switched(a, st, "FKV_VULKAN_WINDOW_DECODE", on == 1, calls);
+    EXPECT_EQ(calls["split_window_decode"], on ? 1u : 0u);
+    EXPECT_EQ(calls["split_attention"], on ? 0u : 1u);
+    const double err = max_rel_error(out[on], st.ref);
+    std::printf("[ split  ] %s: max rel error %.2e (tolerance %.0e)\n",
+                on ? "window decode " : "split_attention", err, tol);
+    EXPECT_LT(err, tol);
+  }
+  EXPECT_LT(max_rel_error(out[1], out[0]), tol) << "split_window_decode against split_attention";
+}
+
+// {heads, kv heads, d, S, W, T, N, fit, keep, type}, fill, n = 1: the window not full, full, after a fitted
+// middle (the middle pass beside), no sink, odd sink and window lengths, G 1..8, f16 and f32.
+const AttnCase kWindowDecodeCases[] = {
+    {{9, 3, 64, 4, 32, 400, 64, 64, 0.2, KvType::kF32}, 30, 1},            // no middle yet
+    {{4, 2, 64, 4, 32, 0, 0, 0, 0.0, KvType::kF16}, 100, 1},               // window policy
+    {{4, 4, 64, 0, 48, 300, 32, 32, 0.2, KvType::kF32}, 20, 1},            // no sink, G 1
+    {{6, 3, 64, 3, 37, 400, 32, 64, 0.2, KvType::kF16}, 250, 1},           // S 3, W 37, fitted middle
+    {{16, 2, 128, 4, 40, 900, 64, 64, 0.3, KvType::kF32}, 700, 1},         // G 8, d 128, f32
+    {{8, 2, 128, 4, 64, 600, 128, 128, 0.2, KvType::kF16}, 325, 1},        // d 128, f16
+    {{32, 8, 128, 4, 1020, 2000, 128, 256, 0.24, KvType::kF16}, 1700, 1},  // 8B shape, W 1020
+};
+
+INSTANTIATE_TEST_SUITE_P(Shapes, SplitWindowDecodeTest, ::testing::ValuesIn(kWindowDecodeCases),
+                         [](const auto& info) {
+                           const AttnCase& a = info.param;
+                           const CacheCase& c = a.c;
+                           return name_of({{"h", c.n_heads},
+                                           {"kv", c.n_kv_heads},
+                                           {"d", c.head_dim},
+                                           {"S", c.sink},
+                                           {"W", c.window},
+                                           {"fill", a.fill}}) +
+                                  (c.type == KvType::kF16 ? "f16" : "f32");
+                         });
 
 // {heads, kv heads, d, S, W, T, N, fit, keep, type}, fill, n
 const AttnCase kAttnCases[] = {

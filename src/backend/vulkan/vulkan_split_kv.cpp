@@ -34,6 +34,16 @@ constexpr uint32_t kMiddleRowsMin = 64;    // the values pass's ranges are multi
 constexpr uint32_t kFftEntries = 2048;
 constexpr uint32_t kFftWorkgroup = 256;
 constexpr uint32_t kFftLoads = 32;
+// split_window_decode.comp: rows per workgroup (CL), a multiple of its row slots (128 / (D / 8) for f16).
+constexpr uint32_t kWindowDecodeRows = 32;
+
+// Whether split_window_decode.comp takes a KV head's rows of this shape: 16-byte words that split a row
+// evenly over a divisor of its 128 invocations, and whole row slots in kWindowDecodeRows.
+bool window_decode_fits(uint32_t D, uint32_t G, bool f16) {
+  const uint32_t vpt = f16 ? 8 : 4, tpr = D / vpt;
+  return D % vpt == 0 && D <= 256 && G >= 1 && G <= 8 && tpr >= 1 && 128 % tpr == 0 &&
+         kWindowDecodeRows % (128 / tpr) == 0;
+}
 
 const VulkanBuffer& vk(const DeviceBuffer& b) {
   return static_cast<const VulkanBuffer&>(b);
@@ -422,6 +432,11 @@ void VulkanSplitKv::attention(const DeviceBuffer& q, const DeviceBuffer& k, cons
   // parallel.
   const uint32_t quantum = main_spec || !tiled ? kAttnWorkgroup : kLeanChunk;
   chunk_len = std::max(quantum, (chunk_len + quantum - 1) / quantum * quantum);
+  // A decode step whose middle is empty or taken by the middle pass: sink, window and its own row in
+  // split_window_decode.comp (FKV_VULKAN_WINDOW_DECODE=0 keeps split_attention.comp, for comparisons).
+  const bool window_decode = n == 1 && (middle_pass || M == 0) && window_decode_fits(D, G, f16) &&
+                             env_switch("FKV_VULKAN_WINDOW_DECODE", true);
+  if (window_decode) chunk_len = kWindowDecodeRows;
   const uint32_t NF = spec_v ? N : 1;
   auto mid_chunks = [&] {
     return fft_vb ? fft_blocks : middle_pass ? (uint32_t(M) + mid_rows - 1) / mid_rows : 0u;
@@ -444,8 +459,28 @@ void VulkanSplitKv::attention(const DeviceBuffer& q, const DeviceBuffer& k, cons
                : nullptr;
   const VulkanBuffer* table = (spec_k || spec_v) ? &basis_table(c.middle) : nullptr;
 
-  // split_attention.comp over sink, window and the call's rows (and the middle without the middle pass).
+  // split_attention.comp over sink, window and the call's rows (and the middle without the middle pass); a
+  // decode step's sink, window and own row in split_window_decode.comp when the middle is not its business.
   auto record_main = [&] {
+    if (window_decode && chunk_len == kWindowDecodeRows) {
+      const Pipeline& wp =
+          pipelines_.get("split_window_decode", {D, G, f16 ? 1u : 0u, kWindowDecodeRows, uint32_t(ps)}, 8);
+      const uint32_t pc[] = {H,
+                             uint32_t(s.n_kv_heads),
+                             u32(s.scale),
+                             main_chunks,
+                             uint32_t(S_len),
+                             uint32_t(W_len),
+                             uint32_t(wb),
+                             uint32_t(c.sink),
+                             uint32_t(std::max(c.window, 1))};
+      rec_.dispatch(
+          wp,
+          {bind(&q, false), bind(&k, false), bind(&v, false), bind(c.k.sink, false), bind(c.k.window, false),
+           bind(c.v.sink, false), bind(c.v.window, false), bind(&partials, true)},
+          pc, sizeof(pc), main_chunks, uint32_t(s.n_kv_heads), 1);
+      return;
+    }
     std::vector<uint32_t> spec = {kAttnWorkgroup,
                                   kAttnWorkgroup,
                                   D,
