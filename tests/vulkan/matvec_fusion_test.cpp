@@ -16,10 +16,6 @@
 namespace fkv::test {
 namespace {
 
-bool is_lavapipe(const Backend& be) {
-  return be.device_name().find("llvmpipe") != std::string::npos;
-}
-
 // The decode matvec's configuration, fused and not: on lavapipe (which otherwise runs matmul.comp, one row
 // per invocation) the GPU kernels with and without subgroupAdd; on a GPU the shared backend and the
 // shared-memory reduction.

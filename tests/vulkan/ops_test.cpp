@@ -67,7 +67,7 @@ TEST_P(TypeTest, MatmulMatchesCpu) {
 // the workgroup's rows, cols not a multiple of 256 (Q4_0/Q8_0 rows then start 2 bytes into a word), cols
 // past one pass of the workgroup (4384: a second, partial pass), cols % 8 != 0 (F16 falls back).
 TEST_P(TypeTest, MatmulGpuKernelsMatchCpu) {
-  const bool cpu_device = vk->device_name().find("llvmpipe") != std::string::npos;
+  const bool cpu_device = is_lavapipe(*vk);
   for (const char* subgroup : {"1", "0"}) {
     std::vector<std::string> vars = {std::string("FKV_VULKAN_SUBGROUP=") + subgroup};
     if (cpu_device) vars.push_back("FKV_VULKAN_GPU_KERNELS=1");
@@ -109,8 +109,7 @@ INSTANTIATE_TEST_SUITE_P(AllTypes, TypeTest, ::testing::ValuesIn(kAllTypes),
 // Backends to run the weight-layout tests on: the shared one, plus the GPU configuration with and without
 // subgroupAdd (on lavapipe, which otherwise runs one row per invocation), or without subgroupAdd on a GPU.
 std::vector<Backend*> layout_backends(Backend* vk) {
-  if (vk->device_name().find("llvmpipe") == std::string::npos)
-    return {vk, &EnvBackends::get({"FKV_VULKAN_SUBGROUP=0"})};
+  if (!is_lavapipe(*vk)) return {vk, &EnvBackends::get({"FKV_VULKAN_SUBGROUP=0"})};
   return {vk, &EnvBackends::get({"FKV_VULKAN_SUBGROUP=1", "FKV_VULKAN_GPU_KERNELS=1"}),
           &EnvBackends::get({"FKV_VULKAN_SUBGROUP=0", "FKV_VULKAN_GPU_KERNELS=1"})};
 }
@@ -249,7 +248,7 @@ TEST_F(VulkanTest, AddThenRmsNormMatchesCpu) {
 // past the slots held in registers (lavapipe at 4100 and 4099, the GPU's at 33000 and 33001); 1 and 7 rows
 // (decode, prefill). Plain and fused with an add, also in place (the engine's x = x + xb, xb = norm(x)).
 TEST_F(VulkanTest, RmsNormShapesMatchCpu) {
-  const bool cpu_device = vk->device_name().find("llvmpipe") != std::string::npos;
+  const bool cpu_device = is_lavapipe(*vk);
   Backend* const shared = vk;
   std::vector<std::vector<std::string>> configs = {{}, {"FKV_VULKAN_SUBGROUP=0"}};  // {}: the shared backend
   if (cpu_device) {

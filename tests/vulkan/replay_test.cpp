@@ -106,9 +106,7 @@ TEST_F(ReplayTest, ReplayedDecodeIsBitIdenticalToEagerQ4_0) {
 // The GPU's decode kernels (on lavapipe, which otherwise runs its own), whose decode matvecs of one input
 // are fused (q k v; gate up + swiglu): replay on and off bit-identical.
 TEST_F(ReplayTest, ReplayedFusedDecodeIsBitIdenticalToEagerQ4_0) {
-  Backend& be = vk->device_name().find("llvmpipe") == std::string::npos
-                    ? *vk
-                    : EnvBackends::get({"FKV_VULKAN_GPU_KERNELS=1"});
+  Backend& be = !is_lavapipe(*vk) ? *vk : EnvBackends::get({"FKV_VULKAN_GPU_KERNELS=1"});
   RandomModelFile m(be, "small", GgmlType::Q4_0);
   expect_bit_identical(be, *m.model);
   vulkan_set_replay(be, true);
@@ -128,7 +126,7 @@ TEST_F(ReplayTest, RecordedStepHasBarriersOnlyWhereDataFlows) {
   // A GPU's decode matvec runs q k v (with the RoPEs and the K/V store folded in) as one dispatch and
   // gate up + swiglu as one (matvec_fusion_test.cpp counts them on lavapipe too); lavapipe's own matmul
   // runs each alone.
-  const bool fused_matvecs = vk->device_name().find("llvmpipe") == std::string::npos;
+  const bool fused_matvecs = !is_lavapipe(*vk);
   // embed; per layer norm (the first layer's only), q k v, rope q + rope k + store k and v (fused),
   // attention split with its merge, wo, add + norm (fused), gate up, swiglu, down, add + the next layer's
   // norm (fused; the last layer's add alone); output norm, logits.

@@ -53,7 +53,7 @@ TEST_F(VulkanTest, SmolLM2FourierRopeFoldIsBitIdentical) {
   ASSERT_GE(tokens.size(), 28u);
   // On lavapipe decode takes matmul.comp unless the GPU kernels are asked for (the fold needs the fused
   // q/k/v matvec).
-  const bool lavapipe = vk->device_name().find("llvmpipe") != std::string::npos;
+  const bool lavapipe = is_lavapipe(*vk);
   Backend& be = lavapipe ? EnvBackends::get({"FKV_VULKAN_GPU_KERNELS=1"}) : *vk;
   auto file = GgufFile::open(path);
   auto model = LlamaModel::load(*file, be);

@@ -125,6 +125,11 @@ class VulkanTest : public ::testing::Test {
   uint64_t messages_before_ = 0;
 };
 
+// Whether a backend runs on Mesa's CPU driver (lavapipe / llvmpipe): tests pick shapes and paths for it.
+inline bool is_lavapipe(const Backend& be) {
+  return be.device_name().find("llvmpipe") != std::string::npos;
+}
+
 inline std::vector<float> random_floats(size_t n, uint32_t seed, float scale = 1.0f) {
   std::mt19937 rng(seed);
   std::normal_distribution<float> dist(0.0f, scale);
