@@ -331,6 +331,32 @@ class SplitAttentionTest : public SplitKvTest, public ::testing::WithParamInterf
     vulkan_set_profile(*vk, false);
     return out;
   }
+  // A path behind the environment switch `knob` (on: `on_label`) and the one it replaces (off: `off_label`),
+  // each against the CPU reference and the two against each other, at the cache type's tolerance;
+  // check_calls(on, calls) checks from the GPU profile which shaders ran (no silent fallback).
+  template <typename CheckCalls>
+  void expect_switch_agrees(const AttnCase& a, State& st, const char* knob, const char* on_label,
+                            const char* off_label, CheckCalls check_calls) {
+    const double tol = a.c.type == KvType::kF32 ? 1e-4 : 2e-3;
+    std::vector<float> out[2];
+    for (int on = 1; on >= 0; --on) {
+      SCOPED_TRACE(on ? on_label : off_label);
+      std::map<std::string, uint64_t> calls;
+      out[on] = run_switched(a, st, knob, on == 1, calls);
+      check_calls(on == 1, calls);
+      const double err = max_rel_error(out[on], st.ref);
+      std::printf("[ split  ] %-16s: max rel error %.2e (tolerance %.0e)\n", on ? on_label : off_label, err,
+                  tol);
+      EXPECT_LT(err, tol);
+    }
+    EXPECT_LT(max_rel_error(out[1], out[0]), tol) << on_label << " against " << off_label;
+  }
+  void TearDown() override {
+    vulkan_set_profile(*vk, false);
+    for (const char* knob : {"FKV_VULKAN_MIDDLE_PASS", "FKV_VULKAN_MIDDLE_FFT", "FKV_VULKAN_WINDOW_DECODE"})
+      unsetenv(knob);
+    SplitKvTest::TearDown();
+  }
 };
 
 TEST_P(SplitAttentionTest, MatchesCpu) {
@@ -355,71 +381,39 @@ TEST_P(SplitAttentionTest, MatchesCpu) {
 // The decode middle pass (split_middle_scores.comp + split_middle_values.comp) against the CPU reference and
 // against the path it replaces (FKV_VULKAN_MIDDLE_PASS=0, the middle inside split_attention.comp); the GPU
 // profile proves which ran (no silent fallback).
-class SplitMiddlePassTest : public SplitAttentionTest {
- protected:
-  void TearDown() override {
-    vulkan_set_profile(*vk, false);
-    unsetenv("FKV_VULKAN_MIDDLE_PASS");
-    SplitAttentionTest::TearDown();
-  }
-};
+class SplitMiddlePassTest : public SplitAttentionTest {};
 
 TEST_P(SplitMiddlePassTest, MatchesCpuAndTheSplitPass) {
   const AttnCase a = GetParam();
-  const CacheCase& c = a.c;
   State st = build(a);
   ASSERT_TRUE(st.tc->L.fitted(a.fill)) << "the case must have a fitted middle";
-  const double tol = c.type == KvType::kF32 ? 1e-4 : 2e-3;
-  std::vector<float> out[2];
-  for (int mp = 1; mp >= 0; --mp) {
-    SCOPED_TRACE(mp ? "middle pass" : "FKV_VULKAN_MIDDLE_PASS=0");
-    std::map<std::string, uint64_t> calls;
-    out[mp] = run_switched(a, st, "FKV_VULKAN_MIDDLE_PASS", mp == 1, calls);
-    EXPECT_EQ(calls["split_middle_scores"], mp ? 1u : 0u);
-    EXPECT_EQ(calls["split_middle_values"], mp ? 1u : 0u);
-    // With the middle pass, a decode step's sink and window go to split_window_decode.comp (every shape here
-    // fits it); without, split_attention.comp takes the middle too.
-    const bool window_decode = mp && a.n == 1;
-    EXPECT_EQ(calls["split_window_decode"], window_decode ? 1u : 0u);
-    EXPECT_EQ(calls["split_attention"], window_decode ? 0u : 1u);
-    EXPECT_EQ(calls["split_merge_sum"], 1u);
-    EXPECT_EQ(calls["split_attention_merge"], 1u);
-    const double err = max_rel_error(out[mp], st.ref);
-    std::printf("[ split  ] %s: max rel error %.2e (tolerance %.0e)\n", mp ? "middle pass" : "split pass ",
-                err, tol);
-    EXPECT_LT(err, tol);
-  }
-  EXPECT_LT(max_rel_error(out[1], out[0]), tol) << "middle pass against FKV_VULKAN_MIDDLE_PASS=0";
+  expect_switch_agrees(a, st, "FKV_VULKAN_MIDDLE_PASS", "middle pass", "split pass",
+                       [&](bool mp, std::map<std::string, uint64_t>& calls) {
+                         EXPECT_EQ(calls["split_middle_scores"], mp ? 1u : 0u);
+                         EXPECT_EQ(calls["split_middle_values"], mp ? 1u : 0u);
+                         // With the middle pass, a decode step's sink and window go to
+                         // split_window_decode.comp (every shape here fits it); without, split_attention.comp
+                         // takes the middle too.
+                         const bool window_decode = mp && a.n == 1;
+                         EXPECT_EQ(calls["split_window_decode"], window_decode ? 1u : 0u);
+                         EXPECT_EQ(calls["split_attention"], window_decode ? 0u : 1u);
+                         EXPECT_EQ(calls["split_merge_sum"], 1u);
+                         EXPECT_EQ(calls["split_attention_merge"], 1u);
+                       });
 }
 
 // A decode step's sink, window and own row in split_window_decode.comp against the CPU reference and against
 // split_attention.comp (FKV_VULKAN_WINDOW_DECODE=0); the GPU profile proves which ran.
-class SplitWindowDecodeTest : public SplitAttentionTest {
- protected:
-  void TearDown() override {
-    vulkan_set_profile(*vk, false);
-    unsetenv("FKV_VULKAN_WINDOW_DECODE");
-    SplitAttentionTest::TearDown();
-  }
-};
+class SplitWindowDecodeTest : public SplitAttentionTest {};
 
 TEST_P(SplitWindowDecodeTest, MatchesCpuAndSplitAttention) {
   const AttnCase a = GetParam();
   State st = build(a);
-  const double tol = a.c.type == KvType::kF32 ? 1e-4 : 2e-3;
-  std::vector<float> out[2];
-  for (int on = 1; on >= 0; --on) {
-    SCOPED_TRACE(on ? "split_window_decode" : "FKV_VULKAN_WINDOW_DECODE=0");
-    std::map<std::string, uint64_t> calls;
-    out[on] = run_switched(a, st, "FKV_VULKAN_WINDOW_DECODE", on == 1, calls);
-    EXPECT_EQ(calls["split_window_decode"], on ? 1u : 0u);
-    EXPECT_EQ(calls["split_attention"], on ? 0u : 1u);
-    const double err = max_rel_error(out[on], st.ref);
-    std::printf("[ split  ] %s: max rel error %.2e (tolerance %.0e)\n",
-                on ? "window decode " : "split_attention", err, tol);
-    EXPECT_LT(err, tol);
-  }
-  EXPECT_LT(max_rel_error(out[1], out[0]), tol) << "split_window_decode against split_attention";
+  expect_switch_agrees(a, st, "FKV_VULKAN_WINDOW_DECODE", "window decode", "split_attention",
+                       [](bool on, std::map<std::string, uint64_t>& calls) {
+                         EXPECT_EQ(calls["split_window_decode"], on ? 1u : 0u);
+                         EXPECT_EQ(calls["split_attention"], on ? 0u : 1u);
+                       });
 }
 
 // {heads, kv heads, d, S, W, T, N, fit, keep, type}, fill, n = 1: the window not full, full, after a fitted
@@ -524,36 +518,19 @@ INSTANTIATE_TEST_SUITE_P(Shapes, SplitMiddlePassTest, ::testing::ValuesIn(kMiddl
 // The FFT form of the middle pass (split_middle_fft.comp: T a multiple of a power-of-two N) against the CPU
 // reference and against the two direct passes it replaces (FKV_VULKAN_MIDDLE_FFT=0); the GPU profile proves
 // which ran.
-class SplitMiddleFftTest : public SplitAttentionTest {
- protected:
-  void TearDown() override {
-    vulkan_set_profile(*vk, false);
-    unsetenv("FKV_VULKAN_MIDDLE_FFT");
-    SplitAttentionTest::TearDown();
-  }
-};
+class SplitMiddleFftTest : public SplitAttentionTest {};
 
 TEST_P(SplitMiddleFftTest, MatchesCpuAndTheDirectPasses) {
   const AttnCase a = GetParam();
-  const CacheCase& c = a.c;
-  ASSERT_EQ(c.middle % c.n_freq, 0) << "the FFT pass needs T to be a multiple of N";
+  ASSERT_EQ(a.c.middle % a.c.n_freq, 0) << "the FFT pass needs T to be a multiple of N";
   State st = build(a);
   ASSERT_TRUE(st.tc->L.fitted(a.fill)) << "the case must have a fitted middle";
-  const double tol = c.type == KvType::kF32 ? 1e-4 : 2e-3;
-  std::vector<float> out[2];
-  for (int fft = 1; fft >= 0; --fft) {
-    SCOPED_TRACE(fft ? "FFT pass" : "FKV_VULKAN_MIDDLE_FFT=0");
-    std::map<std::string, uint64_t> calls;
-    out[fft] = run_switched(a, st, "FKV_VULKAN_MIDDLE_FFT", fft == 1, calls);
-    EXPECT_EQ(calls["split_middle_fft"], fft ? 1u : 0u);
-    EXPECT_EQ(calls["split_middle_values"], fft ? 0u : 1u);
-    EXPECT_EQ(calls["split_attention_merge"], 1u);
-    const double err = max_rel_error(out[fft], st.ref);
-    std::printf("[ split  ] %s: max rel error %.2e (tolerance %.0e)\n", fft ? "FFT pass   " : "direct     ", err,
-                tol);
-    EXPECT_LT(err, tol);
-  }
-  EXPECT_LT(max_rel_error(out[1], out[0]), tol) << "FFT pass against the direct passes";
+  expect_switch_agrees(a, st, "FKV_VULKAN_MIDDLE_FFT", "FFT pass", "direct passes",
+                       [](bool fft, std::map<std::string, uint64_t>& calls) {
+                         EXPECT_EQ(calls["split_middle_fft"], fft ? 1u : 0u);
+                         EXPECT_EQ(calls["split_middle_values"], fft ? 0u : 1u);
+                         EXPECT_EQ(calls["split_attention_merge"], 1u);
+                       });
 }
 
 // {heads, kv heads, d, S, W, T, N, fit, keep, type}, fill, n; T a multiple of N, every middle fitted.
