@@ -135,8 +135,6 @@ void pset(uint j, uint h, float v) {
 
 vec2 cmul(vec2 a, vec2 b) { return vec2(a.x * b.x - a.y * b.y, a.x * b.y + a.y * b.x); }
 
-vec4 round4(vec4 v) { return KV_F16 ? vec4(f16_round(v.x), f16_round(v.y), f16_round(v.z), f16_round(v.w)) : v; }
-
 // Values 8u .. 8u+7 of head g in row r of part 0 (sink), 2 (window) or 3 (chunk).
 void load8(uint part, uint r, uint u, bool is_k, out vec4 a, out vec4 b) {
   const uint row_len = p.kv_heads * D;
@@ -149,8 +147,10 @@ void load8(uint part, uint r, uint u, bool is_k, out vec4 a, out vec4 b) {
       a = cv[o];
       b = cv[o + 1u];
     }
-    a = round4(a);
-    b = round4(b);
+    if (KV_F16) {
+      a = f16_round4(a);
+      b = f16_round4(b);
+    }
     return;
   }
   const uint row = part == 0u ? r : (p.win_begin + r - p.sink) % p.ring;

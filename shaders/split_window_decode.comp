@@ -59,10 +59,6 @@ shared float red[RED];
 shared float p_s[G * CL];  // per head: scores, then probabilities
 shared float m_s[G], l_s[G];
 
-vec4 round4(vec4 v) {
-  return KV_F16 ? vec4(f16_round(v.x), f16_round(v.y), f16_round(v.z), f16_round(v.w)) : v;
-}
-
 // Word u of KV head g in list row j (zeros past the list): values in a (and b for f16's second four).
 void load_word(uint j, uint g, uint u, bool is_k, out vec4 a, out vec4 b) {
   a = vec4(0.0);
@@ -71,8 +67,11 @@ void load_word(uint j, uint g, uint u, bool is_k, out vec4 a, out vec4 b) {
   if (j >= total) return;
   if (j == total - 1u) {  // the own row
     const uint o = (g * D + VPT * u) / 4u;
-    a = round4(is_k ? ok[o] : ov[o]);
-    if (KV_F16) b = round4(is_k ? ok[o + 1u] : ov[o + 1u]);
+    a = is_k ? ok[o] : ov[o];
+    if (KV_F16) {
+      a = f16_round4(a);
+      b = f16_round4(is_k ? ok[o + 1u] : ov[o + 1u]);
+    }
     return;
   }
   const bool in_sink = j < p.sink_len;
