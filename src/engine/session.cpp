@@ -131,6 +131,10 @@ void Session::forward_chunk(std::span<const int32_t> tokens, bool all_logits, fl
     be.matmul(w.w_gate, *xb_, n, *hb_);
     be.matmul(w.w_up, *xb_, n, *hb2_);
     be.swiglu(*hb_, *hb2_, int64_t(n) * hp.ffn_dim, *hb_);
+    // The cache's append of this layer's k and v (a split cache's ring and middle updates), recorded here
+    // rather than right after the attention: beside the gate/up matvec on a GPU instead of delaying the
+    // output projection. Before the next layer's matmuls overwrite k_ and v_.
+    kv_->flush();
     be.matmul(w.w_down, *hb_, n, *xb_);
     be.add(*x_, *xb_, int64_t(n) * hp.dim, *x_);
     report_hidden(l, n);

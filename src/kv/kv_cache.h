@@ -30,12 +30,14 @@ class KvCache {
   virtual std::string policy() const = 0;  // "full", "window", "fourier"
   virtual int capacity() const = 0;        // positions a session may reach
   // Stores layer `layer`'s k, v (fp32 [n, n_kv_heads, head_dim], after RoPE) of positions pos0 .. pos0+n-1.
-  // A cache may read k and v until this layer's attend(), the next store() or flush(): keep them unchanged
-  // until then.
+  // A cache may read k and v until the next store() or flush(): keep them unchanged until then.
   virtual void store(int layer, const DeviceBuffer& k, const DeviceBuffer& v, int n, int pos0) = 0;
-  // Causal attention of q (fp32 [n, n_heads, head_dim], positions pos0 ..) over what the layer holds.
+  // Causal attention of q (fp32 [n, n_heads, head_dim], positions pos0 ..) over what the layer holds and
+  // the chunk just stored. The chunk may enter the cache only at the next store() or flush(): a caller that
+  // records GPU work flushes where the cache's own bookkeeping can run beside other work (Session: beside
+  // the feed-forward matvecs, docs/VULKAN.md "Execution").
   virtual void attend(int layer, const DeviceBuffer& q, int n, int pos0, DeviceBuffer& out) = 0;
-  // Finishes a store() that no attend() followed, so that its k and v may change.
+  // Finishes the last store(), attended or not, so that its k and v may change.
   virtual void flush() {}
   // Forgets every position (a new conversation).
   virtual void clear() = 0;

@@ -109,7 +109,7 @@ void SplitKvCache::store(int layer, const DeviceBuffer& k, const DeviceBuffer& v
   require(pos0 + n <= config_.capacity, ErrorCode::kContextFull,
           "KV cache holds " + std::to_string(config_.capacity) + " positions; asked to store up to " +
               std::to_string(pos0 + n));
-  // No copy: the caller keeps k and v until attend() or the next store() (kv_cache.h). A decode token's
+  // No copy: the caller keeps k and v until the next store() or flush() (kv_cache.h). A decode token's
   // copies were a dependent transfer step of their own in every layer.
   staged_k_ = &k;
   staged_v_ = &v;
@@ -125,7 +125,8 @@ void SplitKvCache::attend(int layer, const DeviceBuffer& q, int n, int pos0, Dev
   SplitAttentionPath path = config_.path;
   backend_.split_attention(q, *staged_k_, *staged_v_, n, pos0, config_.shape, layers_[size_t(layer)], path,
                            out);
-  commit();
+  // The append is recorded at the next store() or flush() (kv_cache.h): nothing before this layer's next
+  // attention reads it, so on a GPU it need not delay the output projection.
 }
 
 void SplitKvCache::commit() {

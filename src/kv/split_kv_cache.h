@@ -4,9 +4,9 @@
 //
 // Prefill chunks (docs/FOURIER-IMPL.md): store() notes the chunk (the caller's k, v, read later, not copied);
 // attend() lets the chunk's queries see the cache as it was before the chunk plus the chunk's own rows exact
-// (causally), then commits the chunk (split_kv_append): tokens leaving the window enter the middle only after
-// the whole chunk attended. Decode is the chunk of one token. Positions are appended in order; keys keep the
-// RoPE positions they were stored with.
+// (causally); the next store() or flush() commits the chunk (split_kv_append): tokens leaving the window
+// enter the middle only after the whole chunk attended. Decode is the chunk of one token. Positions are
+// appended in order; keys keep the RoPE positions they were stored with.
 #pragma once
 #include <memory>
 #include <vector>
@@ -55,7 +55,7 @@ class SplitKvCache : public KvCache {
   std::vector<SplitKvLayer> layers_;
   std::vector<int> next_pos_;  // per layer: positions stored so far
   std::vector<BufferPtr> owned_;
-  // The chunk between store() and attend(): its layer, size and position, and the caller's k, v.
+  // The chunk between store() and its commit: its layer, size and position, and the caller's k, v.
   const DeviceBuffer* staged_k_ = nullptr;
   const DeviceBuffer* staged_v_ = nullptr;
   int staged_layer_ = -1, staged_n_ = 0, staged_pos0_ = 0;

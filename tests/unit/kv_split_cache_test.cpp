@@ -67,6 +67,7 @@ struct Runner {
     load(d, pos0, n);
     cache.store(0, *k, *v, n, pos0);
     cache.attend(0, *q, n, pos0, *out);
+    cache.flush();  // the chunk enters the cache (before load() overwrites k and v)
     std::vector<float> o(size_t(n) * s.n_heads * s.head_dim);
     be.download(*out, 0, o.data(), o.size() * 4);
     return o;
@@ -382,9 +383,9 @@ TEST(KvSplitCache, GenericBackendFallbackMatchesCpu) {
   }
 }
 
-// store() keeps the caller's k and v (no copy) until attend(), the next store() or flush(): a chunk stored
-// without attend() and flushed becomes the same cache as one that attended, even when the caller's buffers
-// change right after the flush.
+// store() keeps the caller's k and v (no copy) until the next store() or flush(): a chunk stored without
+// attend() and flushed becomes the same cache as one that attended, even when the caller's buffers change
+// right after the flush.
 TEST(KvSplitCache, StoreWithoutAttendThenFlushKeepsTheChunk) {
   auto be = create_cpu_backend(1);
   const AttentionShape s = test_shape();
