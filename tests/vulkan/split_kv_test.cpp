@@ -353,7 +353,8 @@ class SplitAttentionTest : public SplitKvTest, public ::testing::WithParamInterf
   }
   void TearDown() override {
     vulkan_set_profile(*vk, false);
-    for (const char* knob : {"FKV_VULKAN_MIDDLE_PASS", "FKV_VULKAN_MIDDLE_FFT", "FKV_VULKAN_WINDOW_DECODE"})
+    for (const char* knob : {"FKV_VULKAN_MIDDLE_PASS", "FKV_VULKAN_MIDDLE_FFT", "FKV_VULKAN_WINDOW_DECODE",
+                             "FKV_VULKAN_INLINE_SUM"})
       unsetenv(knob);
     SplitKvTest::TearDown();
   }
@@ -397,7 +398,7 @@ TEST_P(SplitMiddlePassTest, MatchesCpuAndTheSplitPass) {
                          const bool window_decode = mp && a.n == 1;
                          EXPECT_EQ(calls["split_window_decode"], window_decode ? 1u : 0u);
                          EXPECT_EQ(calls["split_attention"], window_decode ? 0u : 1u);
-                         EXPECT_EQ(calls["split_merge_sum"], 1u);
+                         // (split_merge_sum.comp, or its sum inside the merge: SplitInlineSumTest)
                          EXPECT_EQ(calls["split_attention_merge"], 1u);
                        });
 }
@@ -564,6 +565,42 @@ INSTANTIATE_TEST_SUITE_P(Shapes, SplitMiddleFftTest, ::testing::ValuesIn(kMiddle
                                            {"N", c.n_freq},
                                            {"keep", int(c.keep * 100)},
                                            {"n", a.n}}) +
+                                  (c.type == KvType::kF16 ? "f16" : "f32");
+                         });
+
+// The merge summing the partials itself (INLINE_SUM: a decode step, few chunks, N <= 128) against the CPU
+// reference and against split_merge_sum.comp + split_attention_merge.comp (FKV_VULKAN_INLINE_SUM=0); the GPU
+// profile proves which ran. Decode cases of the window pass (no h) and of the FFT pass (h of N <= 128).
+class SplitInlineSumTest : public SplitAttentionTest {};
+
+TEST_P(SplitInlineSumTest, MatchesCpuAndTheSumPass) {
+  const AttnCase a = GetParam();
+  State st = build(a);
+  expect_switch_agrees(a, st, "FKV_VULKAN_INLINE_SUM", "inline sum", "sum pass",
+                       [](bool inline_sum, std::map<std::string, uint64_t>& calls) {
+                         EXPECT_EQ(calls["split_merge_sum"], inline_sum ? 0u : 1u);
+                         EXPECT_EQ(calls["split_attention_merge"], 1u);
+                       });
+}
+
+std::vector<AttnCase> inline_sum_cases() {
+  std::vector<AttnCase> cases(std::begin(kWindowDecodeCases), std::end(kWindowDecodeCases));
+  for (const AttnCase& a : kMiddleFftCases)
+    if (a.n == 1 && a.c.n_freq <= 128) cases.push_back(a);
+  return cases;
+}
+
+INSTANTIATE_TEST_SUITE_P(Shapes, SplitInlineSumTest, ::testing::ValuesIn(inline_sum_cases()),
+                         [](const auto& info) {
+                           const AttnCase& a = info.param;
+                           const CacheCase& c = a.c;
+                           return name_of({{"h", c.n_heads},
+                                           {"kv", c.n_kv_heads},
+                                           {"d", c.head_dim},
+                                           {"W", c.window},
+                                           {"fill", a.fill},
+                                           {"N", c.n_freq},
+                                           {"keep", int(c.keep * 100)}}) +
                                   (c.type == KvType::kF16 ? "f16" : "f32");
                          });
 

@@ -20,6 +20,10 @@ constexpr uint32_t kLeanChunk = 16;       // split_attention chunk granularity w
 constexpr uint32_t kMergeColumns = 32;    // partial columns per split_merge_sum workgroup (CW)
 constexpr uint32_t kMergeDims = 8;        // compressed dims per split_attention_merge workgroup (CPB)
 constexpr uint32_t kPrepFreqs = 32;       // frequencies per split_attention_prep workgroup (FB)
+// split_attention_merge.comp sums the partials itself (INLINE_SUM) up to this many chunks (its workgroup
+// size) and frequencies of h.
+constexpr uint32_t kInlineSumChunks = 256;
+constexpr uint32_t kInlineSumFreqs = 128;
 constexpr uint32_t kMaxGroupsX = 65535;
 constexpr uint32_t kTiledSharedBytes = 32 * 1024;  // split_attention.comp uses at most ~31.5 KiB
 // The decode middle pass (split_middle_scores.comp, split_middle_values.comp; shared memory < 26 KiB).
@@ -594,23 +598,35 @@ void VulkanSplitKv::attention(const DeviceBuffer& q, const DeviceBuffer& k, cons
   // heads), split_attention_merge.comp applies the V coefficients (workgroups over blocks of compressed
   // dims and query heads) and divides by the softmax sum.
   const uint32_t qh_y = std::min(count, kMaxGroupsX), qh_z = (count + qh_y - 1) / qh_y;
-  const VulkanBuffer& sums = scratch(sums_, size_t(count) * ps * 4, "split attention merged sums");
-  const Pipeline& sum_p = pipelines_.get("split_merge_sum", {D, spec_v ? N : 0u}, 3);
-  const uint32_t sc[] = {main_chunks, count, middle_pass ? main_chunks : 0u, midc};
-  rec_.dispatch(sum_p, {bind(&partials, false), bind(&sums, true), bind(mid_partials, false)}, sc, sizeof(sc),
-                uint32_t((ps + kMergeColumns - 1) / kMergeColumns), qh_y, qh_z);
+  const uint32_t h_first = middle_pass ? main_chunks : 0u;
+  // Few partials (a decode step with N <= kInlineSumFreqs): the merge sums them itself (INLINE_SUM), one
+  // dispatch and phase instead of two; every compressed-dim block of a head then repeats the head's sum.
+  // FKV_VULKAN_INLINE_SUM=0 keeps split_merge_sum.comp (for comparisons).
+  const bool inline_sum = n == 1 && main_chunks + midc <= kInlineSumChunks && NF <= kInlineSumFreqs &&
+                          env_switch("FKV_VULKAN_INLINE_SUM", true);
+  const VulkanBuffer* sums = nullptr;
+  if (!inline_sum) {
+    sums = &scratch(sums_, size_t(count) * ps * 4, "split attention merged sums");
+    const Pipeline& sum_p = pipelines_.get("split_merge_sum", {D, spec_v ? N : 0u}, 3);
+    const uint32_t sc[] = {main_chunks, count, h_first, midc};
+    rec_.dispatch(sum_p, {bind(&partials, false), bind(sums, true), bind(mid_partials, false)}, sc,
+                  sizeof(sc), uint32_t((ps + kMergeColumns - 1) / kMergeColumns), qh_y, qh_z);
+  }
   uint32_t cblocks = 1;  // blocks of kMergeDims compressed dims: the most any KV group has
   if (spec_v)
     for (int g = 0; g < s.n_kv_heads; ++g) {
       const int a = c.v.dims.comp_offset[size_t(g)], b = c.v.dims.comp_offset[size_t(g) + 1];
       cblocks = std::max(cblocks, uint32_t(b - a + kMergeDims - 1) / kMergeDims);
     }
-  const Pipeline& merge_p = pipelines_.get("split_attention_merge", {D, NF, spec_v ? 1u : 0u}, 5);
-  const uint32_t mc[] = {count, H, uint32_t(s.n_kv_heads), uint32_t(nk_v)};
-  rec_.dispatch(merge_p,
-                {bind(&sums, false), bind(&out, true), bind(spec_v ? c.v.coef : nullptr, false),
-                 bind(spec_v ? c.v.norm : nullptr, false), bind(spec_v ? c.v.dims_table : nullptr, false)},
-                mc, sizeof(mc), cblocks, qh_y, qh_z);
+  const Pipeline& merge_p =
+      pipelines_.get("split_attention_merge", {D, NF, spec_v ? 1u : 0u, inline_sum ? 1u : 0u}, 7);
+  const uint32_t mc[] = {count, H, uint32_t(s.n_kv_heads), uint32_t(nk_v), main_chunks, h_first, midc};
+  rec_.dispatch(
+      merge_p,
+      {bind(sums, false), bind(&out, true), bind(spec_v ? c.v.coef : nullptr, false),
+       bind(spec_v ? c.v.norm : nullptr, false), bind(spec_v ? c.v.dims_table : nullptr, false),
+       bind(inline_sum ? &partials : nullptr, false), bind(inline_sum ? mid_partials : nullptr, false)},
+      mc, sizeof(mc), cblocks, qh_y, qh_z);
 }
 
 }  // namespace fkv
