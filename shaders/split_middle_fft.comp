@@ -64,6 +64,7 @@ const uint NB = GP * PR;         // FFT entries of the workgroup: GP·VB transfo
 const uint PS = D + 2u + (SPEC_V ? 2u * N : 0u);
 const uint RL = 16u;             // lanes of the two-level reductions
 const uint ZU = 4u;              // Z entries loaded together
+const uint HU = VB < 8u ? VB : 8u;  // column twiddles of h loaded together
 const uint RPT = (PR + WG - 1u) / WG;  // score rows per invocation
 // The kept K rows are read as the aligned 16-byte blocks that hold a row's segment (KW words per block):
 // at most KQ blocks, the segment starting up to KW - 1 words into the first. q sits in qk_s at QP + the
@@ -436,12 +437,17 @@ void main() {
     for (uint x = tid; x < GP * N; x += WG) {
       const uint hp = x / N, n = x % N, nr = bitrev(n), nm = bitrev((N - n) & (N - 1u));
       vec2 ha = vec2(0.0), hb = vec2(0.0);
-      for (uint vl = 0u; vl < VB; ++vl) {
-        const uint v = v0 + vl, o = (hp * VB + vl) * N;
-        if (v < R) {
-          const vec2 y = buf[o + nr], ym = conj2(buf[o + nm]), t = basis[n * v];
-          ha += cmul(t, 0.5 * (y + ym));
-          hb += cmul(t, 0.5 * vec2(y.y - ym.y, ym.x - y.x));
+      // The columns' twiddles e^{2πi nv/T} are loaded HU at a time before any is used (in flight together).
+      for (uint vb = 0u; vb < VB; vb += HU) {
+        vec2 t[HU];
+        [[unroll]] for (uint j = 0u; j < HU; ++j) t[j] = basis[n * min(v0 + vb + j, R - 1u)];
+        [[unroll]] for (uint j = 0u; j < HU; ++j) {
+          const uint vl = vb + j, o = (hp * VB + vl) * N;
+          if (vl < VB && v0 + vl < R) {
+            const vec2 y = buf[o + nr], ym = conj2(buf[o + nm]);
+            ha += cmul(t[j], 0.5 * (y + ym));
+            hb += cmul(t[j], 0.5 * vec2(y.y - ym.y, ym.x - y.x));
+          }
         }
       }
       [[unroll]] for (uint e = 0u; e < 2u; ++e) {
