@@ -8,6 +8,9 @@
 //  mode 2: decode after the fit (count 1, no refit at this row): mode 0's kept words, then one invocation per
 //          (compressed dim c, frequency f) adds the value's projection to coef (fourier_accumulate's
 //          arithmetic) and, for f = 0, the running sum/min/max: one dispatch instead of four.
+// Positions come from the position register (the chunk's first position) plus first_rel, so that a decode
+// step's command is the same at every position (a recorded step replays); the host sizes mode 2's grid for
+// the most kept words a row can take.
 #extension GL_GOOGLE_include_directive : require
 
 layout(local_size_x_id = 0) in;
@@ -22,11 +25,11 @@ layout(std430, binding = 5) writeonly buffer Pending { float pending[]; };
 layout(std430, binding = 6) buffer Coef { float coef[]; };          // mode 2: [n_comp, 2N]
 layout(std430, binding = 7) buffer Norm { float norm[]; };          // mode 2: [n_comp, 8]
 layout(std430, binding = 8) readonly buffer Table { vec2 basis[]; };  // mode 2: cos, sin of 2π k / T
+layout(std430, binding = 9) readonly buffer Position { uint pos_reg; };  // the chunk's first position
 
 layout(push_constant) uniform Params {
   uint count;
-  uint pos_first;
-  uint pos0;      // the chunk's first position: earlier positions are in the ring
+  uint first_rel;  // the first position leaving the window, minus the chunk's first (two's complement)
   uint sink;
   uint ring;      // W
   uint n_kv;
@@ -42,9 +45,12 @@ layout(push_constant) uniform Params {
 #include "common/grid.glsl"
 #include "common/f16_round.glsl"
 
+uint pos0 = 0u;       // the chunk's first position (the register): earlier positions are in the ring
+uint pos_first = 0u;  // the first position leaving the window
+
 float cache_value(uint pos, uint e) {
   const uint row_len = p.n_kv * p.head_dim;
-  if (pos < p.pos0) {
+  if (pos < pos0) {
     const uint at = ((pos - p.sink) % p.ring) * row_len + e;
     if (KV_F16) {
       const vec2 v = unpackHalf2x16(win[at >> 1]);
@@ -52,7 +58,7 @@ float cache_value(uint pos, uint e) {
     }
     return uintBitsToFloat(win[at]);
   }
-  const float x = chunk[(pos - p.pos0) * row_len + e];
+  const float x = chunk[(pos - pos0) * row_len + e];
   return KV_F16 ? f16_round(x) : x;
 }
 
@@ -73,7 +79,9 @@ float kept_value(uint el) {  // el: element index in the kept rows
 void main() {
   const uint stride = linear_workgroup_count() * gl_WorkGroupSize.x;
   const uint first = linear_workgroup() * gl_WorkGroupSize.x + gl_LocalInvocationID.x;
-  const uint m0 = p.pos_first - p.sink;
+  pos0 = pos_reg;
+  pos_first = pos_reg + p.first_rel;
+  const uint m0 = pos_first - p.sink;
   if (p.mode == 2u) {
     // Invocations [0, kept words) write the kept dims like mode 0 (below); the rest accumulate.
     const uint e0 = m0 * p.n_keep, e1 = (m0 + 1u) * p.n_keep;
@@ -94,7 +102,7 @@ void main() {
         continue;
       }
       const uint cf = g - kept_items, c = cf / p.n_freq, f = cf % p.n_freq;
-      const float x = cache_value(p.pos_first, element(1u, c));
+      const float x = cache_value(pos_first, element(1u, c));
       const vec2 b = basis[(f * m0) % p.period];
       precise float tc = x * b.x;
       precise float ts = x * b.y;
@@ -131,7 +139,7 @@ void main() {
   const uint total = p.count * p.n_comp;
   for (uint e = first; e < total; e += stride) {
     const uint r = e / p.n_comp, j = e % p.n_comp;
-    const float x = cache_value(p.pos_first + r, element(1u, j));
+    const float x = cache_value(pos_first + r, element(1u, j));
     comp[e] = x;
     if (m0 + r < p.fit) pending[(m0 + r) * p.n_comp + j] = x;
   }

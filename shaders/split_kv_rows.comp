@@ -2,6 +2,8 @@
 // Split KV cache append (backend.h split_kv_append): fp32 rows of the chunk into the cache's sink rows or
 // window ring, converted to the cache type (f16 rounding like util/half.h). Row r (chunk row src_row0 + r,
 // position pos_first + r) goes to row pos_first + r (ring == 0: the sink) or (pos_first + r - sink) % ring.
+// pos_first is the position register plus first_rel, so that a decode step's command is the same at every
+// position (a recorded step replays).
 #extension GL_GOOGLE_include_directive : require
 
 layout(local_size_x_id = 0) in;
@@ -9,12 +11,13 @@ layout(constant_id = 1) const bool KV_F16 = true;
 
 layout(std430, binding = 0) readonly buffer Src { float src[]; };
 layout(std430, binding = 1) writeonly buffer Dst { uint dst[]; };
+layout(std430, binding = 2) readonly buffer Position { uint pos_reg; };  // the chunk's first position
 
 layout(push_constant) uniform Params {
   uint count;      // rows
   uint row_len;    // values per row (even for f16)
   uint src_row0;
-  uint pos_first;
+  uint first_rel;  // pos_first − pos_reg
   uint sink;
   uint ring;       // W, or 0 for the sink
   uint dst_base;   // word offset of row 0 in binding 1
@@ -29,7 +32,7 @@ void main() {
   for (uint g = linear_workgroup() * gl_WorkGroupSize.x + gl_LocalInvocationID.x; g < total;
        g += linear_workgroup_count() * gl_WorkGroupSize.x) {
     const uint r = g / per_row, w = g % per_row;
-    const uint pos = p.pos_first + r;
+    const uint pos = pos_reg + p.first_rel + r;
     const uint row = p.ring == 0u ? pos : (pos - p.sink) % p.ring;
     const uint s = (p.src_row0 + r) * p.row_len;
     if (KV_F16)

@@ -43,11 +43,13 @@ layout(std430, binding = 4) readonly buffer VD { int vd[]; };          // V dims
 layout(std430, binding = 5) readonly buffer GV { float gv[]; };        // [n·heads, 2N + 4]
 layout(std430, binding = 6) readonly buffer Table { vec2 basis[]; };   // [T] (cos, sin)(2πk/T)
 layout(std430, binding = 7) writeonly buffer Partial { float part[]; };
+layout(std430, binding = 8) readonly buffer Position { uint pos_reg; };  // the call's first position
 
 layout(push_constant) uniform Params {
   uint heads;
   uint kv_heads;
-  uint middle_len;  // M
+  uint sink;        // S, W: the middle's length M at the call's first position t (the position register) is
+  uint window;      // clamp(t − W − S, 0, T), so that the command is the same at every position (replay)
   uint period;      // T, a multiple of N
   uint nk_k;        // kept K dims of the layer (row length of kk)
   uint nk_v;
@@ -205,7 +207,8 @@ void reduce_heads(uint tid, uint off, bool is_max) {
 
 void main() {
   const uint tid = gl_LocalInvocationID.x;
-  const uint M = p.middle_len, T = p.period, R = T >> LOG_N, GS = 2u * N + 4u;
+  const uint T = p.period, R = T >> LOG_N, GS = 2u * N + 4u;
+  const uint M = uint(clamp(int(pos_reg) - int(p.window) - int(p.sink), 0, int(T)));
   const uint v0 = gl_WorkGroupID.y * VB;
   const uint kv = gl_WorkGroupID.x % p.kv_heads, qi = gl_WorkGroupID.x / p.kv_heads;
   const uint qh0 = qi * p.heads + kv * G;  // the group's first query head (query-major, like q)

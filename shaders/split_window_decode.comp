@@ -12,7 +12,8 @@
 // cache) of rows rs, rs + RPP, ...: every K and V word of the chunk is requested at once, so the workgroup
 // waits on memory once. Per head, the word dots are summed over a row's TPR words in shared memory, the
 // chunk's softmax runs in shared memory, and each invocation's weighted V words are summed over the RPP row
-// slots in shared memory. No subgroup operation.
+// slots in shared memory. The list's extent comes from the position register (the step's position), so that
+// the command is the same at every position (a recorded step replays). No subgroup operation.
 #extension GL_GOOGLE_include_directive : require
 #extension GL_EXT_control_flow_attributes : require
 
@@ -31,17 +32,16 @@ layout(std430, binding = 4) readonly buffer KW { uvec4 kw[]; };    // window rin
 layout(std430, binding = 5) readonly buffer VS { uvec4 vs[]; };
 layout(std430, binding = 6) readonly buffer VW { uvec4 vw[]; };
 layout(std430, binding = 7) writeonly buffer Partial { float part[]; };
+layout(std430, binding = 8) readonly buffer Position { uint pos_reg; };  // the step's position
 
 layout(push_constant) uniform Params {
   uint heads;
   uint kv_heads;
   float scale;
   uint chunks;     // chunk slots per query head in the partials
-  uint sink_len;
-  uint win_len;
-  uint win_begin;  // the window's first position
+  uint window;     // W (may be 0)
   uint sink;       // S: ring row of position t is (t - S) % ring
-  uint ring;
+  uint ring;       // max(W, 1)
 } p;
 
 #include "common/grid.glsl"
@@ -59,11 +59,20 @@ shared float red[RED];
 shared float p_s[G * CL];  // per head: scores, then probabilities
 shared float m_s[G], l_s[G];
 
+// The list's extent at the step's position t (SplitKvLayer's sink_len, window_begin and the window rows).
+uint sink_len = 0u, win_len = 0u, win_begin = 0u;
+void list_extent() {
+  const int t = int(pos_reg);
+  sink_len = uint(min(int(p.sink), t));
+  win_begin = uint(max(int(p.sink), t - int(p.window)));
+  win_len = uint(max(0, t - int(win_begin)));
+}
+
 // Word u of KV head g in list row j (zeros past the list): values in a (and b for f16's second four).
 void load_word(uint j, uint g, uint u, bool is_k, out vec4 a, out vec4 b) {
   a = vec4(0.0);
   b = vec4(0.0);
-  const uint total = p.sink_len + p.win_len + 1u;
+  const uint total = sink_len + win_len + 1u;
   if (j >= total) return;
   if (j == total - 1u) {  // the own row
     const uint o = (g * D + VPT * u) / 4u;
@@ -74,8 +83,8 @@ void load_word(uint j, uint g, uint u, bool is_k, out vec4 a, out vec4 b) {
     }
     return;
   }
-  const bool in_sink = j < p.sink_len;
-  const uint row = in_sink ? j : (p.win_begin + (j - p.sink_len) - p.sink) % p.ring;
+  const bool in_sink = j < sink_len;
+  const uint row = in_sink ? j : (win_begin + (j - sink_len) - p.sink) % p.ring;
   const uint o = (row * p.kv_heads * D + g * D) / VPT + u;
   const uvec4 w = in_sink ? (is_k ? ks[o] : vs[o]) : (is_k ? kw[o] : vw[o]);
   if (KV_F16) {
@@ -90,7 +99,8 @@ void main() {
   const uint tid = gl_LocalInvocationID.x;
   const uint c = gl_WorkGroupID.x, g = gl_WorkGroupID.y, head0 = g * G;
   const uint u = tid % TPR, rs = tid / TPR;
-  const uint total = p.sink_len + p.win_len + 1u;
+  list_extent();
+  const uint total = sink_len + win_len + 1u;
 
   for (uint x = tid; x < G * D; x += WG) q_s[x] = q[head0 * D + x] * p.scale;
   vec4 ka[RPI], kb[RPI], va[RPI], vb[RPI];

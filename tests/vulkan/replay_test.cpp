@@ -112,6 +112,47 @@ TEST_F(ReplayTest, ReplayedFusedDecodeIsBitIdenticalToEagerQ4_0) {
   vulkan_set_replay(be, true);
 }
 
+// A fourier (split) KV cache's decode steps replay once the window is full and the middle fitted: the split
+// shaders take positions from the position register (window extents, the middle's length, the append's
+// rows). Logits bit-identical with replay on and off through the window filling, the middle's fit and a
+// refit (eager steps), and most steady steps replayed.
+TEST_F(ReplayTest, ReplayedFourierDecodeIsBitIdenticalToEager) {
+  RandomModelFile m(*vk, "small", GgmlType::Q4_0);
+  auto run = [&](bool replay) {
+    vulkan_drop_scratch(*vk);
+    vulkan_set_replay(*vk, replay);
+    SessionOptions so;
+    so.ctx = 400;
+    so.max_batch = 16;
+    so.kv.policy = "fourier";
+    so.kv.sink = 4;
+    so.kv.window = 16;
+    so.kv.fourier_n = 16;
+    so.kv.fourier_fit_tokens = 32;
+    Session s(*m.model, so);
+    std::vector<std::vector<float>> out;
+    const std::vector<int32_t> prompt = {1, 5, 9, 200, 33, 7, 400};
+    out.push_back(s.eval(prompt));
+    for (int i = 0; i < 100; ++i) {  // positions 7 .. 106: middle fitted at 52, refitted at 84
+      const int32_t t = int32_t((i * 37 + 11) % 500);
+      out.push_back(s.eval(std::span(&t, 1)));
+    }
+    return out;
+  };
+  const uint64_t before = vulkan_replay_info(*vk).replays;
+  const auto replayed = run(true);
+  const uint64_t replays = vulkan_replay_info(*vk).replays - before;
+  const auto eager = run(false);
+  ASSERT_EQ(eager.size(), replayed.size());
+  for (size_t i = 0; i < eager.size(); ++i)
+    ASSERT_EQ(std::memcmp(eager[i].data(), replayed[i].data(), eager[i].size() * 4), 0)
+        << "eval " << i << " differs between eager and replayed execution";
+  // 54 steady steps after the fit (positions 53 ..), less the refit's and a few around it.
+  EXPECT_GE(replays, 40u) << "fourier decode steps were not replayed";
+  std::printf("[ replay ] fourier: %zu evals bit-identical, %llu replayed\n", eager.size(),
+              static_cast<unsigned long long>(replays));
+}
+
 TEST_F(ReplayTest, RecordedStepHasBarriersOnlyWhereDataFlows) {
   RandomModelFile m(*vk, "small", GgmlType::F16);
   vulkan_set_replay(*vk, true);

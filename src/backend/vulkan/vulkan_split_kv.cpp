@@ -97,6 +97,11 @@ Binding VulkanSplitKv::bind(const DeviceBuffer* buf, bool write) const {
   return Binding{&b, 0, b.capacity(), write};
 }
 
+Binding VulkanSplitKv::position(int pos0) {
+  rec_.set_position(uint32_t(pos0));
+  return Binding{&rec_.position_buffer(), 0, 4, false};
+}
+
 const VulkanBuffer& VulkanSplitKv::basis_table(int period) {
   Buffer& t = tables_[period];
   if (!t) {
@@ -141,20 +146,20 @@ void VulkanSplitKv::project(const DeviceBuffer& values, uint32_t values_base, in
                 sizeof(pc), size_t(n_comp) * n_freq, kWorkgroup);
 }
 
-void VulkanSplitKv::store_rows(const DeviceBuffer& src, int src_row0, int count, int pos_first, int ring,
-                               int sink, int row_len, KvType type, DeviceBuffer& dst) {
+void VulkanSplitKv::store_rows(const DeviceBuffer& src, int src_row0, int count, int pos_first, int pos0,
+                               int ring, int sink, int row_len, KvType type, DeviceBuffer& dst) {
   if (count <= 0) return;
   const bool f16 = type == KvType::kF16;
   require(!f16 || row_len % 2 == 0, ErrorCode::kUnsupported, "an f16 KV row must hold an even count");
-  const Pipeline& p = pipelines_.get("split_kv_rows", {kWorkgroup, f16 ? 1u : 0u}, 2);
+  const Pipeline& p = pipelines_.get("split_kv_rows", {kWorkgroup, f16 ? 1u : 0u}, 3);
   const uint32_t pc[] = {uint32_t(count),
                          uint32_t(row_len),
                          uint32_t(src_row0),
-                         uint32_t(pos_first),
+                         uint32_t(pos_first - pos0),  // from the position register
                          uint32_t(sink),
                          uint32_t(ring),
                          0};
-  grid_dispatch(p, {bind(&src, false), bind(&dst, true)}, pc, sizeof(pc),
+  grid_dispatch(p, {bind(&src, false), bind(&dst, true), position(pos0)}, pc, sizeof(pc),
                 size_t(count) * (f16 ? row_len / 2 : row_len), kWorkgroup);
 }
 
@@ -194,10 +199,9 @@ void VulkanSplitKv::enter_middle(const SplitKvLayer& c, const SplitKvPart& part,
   const SplitKvDims& dims = part.dims;
   const int nk = dims.n_keep(), nc = dims.n_comp(), m0 = e0 - c.sink;
   const bool f16 = c.type == KvType::kF16;
-  const Pipeline& p = pipelines_.get("split_kv_middle", {kWorkgroup, f16 ? 1u : 0u}, 9);
+  const Pipeline& p = pipelines_.get("split_kv_middle", {kWorkgroup, f16 ? 1u : 0u}, 10);
   uint32_t pc[] = {uint32_t(cnt),
-                   uint32_t(e0),
-                   uint32_t(pos0),
+                   uint32_t(e0 - pos0),  // from the position register (pos0)
                    uint32_t(c.sink),
                    uint32_t(c.window),
                    uint32_t(s.n_kv_heads),
@@ -224,11 +228,13 @@ void VulkanSplitKv::enter_middle(const SplitKvLayer& c, const SplitKvPart& part,
                                   bind(decode ? nullptr : part.pending, true),
                                   bind(decode ? part.coef : nullptr, true),
                                   bind(decode ? part.norm : nullptr, true),
-                                  bind(decode ? &basis_table(c.middle) : nullptr, false)};
+                                  bind(decode ? &basis_table(c.middle) : nullptr, false),
+                                  position(pos0)};
   if (decode) {
-    pc[10] = 2;
-    const size_t first = size_t(m0) * nk, last = size_t(m0 + 1) * nk;
-    const size_t kept_items = nk == 0 ? 0 : f16 ? (last + 1) / 2 - first / 2 : last - first;
+    pc[9] = 2;
+    // The most kept words one row can take (an odd f16 row straddles a word at either end), so that the
+    // grid is the same at every position; the shader stops at the row's own count.
+    const size_t kept_items = nk == 0 ? 0 : f16 ? size_t(nk) / 2 + 1 : size_t(nk);
     grid_dispatch(p, b, pc, sizeof(pc), kept_items + size_t(nc) * c.n_freq, kWorkgroup);
     return;
   }
@@ -238,7 +244,7 @@ void VulkanSplitKv::enter_middle(const SplitKvLayer& c, const SplitKvPart& part,
   }
   if (nc == 0) return;
   check_period(c.middle, c.n_freq);
-  pc[10] = 1;
+  pc[9] = 1;
   grid_dispatch(p, b, pc, sizeof(pc), size_t(cnt) * nc, kWorkgroup);
   // Rows before the fit stay exact in `pending`; the row that completes fit_tokens triggers the fit.
   const int before_fit = std::clamp(c.fit_tokens - m0, 0, cnt);
@@ -269,8 +275,8 @@ void VulkanSplitKv::append(const DeviceBuffer& k, const DeviceBuffer& v, int n, 
   const int row_len = s.n_kv_heads * s.head_dim;
   const int sink_end = std::min(c.sink, pos0 + n);
   if (pos0 < sink_end) {
-    store_rows(k, 0, sink_end - pos0, pos0, 0, c.sink, row_len, c.type, *c.k.sink);
-    store_rows(v, 0, sink_end - pos0, pos0, 0, c.sink, row_len, c.type, *c.v.sink);
+    store_rows(k, 0, sink_end - pos0, pos0, pos0, 0, c.sink, row_len, c.type, *c.k.sink);
+    store_rows(v, 0, sink_end - pos0, pos0, pos0, 0, c.sink, row_len, c.type, *c.v.sink);
   }
   // Positions that leave the window enter the middle before the ring rows they come from are overwritten
   // (the recorder puts a barrier between the reads and the writes).
@@ -281,8 +287,8 @@ void VulkanSplitKv::append(const DeviceBuffer& k, const DeviceBuffer& v, int n, 
   }
   const int w0 = std::max({e1, pos0, c.sink});
   if (w0 < pos0 + n && c.window > 0) {
-    store_rows(k, w0 - pos0, pos0 + n - w0, w0, c.window, c.sink, row_len, c.type, *c.k.window);
-    store_rows(v, w0 - pos0, pos0 + n - w0, w0, c.window, c.sink, row_len, c.type, *c.v.window);
+    store_rows(k, w0 - pos0, pos0 + n - w0, w0, pos0, c.window, c.sink, row_len, c.type, *c.k.window);
+    store_rows(v, w0 - pos0, pos0 + n - w0, w0, pos0, c.window, c.sink, row_len, c.type, *c.v.window);
   }
 }
 
@@ -468,20 +474,19 @@ void VulkanSplitKv::attention(const DeviceBuffer& q, const DeviceBuffer& k, cons
   auto record_main = [&] {
     if (window_decode && chunk_len == kWindowDecodeRows) {
       const Pipeline& wp =
-          pipelines_.get("split_window_decode", {D, G, f16 ? 1u : 0u, kWindowDecodeRows, uint32_t(ps)}, 8);
+          pipelines_.get("split_window_decode", {D, G, f16 ? 1u : 0u, kWindowDecodeRows, uint32_t(ps)}, 9);
+      // The sink and window extents come from the position register: the same command at every position.
       const uint32_t pc[] = {H,
                              uint32_t(s.n_kv_heads),
                              u32(s.scale),
                              main_chunks,
-                             uint32_t(S_len),
-                             uint32_t(W_len),
-                             uint32_t(wb),
+                             uint32_t(c.window),
                              uint32_t(c.sink),
                              uint32_t(std::max(c.window, 1))};
       rec_.dispatch(
           wp,
           {bind(&q, false), bind(&k, false), bind(&v, false), bind(c.k.sink, false), bind(c.k.window, false),
-           bind(c.v.sink, false), bind(c.v.window, false), bind(&partials, true)},
+           bind(c.v.sink, false), bind(c.v.window, false), bind(&partials, true), position(pos0)},
           pc, sizeof(pc), main_chunks, uint32_t(s.n_kv_heads), 1);
       return;
     }
@@ -533,20 +538,23 @@ void VulkanSplitKv::attention(const DeviceBuffer& q, const DeviceBuffer& k, cons
     const Pipeline& fp = pipelines_.get("split_middle_fft",
                                         {log_n, G, fft_vb, D, f16 ? 1u : 0u, spec_k ? 1u : 0u,
                                          spec_v ? 1u : 0u, fft_wg, fft_kloads, fft_vloads},
-                                        8);
+                                        9);
+    // M comes from the position register (with S and W): the same command at every position.
     const uint32_t fpc[] = {H,
                             uint32_t(s.n_kv_heads),
-                            uint32_t(M),
+                            uint32_t(c.sink),
+                            uint32_t(c.window),
                             uint32_t(c.middle),
                             uint32_t(nk_k),
                             uint32_t(nk_v),
                             midc,
                             u32(s.scale)};
-    rec_.dispatch(fp,
-                  {bind(&q, false), bind(nk_k > 0 ? c.k.kept : nullptr, false), bind(c.k.dims_table, false),
-                   bind(nk_v > 0 ? c.v.kept : nullptr, false), bind(c.v.dims_table, false),
-                   bind(spec_k ? gvec : nullptr, false), bind(table, false), bind(mid_partials, true)},
-                  fpc, sizeof(fpc), uint32_t(n) * uint32_t(s.n_kv_heads), fft_blocks, 1);
+    rec_.dispatch(
+        fp,
+        {bind(&q, false), bind(nk_k > 0 ? c.k.kept : nullptr, false), bind(c.k.dims_table, false),
+         bind(nk_v > 0 ? c.v.kept : nullptr, false), bind(c.v.dims_table, false),
+         bind(spec_k ? gvec : nullptr, false), bind(table, false), bind(mid_partials, true), position(pos0)},
+        fpc, sizeof(fpc), uint32_t(n) * uint32_t(s.n_kv_heads), fft_blocks, 1);
   } else if (middle_pass) {
     // The kept V dims: blocks fblocks.. of the values pass, one per KV group (G query heads sharing a KV
     // head) that a head block touches.

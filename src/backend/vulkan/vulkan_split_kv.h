@@ -31,12 +31,15 @@ class VulkanSplitKv {
  private:
   using Buffer = std::shared_ptr<VulkanBuffer>;
   Binding bind(const DeviceBuffer* buf, bool write) const;  // the whole buffer; a dummy for nullptr
+  // The position register set to pos0 (CommandRecorder::set_position), bound for reading: shaders that take
+  // their positions from it make a decode step's commands the same at every position, so the step replays.
+  Binding position(int pos0);
   const VulkanBuffer& basis_table(int period);
   const VulkanBuffer& scratch(Buffer& slot, size_t bytes, const char* what);
   void grid_dispatch(const Pipeline& p, const std::vector<Binding>& b, const void* pc, uint32_t pc_bytes,
                      size_t items, uint32_t wg);
-  void store_rows(const DeviceBuffer& src, int src_row0, int count, int pos_first, int ring, int sink,
-                  int row_len, KvType type, DeviceBuffer& dst);
+  void store_rows(const DeviceBuffer& src, int src_row0, int count, int pos_first, int pos0, int ring,
+                  int sink, int row_len, KvType type, DeviceBuffer& dst);
   void enter_middle(const SplitKvLayer& c, const SplitKvPart& part, const DeviceBuffer& chunk, int e0,
                     int cnt, int pos0, const AttentionShape& s);
   void stats(const DeviceBuffer& rows, uint32_t base, int count, int n_comp, bool init, DeviceBuffer& norm);
