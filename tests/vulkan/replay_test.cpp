@@ -7,7 +7,9 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdlib>
 #include <filesystem>
+#include <string>
 
 #include "engine/session.h"
 #include "gguf/gguf_reader.h"
@@ -182,17 +184,26 @@ TEST_F(ReplayTest, RecordedStepHasBarriersOnlyWhereDataFlows) {
 // Host time of a decode step, eager and replayed: the calling thread's CPU time per step (recording, or
 // matching and submitting, plus the logits' readback) and the wall time. Off by default (DISABLED_): run with
 // --gtest_also_run_disabled_tests; prints lines starting with BENCH.
+// FKV_BENCH_KV=fourier: a fourier cache (window 16, N 16, fitted after 32 middle rows), warmed up past the fit.
 TEST_F(ReplayTest, DISABLED_BenchReplayHostTime) {
   RandomModelFile m(*vk, "small", GgmlType::F16);
   SessionOptions so;
   so.ctx = 512;
+  const bool fourier = std::getenv("FKV_BENCH_KV") && std::string(std::getenv("FKV_BENCH_KV")) == "fourier";
+  if (fourier) {
+    so.kv.policy = "fourier";
+    so.kv.window = 16;
+    so.kv.fourier_n = 16;
+    so.kv.fourier_fit_tokens = 32;
+  }
   for (bool replay : {false, true, false, true}) {
     vulkan_set_replay(*vk, replay);
     Session s(*m.model, so);
     const std::vector<int32_t> prompt = {1, 2, 3};
     s.eval(prompt);
     int32_t t = 5;
-    for (int i = 0; i < 4; ++i) s.eval(std::span(&t, 1));  // warm up; the replay records here
+    // Warm up (the replay records here): past the fourier middle's fit at position 52.
+    for (int i = 0; i < (fourier ? 60 : 4); ++i) s.eval(std::span(&t, 1));
     const int steps = 200;
     auto thread_seconds = [] {
       timespec ts{};
