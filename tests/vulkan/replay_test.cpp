@@ -114,6 +114,15 @@ TEST_F(ReplayTest, ReplayedFusedDecodeIsBitIdenticalToEagerQ4_0) {
   vulkan_set_replay(be, true);
 }
 
+// A small fourier cache (S 4, W 16, N 16, fitted after 32 middle rows: at position 52) for the tests below.
+void use_small_fourier_cache(SessionOptions& so) {
+  so.kv.policy = "fourier";
+  so.kv.sink = 4;
+  so.kv.window = 16;
+  so.kv.fourier_n = 16;
+  so.kv.fourier_fit_tokens = 32;
+}
+
 // A fourier (split) KV cache's decode steps replay once the window is full and the middle fitted: the split
 // shaders take positions from the position register (window extents, the middle's length, the append's
 // rows). Logits bit-identical with replay on and off through the window filling, the middle's fit and a
@@ -126,11 +135,7 @@ TEST_F(ReplayTest, ReplayedFourierDecodeIsBitIdenticalToEager) {
     SessionOptions so;
     so.ctx = 400;
     so.max_batch = 16;
-    so.kv.policy = "fourier";
-    so.kv.sink = 4;
-    so.kv.window = 16;
-    so.kv.fourier_n = 16;
-    so.kv.fourier_fit_tokens = 32;
+    use_small_fourier_cache(so);
     Session s(*m.model, so);
     std::vector<std::vector<float>> out;
     const std::vector<int32_t> prompt = {1, 5, 9, 200, 33, 7, 400};
@@ -184,18 +189,13 @@ TEST_F(ReplayTest, RecordedStepHasBarriersOnlyWhereDataFlows) {
 // Host time of a decode step, eager and replayed: the calling thread's CPU time per step (recording, or
 // matching and submitting, plus the logits' readback) and the wall time. Off by default (DISABLED_): run with
 // --gtest_also_run_disabled_tests; prints lines starting with BENCH.
-// FKV_BENCH_KV=fourier: a fourier cache (window 16, N 16, fitted after 32 middle rows), warmed up past the fit.
+// FKV_BENCH_KV=fourier: use_small_fourier_cache(), warmed up past the middle's fit.
 TEST_F(ReplayTest, DISABLED_BenchReplayHostTime) {
   RandomModelFile m(*vk, "small", GgmlType::F16);
   SessionOptions so;
   so.ctx = 512;
   const bool fourier = std::getenv("FKV_BENCH_KV") && std::string(std::getenv("FKV_BENCH_KV")) == "fourier";
-  if (fourier) {
-    so.kv.policy = "fourier";
-    so.kv.window = 16;
-    so.kv.fourier_n = 16;
-    so.kv.fourier_fit_tokens = 32;
-  }
+  if (fourier) use_small_fourier_cache(so);
   for (bool replay : {false, true, false, true}) {
     vulkan_set_replay(*vk, replay);
     Session s(*m.model, so);

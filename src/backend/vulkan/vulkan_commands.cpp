@@ -17,8 +17,8 @@ constexpr VkDeviceSize kReadbackBytes = VkDeviceSize(32) << 20;
 constexpr uint32_t kDescriptorSets = 4096;  // between flushes, without push descriptors
 constexpr uint32_t kOpsPerSubmit = 64;      // dispatches per command buffer, at most
 
-// Dispatches in the first command buffer after a flush. Eager decode steps (the split KV caches' commands
-// carry positions, so they are not replayed) start on the GPU once it is submitted.
+// Dispatches in the first command buffer after a flush. Eager steps (prefill; a split KV cache's decode
+// steps before its middle is fitted, and at a refit) start on the GPU once it is submitted.
 uint32_t first_batch() {
   static const uint32_t n = std::clamp<uint32_t>(env_count("FKV_VULKAN_FIRST_BATCH", 8), 1, kOpsPerSubmit);
   return n;
