@@ -16,10 +16,11 @@
 // between them: the rows are R apart, and one head's segment alone wastes most of each DRAM access);
 // its rows {v + R·u : v0 <= v < v0 + VB, m < M} form one chunk slot of the partials (the merge needs no
 // contiguous rows). Steps: Z in bit-reversed order, DIT FFT in shared memory (radix 4, natural order out)
-// -> scaled scores with the kept K dims' exact dot and the constant -> per-head max, P, l -> the kept V
-// dims' Σ P·v -> DIF FFT of P (radix 4, bit-reversed out) -> h of the block's columns. The partials are
-// split_middle_values.comp's format (m, l, acc[D], h_c[N], h_s[N]) in a buffer of their own (the sink and
-// window pass runs beside this one), read by split_merge_sum.comp. No subgroup operation.
+// -> scaled scores with the kept K dims' exact dot (odd workgroups: that dot before Z) and the constant
+// -> per-head max, P, l -> the kept V dims' Σ P·v -> DIF FFT of P (radix 4, bit-reversed out) -> h of the
+// block's columns. The partials are split_middle_values.comp's format (m, l, acc[D], h_c[N], h_s[N]) in a
+// buffer of their own (the sink and window pass runs beside this one), read by split_merge_sum.comp. No
+// subgroup operation.
 #extension GL_GOOGLE_include_directive : require
 #extension GL_EXT_control_flow_attributes : require
 
@@ -32,8 +33,9 @@ layout(constant_id = 4) const bool KV_F16 = true;
 layout(constant_id = 5) const bool SPEC_K = true;  // K has compressed dims (g from split_attention_prep)
 layout(constant_id = 6) const bool SPEC_V = true;  // V has compressed dims: h is carried
 layout(constant_id = 7) const uint WG = 256u;     // workgroup size (local_size_x), a power of two >= 64, >= D
-layout(constant_id = 8) const uint KL = 32u;      // kept K words in flight per invocation (all its rows)
-layout(constant_id = 9) const uint VU = 32u;      // kept V rows in flight per invocation
+layout(constant_id = 8) const uint KL = 16u;      // kept K words in flight per invocation (all its rows)
+layout(constant_id = 9) const uint VU = 16u;      // kept V rows in flight per invocation
+layout(constant_id = 10) const bool STAGGER = true;  // odd workgroups dot the kept K rows before the FFT
 
 layout(std430, binding = 0) readonly buffer Q { float q[]; };          // [n, heads, D]
 layout(std430, binding = 1) readonly buffer KK { uvec4 kk4[]; };       // kept K rows [T, nk_k], typed, by 16 bytes
@@ -205,6 +207,56 @@ void reduce_heads(uint tid, uint off, bool is_max) {
   barrier();
 }
 
+// Step 2's kept K dims: the exact dots of the workgroup's rows r = tid + k·WG = u·VB + column (neighbouring
+// invocations read neighbouring kept rows), one read of each kept K row for all G heads, KU blocks of all
+// RPT rows per round, into ks (the G heads' dots, four a vec4) and kok (the row is in the middle).
+vec4 ks[RPT * QV];
+bool kok[RPT];
+void kept_k_dots(uint tid, uint v0, uint R, uint M, uint kc0, uint nkk) {
+  // The rows are R apart, so every invocation's load is a request of its own: 16-byte blocks take a
+  // quarter of the requests of 32-bit words (word loads: 24 us a layer at 32K on the H100). Element e of
+  // block b of a row is element KW·(EW·b) + e − lead of its segment (EW elements a word), whose q is at
+  // qk_s[QP + that]. Elements outside the segment (other heads' dims, the next row: unwritten after the
+  // middle's last row) are replaced by zeros, not only weighted by q's zeros: 0 times an Inf or NaN there
+  // would spoil the score.
+  const uint EW = KV_F16 ? 2u : 1u;
+  uint q0[RPT], qn[RPT], lead[RPT];  // first block, blocks, elements before the segment in the first
+  [[unroll]] for (uint k = 0u; k < RPT; ++k) {
+    const uint r = tid + k * WG, u = r / VB, v = v0 + r % VB, m = v + R * u;
+    kok[k] = r < PR && v < R && m < M;
+    const uint e0 = m * p.nk_k + kc0;  // the segment's first element in the buffer
+    q0[k] = e0 / (EW * KW);
+    lead[k] = e0 % (EW * KW);
+    qn[k] = kok[k] && nkk > 0u ? (e0 + nkk - 1u) / (EW * KW) - q0[k] + 1u : 0u;
+    [[unroll]] for (uint j = 0u; j < QV; ++j) ks[k * QV + j] = vec4(0.0);
+  }
+  const uint nq = (nkk + EW * KW - 2u + EW * KW) / (EW * KW);  // blocks per row, at most
+  for (uint b0 = 0u; b0 < nq; b0 += KU) {
+    uvec4 kx[RPT * KU];
+    [[unroll]] for (uint k = 0u; k < RPT; ++k)
+      [[unroll]] for (uint j = 0u; j < KU; ++j)
+        kx[k * KU + j] = b0 + j < qn[k] ? kk4[q0[k] + b0 + j] : uvec4(0u);
+    [[unroll]] for (uint j = 0u; j < KU; ++j) {
+      if (b0 + j < nq)
+        [[unroll]] for (uint k = 0u; k < RPT; ++k) {
+          const uint qi = QP + EW * KW * (b0 + j) - lead[k];
+          [[unroll]] for (uint c = 0u; c < KW; ++c) {
+            const uint e = qi - QP + EW * c;  // the word's first element in the segment (wraps below 0)
+            if (KV_F16) {
+              const vec2 h = unpackHalf2x16(kx[k * KU + j][c]);
+              const float hx = e < nkk ? h.x : 0.0, hy = e + 1u < nkk ? h.y : 0.0;
+              [[unroll]] for (uint j = 0u; j < QV; ++j)
+                ks[k * QV + j] += qk_s[(qi + 2u * c) * QV + j] * hx + qk_s[(qi + 2u * c + 1u) * QV + j] * hy;
+            } else {
+              const float x = e < nkk ? uintBitsToFloat(kx[k * KU + j][c]) : 0.0;
+              [[unroll]] for (uint j = 0u; j < QV; ++j) ks[k * QV + j] += qk_s[(qi + c) * QV + j] * x;
+            }
+          }
+        }
+    }
+  }
+}
+
 void main() {
   const uint tid = gl_LocalInvocationID.x;
   const uint T = p.period, R = T >> LOG_N, GS = 2u * N + 4u;
@@ -227,6 +279,15 @@ void main() {
         if (h0 + e < G) qv[e] = q[(qh0 + h0 + e) * D + d];
     }
     qk_s[x] = qv;
+  }
+
+  // Half the workgroups (odd linear index) read their kept K rows before step 1, the others after its
+  // FFT: workgroups that run side by side then load while their neighbours compute, instead of all of
+  // them waiting on memory at once (docs/VULKAN.md "Staggered kept K dots").
+  const bool kept_first = STAGGER && ((gl_WorkGroupID.y * gl_NumWorkGroups.x + gl_WorkGroupID.x) & 1u) == 1u;
+  if (kept_first) {  // uniform over the workgroup
+    barrier();       // qk_s is written
+    kept_k_dots(tid, v0, R, M, kc0, nkk);
   }
 
   // 1. The compressed K dims' score part: Herm(Z_a) + i·Herm(Z_b) of each head pair and column in
@@ -265,55 +326,11 @@ void main() {
   }
   barrier();  // buf, tw and qk_s are written
   if (SPEC_K) fft_dit(tid);
+  if (!kept_first) kept_k_dots(tid, v0, R, M, kc0, nkk);
 
-  // 2. Scaled scores of the workgroup's rows r = tid + k·WG = u·VB + column (neighbouring invocations read
-  // neighbouring kept rows), one read of each kept K row for all G heads, KU blocks of all RPT rows per
-  // round; kNegBig outside the middle.
+  // 2. Scaled scores: the kept K dots (kept_k_dots, before step 1 in staggered workgroups) plus the
+  // spectral part and the constant; kNegBig outside the middle.
   {
-    // The rows are R apart, so every invocation's load is a request of its own: 16-byte blocks take a
-    // quarter of the requests of 32-bit words (word loads: 24 us a layer at 32K on the H100). Element e of
-    // block b of a row is element KW·(EW·b) + e − lead of its segment (EW elements a word), whose q is at
-    // qk_s[QP + that]. Elements outside the segment (other heads' dims, the next row: unwritten after the
-    // middle's last row) are replaced by zeros, not only weighted by q's zeros: 0 times an Inf or NaN there
-    // would spoil the score.
-    const uint EW = KV_F16 ? 2u : 1u;
-    uint q0[RPT], qn[RPT], lead[RPT];  // first block, blocks, elements before the segment in the first
-    bool ok[RPT];
-    vec4 s[RPT * QV];  // the G heads' dots, four a vec4
-    [[unroll]] for (uint k = 0u; k < RPT; ++k) {
-      const uint r = tid + k * WG, u = r / VB, v = v0 + r % VB, m = v + R * u;
-      ok[k] = r < PR && v < R && m < M;
-      const uint e0 = m * p.nk_k + kc0;  // the segment's first element in the buffer
-      q0[k] = e0 / (EW * KW);
-      lead[k] = e0 % (EW * KW);
-      qn[k] = ok[k] && nkk > 0u ? (e0 + nkk - 1u) / (EW * KW) - q0[k] + 1u : 0u;
-      [[unroll]] for (uint j = 0u; j < QV; ++j) s[k * QV + j] = vec4(0.0);
-    }
-    const uint nq = (nkk + EW * KW - 2u + EW * KW) / (EW * KW);  // blocks per row, at most
-    for (uint b0 = 0u; b0 < nq; b0 += KU) {
-      uvec4 kx[RPT * KU];
-      [[unroll]] for (uint k = 0u; k < RPT; ++k)
-        [[unroll]] for (uint j = 0u; j < KU; ++j)
-          kx[k * KU + j] = b0 + j < qn[k] ? kk4[q0[k] + b0 + j] : uvec4(0u);
-      [[unroll]] for (uint j = 0u; j < KU; ++j) {
-        if (b0 + j < nq)
-          [[unroll]] for (uint k = 0u; k < RPT; ++k) {
-            const uint qi = QP + EW * KW * (b0 + j) - lead[k];
-            [[unroll]] for (uint c = 0u; c < KW; ++c) {
-              const uint e = qi - QP + EW * c;  // the word's first element in the segment (wraps below 0)
-              if (KV_F16) {
-                const vec2 h = unpackHalf2x16(kx[k * KU + j][c]);
-                const float hx = e < nkk ? h.x : 0.0, hy = e + 1u < nkk ? h.y : 0.0;
-                [[unroll]] for (uint j = 0u; j < QV; ++j)
-                  s[k * QV + j] += qk_s[(qi + 2u * c) * QV + j] * hx + qk_s[(qi + 2u * c + 1u) * QV + j] * hy;
-              } else {
-                const float x = e < nkk ? uintBitsToFloat(kx[k * KU + j][c]) : 0.0;
-                [[unroll]] for (uint j = 0u; j < QV; ++j) s[k * QV + j] += qk_s[(qi + c) * QV + j] * x;
-              }
-            }
-          }
-      }
-    }
     [[unroll]] for (uint k = 0u; k < RPT; ++k) {
       const uint r = tid + k * WG, vl = r % VB, u = r / VB;
       if (r < PR)
@@ -323,8 +340,8 @@ void main() {
           vec2 sc = vec2(kNegBig);
           [[unroll]] for (uint e = 0u; e < 2u; ++e) {
             const uint hl = 2u * hp + e;
-            if (hl < G && ok[k])
-              sc[e] = (s[k * QV + hl / 4u][hl % 4u] +
+            if (hl < G && kok[k])
+              sc[e] = (ks[k * QV + hl / 4u][hl % 4u] +
                        (SPEC_K ? spec[e] + gv[(qh0 + hl) * GS + 2u * N] : 0.0)) * p.scale;
           }
           buf[i] = sc;

@@ -34,10 +34,11 @@ constexpr uint32_t kMiddleScoreRows = 64;  // rows per scores workgroup (TR of s
 constexpr uint32_t kMiddleRowsMin = 64;    // the values pass's ranges are multiples of this
 // split_middle_fft.comp: FFT entries (query heads x columns x N) per workgroup, its workgroup size and the
 // kept K words / V rows each invocation has in flight (FKV_VULKAN_FFT_ENTRIES, _WG, _KLOADS, _VLOADS tune
-// them on a GPU).
+// them on a GPU). 16 loads rather than 32: 113 registers instead of 122, +3-4% with the staggered kept K
+// dots (H100, docs/PERFORMANCE.md "Staggered kept K dots").
 constexpr uint32_t kFftEntries = 2048;
 constexpr uint32_t kFftWorkgroup = 256;
-constexpr uint32_t kFftLoads = 32;
+constexpr uint32_t kFftLoads = 16;
 // split_window_decode.comp: rows per workgroup (CL), a multiple of its row slots (128 / (D / 8) for f16).
 constexpr uint32_t kWindowDecodeRows = 32;
 
@@ -387,6 +388,8 @@ void VulkanSplitKv::attention(const DeviceBuffer& q, const DeviceBuffer& k, cons
   // At most 128 loads in flight (register arrays of the shader; a larger count would only fail to compile).
   static const uint32_t fft_kloads = std::min(env_count("FKV_VULKAN_FFT_KLOADS", kFftLoads), 128u);
   static const uint32_t fft_vloads = std::min(env_count("FKV_VULKAN_FFT_VLOADS", kFftLoads), 128u);
+  // Odd workgroups read their kept K rows before the DIT FFT (split_middle_fft.comp); 0 turns it off.
+  static const uint32_t fft_stagger = env_switch("FKV_VULKAN_FFT_STAGGER", true) ? 1 : 0;
   const size_t ps = D + 2 + (spec_v ? 2 * size_t(N) : 0);  // floats of one partial: m, l, acc[D], h
   const size_t shared_limit = ctx_->properties().limits.maxComputeSharedMemorySize;
   uint32_t fft_vb = middle_pass && (spec_k || spec_v) && env_switch("FKV_VULKAN_MIDDLE_FFT", true) &&
@@ -537,7 +540,7 @@ void VulkanSplitKv::attention(const DeviceBuffer& q, const DeviceBuffer& k, cons
     while ((1u << log_n) < N) ++log_n;
     const Pipeline& fp = pipelines_.get("split_middle_fft",
                                         {log_n, G, fft_vb, D, f16 ? 1u : 0u, spec_k ? 1u : 0u,
-                                         spec_v ? 1u : 0u, fft_wg, fft_kloads, fft_vloads},
+                                         spec_v ? 1u : 0u, fft_wg, fft_kloads, fft_vloads, fft_stagger},
                                         9);
     // M comes from the position register (with S and W): the same command at every position.
     const uint32_t fpc[] = {H,
