@@ -136,8 +136,7 @@ TEST_F(ProfileTest, DecodeProfileMatchesTheStepsDispatchesAndLeavesLogitsUnchang
   const uint64_t layers = uint64_t(m.model->hparams().n_layers), k = kDecodeSteps;
   EXPECT_EQ(calls.at("embed"), k);
   EXPECT_EQ(calls.at("rms_norm"), 2 * k);  // the first layer's norm and the output norm
-  // The backend's own rule: lavapipe runs the CPU-device kernels unless FKV_VULKAN_GPU_KERNELS is set.
-  const bool cpu_kernels = is_lavapipe(*vk) && !std::getenv("FKV_VULKAN_GPU_KERNELS");
+  const bool cpu_kernels = runs_cpu_kernels(*vk);
   if (!cpu_kernels) {
     // The decode matvec: q k v as one dispatch, gate up + SwiGLU as one; o, down per layer, the logits.
     EXPECT_EQ(calls.at("matvec_fused"), 2 * layers * k);

@@ -130,6 +130,12 @@ inline bool is_lavapipe(const Backend& be) {
   return be.device_name().find("llvmpipe") != std::string::npos;
 }
 
+// Whether a backend runs the CPU-device kernels (lavapipe's own configuration): the backend's rule is
+// lavapipe unless FKV_VULKAN_GPU_KERNELS is set in its environment.
+inline bool runs_cpu_kernels(const Backend& be) {
+  return is_lavapipe(be) && !std::getenv("FKV_VULKAN_GPU_KERNELS");
+}
+
 inline std::vector<float> random_floats(size_t n, uint32_t seed, float scale = 1.0f) {
   std::mt19937 rng(seed);
   std::normal_distribution<float> dist(0.0f, scale);
