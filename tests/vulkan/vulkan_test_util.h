@@ -130,8 +130,9 @@ inline bool is_lavapipe(const Backend& be) {
   return be.device_name().find("llvmpipe") != std::string::npos;
 }
 
-// Whether a backend runs the CPU-device kernels (lavapipe's own configuration): the backend's rule is
-// lavapipe unless FKV_VULKAN_GPU_KERNELS is set in its environment.
+// Whether a backend runs the CPU-device kernels (lavapipe's own configuration):
+// VulkanContext::cpu_kernels()'s rule, lavapipe unless FKV_VULKAN_GPU_KERNELS is set, told from the outside
+// by the device name.
 inline bool runs_cpu_kernels(const Backend& be) {
   return is_lavapipe(be) && !std::getenv("FKV_VULKAN_GPU_KERNELS");
 }

@@ -58,8 +58,7 @@ class VulkanBackend : public Backend {
         pipelines_(ctx_),
         rec_(ctx_),
         split_kv_(ctx_, pipelines_, rec_),
-        cpu_device_(ctx_->properties().deviceType == VK_PHYSICAL_DEVICE_TYPE_CPU &&
-                    !std::getenv("FKV_VULKAN_GPU_KERNELS")) {}
+        cpu_device_(ctx_->cpu_kernels()) {}
   ~VulkanBackend() override { rec_.print_unreported_profile(); }
 
   std::string name() const override { return "vulkan"; }

@@ -4,6 +4,7 @@
 #pragma once
 #include <vulkan/vulkan.h>
 
+#include <cstdlib>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -36,6 +37,12 @@ class VulkanContext {
   // tick (VkPhysicalDeviceLimits::timestampPeriod).
   uint32_t timestamp_valid_bits() const { return timestamp_bits_; }
   float timestamp_period_ns() const { return props_.limits.timestampPeriod; }
+
+  // Whether the backend runs its CPU-device kernels (one row per invocation, CPU-sized splits): a CPU device
+  // (lavapipe) unless FKV_VULKAN_GPU_KERNELS is set, which the tests use to run the GPU configuration there.
+  bool cpu_kernels() const {
+    return props_.deviceType == VK_PHYSICAL_DEVICE_TYPE_CPU && !std::getenv("FKV_VULKAN_GPU_KERNELS");
+  }
 
   // Subgroup arithmetic (subgroupAdd) in compute shaders, as the device reports it (Vulkan 1.1 subgroup
   // properties); FKV_VULKAN_SUBGROUP=0 turns it off to run the shared-memory fallbacks.

@@ -77,11 +77,7 @@ void check_period(int period, int n_freq) {
 
 VulkanSplitKv::VulkanSplitKv(std::shared_ptr<VulkanContext> ctx, PipelineCache& pipelines,
                              CommandRecorder& rec)
-    : ctx_(std::move(ctx)),
-      pipelines_(pipelines),
-      rec_(rec),
-      cpu_device_(ctx_->properties().deviceType == VK_PHYSICAL_DEVICE_TYPE_CPU &&
-                  !std::getenv("FKV_VULKAN_GPU_KERNELS")) {}
+    : ctx_(std::move(ctx)), pipelines_(pipelines), rec_(rec), cpu_device_(ctx_->cpu_kernels()) {}
 
 Binding VulkanSplitKv::bind(const DeviceBuffer* buf, bool write) const {
   if (!buf) {
