@@ -13,6 +13,7 @@
 #include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <random>
 #include <string>
 #include <vector>
@@ -59,16 +60,26 @@ inline ::testing::Environment* const kSharedVulkanBackend =
 // driver refuses new instances after a few dozen), destroyed and validated after the last test.
 class EnvBackends : public ::testing::Environment {
  public:
-  // vars: "NAME=VALUE" pairs set while the backend is created.
+  // vars: "NAME=VALUE" pairs set while the backend is created; afterwards each variable is as it was (the
+  // run's own settings, e.g. FKV_VULKAN_GPU_KERNELS=1 for the whole program, stay for later tests).
   static Backend& get(const std::vector<std::string>& vars) {
     std::string key;
     for (const auto& v : vars) key += v + ";";
     auto& b = backends_[key];
     if (!b) {
-      for (const auto& v : vars)
-        setenv(v.substr(0, v.find('=')).c_str(), v.substr(v.find('=') + 1).c_str(), 1);
+      std::vector<std::pair<std::string, std::optional<std::string>>> saved;
+      for (const auto& v : vars) {
+        const std::string name = v.substr(0, v.find('='));
+        const char* old = std::getenv(name.c_str());
+        saved.emplace_back(name, old ? std::optional<std::string>(old) : std::nullopt);
+        setenv(name.c_str(), v.substr(v.find('=') + 1).c_str(), 1);
+      }
       b = create_vulkan_backend(-1);
-      for (const auto& v : vars) unsetenv(v.substr(0, v.find('=')).c_str());
+      for (const auto& [name, old] : saved)
+        if (old)
+          setenv(name.c_str(), old->c_str(), 1);
+        else
+          unsetenv(name.c_str());
     }
     return *b;
   }
