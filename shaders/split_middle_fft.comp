@@ -27,7 +27,7 @@
 layout(local_size_x_id = 7) in;
 layout(constant_id = 0) const uint LOG_N = 7u;    // N = 2^LOG_N >= 2
 layout(constant_id = 1) const uint G = 4u;        // query heads per KV head
-layout(constant_id = 2) const uint VB = 8u;       // columns per workgroup
+layout(constant_id = 2) const uint VB = 8u;       // columns per workgroup, a power of two <= WG / 8
 layout(constant_id = 3) const uint D = 128u;      // head_dim <= 256
 layout(constant_id = 4) const bool KV_F16 = true;
 layout(constant_id = 5) const bool SPEC_K = true;  // K has compressed dims (g from split_attention_prep)
@@ -216,43 +216,57 @@ void kept_k_dots(uint tid, uint v0, uint R, uint M, uint kc0, uint nkk) {
   // The rows are R apart, so every invocation's load is a request of its own: 16-byte blocks take a
   // quarter of the requests of 32-bit words (word loads: 24 us a layer at 32K on the H100). Element e of
   // block b of a row is element KW·(EW·b) + e − lead of its segment (EW elements a word), whose q is at
-  // qk_s[QP + that]. Elements outside the segment (other heads' dims, the next row: unwritten after the
-  // middle's last row) are replaced by zeros, not only weighted by q's zeros: 0 times an Inf or NaN there
-  // would spoil the score.
+  // qk_s[QP + that]. An invocation's rows share their column and lie (WG / VB)·R rows apart, a multiple of 8
+  // rows (the host keeps VB a power of two <= WG / 8: vulkan_fft_plan.h), so their segments start at the
+  // same element of a block (the same lead and block count): each q entry is read from shared memory once
+  // for all RPT rows (a quarter of the reads at RPT 4; 98 registers instead of 113 on the H100). Elements
+  // outside the segment (other heads' dims, the next row: unwritten after the middle's last row) are
+  // replaced by zeros, not only weighted by q's zeros: 0 times an Inf or NaN there would spoil the score.
   const uint EW = KV_F16 ? 2u : 1u;
-  uint q0[RPT], qn[RPT], lead[RPT];  // first block, blocks, elements before the segment in the first
+  const uint v = v0 + tid % VB;
+  uint q0[RPT];  // each row's first block
   [[unroll]] for (uint k = 0u; k < RPT; ++k) {
-    const uint r = tid + k * WG, u = r / VB, v = v0 + r % VB, m = v + R * u;
+    const uint r = tid + k * WG, m = v + R * (r / VB);
     kok[k] = r < PR && v < R && m < M;
-    const uint e0 = m * p.nk_k + kc0;  // the segment's first element in the buffer
-    q0[k] = e0 / (EW * KW);
-    lead[k] = e0 % (EW * KW);
-    qn[k] = kok[k] && nkk > 0u ? (e0 + nkk - 1u) / (EW * KW) - q0[k] + 1u : 0u;
+    q0[k] = (m * p.nk_k + kc0) / (EW * KW);
     [[unroll]] for (uint j = 0u; j < QV; ++j) ks[k * QV + j] = vec4(0.0);
   }
-  const uint nq = (nkk + EW * KW - 2u + EW * KW) / (EW * KW);  // blocks per row, at most
-  for (uint b0 = 0u; b0 < nq; b0 += KU) {
+  const uint e0 = (v + R * (tid / VB)) * p.nk_k + kc0;  // row 0's first element; every row's lead is its lead
+  const uint lead = e0 % (EW * KW);                     // elements before the segment in its first block
+  const uint qn = nkk > 0u ? (e0 + nkk - 1u) / (EW * KW) - e0 / (EW * KW) + 1u : 0u;  // blocks a row
+  for (uint b0 = 0u; b0 < qn; b0 += KU) {
     uvec4 kx[RPT * KU];
     [[unroll]] for (uint k = 0u; k < RPT; ++k)
       [[unroll]] for (uint j = 0u; j < KU; ++j)
-        kx[k * KU + j] = b0 + j < qn[k] ? kk4[q0[k] + b0 + j] : uvec4(0u);
+        kx[k * KU + j] = b0 + j < qn && kok[k] ? kk4[q0[k] + b0 + j] : uvec4(0u);
     [[unroll]] for (uint j = 0u; j < KU; ++j) {
-      if (b0 + j < nq)
-        [[unroll]] for (uint k = 0u; k < RPT; ++k) {
-          const uint qi = QP + EW * KW * (b0 + j) - lead[k];
-          [[unroll]] for (uint c = 0u; c < KW; ++c) {
-            const uint e = qi - QP + EW * c;  // the word's first element in the segment (wraps below 0)
-            if (KV_F16) {
-              const vec2 h = unpackHalf2x16(kx[k * KU + j][c]);
-              const float hx = e < nkk ? h.x : 0.0, hy = e + 1u < nkk ? h.y : 0.0;
-              [[unroll]] for (uint j = 0u; j < QV; ++j)
-                ks[k * QV + j] += qk_s[(qi + 2u * c) * QV + j] * hx + qk_s[(qi + 2u * c + 1u) * QV + j] * hy;
-            } else {
-              const float x = e < nkk ? uintBitsToFloat(kx[k * KU + j][c]) : 0.0;
-              [[unroll]] for (uint j = 0u; j < QV; ++j) ks[k * QV + j] += qk_s[(qi + c) * QV + j] * x;
+      if (b0 + j < qn) {
+        const uint qi = QP + EW * KW * (b0 + j) - lead;
+        [[unroll]] for (uint c = 0u; c < KW; ++c) {
+          const uint e = qi - QP + EW * c;  // the word's first element in the segment (wraps below 0)
+          if (KV_F16) {
+            const bool okx = e < nkk, oky = e + 1u < nkk;
+            vec4 qa[QV], qb[QV];
+            [[unroll]] for (uint h = 0u; h < QV; ++h) {
+              qa[h] = qk_s[(qi + 2u * c) * QV + h];
+              qb[h] = qk_s[(qi + 2u * c + 1u) * QV + h];
+            }
+            [[unroll]] for (uint k = 0u; k < RPT; ++k) {
+              const vec2 hv = unpackHalf2x16(kx[k * KU + j][c]);
+              const float hx = okx ? hv.x : 0.0, hy = oky ? hv.y : 0.0;
+              [[unroll]] for (uint h = 0u; h < QV; ++h) ks[k * QV + h] += qa[h] * hx + qb[h] * hy;
+            }
+          } else {
+            const bool ok = e < nkk;
+            vec4 qa[QV];
+            [[unroll]] for (uint h = 0u; h < QV; ++h) qa[h] = qk_s[(qi + c) * QV + h];
+            [[unroll]] for (uint k = 0u; k < RPT; ++k) {
+              const float x = ok ? uintBitsToFloat(kx[k * KU + j][c]) : 0.0;
+              [[unroll]] for (uint h = 0u; h < QV; ++h) ks[k * QV + h] += qa[h] * x;
             }
           }
         }
+      }
     }
   }
 }
