@@ -231,7 +231,7 @@ void kept_k_dots(uint tid, uint v0, uint R, uint M, uint kc0, uint nkk) {
     q0[k] = (m * p.nk_k + kc0) / (EW * KW);
     [[unroll]] for (uint j = 0u; j < QV; ++j) ks[k * QV + j] = vec4(0.0);
   }
-  const uint e0 = (v + R * (tid / VB)) * p.nk_k + kc0;  // row 0's first element; every row's lead is its lead
+  const uint e0 = (v + R * (tid / VB)) * p.nk_k + kc0;  // row 0's first element; all RPT rows share its lead
   const uint lead = e0 % (EW * KW);                     // elements before the segment in its first block
   const uint qn = nkk > 0u ? (e0 + nkk - 1u) / (EW * KW) - e0 / (EW * KW) + 1u : 0u;  // blocks a row
   for (uint b0 = 0u; b0 < qn; b0 += KU) {
