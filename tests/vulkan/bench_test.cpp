@@ -1,5 +1,6 @@
 // Timing of the decode-critical ops, off by default (DISABLED_): run with --gtest_also_run_disabled_tests
 // on a GPU (tools/gpu-check-vulkan.sh does). Prints lines starting with BENCH.
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <functional>
@@ -63,6 +64,93 @@ TEST_F(VulkanTest, DISABLED_BenchDecodeOps) {
     std::printf("BENCH attention decode len=%d %8.3f ms  %7.1f GB/s\n", len, ms, 2.0 * double(kv) / ms / 1e6);
     const double ms2 = time_ms(*vk, 2, [&] { vk->attention(*q, 256, len - 256, a, layer, *o); });
     std::printf("BENCH attention prefill n=256 len=%d %8.3f ms\n", len, ms2);
+  }
+}
+
+// A decode step's matvecs as the engine issues them, over a pool of layers larger than the GPU's L2 (so every
+// weight byte comes from memory, as in a real decode): q/k/v of one x (fused by the backend), o, gate/up with
+// the SwiGLU (folded), down; Llama-3-8B shapes. Prints us a layer and the weights' GB/s, then each product
+// alone and the 128256-row output projection.
+TEST_F(VulkanTest, DISABLED_BenchDecodeMatvecs) {
+  constexpr int64_t kDim = 4096, kKv = 1024, kFf = 14336, kVocab = 128256;
+  for (GgmlType type : {GgmlType::F16, GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q8_0}) {
+    struct Layer {
+      std::vector<BufferPtr> bufs;
+      std::vector<Weight> w;  // q k v o gate up down
+    };
+    const int64_t shapes[7][2] = {{kDim, kDim}, {kKv, kDim}, {kKv, kDim}, {kDim, kDim},
+                                  {kFf, kDim},  {kFf, kDim}, {kDim, kFf}};
+    size_t layer_bytes = 0;
+    for (const auto& s : shapes) layer_bytes += row_bytes(type, s[1]) * size_t(s[0]);
+    const int layers = int(std::max<size_t>(2, (size_t(400) << 20) / layer_bytes + 1));
+    std::vector<Layer> pool(layers);
+    for (Layer& l : pool) {
+      for (const auto& s : shapes) {
+        const size_t bytes = row_bytes(type, s[1]) * size_t(s[0]);
+        l.bufs.push_back(vk->alloc(bytes, "w"));
+        l.w.push_back(Weight{l.bufs.back().get(), type, s[0], s[1]});
+        std::vector<uint8_t> zero(bytes, 0);
+        vk->upload_weight(l.w.back(), zero.data(), bytes);
+      }
+    }
+    // Activations (all of the largest size, filled with a small constant; the timing does not depend on it).
+    const std::vector<float> fill(kVocab, 0.01f);
+    auto act = [&] {
+      BufferPtr b = vk->alloc(fill.size() * 4, "act");
+      vk->upload(*b, 0, fill.data(), fill.size() * 4);
+      return b;
+    };
+    BufferPtr x = act(), q = act(), k = act(), v = act(), h = act(), g = act(), u = act(), gu = act();
+    int next = 0;
+    auto one_layer = [&] {
+      const Layer& l = pool[next];
+      next = (next + 1) % layers;
+      vk->matmul(l.w[0], *x, 1, *q);
+      vk->matmul(l.w[1], *x, 1, *k);
+      vk->matmul(l.w[2], *x, 1, *v);
+      vk->matmul(l.w[3], *q, 1, *h);
+      vk->matmul(l.w[4], *h, 1, *g);
+      vk->matmul(l.w[5], *h, 1, *u);
+      vk->swiglu(*g, *u, kFf, *gu);
+      vk->matmul(l.w[6], *gu, 1, *x);
+    };
+    const int reps = 32 * layers;
+    const double ms = time_ms(*vk, reps, one_layer);
+    std::printf(
+        "BENCH decode-matvecs %-4s layer (8B shapes, %d-layer pool) %8.2f us  %7.1f GB/s  x32 %6.3f ms\n",
+        type_name(uint32_t(type)).c_str(), layers, ms * 1e3, double(layer_bytes) / ms / 1e6, 32 * ms);
+    // Each product alone, chained over the pool (the same output: a barrier between dispatches, as in a
+    // step).
+    struct Part {
+      const char* name;
+      std::vector<int> mats;  // weights of one x, fused by the backend
+      DeviceBuffer* in;
+      std::vector<DeviceBuffer*> outs;
+    };
+    for (const Part& part :
+         {Part{"qkv", {0, 1, 2}, x.get(), {q.get(), k.get(), v.get()}}, Part{"o", {3}, q.get(), {h.get()}},
+          Part{"gate/up", {4, 5}, h.get(), {g.get(), u.get()}}, Part{"down", {6}, gu.get(), {x.get()}}}) {
+      size_t bytes = 0;
+      for (int m : part.mats) bytes += row_bytes(type, shapes[m][1]) * size_t(shapes[m][0]);
+      const double us = 1e3 * time_ms(*vk, reps, [&] {
+                          const Layer& l = pool[next];
+                          next = (next + 1) % layers;
+                          for (size_t i = 0; i < part.mats.size(); ++i)
+                            vk->matmul(l.w[part.mats[i]], *part.in, 1, *part.outs[i]);
+                        });
+      std::printf("BENCH decode-matvecs %-4s %-8s %8.2f us  %7.1f GB/s\n", type_name(uint32_t(type)).c_str(),
+                  part.name, us, double(bytes) / us / 1e3);
+    }
+    const size_t out_bytes = row_bytes(type, kDim) * size_t(kVocab);
+    BufferPtr wo = vk->alloc(out_bytes, "output");
+    const Weight wout{wo.get(), type, kVocab, kDim};
+    std::vector<uint8_t> zero(out_bytes, 0);
+    vk->upload_weight(wout, zero.data(), out_bytes);
+    BufferPtr logits = act();
+    const double ms_out = time_ms(*vk, 10, [&] { vk->matmul(wout, *x, 1, *logits); });
+    std::printf("BENCH decode-matvecs %-4s output %lldx%lld %8.2f us  %7.1f GB/s\n",
+                type_name(uint32_t(type)).c_str(), (long long)kVocab, (long long)kDim, ms_out * 1e3,
+                double(out_bytes) / ms_out / 1e6);
   }
 }
 
