@@ -192,9 +192,12 @@ class VulkanBackend : public Backend {
     static const uint32_t quant = env_count("FKV_VULKAN_MV_ROWS", 4);
     return t == GgmlType::F16 ? 2 : quant;
   }
+  // Slots in flight: Q4_0 two (fewer registers; on an H100 each 8B-shape matvec was faster, decode +6-8%,
+  // docs/PERFORMANCE.md "Two Q4_0 slots in flight"), the other quantized types four (not re-measured).
   static uint32_t matvec_unroll(GgmlType t) {
-    static const uint32_t quant = env_count("FKV_VULKAN_MV_UNROLL", 4);
-    return t == GgmlType::F16 ? 4 : quant;
+    static const uint32_t quant = env_count("FKV_VULKAN_MV_UNROLL", 0);
+    if (t == GgmlType::F16) return 4;
+    return quant != 0 ? quant : t == GgmlType::Q4_0 ? 2 : 4;
   }
   static uint32_t matvec_wg() {
     static const uint32_t wg = env_count("FKV_VULKAN_MV_WG", kWorkgroup);
