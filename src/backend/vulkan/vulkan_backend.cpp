@@ -192,8 +192,9 @@ class VulkanBackend : public Backend {
     static const uint32_t quant = env_count("FKV_VULKAN_MV_ROWS", 4);
     return t == GgmlType::F16 ? 2 : quant;
   }
-  // Slots in flight: Q4_0 two (fewer registers; on an H100 each 8B-shape matvec was faster, decode +6-8%,
-  // docs/PERFORMANCE.md "Two Q4_0 slots in flight"), the other quantized types four (not re-measured).
+  // Slots in flight: Q4_0 two (half the loads a round, twice the rounds; on one H100 every 8B-shape matvec
+  // was faster and decode +6-8%, on others 0-3%: docs/PERFORMANCE.md "Two Q4_0 slots in flight"), F16 and
+  // the other quantized types four (F16 insensitive, Q4_1 level on an H100, Q8_0 not re-measured).
   static uint32_t matvec_unroll(GgmlType t) {
     static const uint32_t quant = env_count("FKV_VULKAN_MV_UNROLL", 0);
     if (t == GgmlType::F16) return 4;
