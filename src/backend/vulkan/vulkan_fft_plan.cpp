@@ -8,9 +8,9 @@ uint32_t fft_columns(uint32_t G, uint32_t N, uint32_t T, uint32_t D, uint32_t en
                      size_t shared_limit) {
   if (G == 0 || N < 2 || (N & (N - 1)) != 0 || T % N != 0 || D > workgroup || G > 16 || workgroup < 8)
     return 0;
-  uint32_t vb = 1;  // the largest power of two <= the entries' columns and <= the cap
-  while (2 * vb <= entries / (G * N) && 2 * vb <= fft_max_columns(workgroup)) vb *= 2;
-  for (;; vb /= 2) {
+  // The largest power of two <= the entries' columns (at least one) and <= the cap.
+  for (uint32_t vb = std::bit_floor(std::clamp(entries / (G * N), 1u, fft_max_columns(workgroup)));;
+       vb /= 2) {
     // buf: ⌈G/2⌉·VB·N vec2; tw: N/2 vec2; q at the kept K dims: at most D + 24 vec4s per four heads (the
     // shader's QS, QV); red, red2, stat_s.
     const size_t bytes = 8 * size_t((G + 1) / 2) * vb * N + 4 * size_t(N) +

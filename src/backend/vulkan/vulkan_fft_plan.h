@@ -2,6 +2,8 @@
 // of the middle's columns (rows v + R·u, u < N) one workgroup takes. Pure functions of the shape and the
 // device's shared memory, so that tests can check them without a GPU.
 #pragma once
+#include <algorithm>
+#include <bit>
 #include <cstddef>
 #include <cstdint>
 
@@ -11,9 +13,7 @@ namespace fkv {
 // (tid + k·workgroup) share their column and lie a multiple of 8 rows apart, whose kept K segments then
 // start at the same element of a 16-byte block (split_middle_fft.comp kept_k_dots reads q once for them).
 constexpr uint32_t fft_max_columns(uint32_t workgroup) {
-  uint32_t c = 1;
-  while (2 * c <= workgroup / 8) c *= 2;
-  return c;
+  return std::bit_floor(std::max(workgroup / 8, 1u));
 }
 
 // Columns per workgroup (VB) for G query heads per KV head, N frequencies, period T and head_dim D when a
