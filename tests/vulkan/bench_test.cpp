@@ -93,7 +93,10 @@ TEST_F(VulkanTest, DISABLED_BenchDecodeMatvecs) {
         vk->upload_weight(l.w.back(), zero.data(), bytes);
       }
     }
-    // Activations (all of the largest size, filled with a small constant; the timing does not depend on it).
+    // Activations (all of the largest size, filled with a small constant). Zero weights and constant
+    // activations time the fp32 matvecs as decode does (a layer here ~ the decode profile's), but they
+    // flattered an integer-dot matvec that decode then measured slower (docs/PERFORMANCE.md "The Q4_0 decode
+    // matvec by integer dot products"): check a new kernel in fkv-bench decode too.
     const std::vector<float> fill(kVocab, 0.01f);
     auto act = [&] {
       BufferPtr b = vk->alloc(fill.size() * 4, "act");
