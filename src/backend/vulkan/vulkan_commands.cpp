@@ -32,7 +32,11 @@ bool profile_requested_by_env() {
 }  // namespace
 
 CommandRecorder::CommandRecorder(std::shared_ptr<VulkanContext> ctx)
-    : ctx_(std::move(ctx)), batch_limit_(first_batch()) {
+    : ctx_(std::move(ctx)),
+      batch_limit_(first_batch()),
+      // FKV_VULKAN_POLL_WAIT=0: blocking waits only (to compare).
+      step_wait_(ctx_->properties().deviceType != VK_PHYSICAL_DEVICE_TYPE_CPU &&
+                 env_switch("FKV_VULKAN_POLL_WAIT", true)) {
   VkDevice dev = ctx_->device();
   for (Slot& slot : slots_) {
     VkCommandPoolCreateInfo pci{};
@@ -297,6 +301,11 @@ void CommandRecorder::download(const VulkanBuffer& src, VkDeviceSize offset, voi
     mb.dstAccessMask = VK_ACCESS_HOST_READ_BIT;
     vkCmdPipelineBarrier(cmd_, VK_PIPELINE_STAGE_TRANSFER_BIT, VK_PIPELINE_STAGE_HOST_BIT, 0, 1, &mb, 0,
                          nullptr, 0, nullptr);
+    // The copy's fence also covers everything submitted before it (replayed segments included), so the
+    // waits in drain() then return at once.
+    const size_t copy_slot = current_;
+    submit_current();
+    step_wait_.wait(ctx_->device(), slots_[copy_slot].fence, "waiting for the GPU");
     drain();
     std::memcpy(out, readback_->mapped(), chunk);
     out += chunk;

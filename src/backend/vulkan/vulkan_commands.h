@@ -26,6 +26,7 @@
 
 #include "backend/vulkan/vulkan_context.h"
 #include "backend/vulkan/vulkan_decode_replay.h"
+#include "backend/vulkan/vulkan_fence_wait.h"
 #include "backend/vulkan/vulkan_memory.h"
 #include "backend/vulkan/vulkan_pipelines.h"
 #include "backend/vulkan/vulkan_profile.h"
@@ -131,6 +132,7 @@ class CommandRecorder {
   bool replay_wanted_ = false;  // set_replay's last word: replay resumes with it when profiling stops
   std::vector<Command> held_;   // at most three
   std::unique_ptr<GpuProfiler> profiler_;  // while profiling
+  FenceWait step_wait_;                    // a download's wait for the step before it
 };
 
 }  // namespace fkv

@@ -5,14 +5,17 @@
 #include <cstring>
 
 #include "backend/vulkan/vulkan_check.h"
+#include "backend/vulkan/vulkan_env.h"
 #include "util/error.h"
 
 namespace fkv {
 namespace {
 
 // Commands per segment: the first is short so that the GPU starts soon after the step does; later ones
-// grow, since by then the host (matching, not recording) runs far ahead of the GPU.
-constexpr size_t kFirstSegment = 32;
+// grow, since by then the host (matching, not recording) runs far ahead of the GPU. 4 rather than 32: the
+// GPU idled ~100 us a token longer while the host matched 32 commands (H100, 8B shape; docs/VULKAN.md).
+// FKV_VULKAN_FIRST_SEGMENT overrides it.
+const size_t kFirstSegment = env_count("FKV_VULKAN_FIRST_SEGMENT", 4);
 
 bool replay_enabled_by_env() {
   const char* v = std::getenv("FKV_VULKAN_REPLAY");
