@@ -14,7 +14,7 @@
 namespace fkv::cuda {
 
 // One part (K or V) of a layer's split cache, as device pointers. dims: int32 keep_offset[kvh + 1],
-// comp_offset[kvh + 1], keep[nk], comp[nc] (SplitKvPart::dims_table).
+// comp_offset[kvh + 1], keep[nk], comp[nc], then element lists unused here (SplitKvPart::dims_table).
 struct SplitPartDev {
   void* sink = nullptr;
   void* window = nullptr;

@@ -18,7 +18,7 @@ layout(constant_id = 1) const bool KV_F16 = true;
 
 layout(std430, binding = 0) readonly buffer Window { uint win[]; };
 layout(std430, binding = 1) readonly buffer Chunk { float chunk[]; };
-layout(std430, binding = 2) readonly buffer Dims { int dims[]; };  // keep_offset, comp_offset, keep, comp
+layout(std430, binding = 2) readonly buffer Dims { int dims[]; };  // split_kv_layer.h dims_table
 layout(std430, binding = 3) buffer Kept { uint kept[]; };
 layout(std430, binding = 4) writeonly buffer Comp { float comp[]; };
 layout(std430, binding = 5) writeonly buffer Pending { float pending[]; };
@@ -62,13 +62,10 @@ float cache_value(uint pos, uint e) {
   return KV_F16 ? f16_round(x) : x;
 }
 
-// The element (head g, dim) of list entry i of the kept (list 0) or compressed (list 1) dims.
+// The element (head · head_dim + dim) of list entry i of the kept (list 0) or compressed (list 1) dims, from
+// the table's element lists (SplitKvDims::device_table): one read instead of a search of the offsets.
 uint element(uint list, uint i) {
-  const uint offsets = list * (p.n_kv + 1u);
-  uint g = 0u;
-  while (g + 1u < p.n_kv && uint(dims[offsets + g + 1u]) <= i) ++g;
-  const uint lists = 2u * (p.n_kv + 1u) + (list == 0u ? 0u : p.n_keep);
-  return g * p.head_dim + uint(dims[lists + i]);
+  return uint(dims[2u * (p.n_kv + 1u) + p.n_keep + p.n_comp + (list == 0u ? 0u : p.n_keep) + i]);
 }
 
 float kept_value(uint el) {  // el: element index in the kept rows

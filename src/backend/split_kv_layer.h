@@ -31,6 +31,20 @@ struct SplitKvDims {
   std::vector<int> comp;
   int n_keep() const { return keep_offset.empty() ? 0 : keep_offset.back(); }
   int n_comp() const { return comp_offset.empty() ? 0 : comp_offset.back(); }
+
+  // SplitKvPart::dims_table's contents: keep_offset, comp_offset, keep, comp, then each kept and each
+  // compressed entry's element in a cache row (head · head_dim + dim), so that device code finds an entry's
+  // element with one read instead of a search of the offsets.
+  std::vector<int> device_table(int head_dim) const {
+    std::vector<int> t;
+    for (const auto* v : {&keep_offset, &comp_offset, &keep, &comp}) t.insert(t.end(), v->begin(), v->end());
+    for (const auto* off : {&keep_offset, &comp_offset}) {
+      const std::vector<int>& list = off == &keep_offset ? keep : comp;
+      for (size_t h = 0; h + 1 < off->size(); ++h)
+        for (int i = (*off)[h]; i < (*off)[h + 1]; ++i) t.push_back(int(h) * head_dim + list[size_t(i)]);
+    }
+    return t;
+  }
 };
 
 struct SplitKvPart {
@@ -43,7 +57,7 @@ struct SplitKvPart {
   // fp32 [n_comp, kSplitNormStride]: μ, ρ, μ̃, ρ̃ (x̂ = (x̃ − μ̃)·ρ/ρ̃ + μ; ρ̃ = 0: x̂ = μ), then the running
   // sum, min and max of the true values of the middle, then 0.
   DeviceBuffer* norm = nullptr;
-  DeviceBuffer* dims_table = nullptr;  // int32 keep_offset, comp_offset, keep, comp: `dims` for device code
+  DeviceBuffer* dims_table = nullptr;  // int32 dims.device_table(head_dim)
   SplitKvDims dims;
 };
 

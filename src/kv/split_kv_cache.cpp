@@ -86,9 +86,7 @@ SplitKvCache::SplitKvCache(Backend& backend, const SplitKvConfig& c) : backend_(
       P.norm = alloc(size_t(nc) * kSplitNormStride * sizeof(float),
                      std::string("Fourier normalisation (") + name + tag)
                    .get();
-      std::vector<int32_t> table;
-      for (const auto* v : {&P.dims.keep_offset, &P.dims.comp_offset, &P.dims.keep, &P.dims.comp})
-        table.insert(table.end(), v->begin(), v->end());
+      const std::vector<int32_t> table = P.dims.device_table(d);
       P.dims_table =
           alloc(table.size() * sizeof(int32_t), std::string("Fourier dim table (") + name + tag).get();
       backend_.upload(*P.dims_table, 0, table.data(), table.size() * sizeof(int32_t));

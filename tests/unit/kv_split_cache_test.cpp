@@ -110,6 +110,18 @@ double rel_diff(const std::vector<float>& a, const std::vector<float>& b) {
   return num / std::max(den, 1e-30);
 }
 
+TEST(KvSplitCache, DeviceDimsTableListsEachEntrysElement) {
+  SplitKvDims d;  // head 0 keeps 1, 3 and compresses 0, 2; head 1 keeps 0 and compresses 1, 2, 3
+  d.keep_offset = {0, 2, 3};
+  d.keep = {1, 3, 0};
+  d.comp_offset = {0, 2, 5};
+  d.comp = {0, 2, 1, 2, 3};
+  const std::vector<int> want = {0, 2, 3, 0, 2, 5, 1, 3, 0, 0, 2, 1, 2, 3,  // the lists
+                                 1, 3, 4, 0, 2, 5, 6, 7};                   // elements, head_dim 4
+  EXPECT_EQ(d.device_table(4), want);
+  EXPECT_EQ(SplitKvDims{}.device_table(4), std::vector<int>{});
+}
+
 TEST(KvSplitCache, NoCompressedDimsIsFullAttentionBitForBit) {
   auto be = create_cpu_backend(2);
   const AttentionShape s = test_shape();

@@ -82,9 +82,7 @@ struct TestCache {
       P.pending = alloc(be, size_t(L.fit_tokens) * nc * 4, poison);
       P.coef = alloc(be, nc * 2 * c.n_freq * 4, poison);
       P.norm = alloc(be, nc * kSplitNormStride * 4, poison);
-      std::vector<int32_t> table;
-      for (const auto* v : {&P.dims.keep_offset, &P.dims.comp_offset, &P.dims.keep, &P.dims.comp})
-        table.insert(table.end(), v->begin(), v->end());
+      const std::vector<int32_t> table = P.dims.device_table(c.head_dim);
       P.dims_table = alloc(be, table.size() * 4, false);
       be.upload(*P.dims_table, 0, table.data(), table.size() * 4);
     }
