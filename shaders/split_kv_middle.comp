@@ -48,30 +48,17 @@ layout(push_constant) uniform Params {
 uint pos0 = 0u;       // the chunk's first position (the register): earlier positions are in the ring
 uint pos_first = 0u;  // the first position leaving the window
 
-float cache_value(uint pos, uint e) {
-  const uint row_len = p.n_kv * p.head_dim;
-  if (pos < pos0) {
-    const uint at = ((pos - p.sink) % p.ring) * row_len + e;
-    if (KV_F16) {
-      const vec2 v = unpackHalf2x16(win[at >> 1]);
-      return (at & 1u) == 0u ? v.x : v.y;
-    }
-    return uintBitsToFloat(win[at]);
-  }
-  const float x = chunk[(pos - pos0) * row_len + e];
-  return KV_F16 ? f16_round(x) : x;
-}
-
-// The element (head · head_dim + dim) of list entry i of the kept (list 0) or compressed (list 1) dims, from
-// the table's element lists (SplitKvDims::device_table): one read instead of a search of the offsets.
-uint element(uint list, uint i) {
-  return uint(dims[2u * (p.n_kv + 1u) + p.n_keep + p.n_comp + (list == 0u ? 0u : p.n_keep) + i]);
-}
-
-float kept_value(uint el) {  // el: element index in the kept rows
-  const uint m = el / p.n_keep, i = el % p.n_keep;
-  return cache_value(p.sink + m, element(0u, i));
-}
+#define SKE_WIN win
+#define SKE_CHUNK chunk
+#define SKE_DIMS dims
+#define SKE_KEPT kept
+#define SKE_COEF coef
+#define SKE_NORM norm
+#define SKE_CACHE_VALUE cache_value
+#define SKE_ELEMENT element
+#define SKE_KEPT_VALUE kept_value
+#define SKE_DECODE_ITEM decode_item
+#include "common/split_kv_enter.glsl"
 
 void main() {
   const uint stride = linear_workgroup_count() * gl_WorkGroupSize.x;
@@ -80,41 +67,9 @@ void main() {
   pos_first = pos_reg + p.first_rel;
   const uint m0 = pos_first - p.sink;
   if (p.mode == 2u) {
-    // Invocations [0, kept words) write the kept dims like mode 0 (below); the rest accumulate.
     const uint e0 = m0 * p.n_keep, e1 = (m0 + 1u) * p.n_keep;
-    const uint kept_items = KV_F16 ? (e1 + 1u) / 2u - e0 / 2u : e1 - e0;
-    const uint total = kept_items + p.n_comp * p.n_freq;
-    for (uint g = first; g < total; g += stride) {
-      if (g < kept_items) {
-        if (KV_F16) {
-          const uint w = e0 / 2u + g;
-          const uint old = kept[w];
-          uint lo = old & 0xFFFFu, hi = old >> 16;
-          if (2u * w >= e0) lo = to_half(kept_value(2u * w));
-          if (2u * w + 1u < e1) hi = to_half(kept_value(2u * w + 1u));
-          kept[w] = lo | (hi << 16);
-        } else {
-          kept[e0 + g] = floatBitsToUint(kept_value(e0 + g));
-        }
-        continue;
-      }
-      const uint cf = g - kept_items, c = cf / p.n_freq, f = cf % p.n_freq;
-      const float x = cache_value(pos_first, element(1u, c));
-      const vec2 b = basis[(f * m0) % p.period];
-      precise float tc = x * b.x;
-      precise float ts = x * b.y;
-      const uint at = c * 2u * p.n_freq + f;
-      precise float cc = coef[at] + tc;
-      precise float ss = coef[at + p.n_freq] + ts;
-      coef[at] = cc;
-      coef[at + p.n_freq] = ss;
-      if (f == 0u) {
-        precise float sum = norm[c * 8u + 4u] + x;
-        norm[c * 8u + 4u] = sum;
-        norm[c * 8u + 5u] = min(norm[c * 8u + 5u], x);
-        norm[c * 8u + 6u] = max(norm[c * 8u + 6u], x);
-      }
-    }
+    const uint total = (KV_F16 ? (e1 + 1u) / 2u - e0 / 2u : e1 - e0) + p.n_comp * p.n_freq;
+    for (uint g = first; g < total; g += stride) decode_item(g, m0, p.n_keep, p.n_comp);
     return;
   }
   if (p.mode == 0u) {
@@ -124,19 +79,19 @@ void main() {
       for (uint w = w0 + first; w < w1; w += stride) {
         const uint old = kept[w];
         uint lo = old & 0xFFFFu, hi = old >> 16;
-        if (2u * w >= e0) lo = to_half(kept_value(2u * w));
-        if (2u * w + 1u < e1) hi = to_half(kept_value(2u * w + 1u));
+        if (2u * w >= e0) lo = to_half(kept_value(2u * w, p.n_keep, p.n_comp));
+        if (2u * w + 1u < e1) hi = to_half(kept_value(2u * w + 1u, p.n_keep, p.n_comp));
         kept[w] = lo | (hi << 16);
       }
     } else {
-      for (uint e = e0 + first; e < e1; e += stride) kept[e] = floatBitsToUint(kept_value(e));
+      for (uint e = e0 + first; e < e1; e += stride) kept[e] = floatBitsToUint(kept_value(e, p.n_keep, p.n_comp));
     }
     return;
   }
   const uint total = p.count * p.n_comp;
   for (uint e = first; e < total; e += stride) {
     const uint r = e / p.n_comp, j = e % p.n_comp;
-    const float x = cache_value(pos_first + r, element(1u, j));
+    const float x = cache_value(pos_first + r, element(1u, j, p.n_keep, p.n_comp));
     comp[e] = x;
     if (m0 + r < p.fit) pending[(m0 + r) * p.n_comp + j] = x;
   }

@@ -126,32 +126,34 @@ class SplitKvTest : public VulkanTest {
  protected:
   // Every buffer region the cache holds at t positions, Vulkan against CPU.
   // rho_tol: the tolerance of ρ (norm column 1); see AppendLeastSquaresFarFromZero.
+  // gpu: the backend that holds a (default: the shared one).
   void compare_state(const CacheCase& c, TestCache& a, TestCache& b, int t, const char* when,
-                     double rho_tol = 1e-4) {
+                     double rho_tol = 1e-4, Backend* gpu = nullptr) {
+    Backend& g = gpu ? *gpu : *vk;
     const SplitKvLayer& L = b.L;
     const size_t row = size_t(c.n_kv_heads) * c.head_dim;
     for (int part = 0; part < 2; ++part) {
       const SplitKvPart &pa = part == 0 ? a.L.k : a.L.v, &pb = part == 0 ? L.k : L.v;
       SCOPED_TRACE(std::string(when) + (part == 0 ? " K" : " V") + " t=" + std::to_string(t));
       const size_t s_rows = size_t(L.sink_len(t));
-      EXPECT_EQ(read_typed(*vk, pa.sink, c.type, 0, s_rows * row),
+      EXPECT_EQ(read_typed(g, pa.sink, c.type, 0, s_rows * row),
                 read_typed(*cpu, pb.sink, c.type, 0, s_rows * row));
       for (int p = L.window_begin(t); p < t; ++p) {
         const size_t r = size_t((p - L.sink) % L.window);
-        ASSERT_EQ(read_typed(*vk, pa.window, c.type, r * row, row),
+        ASSERT_EQ(read_typed(g, pa.window, c.type, r * row, row),
                   read_typed(*cpu, pb.window, c.type, r * row, row))
             << "window position " << p;
       }
       if (L.middle == 0) continue;
       const int M = L.middle_len(t), nk = pb.dims.n_keep(), nc = pb.dims.n_comp();
-      EXPECT_EQ(read_typed(*vk, pa.kept, c.type, 0, size_t(M) * nk),
+      EXPECT_EQ(read_typed(g, pa.kept, c.type, 0, size_t(M) * nk),
                 read_typed(*cpu, pb.kept, c.type, 0, size_t(M) * nk));
       const size_t pend = size_t(std::min(M, L.fit_tokens)) * nc;
-      EXPECT_EQ(read_f32(*vk, pa.pending, 0, pend), read_f32(*cpu, pb.pending, 0, pend));
+      EXPECT_EQ(read_f32(g, pa.pending, 0, pend), read_f32(*cpu, pb.pending, 0, pend));
       if (!L.fitted(t) || nc == 0) continue;
       const size_t nco = size_t(nc) * 2 * L.n_freq;
-      EXPECT_LT(max_rel_error(read_f32(*vk, pa.coef, 0, nco), read_f32(*cpu, pb.coef, 0, nco)), 1e-4);
-      const std::vector<float> na = read_f32(*vk, pa.norm, 0, size_t(nc) * 8),
+      EXPECT_LT(max_rel_error(read_f32(g, pa.coef, 0, nco), read_f32(*cpu, pb.coef, 0, nco)), 1e-4);
+      const std::vector<float> na = read_f32(g, pa.norm, 0, size_t(nc) * 8),
                                nb = read_f32(*cpu, pb.norm, 0, size_t(nc) * 8);
       for (int col = 0; col < 7; ++col) {
         std::vector<float> ca, cb;
@@ -165,10 +167,12 @@ class SplitKvTest : public VulkanTest {
   }
 
   // offset: added to every value (a dim far from zero stresses the fp32 sums of the refit).
+  // gpu: the Vulkan backend under test (default: the shared one).
   void run_appends(const CacheCase& c, const std::vector<int>& chunks, float offset = 0.0f,
-                   double rho_tol = 1e-4) {
+                   double rho_tol = 1e-4, Backend* gpu = nullptr) {
+    Backend& g = gpu ? *gpu : *vk;
     const AttentionShape s{c.n_heads, c.n_kv_heads, c.head_dim, 1.0f / std::sqrt(float(c.head_dim))};
-    TestCache tv(*vk, c, true), tc(*cpu, c, false);
+    TestCache tv(g, c, true), tc(*cpu, c, false);
     const int row = c.n_kv_heads * c.head_dim;
     int pos = 0;
     for (size_t i = 0; i < chunks.size(); ++i) {
@@ -177,13 +181,13 @@ class SplitKvTest : public VulkanTest {
                          vr = kv_rows(pos, n, row, uint32_t(5011 + i));
       for (float& x : kr) x += offset;
       for (float& x : vr) x += offset;
-      auto [kv_, kc] = both(kr, "k");
-      auto [vv, vc] = both(vr, "v");
-      vk->split_kv_append(*kv_, *vv, n, pos, s, tv.L);
+      auto [kv_, kc] = both(kr, "k", &g);
+      auto [vv, vc] = both(vr, "v", &g);
+      g.split_kv_append(*kv_, *vv, n, pos, s, tv.L);
       cpu->split_kv_append(*kc, *vc, n, pos, s, tc.L);
       pos += n;
       if (i + 1 == chunks.size() || n > 1 || i % 7 == 0)
-        compare_state(c, tv, tc, pos, "after append", rho_tol);
+        compare_state(c, tv, tc, pos, "after append", rho_tol, &g);
     }
   }
 };
@@ -237,6 +241,19 @@ TEST_F(SplitKvTest, AppendAcrossDecodeStepsF16) {
   for (int i = 0; i < 20; ++i) chunks.push_back(1);
   chunks.push_back(33);
   run_appends(c, chunks);
+}
+
+TEST_F(SplitKvTest, AppendDecodeStepsAsTwoDispatches) {
+  // A decode step's K and V middle entries as two dispatches (FKV_VULKAN_PAIR_APPEND=0) instead of
+  // split_kv_middle_pair.comp's one: the same cases as the two tests above.
+  Backend& two = EnvBackends::get({"FKV_VULKAN_PAIR_APPEND=0"});
+  std::vector<int> chunks = {100};
+  for (int i = 0; i < 50; ++i) chunks.push_back(1);
+  run_appends({4, 2, 64, 3, 20, 300, 32, 16, 0.2, KvType::kF32}, chunks, 0.0f, 1e-4, &two);
+  chunks = {7, 30};
+  for (int i = 0; i < 20; ++i) chunks.push_back(1);
+  chunks.push_back(33);
+  run_appends({9, 3, 64, 4, 24, 200, 40, 12, 0.2, KvType::kF16}, chunks, 0.0f, 1e-4, &two);
 }
 
 TEST_F(SplitKvTest, AppendLeastSquaresAllCompressedHeadDim128) {

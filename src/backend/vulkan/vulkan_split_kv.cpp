@@ -143,12 +143,13 @@ void VulkanSplitKv::project(const DeviceBuffer& values, uint32_t values_base, in
                 sizeof(pc), size_t(n_comp) * n_freq, kWorkgroup);
 }
 
-void VulkanSplitKv::store_rows(const DeviceBuffer& src, int src_row0, int count, int pos_first, int pos0,
-                               int ring, int sink, int row_len, KvType type, DeviceBuffer& dst) {
+void VulkanSplitKv::store_rows(const DeviceBuffer& k, const DeviceBuffer& v, int src_row0, int count,
+                               int pos_first, int pos0, int ring, int sink, int row_len, KvType type,
+                               DeviceBuffer& dst_k, DeviceBuffer& dst_v) {
   if (count <= 0) return;
   const bool f16 = type == KvType::kF16;
   require(!f16 || row_len % 2 == 0, ErrorCode::kUnsupported, "an f16 KV row must hold an even count");
-  const Pipeline& p = pipelines_.get("split_kv_rows", {kWorkgroup, f16 ? 1u : 0u}, 3);
+  const Pipeline& p = pipelines_.get("split_kv_rows", {kWorkgroup, f16 ? 1u : 0u}, 5);
   const uint32_t pc[] = {uint32_t(count),
                          uint32_t(row_len),
                          uint32_t(src_row0),
@@ -156,8 +157,8 @@ void VulkanSplitKv::store_rows(const DeviceBuffer& src, int src_row0, int count,
                          uint32_t(sink),
                          uint32_t(ring),
                          0};
-  grid_dispatch(p, {bind(&src, false), bind(&dst, true), position(pos0)}, pc, sizeof(pc),
-                size_t(count) * (f16 ? row_len / 2 : row_len), kWorkgroup);
+  grid_dispatch(p, {bind(&k, false), bind(&dst_k, true), position(pos0), bind(&v, false), bind(&dst_v, true)},
+                pc, sizeof(pc), 2 * size_t(count) * (f16 ? row_len / 2 : row_len), kWorkgroup);
 }
 
 void VulkanSplitKv::stats(const DeviceBuffer& rows, uint32_t base, int count, int n_comp, bool init,
@@ -189,6 +190,44 @@ void VulkanSplitKv::refit(const SplitKvLayer& c, const SplitKvPart& part, int ro
   if (out) return;
   pc[5] = 1;
   rec_.dispatch(p, b, pc, sizeof(pc), (uint32_t(nc) + kWorkgroup - 1) / kWorkgroup, 1, 1);
+}
+
+bool VulkanSplitKv::enter_middle_pair(const SplitKvLayer& c, const DeviceBuffer& k, const DeviceBuffer& v,
+                                      int e0, int cnt, int pos0, const AttentionShape& s) {
+  const int m0 = e0 - c.sink;
+  const int nk_k = c.k.dims.n_keep(), nc_k = c.k.dims.n_comp(), nk_v = c.v.dims.n_keep(),
+            nc_v = c.v.dims.n_comp();
+  // enter_middle's mode-2 condition, for both parts.
+  if (!pair_append_ || cnt != 1 || nc_k == 0 || nc_v == 0 || m0 < c.fit_tokens || c.next_refit(m0) == m0 + 1)
+    return false;
+  check_period(c.middle, c.n_freq);
+  const bool f16 = c.type == KvType::kF16;
+  const Pipeline& p = pipelines_.get("split_kv_middle_pair", {kWorkgroup, f16 ? 1u : 0u}, 14);
+  const uint32_t pc[] = {uint32_t(e0 - pos0),  // from the position register (pos0)
+                         uint32_t(c.sink),     uint32_t(c.window), uint32_t(s.n_kv_heads),
+                         uint32_t(s.head_dim), uint32_t(nk_k),     uint32_t(nc_k),
+                         uint32_t(nk_v),       uint32_t(nc_v),     uint32_t(c.middle),
+                         uint32_t(c.n_freq)};
+  const std::vector<Binding> b = {bind(c.k.window, false),
+                                  bind(&k, false),
+                                  bind(c.k.dims_table, false),
+                                  bind(c.k.kept, true),
+                                  bind(c.k.coef, true),
+                                  bind(c.k.norm, true),
+                                  bind(c.v.window, false),
+                                  bind(&v, false),
+                                  bind(c.v.dims_table, false),
+                                  bind(c.v.kept, true),
+                                  bind(c.v.coef, true),
+                                  bind(c.v.norm, true),
+                                  bind(&basis_table(c.middle), false),
+                                  position(pos0)};
+  // The most kept words a row can take (as in enter_middle), so that the grid is the same at every position.
+  auto kept_items = [&](int nk) { return nk == 0 ? size_t(0) : f16 ? size_t(nk) / 2 + 1 : size_t(nk); };
+  grid_dispatch(p, b, pc, sizeof(pc),
+                kept_items(nk_k) + size_t(nc_k) * c.n_freq + kept_items(nk_v) + size_t(nc_v) * c.n_freq,
+                kWorkgroup);
+  return true;
 }
 
 void VulkanSplitKv::enter_middle(const SplitKvLayer& c, const SplitKvPart& part, const DeviceBuffer& chunk,
@@ -272,20 +311,19 @@ void VulkanSplitKv::append(const DeviceBuffer& k, const DeviceBuffer& v, int n, 
   const int row_len = s.n_kv_heads * s.head_dim;
   const int sink_end = std::min(c.sink, pos0 + n);
   if (pos0 < sink_end) {
-    store_rows(k, 0, sink_end - pos0, pos0, pos0, 0, c.sink, row_len, c.type, *c.k.sink);
-    store_rows(v, 0, sink_end - pos0, pos0, pos0, 0, c.sink, row_len, c.type, *c.v.sink);
+    store_rows(k, v, 0, sink_end - pos0, pos0, pos0, 0, c.sink, row_len, c.type, *c.k.sink, *c.v.sink);
   }
   // Positions that leave the window enter the middle before the ring rows they come from are overwritten
   // (the recorder puts a barrier between the reads and the writes).
   const int e0 = c.window_begin(pos0), e1 = c.window_begin(pos0 + n);
-  if (c.middle > 0 && e1 > e0) {
+  if (c.middle > 0 && e1 > e0 && !enter_middle_pair(c, k, v, e0, e1 - e0, pos0, s)) {
     enter_middle(c, c.k, k, e0, e1 - e0, pos0, s);
     enter_middle(c, c.v, v, e0, e1 - e0, pos0, s);
   }
   const int w0 = std::max({e1, pos0, c.sink});
   if (w0 < pos0 + n && c.window > 0) {
-    store_rows(k, w0 - pos0, pos0 + n - w0, w0, pos0, c.window, c.sink, row_len, c.type, *c.k.window);
-    store_rows(v, w0 - pos0, pos0 + n - w0, w0, pos0, c.window, c.sink, row_len, c.type, *c.v.window);
+    store_rows(k, v, w0 - pos0, pos0 + n - w0, w0, pos0, c.window, c.sink, row_len, c.type, *c.k.window,
+               *c.v.window);
   }
 }
 

@@ -8,6 +8,7 @@
 #include "backend/backend.h"
 #include "backend/vulkan/vulkan_commands.h"
 #include "backend/vulkan/vulkan_context.h"
+#include "backend/vulkan/vulkan_env.h"
 #include "backend/vulkan/vulkan_memory.h"
 #include "backend/vulkan/vulkan_pipelines.h"
 
@@ -30,6 +31,9 @@ class VulkanSplitKv {
 
  private:
   using Buffer = std::shared_ptr<VulkanBuffer>;
+  // A decode step's K and V entries into the middle as one dispatch (FKV_VULKAN_PAIR_APPEND=0: two, to
+  // compare), read when the backend is made.
+  const bool pair_append_ = env_switch("FKV_VULKAN_PAIR_APPEND", true);
   Binding bind(const DeviceBuffer* buf, bool write) const;  // the whole buffer; a dummy for nullptr
   // The position register set to pos0 (CommandRecorder::set_position), bound for reading: shaders that take
   // their positions from it make a decode step's commands the same at every position, so the step replays.
@@ -38,8 +42,14 @@ class VulkanSplitKv {
   const VulkanBuffer& scratch(Buffer& slot, size_t bytes, const char* what);
   void grid_dispatch(const Pipeline& p, const std::vector<Binding>& b, const void* pc, uint32_t pc_bytes,
                      size_t items, uint32_t wg);
-  void store_rows(const DeviceBuffer& src, int src_row0, int count, int pos_first, int pos0, int ring,
-                  int sink, int row_len, KvType type, DeviceBuffer& dst);
+  // Chunk rows src_row0 .. of k and v into the sink rows (ring 0) or the window ring, one dispatch for both.
+  void store_rows(const DeviceBuffer& k, const DeviceBuffer& v, int src_row0, int count, int pos_first,
+                  int pos0, int ring, int sink, int row_len, KvType type, DeviceBuffer& dst_k,
+                  DeviceBuffer& dst_v);
+  // A decode step's entry of position e0 into the middle for K and V in one dispatch
+  // (split_kv_middle_pair.comp); false (nothing recorded) unless both parts take enter_middle's mode 2.
+  bool enter_middle_pair(const SplitKvLayer& c, const DeviceBuffer& k, const DeviceBuffer& v, int e0, int cnt,
+                         int pos0, const AttentionShape& s);
   void enter_middle(const SplitKvLayer& c, const SplitKvPart& part, const DeviceBuffer& chunk, int e0,
                     int cnt, int pos0, const AttentionShape& s);
   void stats(const DeviceBuffer& rows, uint32_t base, int count, int n_comp, bool init, DeviceBuffer& norm);

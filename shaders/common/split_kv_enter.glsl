@@ -1,0 +1,83 @@
+// A position's entry into a split cache's middle (split_kv_middle.comp, split_kv_middle_pair.comp), the
+// parts that read one K-or-V part's buffers; included once per part. Before including, define the part's
+// arrays SKE_WIN (window ring, typed words), SKE_CHUNK (the chunk, fp32), SKE_DIMS (dims table), SKE_KEPT
+// (kept rows, typed words), SKE_COEF and SKE_NORM (fp32), and the names of the functions defined here:
+// SKE_CACHE_VALUE, SKE_ELEMENT, SKE_KEPT_VALUE, SKE_DECODE_ITEM. They are undefined at the end. The
+// includer declares `p` (sink, ring, n_kv, head_dim, period, n_freq), `basis`, KV_F16 and the globals pos0
+// (the chunk's first position: earlier positions are in the ring) and pos_first.
+
+// Element e of position pos's row as the cache held it: from the ring when stored before this chunk, else
+// from the chunk rounded to the cache type.
+float SKE_CACHE_VALUE(uint pos, uint e) {
+  const uint row_len = p.n_kv * p.head_dim;
+  if (pos < pos0) {
+    const uint at = ((pos - p.sink) % p.ring) * row_len + e;
+    if (KV_F16) {
+      const vec2 v = unpackHalf2x16(SKE_WIN[at >> 1]);
+      return (at & 1u) == 0u ? v.x : v.y;
+    }
+    return uintBitsToFloat(SKE_WIN[at]);
+  }
+  const float x = SKE_CHUNK[(pos - pos0) * row_len + e];
+  return KV_F16 ? f16_round(x) : x;
+}
+
+// The element (head · head_dim + dim) of entry i of the kept (list 0) or compressed (list 1) dims, from the
+// table's element lists (SplitKvDims::device_table): one read instead of a search of the offsets.
+uint SKE_ELEMENT(uint list, uint i, uint n_keep, uint n_comp) {
+  return uint(SKE_DIMS[2u * (p.n_kv + 1u) + n_keep + n_comp + (list == 0u ? 0u : n_keep) + i]);
+}
+
+float SKE_KEPT_VALUE(uint el, uint n_keep, uint n_comp) {  // el: element index in the kept rows
+  const uint m = el / n_keep, i = el % n_keep;
+  return SKE_CACHE_VALUE(p.sink + m, SKE_ELEMENT(0u, i, n_keep, n_comp));
+}
+
+// Item g of a decode step's entry of position pos_first (middle row m0) after the fit: kept word g for g
+// below the row's kept words (f16 words may straddle rows: the other row's half is kept), else one
+// (compressed dim c, frequency f): the value's projection added to the coefficients (fourier_accumulate's
+// arithmetic) and, for f = 0, to the running sum / min / max.
+void SKE_DECODE_ITEM(uint g, uint m0, uint n_keep, uint n_comp) {
+  const uint e0 = m0 * n_keep, e1 = (m0 + 1u) * n_keep;
+  const uint kept_items = KV_F16 ? (e1 + 1u) / 2u - e0 / 2u : e1 - e0;
+  if (g < kept_items) {
+    if (KV_F16) {
+      const uint w = e0 / 2u + g;
+      const uint old = SKE_KEPT[w];
+      uint lo = old & 0xFFFFu, hi = old >> 16;
+      if (2u * w >= e0) lo = to_half(SKE_KEPT_VALUE(2u * w, n_keep, n_comp));
+      if (2u * w + 1u < e1) hi = to_half(SKE_KEPT_VALUE(2u * w + 1u, n_keep, n_comp));
+      SKE_KEPT[w] = lo | (hi << 16);
+    } else {
+      SKE_KEPT[e0 + g] = floatBitsToUint(SKE_KEPT_VALUE(e0 + g, n_keep, n_comp));
+    }
+    return;
+  }
+  const uint cf = g - kept_items, c = cf / p.n_freq, f = cf % p.n_freq;
+  const float x = SKE_CACHE_VALUE(pos_first, SKE_ELEMENT(1u, c, n_keep, n_comp));
+  const vec2 b = basis[(f * m0) % p.period];
+  precise float tc = x * b.x;
+  precise float ts = x * b.y;
+  const uint at = c * 2u * p.n_freq + f;
+  precise float cc = SKE_COEF[at] + tc;
+  precise float ss = SKE_COEF[at + p.n_freq] + ts;
+  SKE_COEF[at] = cc;
+  SKE_COEF[at + p.n_freq] = ss;
+  if (f == 0u) {
+    precise float sum = SKE_NORM[c * 8u + 4u] + x;
+    SKE_NORM[c * 8u + 4u] = sum;
+    SKE_NORM[c * 8u + 5u] = min(SKE_NORM[c * 8u + 5u], x);
+    SKE_NORM[c * 8u + 6u] = max(SKE_NORM[c * 8u + 6u], x);
+  }
+}
+
+#undef SKE_WIN
+#undef SKE_CHUNK
+#undef SKE_DIMS
+#undef SKE_KEPT
+#undef SKE_COEF
+#undef SKE_NORM
+#undef SKE_CACHE_VALUE
+#undef SKE_ELEMENT
+#undef SKE_KEPT_VALUE
+#undef SKE_DECODE_ITEM
