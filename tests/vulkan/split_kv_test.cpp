@@ -369,7 +369,7 @@ class SplitAttentionTest : public SplitKvTest, public ::testing::WithParamInterf
   void TearDown() override {
     vulkan_set_profile(*vk, false);
     for (const char* knob : {"FKV_VULKAN_MIDDLE_PASS", "FKV_VULKAN_MIDDLE_FFT", "FKV_VULKAN_WINDOW_DECODE",
-                             "FKV_VULKAN_INLINE_SUM"})
+                             "FKV_VULKAN_INLINE_SUM", "FKV_VULKAN_PREP_WINDOW"})
       unsetenv(knob);
     SplitKvTest::TearDown();
   }
@@ -546,6 +546,18 @@ TEST_P(SplitMiddleFftTest, MatchesCpuAndTheDirectPasses) {
                          EXPECT_EQ(calls["split_middle_fft"], fft ? 1u : 0u);
                          EXPECT_EQ(calls["split_middle_values"], fft ? 0u : 1u);
                          EXPECT_EQ(calls["split_attention_merge"], 1u);
+                       });
+}
+
+TEST_P(SplitMiddleFftTest, PrepBesideTheWindowPassInOneDispatchAgrees) {
+  const AttnCase a = GetParam();
+  State st = build(a);
+  // split_prep_window.comp for a decode step (one query) with compressed K dims; two dispatches otherwise.
+  const bool fusable = a.n == 1 && st.tc->L.k.dims.n_comp() > 0;
+  expect_switch_agrees(a, st, "FKV_VULKAN_PREP_WINDOW", "one dispatch", "two dispatches",
+                       [&](bool on, std::map<std::string, uint64_t>& calls) {
+                         EXPECT_EQ(calls["split_prep_window"], on && fusable ? 1u : 0u);
+                         EXPECT_EQ(calls["split_window_decode"], on && fusable ? 0u : a.n == 1 ? 1u : 0u);
                        });
 }
 

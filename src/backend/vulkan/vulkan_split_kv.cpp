@@ -369,9 +369,10 @@ void VulkanSplitKv::attention(const DeviceBuffer& q, const DeviceBuffer& k, cons
 
   const VulkanBuffer* gvec = nullptr;
   const size_t gstride = 2 * size_t(N) + 4;
-  if (spec_k) {
-    gvec = &scratch(gvec_, size_t(n) * H * gstride * 4, "split attention score vectors");
-    // One workgroup per (query head, block of kPrepFreqs frequencies).
+  if (spec_k) gvec = &scratch(gvec_, size_t(n) * H * gstride * 4, "split attention score vectors");
+  // split_attention_prep.comp: one workgroup per (query head, block of kPrepFreqs frequencies). Recorded
+  // below, before anything that reads gvec, unless it joins the sink/window pass's dispatch.
+  auto record_prep = [&] {
     const Pipeline& prep = pipelines_.get("split_attention_prep", {}, 5);
     const uint32_t pc[] = {uint32_t(n) * H, H, uint32_t(s.n_kv_heads), D, N, uint32_t(nk_k)};
     const auto [gx, gz] = split_groups(uint32_t(n) * H);
@@ -379,7 +380,7 @@ void VulkanSplitKv::attention(const DeviceBuffer& q, const DeviceBuffer& k, cons
                   {bind(&q, false), bind(c.k.coef, false), bind(c.k.norm, false), bind(c.k.dims_table, false),
                    bind(gvec, true)},
                   pc, sizeof(pc), gx, (N + kPrepFreqs - 1) / kPrepFreqs, gz);
-  }
+  };
 
   // split_attention.comp (tiled: coalesced staged rows, register-blocked spectral sums) takes the usual
   // shapes; split_attention_rows.comp (one invocation per row) the rest. FKV_VULKAN_SPLIT_ROWS=1 forces the
@@ -568,8 +569,37 @@ void VulkanSplitKv::attention(const DeviceBuffer& q, const DeviceBuffer& k, cons
          bind(fitted_main ? table : nullptr, false), bind(&partials, true)},
         pc, sizeof(pc), main_chunks, uint32_t(s.n_kv_heads), uint32_t(n));
   };
+  // A decode step's prep and sink/window pass as one dispatch (split_prep_window.comp) before the FFT pass.
+  const uint32_t window_groups = main_chunks * uint32_t(s.n_kv_heads);
+  const uint32_t prep_groups = H * ((N + kPrepFreqs - 1) / kPrepFreqs);
+  // FKV_VULKAN_PREP_WINDOW=0: two dispatches (read on every call, like the switches above: the tests flip
+  // it).
+  const bool prep_window = env_switch("FKV_VULKAN_PREP_WINDOW", true) && spec_k && fft_vb && window_decode &&
+                           chunk_len == kWindowDecodeRows && window_groups + prep_groups <= kMaxGroupsX;
+  if (spec_k && !prep_window) record_prep();
+  if (fft_vb && prep_window) {
+    const Pipeline& pw =
+        pipelines_.get("split_prep_window", {D, G, f16 ? 1u : 0u, kWindowDecodeRows, uint32_t(ps)}, 13);
+    const uint32_t pc[] = {H,
+                           uint32_t(s.n_kv_heads),
+                           u32(s.scale),
+                           main_chunks,
+                           uint32_t(c.window),
+                           uint32_t(c.sink),
+                           uint32_t(std::max(c.window, 1)),
+                           H,
+                           D,
+                           N,
+                           uint32_t(nk_k)};
+    rec_.dispatch(
+        pw,
+        {bind(&q, false), bind(&k, false), bind(&v, false), bind(c.k.sink, false), bind(c.k.window, false),
+         bind(c.v.sink, false), bind(c.v.window, false), bind(&partials, true), position(pos0),
+         bind(c.k.coef, false), bind(c.k.norm, false), bind(c.k.dims_table, false), bind(gvec, true)},
+        pc, sizeof(pc), window_groups + prep_groups, 1, 1);
+  }
   if (fft_vb) {
-    record_main();
+    if (!prep_window) record_main();
     uint32_t log_n = 0;
     while ((1u << log_n) < N) ++log_n;
     const Pipeline& fp = pipelines_.get("split_middle_fft",

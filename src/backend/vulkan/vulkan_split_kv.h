@@ -34,6 +34,7 @@ class VulkanSplitKv {
   // A decode step's K and V entries into the middle as one dispatch (FKV_VULKAN_PAIR_APPEND=0: two, to
   // compare), read when the backend is made.
   const bool pair_append_ = env_switch("FKV_VULKAN_PAIR_APPEND", true);
+
   Binding bind(const DeviceBuffer* buf, bool write) const;  // the whole buffer; a dummy for nullptr
   // The position register set to pos0 (CommandRecorder::set_position), bound for reading: shaders that take
   // their positions from it make a decode step's commands the same at every position, so the step replays.
