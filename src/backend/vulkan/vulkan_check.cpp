@@ -81,12 +81,16 @@ void submit_command_buffer(VkQueue queue, VkCommandBuffer cmd, VkFence fence, co
   vk_check(vkQueueSubmit(queue, 1, &si, fence), "vkQueueSubmit", what);
 }
 
-void wait_and_reset_fence(VkDevice dev, VkFence fence, const std::string& what) {
+void wait_fence(VkDevice dev, VkFence fence, const std::string& what) {
   VkResult r;
   do {
     r = vkWaitForFences(dev, 1, &fence, VK_TRUE, 10'000'000'000ull);
   } while (r == VK_TIMEOUT);
   vk_check(r, "vkWaitForFences", what);
+}
+
+void wait_and_reset_fence(VkDevice dev, VkFence fence, const std::string& what) {
+  wait_fence(dev, fence, what);
   vk_check(vkResetFences(dev, 1, &fence), "vkResetFences", what);
 }
 

@@ -20,7 +20,9 @@ inline void vk_check(VkResult r, const char* call, const std::string& what) {
 VkCommandBuffer allocate_command_buffer(VkDevice dev, VkCommandPool pool, const std::string& what);
 VkFence create_fence(VkDevice dev, const std::string& what);  // unsignalled
 void submit_command_buffer(VkQueue queue, VkCommandBuffer cmd, VkFence fence, const std::string& what);
-// Waits for a submitted fence (in 10 s slices, so a long step is not taken for a hang) and resets it.
+// Waits for a submitted fence (in 10 s slices, so a long step is not taken for a hang); the second also
+// resets it.
+void wait_fence(VkDevice dev, VkFence fence, const std::string& what);
 void wait_and_reset_fence(VkDevice dev, VkFence fence, const std::string& what);
 
 }  // namespace fkv

@@ -20,18 +20,10 @@ double us_since(Clock::time_point t0) {
   return std::chrono::duration<double, std::micro>(Clock::now() - t0).count();
 }
 
-void blocking_wait(VkDevice dev, VkFence fence, const std::string& what) {
-  VkResult r;
-  do {
-    r = vkWaitForFences(dev, 1, &fence, VK_TRUE, 10'000'000'000ull);
-  } while (r == VK_TIMEOUT);
-  vk_check(r, "vkWaitForFences", what);
-}
-
 }  // namespace
 
 void FenceWait::wait(VkDevice dev, VkFence fence, const std::string& what) {
-  if (!poll_) return blocking_wait(dev, fence, what);
+  if (!poll_) return wait_fence(dev, fence, what);
   const auto t0 = Clock::now();
   const double sleep_us = expected_us_ - kMarginUs;
   if (sleep_us > 0) {
@@ -47,7 +39,7 @@ void FenceWait::wait(VkDevice dev, VkFence fence, const std::string& what) {
     if (r == VK_SUCCESS) break;
     if (r != VK_NOT_READY) vk_check(r, "vkGetFenceStatus", what);
     if (us_since(t0) > std::max(expected_us_, 0.0) + kPollLimitUs) {
-      blocking_wait(dev, fence, what);
+      wait_fence(dev, fence, what);
       break;
     }
   }

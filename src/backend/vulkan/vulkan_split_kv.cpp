@@ -509,23 +509,26 @@ void VulkanSplitKv::attention(const DeviceBuffer& q, const DeviceBuffer& k, cons
 
   // split_attention.comp over sink, window and the call's rows (and the middle without the middle pass); a
   // decode step's sink, window and own row in split_window_decode.comp when the middle is not its business.
+  // split_window_decode.comp's push constants and bindings, also the first of split_prep_window.comp's. The
+  // sink and window extents come from the position register: the same command at every position.
+  const std::vector<uint32_t> window_pc = {H,
+                                           uint32_t(s.n_kv_heads),
+                                           u32(s.scale),
+                                           main_chunks,
+                                           uint32_t(c.window),
+                                           uint32_t(c.sink),
+                                           uint32_t(std::max(c.window, 1))};
+  auto window_bindings = [&] {
+    return std::vector<Binding>{bind(&q, false),         bind(&k, false),         bind(&v, false),
+                                bind(c.k.sink, false),   bind(c.k.window, false), bind(c.v.sink, false),
+                                bind(c.v.window, false), bind(&partials, true),   position(pos0)};
+  };
   auto record_main = [&] {
     if (window_decode && chunk_len == kWindowDecodeRows) {
       const Pipeline& wp =
           pipelines_.get("split_window_decode", {D, G, f16 ? 1u : 0u, kWindowDecodeRows, uint32_t(ps)}, 9);
-      // The sink and window extents come from the position register: the same command at every position.
-      const uint32_t pc[] = {H,
-                             uint32_t(s.n_kv_heads),
-                             u32(s.scale),
-                             main_chunks,
-                             uint32_t(c.window),
-                             uint32_t(c.sink),
-                             uint32_t(std::max(c.window, 1))};
-      rec_.dispatch(
-          wp,
-          {bind(&q, false), bind(&k, false), bind(&v, false), bind(c.k.sink, false), bind(c.k.window, false),
-           bind(c.v.sink, false), bind(c.v.window, false), bind(&partials, true), position(pos0)},
-          pc, sizeof(pc), main_chunks, uint32_t(s.n_kv_heads), 1);
+      rec_.dispatch(wp, window_bindings(), window_pc.data(), uint32_t(window_pc.size() * 4), main_chunks,
+                    uint32_t(s.n_kv_heads), 1);
       return;
     }
     std::vector<uint32_t> spec = {kAttnWorkgroup,
@@ -580,23 +583,12 @@ void VulkanSplitKv::attention(const DeviceBuffer& q, const DeviceBuffer& k, cons
   if (fft_vb && prep_window) {
     const Pipeline& pw =
         pipelines_.get("split_prep_window", {D, G, f16 ? 1u : 0u, kWindowDecodeRows, uint32_t(ps)}, 13);
-    const uint32_t pc[] = {H,
-                           uint32_t(s.n_kv_heads),
-                           u32(s.scale),
-                           main_chunks,
-                           uint32_t(c.window),
-                           uint32_t(c.sink),
-                           uint32_t(std::max(c.window, 1)),
-                           H,
-                           D,
-                           N,
-                           uint32_t(nk_k)};
-    rec_.dispatch(
-        pw,
-        {bind(&q, false), bind(&k, false), bind(&v, false), bind(c.k.sink, false), bind(c.k.window, false),
-         bind(c.v.sink, false), bind(c.v.window, false), bind(&partials, true), position(pos0),
-         bind(c.k.coef, false), bind(c.k.norm, false), bind(c.k.dims_table, false), bind(gvec, true)},
-        pc, sizeof(pc), window_groups + prep_groups, 1, 1);
+    std::vector<uint32_t> pc = window_pc;
+    pc.insert(pc.end(), {H, D, N, uint32_t(nk_k)});  // the prep's count, head_dim, n_freq, n_keep
+    std::vector<Binding> b = window_bindings();
+    b.insert(b.end(),
+             {bind(c.k.coef, false), bind(c.k.norm, false), bind(c.k.dims_table, false), bind(gvec, true)});
+    rec_.dispatch(pw, b, pc.data(), uint32_t(pc.size() * 4), window_groups + prep_groups, 1, 1);
   }
   if (fft_vb) {
     if (!prep_window) record_main();
