@@ -507,8 +507,6 @@ void VulkanSplitKv::attention(const DeviceBuffer& q, const DeviceBuffer& k, cons
                : nullptr;
   const VulkanBuffer* table = (spec_k || spec_v) ? &basis_table(c.middle) : nullptr;
 
-  // split_attention.comp over sink, window and the call's rows (and the middle without the middle pass); a
-  // decode step's sink, window and own row in split_window_decode.comp when the middle is not its business.
   // split_window_decode.comp's push constants and bindings, also the first of split_prep_window.comp's. The
   // sink and window extents come from the position register: the same command at every position.
   const std::vector<uint32_t> window_pc = {H,
@@ -523,6 +521,8 @@ void VulkanSplitKv::attention(const DeviceBuffer& q, const DeviceBuffer& k, cons
                                 bind(c.k.sink, false),   bind(c.k.window, false), bind(c.v.sink, false),
                                 bind(c.v.window, false), bind(&partials, true),   position(pos0)};
   };
+  // split_attention.comp over sink, window and the call's rows (and the middle without the middle pass); a
+  // decode step's sink, window and own row in split_window_decode.comp when the middle is not its business.
   auto record_main = [&] {
     if (window_decode && chunk_len == kWindowDecodeRows) {
       const Pipeline& wp =
@@ -580,7 +580,7 @@ void VulkanSplitKv::attention(const DeviceBuffer& q, const DeviceBuffer& k, cons
   const bool prep_window = env_switch("FKV_VULKAN_PREP_WINDOW", true) && spec_k && fft_vb && window_decode &&
                            chunk_len == kWindowDecodeRows && window_groups + prep_groups <= kMaxGroupsX;
   if (spec_k && !prep_window) record_prep();
-  if (fft_vb && prep_window) {
+  if (prep_window) {
     const Pipeline& pw =
         pipelines_.get("split_prep_window", {D, G, f16 ? 1u : 0u, kWindowDecodeRows, uint32_t(ps)}, 13);
     std::vector<uint32_t> pc = window_pc;
