@@ -57,6 +57,7 @@ uint pos_first = 0u;  // the first position leaving the window
 #define SKE_CACHE_VALUE cache_value
 #define SKE_ELEMENT element
 #define SKE_KEPT_VALUE kept_value
+#define SKE_STORE_KEPT store_kept
 #define SKE_DECODE_ITEM decode_item
 #include "common/split_kv_enter.glsl"
 
@@ -67,25 +68,14 @@ void main() {
   pos_first = pos_reg + p.first_rel;
   const uint m0 = pos_first - p.sink;
   if (p.mode == 2u) {
-    const uint e0 = m0 * p.n_keep, e1 = (m0 + 1u) * p.n_keep;
-    const uint total = (KV_F16 ? (e1 + 1u) / 2u - e0 / 2u : e1 - e0) + p.n_comp * p.n_freq;
+    const uint total = split_kv_decode_items(m0, p.n_keep, p.n_comp);
     for (uint g = first; g < total; g += stride) decode_item(g, m0, p.n_keep, p.n_comp);
     return;
   }
   if (p.mode == 0u) {
     const uint e0 = m0 * p.n_keep, e1 = (m0 + p.count) * p.n_keep;
-    if (KV_F16) {
-      const uint w0 = e0 / 2u, w1 = (e1 + 1u) / 2u;
-      for (uint w = w0 + first; w < w1; w += stride) {
-        const uint old = kept[w];
-        uint lo = old & 0xFFFFu, hi = old >> 16;
-        if (2u * w >= e0) lo = to_half(kept_value(2u * w, p.n_keep, p.n_comp));
-        if (2u * w + 1u < e1) hi = to_half(kept_value(2u * w + 1u, p.n_keep, p.n_comp));
-        kept[w] = lo | (hi << 16);
-      }
-    } else {
-      for (uint e = e0 + first; e < e1; e += stride) kept[e] = floatBitsToUint(kept_value(e, p.n_keep, p.n_comp));
-    }
+    const uint u0 = KV_F16 ? e0 / 2u : e0, u1 = KV_F16 ? (e1 + 1u) / 2u : e1;
+    for (uint u = u0 + first; u < u1; u += stride) store_kept(u, e0, e1, p.n_keep, p.n_comp);
     return;
   }
   const uint total = p.count * p.n_comp;

@@ -52,6 +52,7 @@ uint pos_first = 0u;  // the position leaving the window
 #define SKE_CACHE_VALUE cache_value_k
 #define SKE_ELEMENT element_k
 #define SKE_KEPT_VALUE kept_value_k
+#define SKE_STORE_KEPT store_kept_k
 #define SKE_DECODE_ITEM decode_item_k
 #include "common/split_kv_enter.glsl"
 
@@ -64,21 +65,17 @@ uint pos_first = 0u;  // the position leaving the window
 #define SKE_CACHE_VALUE cache_value_v
 #define SKE_ELEMENT element_v
 #define SKE_KEPT_VALUE kept_value_v
+#define SKE_STORE_KEPT store_kept_v
 #define SKE_DECODE_ITEM decode_item_v
 #include "common/split_kv_enter.glsl"
-
-// A part's items for middle row m0: its kept words, then n_comp · n_freq.
-uint items(uint m0, uint n_keep, uint n_comp) {
-  const uint e0 = m0 * n_keep, e1 = (m0 + 1u) * n_keep;
-  return (KV_F16 ? (e1 + 1u) / 2u - e0 / 2u : e1 - e0) + n_comp * p.n_freq;
-}
 
 void main() {
   const uint stride = linear_workgroup_count() * gl_WorkGroupSize.x;
   pos0 = pos_reg;
   pos_first = pos_reg + p.first_rel;
   const uint m0 = pos_first - p.sink;
-  const uint items_k = items(m0, p.n_keep_k, p.n_comp_k), total = items_k + items(m0, p.n_keep_v, p.n_comp_v);
+  const uint items_k = split_kv_decode_items(m0, p.n_keep_k, p.n_comp_k);
+  const uint total = items_k + split_kv_decode_items(m0, p.n_keep_v, p.n_comp_v);
   for (uint g = linear_workgroup() * gl_WorkGroupSize.x + gl_LocalInvocationID.x; g < total; g += stride) {
     if (g < items_k)
       decode_item_k(g, m0, p.n_keep_k, p.n_comp_k);

@@ -1,10 +1,10 @@
 #version 450
 // Split KV cache append (backend.h split_kv_append): fp32 rows of the chunk into the cache's sink rows or
 // window ring, converted to the cache type (f16 rounding like util/half.h); K's rows (bindings 0, 1) and
-// V's (3, 4) in one dispatch, invocations [0, total) K's and [total, 2 total) V's. Row r (chunk row src_row0 + r,
-// position pos_first + r) goes to row pos_first + r (ring == 0: the sink) or (pos_first + r - sink) % ring.
-// pos_first is the position register plus first_rel, so that a decode step's command is the same at every
-// position (a recorded step replays).
+// V's (3, 4) in one dispatch, invocations [0, total) K's and [total, 2 total) V's. Row r (chunk row
+// src_row0 + r, position pos_first + r) goes to row pos_first + r (ring == 0: the sink) or
+// (pos_first + r - sink) % ring. pos_first is the position register plus first_rel, so that a decode step's
+// command is the same at every position (a recorded step replays).
 #extension GL_GOOGLE_include_directive : require
 
 layout(local_size_x_id = 0) in;
@@ -42,7 +42,8 @@ void main() {
     const uint s = (p.src_row0 + r) * p.row_len, at = p.dst_base + row * per_row + w;
     uint word;
     if (KV_F16) {
-      const vec2 x = is_v ? vec2(src_v[s + 2u * w], src_v[s + 2u * w + 1u]) : vec2(src_k[s + 2u * w], src_k[s + 2u * w + 1u]);
+      const vec2 x = is_v ? vec2(src_v[s + 2u * w], src_v[s + 2u * w + 1u])
+                          : vec2(src_k[s + 2u * w], src_k[s + 2u * w + 1u]);
       word = to_half(x.x) | (to_half(x.y) << 16);
     } else {
       word = floatBitsToUint(is_v ? src_v[s + w] : src_k[s + w]);

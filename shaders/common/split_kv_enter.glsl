@@ -2,9 +2,22 @@
 // parts that read one K-or-V part's buffers; included once per part. Before including, define the part's
 // arrays SKE_WIN (window ring, typed words), SKE_CHUNK (the chunk, fp32), SKE_DIMS (dims table), SKE_KEPT
 // (kept rows, typed words), SKE_COEF and SKE_NORM (fp32), and the names of the functions defined here:
-// SKE_CACHE_VALUE, SKE_ELEMENT, SKE_KEPT_VALUE, SKE_DECODE_ITEM. They are undefined at the end. The
-// includer declares `p` (sink, ring, n_kv, head_dim, period, n_freq), `basis`, KV_F16 and the globals pos0
-// (the chunk's first position: earlier positions are in the ring) and pos_first.
+// SKE_CACHE_VALUE, SKE_ELEMENT, SKE_KEPT_VALUE, SKE_STORE_KEPT, SKE_DECODE_ITEM. They are undefined at the
+// end. The includer declares `p` (sink, ring, n_kv, head_dim, period, n_freq), `basis`, KV_F16 and the
+// globals pos0 (the chunk's first position: earlier positions are in the ring) and pos_first.
+
+#ifndef SPLIT_KV_ENTER_ONCE
+#define SPLIT_KV_ENTER_ONCE
+// The kept words of middle row m0 (f16 words may straddle rows), then a decode entry's items: those words,
+// then one per (compressed dim, frequency).
+uint split_kv_kept_words(uint m0, uint n_keep) {
+  const uint e0 = m0 * n_keep, e1 = (m0 + 1u) * n_keep;
+  return KV_F16 ? (e1 + 1u) / 2u - e0 / 2u : e1 - e0;
+}
+uint split_kv_decode_items(uint m0, uint n_keep, uint n_comp) {
+  return split_kv_kept_words(m0, n_keep) + n_comp * p.n_freq;
+}
+#endif
 
 // Element e of position pos's row as the cache held it: from the ring when stored before this chunk, else
 // from the chunk rounded to the cache type.
@@ -33,24 +46,29 @@ float SKE_KEPT_VALUE(uint el, uint n_keep, uint n_comp) {  // el: element index 
   return SKE_CACHE_VALUE(p.sink + m, SKE_ELEMENT(0u, i, n_keep, n_comp));
 }
 
+// Kept unit u (f16: word u, of which only the halves in elements [e0, e1) change, the other row's half is
+// kept; f32: element u) written from the cache's values.
+void SKE_STORE_KEPT(uint u, uint e0, uint e1, uint n_keep, uint n_comp) {
+  if (KV_F16) {
+    const uint old = SKE_KEPT[u];
+    uint lo = old & 0xFFFFu, hi = old >> 16;
+    if (2u * u >= e0) lo = to_half(SKE_KEPT_VALUE(2u * u, n_keep, n_comp));
+    if (2u * u + 1u < e1) hi = to_half(SKE_KEPT_VALUE(2u * u + 1u, n_keep, n_comp));
+    SKE_KEPT[u] = lo | (hi << 16);
+  } else {
+    SKE_KEPT[u] = floatBitsToUint(SKE_KEPT_VALUE(u, n_keep, n_comp));
+  }
+}
+
 // Item g of a decode step's entry of position pos_first (middle row m0) after the fit: kept word g for g
 // below the row's kept words (f16 words may straddle rows: the other row's half is kept), else one
 // (compressed dim c, frequency f): the value's projection added to the coefficients (fourier_accumulate's
 // arithmetic) and, for f = 0, to the running sum / min / max.
 void SKE_DECODE_ITEM(uint g, uint m0, uint n_keep, uint n_comp) {
   const uint e0 = m0 * n_keep, e1 = (m0 + 1u) * n_keep;
-  const uint kept_items = KV_F16 ? (e1 + 1u) / 2u - e0 / 2u : e1 - e0;
+  const uint kept_items = split_kv_kept_words(m0, n_keep);
   if (g < kept_items) {
-    if (KV_F16) {
-      const uint w = e0 / 2u + g;
-      const uint old = SKE_KEPT[w];
-      uint lo = old & 0xFFFFu, hi = old >> 16;
-      if (2u * w >= e0) lo = to_half(SKE_KEPT_VALUE(2u * w, n_keep, n_comp));
-      if (2u * w + 1u < e1) hi = to_half(SKE_KEPT_VALUE(2u * w + 1u, n_keep, n_comp));
-      SKE_KEPT[w] = lo | (hi << 16);
-    } else {
-      SKE_KEPT[e0 + g] = floatBitsToUint(SKE_KEPT_VALUE(e0 + g, n_keep, n_comp));
-    }
+    SKE_STORE_KEPT((KV_F16 ? e0 / 2u : e0) + g, e0, e1, n_keep, n_comp);
     return;
   }
   const uint cf = g - kept_items, c = cf / p.n_freq, f = cf % p.n_freq;
@@ -80,4 +98,5 @@ void SKE_DECODE_ITEM(uint g, uint m0, uint n_keep, uint n_comp) {
 #undef SKE_CACHE_VALUE
 #undef SKE_ELEMENT
 #undef SKE_KEPT_VALUE
+#undef SKE_STORE_KEPT
 #undef SKE_DECODE_ITEM

@@ -12,9 +12,9 @@ float scale_a(uint c) {
 // DU dims in flight), and the LN lanes are added through shared memory. Block y = 0 also forms the constant
 // Σ_j q_j b_j by a parallel reduction. The previous version (one invocation per frequency walking every dim,
 // and the constant walked by one invocation) was latency-bound: ~23 us per call at the 8B shape.
-const uint FB = 32u;        // frequencies per workgroup
-const uint LN = PREP_WG / FB;    // dim lanes
-const uint DU = 4u;         // dims per lane in flight
+const uint FB = 32u;           // frequencies per workgroup
+const uint LN = PREP_WG / FB;  // dim lanes
+const uint DU = 4u;            // dims per lane in flight
 const uint QA = 256u;
 shared float qa_s[QA];
 shared float rc_s[PREP_WG];

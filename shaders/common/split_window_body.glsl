@@ -6,7 +6,7 @@
 const uint WIN_WG = 128u;
 const uint VPT = KV_F16 ? 8u : 4u;  // values per 16-byte word
 const uint TPR = D / VPT;           // words (invocations) per row
-const uint RPP = WIN_WG / TPR;          // row slots
+const uint RPP = WIN_WG / TPR;      // row slots
 const uint RPI = CL / RPP;          // rows per invocation
 const uint RED = CL * TPR > RPP * D ? CL * TPR : RPP * D;
 

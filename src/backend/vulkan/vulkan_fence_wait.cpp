@@ -1,6 +1,5 @@
 #include "backend/vulkan/vulkan_fence_wait.h"
 
-#include <algorithm>
 #include <chrono>
 
 #include "backend/vulkan/vulkan_check.h"
@@ -38,7 +37,7 @@ void FenceWait::wait(VkDevice dev, VkFence fence, const std::string& what) {
     const VkResult r = vkGetFenceStatus(dev, fence);
     if (r == VK_SUCCESS) break;
     if (r != VK_NOT_READY) vk_check(r, "vkGetFenceStatus", what);
-    if (us_since(t0) > std::max(expected_us_, 0.0) + kPollLimitUs) {
+    if (us_since(t0) > expected_us_ + kPollLimitUs) {
       wait_fence(dev, fence, what);
       break;
     }

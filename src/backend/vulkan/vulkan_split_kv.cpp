@@ -54,6 +54,13 @@ const VulkanBuffer& vk(const DeviceBuffer& b) {
   return static_cast<const VulkanBuffer&>(b);
 }
 
+// The most kept words one middle row of nk kept dims can take (an odd f16 row straddles a word at either
+// end): a decode append's grid covers them, so that it is the same at every position; the shader stops at
+// the row's own count.
+size_t max_kept_words(int nk, bool f16) {
+  return nk == 0 ? 0 : f16 ? size_t(nk) / 2 + 1 : size_t(nk);
+}
+
 uint32_t u32(float f) {
   uint32_t u;
   std::memcpy(&u, &f, 4);
@@ -222,10 +229,9 @@ bool VulkanSplitKv::enter_middle_pair(const SplitKvLayer& c, const DeviceBuffer&
                                   bind(c.v.norm, true),
                                   bind(&basis_table(c.middle), false),
                                   position(pos0)};
-  // The most kept words a row can take (as in enter_middle), so that the grid is the same at every position.
-  auto kept_items = [&](int nk) { return nk == 0 ? size_t(0) : f16 ? size_t(nk) / 2 + 1 : size_t(nk); };
   grid_dispatch(p, b, pc, sizeof(pc),
-                kept_items(nk_k) + size_t(nc_k) * c.n_freq + kept_items(nk_v) + size_t(nc_v) * c.n_freq,
+                max_kept_words(nk_k, f16) + size_t(nc_k) * c.n_freq + max_kept_words(nk_v, f16) +
+                    size_t(nc_v) * c.n_freq,
                 kWorkgroup);
   return true;
 }
@@ -268,10 +274,7 @@ void VulkanSplitKv::enter_middle(const SplitKvLayer& c, const SplitKvPart& part,
                                   position(pos0)};
   if (decode) {
     pc[9] = 2;
-    // The most kept words one row can take (an odd f16 row straddles a word at either end), so that the
-    // grid is the same at every position; the shader stops at the row's own count.
-    const size_t kept_items = nk == 0 ? 0 : f16 ? size_t(nk) / 2 + 1 : size_t(nk);
-    grid_dispatch(p, b, pc, sizeof(pc), kept_items + size_t(nc) * c.n_freq, kWorkgroup);
+    grid_dispatch(p, b, pc, sizeof(pc), max_kept_words(nk, f16) + size_t(nc) * c.n_freq, kWorkgroup);
     return;
   }
   if (nk > 0) {
