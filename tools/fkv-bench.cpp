@@ -7,7 +7,7 @@
 // every depth), as llama-bench sizes one per test, so a shallow run does not carry a deep run's cache.
 // For each depth and repetition: the session is reset and filled to the depth with untimed prefill, then
 // n-prompt tokens are prefilled (timed) and n-gen tokens decoded one at a time (timed, so decode starts at
-// depth + n-prompt). Token ids are pseudo-random, so random-weight models without a tokenizer work; the
+// depth + n-prompt), greedily (Session::eval_argmax: the argmax on the device where the backend takes it). Token ids are pseudo-random, so random-weight models without a tokenizer work; the
 // speed does not depend on the ids. Reports the median tokens/s with min, max and standard deviation.
 // --profile (Vulkan): after the timed repetitions of each depth, one more, untimed, with every dispatch
 // timed on the GPU; its prefill and its decode each print a per-shader table on stderr (docs/VULKAN.md).
@@ -197,10 +197,8 @@ int bench_main(int argc, char** argv) {
                                         : prompt[0];
         if (profiled && !start_profile(*m.backend)) return;
         const auto t0 = Clock::now();
-        for (int i = 0; i < n_gen; ++i) {
-          logits = &session.eval(std::span(&next, 1));
-          next = Sampler::argmax(logits->data(), int64_t(logits->size()));
-        }
+        // Greedy: the argmax on the device where the backend takes it (Session::eval_argmax).
+        for (int i = 0; i < n_gen; ++i) next = session.eval_argmax(std::span(&next, 1));
         if (profiled)
           r.profile["decode"] = finish_profile(*m.backend, std::to_string(n_gen) + " decoded tokens" + at);
         else

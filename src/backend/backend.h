@@ -11,6 +11,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -104,6 +105,14 @@ class Backend {
 
   // out[i, :] = dequantize(table row tokens[i]) for i < n. tokens: int32 [n], each in [0, table.rows).
   virtual void embed(const Weight& table, const DeviceBuffer& tokens, int n, DeviceBuffer& out) = 0;
+  // Greedy decoding's choice: the index of the first largest value of x[0, n) (NaN ignored), computed where
+  // x lives so that only the index comes back. nullopt: not done here (the default), or no value of x is
+  // above -inf; the caller then reads x back and decides.
+  virtual std::optional<int32_t> argmax(const DeviceBuffer& x, int64_t n) {
+    (void)x;
+    (void)n;
+    return std::nullopt;
+  }
 
   // out[i, :] = x[i, :] / sqrt(mean_j(x[i, j]^2) + eps) * w[:]. x, out: [n, dim]; w: fp32 [dim].
   virtual void rms_norm(const DeviceBuffer& x, const DeviceBuffer& w, int n, int dim, float eps,

@@ -1,9 +1,11 @@
 #include "engine/session.h"
 
 #include <algorithm>
+#include <optional>
 #include <random>
 #include <string>
 
+#include "engine/sampler.h"
 #include "util/error.h"
 
 namespace fkv {
@@ -64,7 +66,7 @@ void Session::fill_synthetic(int n, uint64_t seed) {
   backend_.synchronize();
 }
 
-const std::vector<float>& Session::eval(std::span<const int32_t> tokens, bool all_logits) {
+void Session::check_tokens(std::span<const int32_t> tokens) const {
   const int vocab = model_.hparams().vocab;
   require(!tokens.empty(), ErrorCode::kInvalidArgument, "eval needs at least one token");
   require(tokens.size() <= size_t(ctx_ - n_past_), ErrorCode::kContextFull,
@@ -73,6 +75,24 @@ const std::vector<float>& Session::eval(std::span<const int32_t> tokens, bool al
   for (int32_t id : tokens)
     require(id >= 0 && id < vocab, ErrorCode::kInvalidArgument,
             "token id " + std::to_string(id) + " is outside the vocabulary (" + std::to_string(vocab) + ")");
+}
+
+int32_t Session::eval_argmax(std::span<const int32_t> tokens) {
+  check_tokens(tokens);
+  const int vocab = model_.hparams().vocab;
+  for (size_t start = 0; start < tokens.size(); start += size_t(max_batch_)) {
+    const size_t n = std::min(tokens.size() - start, size_t(max_batch_));
+    forward_chunk(tokens.subspan(start, n), false, nullptr, start + n == tokens.size());
+  }
+  if (const std::optional<int32_t> id = backend_.argmax(*logits_, vocab)) return *id;
+  logits_host_.resize(size_t(vocab));
+  backend_.download(*logits_, 0, logits_host_.data(), size_t(vocab) * sizeof(float));
+  return Sampler::argmax(logits_host_.data(), vocab);
+}
+
+const std::vector<float>& Session::eval(std::span<const int32_t> tokens, bool all_logits) {
+  const int vocab = model_.hparams().vocab;
+  check_tokens(tokens);
   // Every value is written by the read-back below (resize, not assign: a token's 0.5 MB memset is time the
   // GPU waits for).
   logits_host_.resize(all_logits ? tokens.size() * size_t(vocab) : size_t(vocab));
@@ -103,7 +123,8 @@ void Session::report_kv(int layer, int n, int pos0) {
   on_kv(layer, k_host_.data(), v_host_.data(), n, pos0);
 }
 
-void Session::forward_chunk(std::span<const int32_t> tokens, bool all_logits, float* logits_out) {
+void Session::forward_chunk(std::span<const int32_t> tokens, bool all_logits, float* logits_out,
+                            bool last_on_device) {
   const LlamaHparams& hp = model_.hparams();
   const int n = int(tokens.size());
   const int pos0 = n_past_;
@@ -140,7 +161,7 @@ void Session::forward_chunk(std::span<const int32_t> tokens, bool all_logits, fl
     report_hidden(l, n);
   }
   n_past_ += n;
-  if (!logits_out) return;
+  if (!logits_out && !last_on_device) return;
 
   const size_t vocab = size_t(hp.vocab);
   if (all_logits) {
@@ -154,7 +175,7 @@ void Session::forward_chunk(std::span<const int32_t> tokens, bool all_logits, fl
   be.copy(*x_, size_t(n - 1) * hp.dim * sizeof(float), *last_, 0, size_t(hp.dim) * sizeof(float));
   be.rms_norm(*last_, model_.output_norm(), 1, hp.dim, hp.rms_eps, *xb_);
   be.matmul(model_.output(), *xb_, 1, *logits_);
-  be.download(*logits_, 0, logits_out, vocab * sizeof(float));
+  if (logits_out) be.download(*logits_, 0, logits_out, vocab * sizeof(float));
 }
 
 }  // namespace fkv

@@ -34,6 +34,10 @@ class Session {
   // all_logits, of every token ([n, vocab]). Throws kContextFull when the tokens do not fit (nothing runs),
   // kInvalidArgument for an id outside the vocabulary.
   const std::vector<float>& eval(std::span<const int32_t> tokens, bool all_logits = false);
+  // Greedy decoding: runs tokens as eval does and returns the id of the last token's largest logit
+  // (Sampler::argmax's choice). Where the backend takes the argmax on the device (Backend::argmax) only the
+  // id is read back, and the logits eval returns are not updated.
+  int32_t eval_argmax(std::span<const int32_t> tokens);
 
   int n_past() const { return n_past_; }
   int ctx() const { return ctx_; }
@@ -50,7 +54,10 @@ class Session {
   KvHook on_kv;
 
  private:
-  void forward_chunk(std::span<const int32_t> tokens, bool all_logits, float* logits_out);
+  void check_tokens(std::span<const int32_t> tokens) const;
+  // last_on_device: the last token's logits are left in logits_ even when logits_out is null.
+  void forward_chunk(std::span<const int32_t> tokens, bool all_logits, float* logits_out,
+                     bool last_on_device = false);
   void report_hidden(int layer, int n);
   void report_kv(int layer, int n, int pos0);
 

@@ -102,6 +102,23 @@ class VulkanBackend : public Backend {
     check_range(src, offset, bytes, "download");
     rec_.download(vk(src), offset, dst, bytes);
   }
+  // argmax.comp, one workgroup of up to 1024 invocations; FKV_VULKAN_ARGMAX=0 leaves it to the host (for
+  // comparisons).
+  std::optional<int32_t> argmax(const DeviceBuffer& x, int64_t n) override {
+    if (!argmax_on_ || n <= 0 || n > INT32_MAX) return std::nullopt;
+    check_range(x, 0, size_t(n) * 4, "argmax");
+    if (!argmax_out_) argmax_out_ = alloc(16, "argmax result");
+    uint32_t wg = 64;
+    while (wg * 2 <= std::min<uint32_t>(ctx_->max_workgroup_size(), 1024)) wg *= 2;
+    const Pipeline& p = pipelines_.get("argmax", {wg}, 2);
+    const Binding xb = window(x, 0, size_t(n) * 4, false);
+    const uint32_t pc[] = {uint32_t(n), delta(xb, 0) / 4};
+    rec_.dispatch(p, {xb, window(*argmax_out_, 0, 8, true)}, pc, sizeof(pc), 1, 1, 1);
+    uint32_t r[2] = {0, 0};
+    rec_.download(vk(*argmax_out_), 0, r, sizeof(r));
+    if (r[1] == 0) return std::nullopt;
+    return int32_t(r[0]);
+  }
   void copy(const DeviceBuffer& src, size_t src_offset, DeviceBuffer& dst, size_t dst_offset,
             size_t bytes) override {
     check_range(src, src_offset, bytes, "copy");
@@ -848,6 +865,8 @@ class VulkanBackend : public Backend {
   // FKV_VULKAN_FUSE=0 runs every op as its own dispatches (no add + RMSNorm, no RoPE + K store, no
   // matvecs of one x together, no SwiGLU folded into gate and up).
   bool fuse_ = env_switch("FKV_VULKAN_FUSE", true);
+  const bool argmax_on_ = env_switch("FKV_VULKAN_ARGMAX", true);
+  BufferPtr argmax_out_;  // argmax.comp's (index, found)
   // FKV_VULKAN_FUSE_SWIGLU=0 keeps the SwiGLU apart from the fused gate and up (for timing the fold).
   bool fold_swiglu_ = env_switch("FKV_VULKAN_FUSE_SWIGLU", true);
   // FKV_VULKAN_ROPE_FOLD=0 keeps the RoPE of q and K and the store of K and V a dispatch of their own
