@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <array>
+#include <bit>
 #include <cmath>
 #include <cstdint>
 #include <cstdlib>
@@ -14,9 +15,9 @@
 
 #include "backend/cpu/cpu_kernels.h"
 #include "backend/vulkan/vulkan_attention_plan.h"
-#include "backend/vulkan/vulkan_env.h"
 #include "backend/vulkan/vulkan_commands.h"
 #include "backend/vulkan/vulkan_context.h"
+#include "backend/vulkan/vulkan_env.h"
 #include "backend/vulkan/vulkan_memory.h"
 #include "backend/vulkan/vulkan_pipelines.h"
 #include "backend/vulkan/vulkan_split_kv.h"
@@ -108,8 +109,7 @@ class VulkanBackend : public Backend {
     if (!argmax_on_ || n <= 0 || n > INT32_MAX) return std::nullopt;
     check_range(x, 0, size_t(n) * 4, "argmax");
     if (!argmax_out_) argmax_out_ = alloc(16, "argmax result");
-    uint32_t wg = 64;
-    while (wg * 2 <= std::min<uint32_t>(ctx_->max_workgroup_size(), 1024)) wg *= 2;
+    const uint32_t wg = std::bit_floor(std::min<uint32_t>(ctx_->max_workgroup_size(), 1024));
     const Pipeline& p = pipelines_.get("argmax", {wg}, 2);
     const Binding xb = window(x, 0, size_t(n) * 4, false);
     const uint32_t pc[] = {uint32_t(n), delta(xb, 0) / 4};
