@@ -1,16 +1,19 @@
 // fkv-bench: prefill and decode speed at chosen context depths, with the memory it takes.
 //
 //   fkv-bench --n-prompt N --n-gen N --depth 0,4096,32768 --reps R [--backend B] [--kv P] [--json]
-//   [--profile]
+//   [--profile | --profile-phases]
 //
 // Each depth gets a session of its own whose context is depth + n-prompt + n-gen (--ctx: that size for
 // every depth), as llama-bench sizes one per test, so a shallow run does not carry a deep run's cache.
 // For each depth and repetition: the session is reset and filled to the depth with untimed prefill, then
 // n-prompt tokens are prefilled (timed) and n-gen tokens decoded one at a time (timed, so decode starts at
-// depth + n-prompt), greedily (Session::eval_argmax: the argmax on the device where the backend takes it). Token ids are pseudo-random, so random-weight models without a tokenizer work; the
-// speed does not depend on the ids. Reports the median tokens/s with min, max and standard deviation.
+// depth + n-prompt), greedily (Session::eval_argmax: the argmax on the device where the backend takes it).
+// Token ids are pseudo-random, so random-weight models without a tokenizer work; the speed does not depend on
+// the ids. Reports the median tokens/s with min, max and standard deviation.
 // --profile (Vulkan): after the timed repetitions of each depth, one more, untimed, with every dispatch
 // timed on the GPU; its prefill and its decode each print a per-shader table on stderr (docs/VULKAN.md).
+// --profile-phases: the same repetition timed by phase (the work between two barriers, as it runs: what
+// each phase costs the step) instead of by dispatch.
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -59,11 +62,13 @@ json summary_json(const Summary& s) {
 
 // --profile: the Vulkan GPU profile of one timed section (prefill or decode), started before it by
 // start_profile; prints the table on stderr under a heading and returns it as JSON (null without one).
-bool start_profile(Backend& backend) {
+bool start_profile(Backend& backend, bool phases) {
 #ifdef FKV_HAVE_VULKAN
-  return vulkan_set_profile(backend, true);
+  return vulkan_set_profile(backend, true,
+                            phases ? VulkanProfileMode::kPhases : VulkanProfileMode::kDispatches);
 #else
   (void)backend;
+  (void)phases;
   return false;
 #endif
 }
@@ -76,11 +81,21 @@ json finish_profile(Backend& backend, const std::string& heading) {
   vulkan_print_profile(backend);
   vulkan_set_profile(backend, false);
   json shaders = json::array();
-  for (const VulkanShaderTime& s : p.shaders)
-    shaders.push_back({{"shader", s.name}, {"calls", s.calls}, {"total_us", s.total_us}});
-  return {{"shaders", shaders},           {"dispatches", p.dispatches},
-          {"dispatch_us", p.dispatch_us}, {"command_buffers", p.command_buffers},
-          {"busy_us", p.busy_us},         {"gap_us", std::max(0.0, p.busy_us - p.dispatch_us)},
+  const bool phases = p.mode == VulkanProfileMode::kPhases;
+  for (const VulkanShaderTime& s : p.shaders) {
+    if (phases)
+      shaders.push_back(
+          {{"phase", s.name}, {"calls", s.calls}, {"dispatches", s.dispatches}, {"total_us", s.total_us}});
+    else
+      shaders.push_back({{"shader", s.name}, {"calls", s.calls}, {"total_us", s.total_us}});
+  }
+  return {{"mode", phases ? "phases" : "dispatches"},
+          {phases ? "phases" : "shaders", shaders},
+          {"dispatches", p.dispatches},
+          {"dispatch_us", p.dispatch_us},
+          {"command_buffers", p.command_buffers},
+          {"busy_us", p.busy_us},
+          {"gap_us", std::max(0.0, p.busy_us - p.dispatch_us)},
           {"span_us", p.span_us}};
 #else
   (void)backend;
@@ -127,6 +142,11 @@ int bench_main(int argc, char** argv) {
       "--profile", profile,
       "Vulkan: one more, untimed repetition per depth with every dispatch timed on the GPU; per-shader "
       "tables of its prefill and decode on stderr (and in --json)");
+  bool profile_phases = false;
+  app.add_flag("--profile-phases", profile_phases,
+               "Vulkan: as --profile, but timing each phase between two barriers as it runs (its dispatches "
+               "overlapping as unprofiled) instead of each dispatch alone")
+      ->excludes("--profile");
   if (auto rc = parse_command_line(app, argc, argv)) return *rc;
   if (n_prompt == 0 && n_gen == 0) {
     std::fprintf(stderr, "fkv-bench: nothing to time: --n-prompt and --n-gen are both 0\n");
@@ -140,6 +160,7 @@ int bench_main(int argc, char** argv) {
                  opts.ctx, max_depth, n_prompt, n_gen);
     return kExitBadInput;
   }
+  profile = profile || profile_phases;
   LoadedModel m = load_model(opts, opts.json);
   if (profile && m.backend->name() != "vulkan") {
     std::fprintf(stderr, "fkv-bench: --profile times Vulkan dispatches; the %s backend runs without it\n",
@@ -182,7 +203,7 @@ int bench_main(int argc, char** argv) {
       if (depth > 0 && !synthetic_fill) logits = &session.eval(std::span(fill.data(), size_t(depth)));
       const std::string at = " at depth " + std::to_string(depth);
       if (n_prompt > 0) {
-        if (profiled && !start_profile(*m.backend)) return;
+        if (profiled && !start_profile(*m.backend, profile_phases)) return;
         const auto t0 = Clock::now();
         logits = &session.eval(prompt);  // returns after the logits are read back: the work is done
         if (profiled)
@@ -195,7 +216,7 @@ int bench_main(int argc, char** argv) {
         int32_t next = logits           ? Sampler::argmax(logits->data(), int64_t(logits->size()))
                        : prompt.empty() ? 1
                                         : prompt[0];
-        if (profiled && !start_profile(*m.backend)) return;
+        if (profiled && !start_profile(*m.backend, profile_phases)) return;
         const auto t0 = Clock::now();
         // Greedy: the argmax on the device where the backend takes it (Session::eval_argmax).
         for (int i = 0; i < n_gen; ++i) next = session.eval_argmax(std::span(&next, 1));

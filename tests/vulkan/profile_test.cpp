@@ -1,7 +1,9 @@
 // The GPU profile (src/backend/vulkan/vulkan_profile.h): with profiling on, every dispatch is counted under
 // its shader's name with a non-negative time, the totals are consistent (dispatches within the command
 // buffers' busy time, that within the span), and a model's logits are bit-identical with profiling on and
-// off (the timestamps change no result; replay, off while profiling, gives eager execution's results).
+// off (the timestamps change no result; replay, off while profiling, gives eager execution's results). By
+// phase: every dispatch in exactly one phase, a phase for each barrier of the step, and the phases
+// covering the command buffers' busy time.
 #include <unistd.h>
 
 #include <cstdlib>
@@ -94,7 +96,8 @@ constexpr int kDecodeSteps = 6;
 
 // A prompt then kDecodeSteps decode steps of fixed ids; profiling (when asked) covers the
 // decode steps only. Returns every eval's logits.
-std::vector<std::vector<float>> decode(Backend& vk, const LlamaModel& model, bool profiled) {
+std::vector<std::vector<float>> decode(Backend& vk, const LlamaModel& model, bool profiled,
+                                       VulkanProfileMode mode = VulkanProfileMode::kDispatches) {
   SessionOptions so;
   so.ctx = 64;
   Session s(model, so);
@@ -102,7 +105,7 @@ std::vector<std::vector<float>> decode(Backend& vk, const LlamaModel& model, boo
   const std::vector<int32_t> prompt = {1, 7, 42, 300};
   out.push_back(s.eval(prompt));
   if (profiled) {
-    EXPECT_TRUE(vulkan_set_profile(vk, true));
+    EXPECT_TRUE(vulkan_set_profile(vk, true, mode));
   }
   for (int i = 0; i < kDecodeSteps; ++i) {
     const int32_t t = int32_t((i * 53 + 5) % 500);
@@ -157,6 +160,55 @@ TEST_F(ProfileTest, DecodeProfileMatchesTheStepsDispatchesAndLeavesLogitsUnchang
   EXPECT_EQ(calls.count("kv_store"), 0u);
   for (const auto& [name, n] : calls) EXPECT_EQ(n % k, 0u) << name << " is not the same in every step";
   EXPECT_TRUE(calls.count("attention_split"));
+}
+
+TEST_F(ProfileTest, PhasesCoverEveryDispatchAndBarrierAndLeaveLogitsUnchanged) {
+  RandomModelFile m(*vk, "small", GgmlType::Q4_0);
+  vulkan_set_replay(*vk, true);
+  const auto plain = decode(*vk, *m.model, false);
+  const VulkanReplayInfo info = vulkan_replay_info(*vk);  // the recorded decode step's
+  ASSERT_GT(info.dispatches, 0u) << "the unprofiled decode was not replayed";
+
+  const auto profiled = decode(*vk, *m.model, true, VulkanProfileMode::kPhases);
+  const VulkanProfile p = vulkan_profile(*vk);
+  vulkan_print_profile(*vk);  // the table, for the log
+  vulkan_set_profile(*vk, false);
+
+  ASSERT_EQ(plain.size(), profiled.size());
+  for (size_t s = 0; s < plain.size(); ++s)
+    EXPECT_EQ(std::memcmp(plain[s].data(), profiled[s].data(), plain[s].size() * 4), 0)
+        << "eval " << s << " differs with profiling by phase on";
+
+  EXPECT_TRUE(p.on);
+  EXPECT_EQ(p.mode, VulkanProfileMode::kPhases);
+  EXPECT_EQ(p.untimed, 0u);
+  const uint64_t k = kDecodeSteps;
+  uint64_t phases = 0, dispatches = 0;
+  double sum = 0;
+  bool attention = false, matmul = false;
+  for (const VulkanShaderTime& s : p.shaders) {
+    EXPECT_FALSE(s.name.empty());
+    EXPECT_GE(s.total_us, 0.0) << s.name;
+    phases += s.calls;
+    dispatches += s.dispatches;
+    sum += s.total_us;
+    attention = attention || s.name.find("attention_split") != std::string::npos;
+    matmul = matmul || s.name.find("mat") != std::string::npos;
+  }
+  EXPECT_TRUE(attention);
+  EXPECT_TRUE(matmul);
+  // Each dispatch in one phase.
+  EXPECT_EQ(dispatches, k * info.dispatches);
+  EXPECT_EQ(p.dispatches, dispatches);
+  EXPECT_NEAR(sum, p.dispatch_us, 1e-6 * sum + 1e-3);
+  // A phase starts at each barrier of a step (the replayed step's count includes the one before its first
+  // command) and at each command buffer's start; copies and position updates add no phase of their own
+  // unless they need a barrier.
+  EXPECT_GE(phases, k * (info.barriers - 1));
+  EXPECT_LE(phases, k * info.barriers + p.command_buffers);
+  // The phases partition each command buffer's interval, so they cover the busy time (their sum exceeds it
+  // only where command buffers overlap on the GPU).
+  EXPECT_GE(p.dispatch_us, 0.99 * p.busy_us - 1.0);
 }
 
 }  // namespace

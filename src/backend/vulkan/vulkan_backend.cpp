@@ -914,9 +914,9 @@ void vulkan_set_replay(Backend& backend, bool on) {
   if (auto* b = dynamic_cast<VulkanBackend*>(&backend)) b->set_replay(on);
 }
 
-bool vulkan_set_profile(Backend& backend, bool on) {
+bool vulkan_set_profile(Backend& backend, bool on, VulkanProfileMode mode) {
   auto* b = dynamic_cast<VulkanBackend*>(&backend);
-  return b && b->recorder().set_profiling(on);
+  return b && b->recorder().set_profiling(on, mode);
 }
 
 VulkanProfile vulkan_profile(Backend& backend) {

@@ -1,7 +1,7 @@
 // The Vulkan backend: the ops of backend.h as GLSL compute shaders, on any Vulkan 1.1 device (NVIDIA, AMD,
 // Intel, Mesa's lavapipe). Environment: FKV_VULKAN_DEVICE=N picks device N of vulkan_list_devices() when
 // the caller passes -1; FKV_VULKAN_VALIDATE=1 turns on VK_LAYER_KHRONOS_validation and counts its messages;
-// FKV_VULKAN_PROFILE=1 times every dispatch (vulkan_profile below).
+// FKV_VULKAN_PROFILE=1 times every dispatch, =phases every phase between barriers (vulkan_profile below).
 #pragma once
 #include <cstdint>
 #include <memory>
@@ -46,24 +46,32 @@ void vulkan_drop_scratch(Backend& backend);
 
 // The GPU profile (FKV_VULKAN_PROFILE=1, or vulkan_set_profile): per shader, the dispatches timed by
 // timestamp queries and their total GPU time; the decode replay is off while profiling. docs/VULKAN.md.
+// Two modes: kDispatches times every dispatch alone (a stamp before and after it, so dispatches that share
+// a barrier interval run one after another); kPhases (FKV_VULKAN_PROFILE=phases) puts one stamp at each
+// barrier and times the phases between barriers as they run (nothing serialized): what each phase costs the
+// step, its launches, ramp and drain included. A phase is named by its commands (shader names, "copy",
+// "position") joined by " + ", and counted under that name.
+enum class VulkanProfileMode { kDispatches, kPhases };
 struct VulkanShaderTime {
-  std::string name;  // the shader's file name without .comp
-  uint64_t calls = 0;
+  std::string name;         // the shader's file name without .comp; kPhases: the phase's commands
+  uint64_t calls = 0;       // dispatches; kPhases: phases
+  uint64_t dispatches = 0;  // dispatches counted under it (kDispatches: calls)
   double total_us = 0;
 };
 struct VulkanProfile {
-  bool on = false;                        // profiling (false: not Vulkan, not asked, or no timestamps)
+  bool on = false;  // profiling (false: not Vulkan, not asked, or no timestamps)
+  VulkanProfileMode mode = VulkanProfileMode::kDispatches;
   std::vector<VulkanShaderTime> shaders;  // largest total first
-  uint64_t dispatches = 0;                // timed
-  uint64_t untimed = 0;                   // past a command buffer's queries (none expected)
+  uint64_t dispatches = 0;                // timed (kPhases: in a timed phase)
+  uint64_t untimed = 0;  // past a command buffer's queries (none expected); kPhases: barriers not stamped
   uint64_t command_buffers = 0;
-  double dispatch_us = 0;  // sum of the dispatches' times
+  double dispatch_us = 0;  // sum of the dispatches' times (kPhases: of the phases')
   double busy_us = 0;      // union of the command buffers' first-to-last timestamp intervals
   double span_us = 0;      // first timestamp to last, idle time between submits included
 };
 // Starts (fresh totals) or stops profiling a Vulkan backend between steps; returns whether it profiles.
 // False for other backends and for devices without timestamp queries (a line on stderr says so).
-bool vulkan_set_profile(Backend& backend, bool on);
+bool vulkan_set_profile(Backend& backend, bool on, VulkanProfileMode mode = VulkanProfileMode::kDispatches);
 // Finishes the recorded work and returns the totals so far ({} when not profiling).
 VulkanProfile vulkan_profile(Backend& backend);
 // Prints the profile table to stderr now (nothing when not profiling). A profiling backend also prints it

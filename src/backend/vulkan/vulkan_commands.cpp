@@ -29,6 +29,11 @@ bool profile_requested_by_env() {
   return v && *v && std::strcmp(v, "0") != 0 && std::strcmp(v, "off") != 0 && std::strcmp(v, "false") != 0;
 }
 
+VulkanProfileMode profile_mode_from_env() {
+  const char* v = std::getenv("FKV_VULKAN_PROFILE");
+  return v && std::strcmp(v, "phases") == 0 ? VulkanProfileMode::kPhases : VulkanProfileMode::kDispatches;
+}
+
 }  // namespace
 
 CommandRecorder::CommandRecorder(std::shared_ptr<VulkanContext> ctx)
@@ -65,7 +70,7 @@ CommandRecorder::CommandRecorder(std::shared_ptr<VulkanContext> ctx)
   hooks.forget_hazards = [this] { hazards_.forget(); };
   replay_ = std::make_unique<DecodeReplay>(ctx_, *position_, std::move(hooks));
   replay_wanted_ = replay_->enabled();
-  if (profile_requested_by_env()) set_profiling(true);
+  if (profile_requested_by_env()) set_profiling(true, profile_mode_from_env());
 }
 
 CommandRecorder::~CommandRecorder() {
@@ -236,7 +241,7 @@ void CommandRecorder::execute(const Command& c) {
   if (dispatch && !ctx_->push_descriptor_fn()) set = allocate_set(*c.pipeline);
   begin();
   DispatchStamps stamps;
-  if (profiler_ && dispatch) stamps = profiler_->dispatch(current_, *c.pipeline);
+  if (profiler_) stamps = profiler_->command(current_, c, hazards_.has_hazard(c));
   emit_command(*ctx_, cmd_, c, hazards_, &bound_, set, position_->handle(), VK_NULL_HANDLE, 0, stamps);
   // Barriers order against everything earlier in submission order, so the hazard sets stay valid.
   if (dispatch && ++batch_ops_ >= batch_limit_) {
@@ -338,11 +343,11 @@ void CommandRecorder::set_replay(bool on) {
   replay_->set_enabled(on && !profiler_);
 }
 
-bool CommandRecorder::set_profiling(bool on) {
+bool CommandRecorder::set_profiling(bool on, VulkanProfileMode mode) {
   flush();  // every slot idle: none holds commands recorded with or without the queries
   if (on) {
     profiler_.reset();
-    profiler_ = GpuProfiler::create(ctx_, slots_.size(), kOpsPerSubmit);
+    profiler_ = GpuProfiler::create(ctx_, slots_.size(), kOpsPerSubmit, mode);
     if (profiler_) replay_->set_enabled(false);
   } else {
     profiler_.reset();

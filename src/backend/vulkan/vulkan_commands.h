@@ -13,9 +13,10 @@
 // set_position() updates in stream order, so that a decode step's commands are the same at every position
 // and DecodeReplay (vulkan_decode_replay.h) can run a repeated step from command buffers recorded once.
 //
-// FKV_VULKAN_PROFILE=1 (or set_profiling) times every dispatch with timestamp queries (vulkan_profile.h);
-// the decode replay is off meanwhile, since its command buffers are recorded once and carry no queries.
-// Off, the only cost is a null check per command buffer and dispatch.
+// FKV_VULKAN_PROFILE=1 (or set_profiling) times every dispatch with timestamp queries (vulkan_profile.h),
+// FKV_VULKAN_PROFILE=phases every phase between barriers; the decode replay is off meanwhile, since its
+// command buffers are recorded once and carry no queries. Off, the only cost is a null check per command
+// buffer and dispatch.
 #pragma once
 #include <vulkan/vulkan.h>
 
@@ -88,7 +89,7 @@ class CommandRecorder {
 
   // Starts (with fresh totals) or stops the GPU profile, after finishing what is recorded. Returns whether
   // profiling is on: false when the device has no timestamps (a line on stderr says so).
-  bool set_profiling(bool on);
+  bool set_profiling(bool on, VulkanProfileMode mode = VulkanProfileMode::kDispatches);
   bool profiling() const { return profiler_ != nullptr; }
   // Finishes what is recorded and returns the totals so far (empty when not profiling).
   VulkanProfile profile();

@@ -38,12 +38,17 @@ bool Command::same_as(const Command& o) const {
   return std::memcmp(push, o.push, push_bytes) == 0;  // position: a replay's slot supplies it
 }
 
-bool HazardTracker::needs_barrier(const Command& c) {
+bool HazardTracker::has_hazard(const Command& c) const {
   bool hazard = unknown_;
   for (uint32_t i = 0; i < c.n_refs && !hazard; ++i) {
     const Command::Ref& r = c.refs[i];
     hazard = written_.count(r.handle) || (r.write && read_.count(r.handle));
   }
+  return hazard;
+}
+
+bool HazardTracker::needs_barrier(const Command& c) {
+  const bool hazard = has_hazard(c);
   if (hazard) clear();
   for (uint32_t i = 0; i < c.n_refs; ++i) (c.refs[i].write ? written_ : read_).insert(c.refs[i].handle);
   return hazard;
@@ -70,6 +75,9 @@ bool emit_command(const VulkanContext& ctx, VkCommandBuffer cmd, const Command& 
                   uint32_t slot, DispatchStamps stamps) {
   const bool barrier = hazards.needs_barrier(c);
   if (barrier) emit_barrier(cmd);
+  // Bottom of pipe: written once everything before it has finished, the phase before this barrier.
+  if (stamps.pool && stamps.phase)
+    vkCmdWriteTimestamp(cmd, VK_PIPELINE_STAGE_BOTTOM_OF_PIPE_BIT, stamps.pool, stamps.first);
   switch (c.kind) {
     case Command::Kind::kDispatch: {
       const Pipeline& p = *c.pipeline;
@@ -97,7 +105,7 @@ bool emit_command(const VulkanContext& ctx, VkCommandBuffer cmd, const Command& 
       }
       if (c.push_bytes)
         vkCmdPushConstants(cmd, p.layout, VK_SHADER_STAGE_COMPUTE_BIT, 0, c.push_bytes, c.push);
-      if (stamps.pool) {
+      if (stamps.pool && !stamps.phase) {
         // Compute stage: each stamp waits for the compute work before it, so a dispatch's time excludes its
         // barrier and anything still running from earlier dispatches.
         vkCmdWriteTimestamp(cmd, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT, stamps.pool, stamps.first);

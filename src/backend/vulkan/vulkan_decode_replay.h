@@ -61,6 +61,8 @@ class HazardTracker {
  public:
   // True when the accesses need a barrier first; then the sets restart from them.
   bool needs_barrier(const Command& c);
+  // Whether needs_barrier(c) would be true now (nothing changes).
+  bool has_hazard(const Command& c) const;
   void clear();
   // After commands the tracker did not see (a replay): the next access gets a barrier.
   void forget() { unknown_ = true; }
@@ -70,11 +72,13 @@ class HazardTracker {
   bool unknown_ = false;
 };
 
-// Two timestamp queries around a dispatch (the GPU profile, vulkan_profile.h): pool[first] just before it,
-// after its barrier, and pool[first + 1] after it. No pool: none.
+// The GPU profile's timestamp queries for a command (vulkan_profile.h). Dispatch mode: pool[first] just
+// before a dispatch, after its barrier, and pool[first + 1] after it. Phase mode (phase true): pool[first]
+// right after the command's barrier, the end of the phase before it. No pool: none.
 struct DispatchStamps {
   VkQueryPool pool = VK_NULL_HANDLE;
   uint32_t first = 0;
+  bool phase = false;
 };
 
 // Records c into cmd: a barrier when the tracker asks for one, the pipeline (unless *bound is it), pushed

@@ -8,7 +8,7 @@
 namespace fkv {
 
 std::unique_ptr<GpuProfiler> GpuProfiler::create(std::shared_ptr<VulkanContext> ctx, size_t slots,
-                                                 uint32_t dispatches_per_slot) {
+                                                 uint32_t dispatches_per_slot, VulkanProfileMode mode) {
   if (ctx->timestamp_valid_bits() == 0 || ctx->timestamp_period_ns() <= 0) {
     std::fprintf(stderr,
                  "fkv: FKV_VULKAN_PROFILE: %s has no timestamp queries on its compute queue "
@@ -17,11 +17,12 @@ std::unique_ptr<GpuProfiler> GpuProfiler::create(std::shared_ptr<VulkanContext> 
                  unsigned(ctx->properties().limits.timestampComputeAndGraphics));
     return nullptr;
   }
-  return std::unique_ptr<GpuProfiler>(new GpuProfiler(std::move(ctx), slots, dispatches_per_slot));
+  return std::unique_ptr<GpuProfiler>(new GpuProfiler(std::move(ctx), slots, dispatches_per_slot, mode));
 }
 
-GpuProfiler::GpuProfiler(std::shared_ptr<VulkanContext> ctx, size_t slots, uint32_t dispatches_per_slot)
-    : ctx_(std::move(ctx)), slots_(slots), capacity_(2 + 2 * dispatches_per_slot) {
+GpuProfiler::GpuProfiler(std::shared_ptr<VulkanContext> ctx, size_t slots, uint32_t dispatches_per_slot,
+                         VulkanProfileMode mode)
+    : ctx_(std::move(ctx)), mode_(mode), slots_(slots), capacity_(2 + 2 * dispatches_per_slot) {
   const uint32_t bits = ctx_->timestamp_valid_bits();
   if (bits < 64) mask_ = (uint64_t(1) << bits) - 1;
   us_per_tick_ = double(ctx_->timestamp_period_ns()) / 1000.0;
@@ -53,18 +54,41 @@ void GpuProfiler::begin(size_t slot, VkCommandBuffer cmd) {
   vkCmdWriteTimestamp(cmd, VK_PIPELINE_STAGE_TOP_OF_PIPE_BIT, s.pool, 0);
   s.used = 1;
   s.pipelines.clear();
+  s.phases.assign(1, Phase{});
   s.recorded = true;
 }
 
-DispatchStamps GpuProfiler::dispatch(size_t slot, const Pipeline& p) {
+DispatchStamps GpuProfiler::command(size_t slot, const Command& c, bool barrier) {
   Slot& s = slots_[slot];
-  if (s.used + 3 > capacity_) {  // two for the dispatch, one left for the end stamp
-    ++untimed_;
-    return {};
+  const bool dispatch = c.kind == Command::Kind::kDispatch;
+  if (mode_ == VulkanProfileMode::kDispatches) {
+    if (!dispatch) return {};
+    if (s.used + 3 > capacity_) {  // two for the dispatch, one left for the end stamp
+      ++untimed_;
+      return {};
+    }
+    s.pipelines.push_back(c.pipeline);
+    const DispatchStamps stamps{s.pool, s.used, false};
+    s.used += 2;
+    return stamps;
   }
-  s.pipelines.push_back(&p);
-  const DispatchStamps stamps{s.pool, s.used};
-  s.used += 2;
+  DispatchStamps stamps;
+  // A barrier before the command buffer's first command ends no phase of this buffer: not stamped.
+  if (barrier && !s.phases.back().names.empty()) {
+    if (s.used + 2 > capacity_) {  // one left for the end stamp: the phase goes on
+      ++untimed_;
+    } else {
+      stamps = {s.pool, s.used, true};
+      ++s.used;
+      s.phases.emplace_back();
+    }
+  }
+  Phase& ph = s.phases.back();
+  const std::string name = dispatch                         ? c.pipeline->name
+                           : c.kind == Command::Kind::kCopy ? std::string("copy")
+                                                            : std::string("position");
+  if (std::find(ph.names.begin(), ph.names.end(), name) == ph.names.end()) ph.names.push_back(name);
+  if (dispatch) ++ph.dispatches;
   return stamps;
 }
 
@@ -88,9 +112,23 @@ void GpuProfiler::collect(size_t slot) {
     const uint64_t t = ticks(results_[1 + 2 * k], results_[2 + 2 * k]);
     Total& total = totals_[s.pipelines[k]->name];
     ++total.calls;
+    ++total.dispatches;
     total.ticks += t;
     dispatch_ticks_ += t;
     ++dispatches_;
+  }
+  for (size_t k = 0; k < s.phases.size(); ++k) {  // phase mode (empty otherwise)
+    const Phase& ph = s.phases[k];
+    if (ph.names.empty()) continue;  // a command buffer without commands
+    std::string name;
+    for (const std::string& n : ph.names) name += (name.empty() ? "" : " + ") + n;
+    const uint64_t t = ticks(results_[k], results_[k + 1]);
+    Total& total = totals_[name];
+    ++total.calls;
+    total.dispatches += ph.dispatches;
+    total.ticks += t;
+    dispatch_ticks_ += t;
+    dispatches_ += ph.dispatches;
   }
   intervals_.emplace_back(results_[0] & mask_, results_[s.used - 1] & mask_);
 }
@@ -98,7 +136,9 @@ void GpuProfiler::collect(size_t slot) {
 VulkanProfile GpuProfiler::profile() const {
   VulkanProfile p;
   p.on = true;
-  for (const auto& [name, t] : totals_) p.shaders.push_back({name, t.calls, double(t.ticks) * us_per_tick_});
+  p.mode = mode_;
+  for (const auto& [name, t] : totals_)
+    p.shaders.push_back({name, t.calls, t.dispatches, double(t.ticks) * us_per_tick_});
   std::stable_sort(
       p.shaders.begin(), p.shaders.end(),
       [](const VulkanShaderTime& a, const VulkanShaderTime& b) { return a.total_us > b.total_us; });
@@ -127,18 +167,50 @@ VulkanProfile GpuProfiler::profile() const {
 std::string format_gpu_profile(const VulkanProfile& p, const std::string& device) {
   std::string out;
   char line[256];
-  std::snprintf(line, sizeof line, "fkv: Vulkan GPU profile, %s (decode replay off while profiling)\n",
-                device.c_str());
+  const bool phases = p.mode == VulkanProfileMode::kPhases;
+  std::snprintf(line, sizeof line, "fkv: Vulkan GPU profile%s, %s (decode replay off while profiling)\n",
+                phases ? " by phase (between barriers, as they run)" : "", device.c_str());
   out += line;
-  std::snprintf(line, sizeof line, "%-24s %10s %12s %12s %7s\n", "shader", "calls", "total ms", "mean us",
-                "share");
-  out += line;
-  for (const VulkanShaderTime& s : p.shaders) {
-    std::snprintf(line, sizeof line, "%-24s %10llu %12.3f %12.2f %6.1f%%\n", s.name.c_str(),
-                  static_cast<unsigned long long>(s.calls), s.total_us / 1000.0,
-                  s.calls ? s.total_us / double(s.calls) : 0.0,
-                  p.dispatch_us > 0 ? 100.0 * s.total_us / p.dispatch_us : 0.0);
+  if (phases) {
+    // The phase's name last: it lists every shader of the phase.
+    std::snprintf(line, sizeof line, "%10s %10s %12s %12s %7s  %s\n", "phases", "dispatches", "total ms",
+                  "mean us", "share", "phase");
     out += line;
+    for (const VulkanShaderTime& s : p.shaders) {
+      std::snprintf(line, sizeof line, "%10llu %10llu %12.3f %12.2f %6.1f%%  ",
+                    static_cast<unsigned long long>(s.calls), static_cast<unsigned long long>(s.dispatches),
+                    s.total_us / 1000.0, s.calls ? s.total_us / double(s.calls) : 0.0,
+                    p.dispatch_us > 0 ? 100.0 * s.total_us / p.dispatch_us : 0.0);
+      out += line + s.name + "\n";
+    }
+  } else {
+    std::snprintf(line, sizeof line, "%-24s %10s %12s %12s %7s\n", "shader", "calls", "total ms", "mean us",
+                  "share");
+    out += line;
+    for (const VulkanShaderTime& s : p.shaders) {
+      std::snprintf(line, sizeof line, "%-24s %10llu %12.3f %12.2f %6.1f%%\n", s.name.c_str(),
+                    static_cast<unsigned long long>(s.calls), s.total_us / 1000.0,
+                    s.calls ? s.total_us / double(s.calls) : 0.0,
+                    p.dispatch_us > 0 ? 100.0 * s.total_us / p.dispatch_us : 0.0);
+      out += line;
+    }
+  }
+  if (phases) {
+    uint64_t n = 0;
+    for (const VulkanShaderTime& s : p.shaders) n += s.calls;
+    std::snprintf(line, sizeof line,
+                  "phases %llu (%llu dispatches): %.3f ms; command buffers %llu busy %.3f ms; span first to "
+                  "last timestamp %.3f ms (GPU waiting for the host %.3f ms)\n",
+                  static_cast<unsigned long long>(n), static_cast<unsigned long long>(p.dispatches),
+                  p.dispatch_us / 1000.0, static_cast<unsigned long long>(p.command_buffers),
+                  p.busy_us / 1000.0, p.span_us / 1000.0, std::max(0.0, p.span_us - p.busy_us) / 1000.0);
+    out += line;
+    if (p.untimed) {
+      std::snprintf(line, sizeof line, "barriers not stamped (a command buffer's queries used up): %llu\n",
+                    static_cast<unsigned long long>(p.untimed));
+      out += line;
+    }
+    return out;
   }
   const double gap = std::max(0.0, p.busy_us - p.dispatch_us);
   std::snprintf(line, sizeof line,
