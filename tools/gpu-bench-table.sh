@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The decode table of docs/PERFORMANCE.md in one call on an NVIDIA machine: fkv-bench, full vs fourier KV,
 # on both GPU backends, on random Llama-3-8B-shape Q4_0 then F16 weights. Each result is appended to
-# $OUT/summary.txt (or ./build-gpu-check/logs) as soon as it exists, and --profile tables of the Vulkan
-# decode are kept, so a call cut short still returns what it measured.
+# $OUT/summary.txt (or ./build-gpu-check/logs) as soon as it exists, and --profile / --profile-phases tables
+# of the Vulkan decode are kept, so a call cut short still returns what it measured.
 #
 # Binaries are built where the dependencies are and carried (FKV_PREBUILT: a folder with fkv-bench and
 # fkv-make-random-model); the Vulkan loader and the NVIDIA ICD's GL/X11 libraries come as Debian packages
@@ -42,7 +42,7 @@ bench() {  # model backend kv depths [fkv-bench args...]
   local rc=$?
   echo "== $t $b $kv $* rc=$rc $((SECONDS - s))s" >> "$S"
   grep -E "^ +[0-9]+ " /tmp/fkv-bench.txt >> "$S" || tail -c 300 /tmp/fkv-bench.err >> "$S"
-  if grep -q "shader" /tmp/fkv-bench.err; then cp /tmp/fkv-bench.err "$LOGS/profile_${t}_${b}_$n.txt"; fi
+  if grep -q "GPU profile" /tmp/fkv-bench.err; then cp /tmp/fkv-bench.err "$LOGS/profile_${t}_${b}_$n.txt"; fi
 }
 model() {  # type: made once, the other type's file removed first (disk)
   rm -f "$MODELS"/*.gguf
@@ -58,6 +58,7 @@ bench q4_0 vulkan full 0,8192,32768,130816
 bench q4_0 vulkan full 0 --profile
 bench q4_0 vulkan fourier 0,8192,32768
 bench q4_0 vulkan fourier 32768 --window 256 --fourier-n 128
+bench q4_0 vulkan fourier 32768 --window 256 --fourier-n 128 --profile-phases
 model f16
 bench f16 cuda full 0,8192,32768,130816
 bench f16 vulkan full 0,8192,32768,130816
@@ -66,4 +67,5 @@ bench f16 vulkan fourier 0,32768
 bench f16 cuda fourier 32768 --window 256 --fourier-n 128
 bench f16 vulkan fourier 32768 --window 256 --fourier-n 128
 bench f16 vulkan full 0 --profile
+bench f16 vulkan fourier 32768 --window 256 --fourier-n 128 --profile-phases
 rm -f "$MODELS"/*.gguf
