@@ -164,71 +164,77 @@ VulkanProfile GpuProfiler::profile() const {
   return p;
 }
 
+namespace {
+
+// A row's numbers: calls (phase mode: phases, then their dispatches), total ms, mean us, share.
+std::string row_numbers(const VulkanShaderTime& s, const VulkanProfile& p, bool phases) {
+  char line[128];
+  char calls[48];
+  if (phases)
+    std::snprintf(calls, sizeof calls, "%10llu %10llu", static_cast<unsigned long long>(s.calls),
+                  static_cast<unsigned long long>(s.dispatches));
+  else
+    std::snprintf(calls, sizeof calls, "%10llu", static_cast<unsigned long long>(s.calls));
+  std::snprintf(line, sizeof line, "%s %12.3f %12.2f %6.1f%%", calls, s.total_us / 1000.0,
+                s.calls ? s.total_us / double(s.calls) : 0.0,
+                p.dispatch_us > 0 ? 100.0 * s.total_us / p.dispatch_us : 0.0);
+  return line;
+}
+
+}  // namespace
+
 std::string format_gpu_profile(const VulkanProfile& p, const std::string& device) {
+  const bool phases = p.mode == VulkanProfileMode::kPhases;
   std::string out;
   char line[256];
-  const bool phases = p.mode == VulkanProfileMode::kPhases;
   std::snprintf(line, sizeof line, "fkv: Vulkan GPU profile%s, %s (decode replay off while profiling)\n",
                 phases ? " by phase (between barriers, as they run)" : "", device.c_str());
   out += line;
-  if (phases) {
-    // The phase's name last: it lists every shader of the phase.
+  // Phase mode puts the name last: it lists every shader of the phase.
+  if (phases)
     std::snprintf(line, sizeof line, "%10s %10s %12s %12s %7s  %s\n", "phases", "dispatches", "total ms",
                   "mean us", "share", "phase");
-    out += line;
-    for (const VulkanShaderTime& s : p.shaders) {
-      std::snprintf(line, sizeof line, "%10llu %10llu %12.3f %12.2f %6.1f%%  ",
-                    static_cast<unsigned long long>(s.calls), static_cast<unsigned long long>(s.dispatches),
-                    s.total_us / 1000.0, s.calls ? s.total_us / double(s.calls) : 0.0,
-                    p.dispatch_us > 0 ? 100.0 * s.total_us / p.dispatch_us : 0.0);
-      out += line + s.name + "\n";
-    }
-  } else {
+  else
     std::snprintf(line, sizeof line, "%-24s %10s %12s %12s %7s\n", "shader", "calls", "total ms", "mean us",
                   "share");
-    out += line;
-    for (const VulkanShaderTime& s : p.shaders) {
-      std::snprintf(line, sizeof line, "%-24s %10llu %12.3f %12.2f %6.1f%%\n", s.name.c_str(),
-                    static_cast<unsigned long long>(s.calls), s.total_us / 1000.0,
-                    s.calls ? s.total_us / double(s.calls) : 0.0,
-                    p.dispatch_us > 0 ? 100.0 * s.total_us / p.dispatch_us : 0.0);
-      out += line;
+  out += line;
+  uint64_t rows = 0;
+  for (const VulkanShaderTime& s : p.shaders) {
+    rows += s.calls;
+    if (phases) {
+      out += row_numbers(s, p, true) + "  " + s.name + "\n";
+    } else {
+      std::snprintf(line, sizeof line, "%-24s ", s.name.c_str());
+      out += line + row_numbers(s, p, false) + "\n";
     }
   }
+  const double host_wait_ms = std::max(0.0, p.span_us - p.busy_us) / 1000.0;
   if (phases) {
-    uint64_t n = 0;
-    for (const VulkanShaderTime& s : p.shaders) n += s.calls;
     std::snprintf(line, sizeof line,
                   "phases %llu (%llu dispatches): %.3f ms; command buffers %llu busy %.3f ms; span first to "
                   "last timestamp %.3f ms (GPU waiting for the host %.3f ms)\n",
-                  static_cast<unsigned long long>(n), static_cast<unsigned long long>(p.dispatches),
+                  static_cast<unsigned long long>(rows), static_cast<unsigned long long>(p.dispatches),
                   p.dispatch_us / 1000.0, static_cast<unsigned long long>(p.command_buffers),
-                  p.busy_us / 1000.0, p.span_us / 1000.0, std::max(0.0, p.span_us - p.busy_us) / 1000.0);
+                  p.busy_us / 1000.0, p.span_us / 1000.0, host_wait_ms);
     out += line;
-    if (p.untimed) {
-      std::snprintf(line, sizeof line, "barriers not stamped (a command buffer's queries used up): %llu\n",
-                    static_cast<unsigned long long>(p.untimed));
-      out += line;
-    }
-    return out;
+  } else {
+    const double gap = std::max(0.0, p.busy_us - p.dispatch_us);
+    std::snprintf(line, sizeof line,
+                  "dispatches %llu: %.3f ms; command buffers %llu busy %.3f ms; gap %.3f ms (%.1f%% of busy: "
+                  "barriers, copies, launches)\n",
+                  static_cast<unsigned long long>(p.dispatches), p.dispatch_us / 1000.0,
+                  static_cast<unsigned long long>(p.command_buffers), p.busy_us / 1000.0, gap / 1000.0,
+                  p.busy_us > 0 ? 100.0 * gap / p.busy_us : 0.0);
+    out += line;
+    std::snprintf(line, sizeof line,
+                  "span first to last timestamp %.3f ms (dispatches %.1f%% of it; GPU waiting for the host "
+                  "%.3f ms)\n",
+                  p.span_us / 1000.0, p.span_us > 0 ? 100.0 * p.dispatch_us / p.span_us : 0.0, host_wait_ms);
+    out += line;
   }
-  const double gap = std::max(0.0, p.busy_us - p.dispatch_us);
-  std::snprintf(line, sizeof line,
-                "dispatches %llu: %.3f ms; command buffers %llu busy %.3f ms; gap %.3f ms (%.1f%% of busy: "
-                "barriers, copies, launches)\n",
-                static_cast<unsigned long long>(p.dispatches), p.dispatch_us / 1000.0,
-                static_cast<unsigned long long>(p.command_buffers), p.busy_us / 1000.0, gap / 1000.0,
-                p.busy_us > 0 ? 100.0 * gap / p.busy_us : 0.0);
-  out += line;
-  std::snprintf(
-      line, sizeof line,
-      "span first to last timestamp %.3f ms (dispatches %.1f%% of it; GPU waiting for the host %.3f "
-      "ms)\n",
-      p.span_us / 1000.0, p.span_us > 0 ? 100.0 * p.dispatch_us / p.span_us : 0.0,
-      std::max(0.0, p.span_us - p.busy_us) / 1000.0);
-  out += line;
   if (p.untimed) {
-    std::snprintf(line, sizeof line, "untimed dispatches (a command buffer's queries used up): %llu\n",
+    std::snprintf(line, sizeof line, "%s (a command buffer's queries used up): %llu\n",
+                  phases ? "barriers not stamped" : "untimed dispatches",
                   static_cast<unsigned long long>(p.untimed));
     out += line;
   }
