@@ -3,7 +3,7 @@
 // (query, head) with their log-sum-exp weights into sums[qh] = [-, l, acc[D], h_c[N], h_s[N]]): adds the
 // middle's compressed V dims, out_j = (acc_j + a_j/N Σ_n w_n (C_j[n] h_c[n] + S_j[n] h_s[n]) + b_j h_c[0]) / l
 // (Σ_m P_m = h_c[0], w_0 = 1/2), and writes the other dims as acc_j / l. Workgroup = (block of CPB compressed
-// dims of the head's KV group, query head): LANES invocations per dim on neighbouring frequencies
+// dims of the head's KV group, query head): LANES invocations per dim (a spec constant) on neighbouring frequencies
 // (coalesced coefficient rows, 4 loads in flight each), h staged in shared memory; block 0 also writes the
 // dims that are not compressed. Without SPEC_V one block per head writes acc / l.
 // INLINE_SUM: step 1 in this pass: each workgroup sums its head's partials (split_merge_sum.comp's
@@ -17,6 +17,9 @@ layout(constant_id = 0) const uint D = 64u;
 layout(constant_id = 1) const uint NF = 1u;
 layout(constant_id = 2) const bool SPEC_V = false;
 layout(constant_id = 3) const bool INLINE_SUM = false;
+// Invocations per compressed dim, a power of two <= WG: fewer lanes mean more dims a workgroup, so fewer
+// workgroups repeating a head's INLINE_SUM.
+layout(constant_id = 4) const uint LANES = 32u;
 
 layout(std430, binding = 0) readonly buffer Sums { float sums[]; };
 layout(std430, binding = 1) writeonly buffer Out { float o[]; };
@@ -41,7 +44,6 @@ layout(push_constant) uniform Params {
 #include "common/grid.glsl"
 
 const uint WG = 256u;
-const uint LANES = 32u;          // invocations per compressed dim
 const uint CPB = WG / LANES;     // compressed dims per workgroup
 const uint PS = D + 2u + (SPEC_V ? 2u * NF : 0u);
 shared float hc_s[SPEC_V ? NF : 1u], hs_s[SPEC_V ? NF : 1u];

@@ -366,10 +366,29 @@ class SplitAttentionTest : public SplitKvTest, public ::testing::WithParamInterf
     }
     EXPECT_LT(max_rel_error(out[1], out[0]), tol) << on_label << " against " << off_label;
   }
+  // The merge with 32 (default), 16, 8 and 4 invocations per compressed V dim (FKV_VULKAN_MERGE_LANES: 8 to
+  // 64 dims a workgroup), each against the CPU reference and against the default.
+  void expect_merge_lanes_agree(const AttnCase& a, State& st) {
+    const double tol = a.c.type == KvType::kF32 ? 1e-4 : 2e-3;
+    std::vector<float> base;
+    for (const char* lanes : {"32", "16", "8", "4"}) {
+      SCOPED_TRACE(std::string("merge lanes ") + lanes);
+      setenv("FKV_VULKAN_MERGE_LANES", lanes, 1);
+      const std::vector<float> out = run_vk(a, st, SplitAttentionPath::kSpectral);
+      const double err = max_rel_error(out, st.ref);
+      std::printf("[ split  ] merge lanes %-4s: max rel error %.2e (tolerance %.0e)\n", lanes, err, tol);
+      EXPECT_LT(err, tol);
+      if (base.empty())
+        base = out;
+      else
+        EXPECT_LT(max_rel_error(out, base), tol);
+    }
+    unsetenv("FKV_VULKAN_MERGE_LANES");
+  }
   void TearDown() override {
     vulkan_set_profile(*vk, false);
     for (const char* knob : {"FKV_VULKAN_MIDDLE_PASS", "FKV_VULKAN_MIDDLE_FFT", "FKV_VULKAN_WINDOW_DECODE",
-                             "FKV_VULKAN_INLINE_SUM", "FKV_VULKAN_PREP_WINDOW"})
+                             "FKV_VULKAN_INLINE_SUM", "FKV_VULKAN_PREP_WINDOW", "FKV_VULKAN_MERGE_LANES"})
       unsetenv(knob);
     SplitKvTest::TearDown();
   }
@@ -561,6 +580,14 @@ TEST_P(SplitMiddleFftTest, PrepBesideTheWindowPassInOneDispatchAgrees) {
                        });
 }
 
+// The merge's dims per workgroup do not change its results beyond rounding (sum pass and inline sum alike:
+// N up to 1024 here, N <= 128 with the inline sum in SplitInlineSumTest).
+TEST_P(SplitMiddleFftTest, MergeLanesAgree) {
+  const AttnCase a = GetParam();
+  State st = build(a);
+  expect_merge_lanes_agree(a, st);
+}
+
 // {heads, kv heads, d, S, W, T, N, fit, keep, type}, fill, n; T a multiple of N, every middle fitted.
 const AttnCase kMiddleFftCases[] = {
     {{4, 1, 64, 4, 16, 64, 2, 1, 0.2, KvType::kF32}, 21, 1},          // middle 1, N 2
@@ -608,6 +635,12 @@ TEST_P(SplitInlineSumTest, MatchesCpuAndTheSumPass) {
                          EXPECT_EQ(calls["split_merge_sum"], inline_sum ? 0u : 1u);
                          EXPECT_EQ(calls["split_attention_merge"], 1u);
                        });
+}
+
+TEST_P(SplitInlineSumTest, MergeLanesAgree) {
+  const AttnCase a = GetParam();
+  State st = build(a);
+  expect_merge_lanes_agree(a, st);
 }
 
 std::vector<AttnCase> inline_sum_cases() {

@@ -1,6 +1,7 @@
 #include "backend/vulkan/vulkan_split_kv.h"
 
 #include <algorithm>
+#include <bit>
 #include <cstdlib>
 #include <cstring>
 #include <string>
@@ -18,7 +19,7 @@ constexpr uint32_t kWorkgroup = 128;
 constexpr uint32_t kAttnWorkgroup = 128;  // rows per split_attention tile
 constexpr uint32_t kLeanChunk = 16;       // split_attention chunk granularity without spectral work
 constexpr uint32_t kMergeColumns = 32;    // partial columns per split_merge_sum workgroup (CW)
-constexpr uint32_t kMergeDims = 8;        // compressed dims per split_attention_merge workgroup (CPB)
+constexpr uint32_t kMergeWorkgroup = 256;  // split_attention_merge's invocations (WG)
 constexpr uint32_t kPrepFreqs = 32;       // frequencies per split_attention_prep workgroup (FB)
 // split_attention_merge.comp sums the partials itself (INLINE_SUM) up to this many chunks (its workgroup
 // size) and frequencies of h.
@@ -682,14 +683,19 @@ void VulkanSplitKv::attention(const DeviceBuffer& q, const DeviceBuffer& k, cons
     rec_.dispatch(sum_p, {bind(&partials, false), bind(sums, true), bind(mid_partials, false)}, sc,
                   sizeof(sc), uint32_t((ps + kMergeColumns - 1) / kMergeColumns), qh_y, qh_z);
   }
-  uint32_t cblocks = 1;  // blocks of kMergeDims compressed dims: the most any KV group has
+  // Invocations per compressed dim: FKV_VULKAN_MERGE_LANES (a power of two, 4..256; read on every call, for
+  // the tests), default 32; a workgroup takes kMergeWorkgroup / lanes dims.
+  const uint32_t lanes =
+      std::bit_floor(std::clamp<uint32_t>(env_count("FKV_VULKAN_MERGE_LANES", 32), 4, kMergeWorkgroup));
+  const uint32_t merge_dims = kMergeWorkgroup / lanes;
+  uint32_t cblocks = 1;  // blocks of merge_dims compressed dims: the most any KV group has
   if (spec_v)
     for (int g = 0; g < s.n_kv_heads; ++g) {
       const int a = c.v.dims.comp_offset[size_t(g)], b = c.v.dims.comp_offset[size_t(g) + 1];
-      cblocks = std::max(cblocks, uint32_t(b - a + kMergeDims - 1) / kMergeDims);
+      cblocks = std::max(cblocks, uint32_t(b - a + merge_dims - 1) / merge_dims);
     }
   const Pipeline& merge_p =
-      pipelines_.get("split_attention_merge", {D, NF, spec_v ? 1u : 0u, inline_sum ? 1u : 0u}, 7);
+      pipelines_.get("split_attention_merge", {D, NF, spec_v ? 1u : 0u, inline_sum ? 1u : 0u, lanes}, 7);
   const uint32_t mc[] = {count, H, uint32_t(s.n_kv_heads), uint32_t(nk_v), main_chunks, h_first, midc};
   rec_.dispatch(
       merge_p,
