@@ -20,21 +20,12 @@
 #   FKV_GUARD        seconds after which the remaining runs are skipped (default 500)
 set -u
 cd "$(dirname "$0")/.."
-BIN=${FKV_PREBUILT:-build}
-LOGS=${OUT:-$PWD/build-gpu-check/logs}
+source tools/gpu-env.sh
 S=$LOGS/ab.txt
-MODELS=${FKV_MODEL_DIR:-/tmp/fkv-8b}
 ARGS=${FKV_AB_ARGS:---kv fourier --window 256 --fourier-n 128 -p 16 -n 64 -r 2 -d 32768 --fill synthetic}
-mkdir -p "$LOGS" "$MODELS"
 for b in fkv-bench fkv-make-random-model; do
   [[ -x $BIN/$b ]] || { echo "gpu-ab.sh: no $BIN/$b (set FKV_PREBUILT)" | tee -a "$S" >&2; exit 2; }
 done
-if [[ -d ${FKV_DEBS:-.gl} ]] && ! ldconfig -p | grep -q libvulkan.so.1; then
-  for f in "${FKV_DEBS:-.gl}"/*.deb; do dpkg -x "$f" /; done
-  ldconfig
-fi
-export VK_DRIVER_FILES=${VK_DRIVER_FILES:-/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json}
-export FKV_VULKAN_VALIDATE=0
 nvidia-smi --query-gpu=name,driver_version --format=csv,noheader >> "$S" 2>&1
 echo "args: $ARGS" >> "$S"
 

@@ -13,17 +13,8 @@
 #   FKV_BACKENDS=cuda ...   # only these backends' rows (default "cuda vulkan")
 set -u
 cd "$(dirname "$0")/.."
-BIN=${FKV_PREBUILT:-build}
-LOGS=${OUT:-$PWD/build-gpu-check/logs}
+source tools/gpu-env.sh
 S=$LOGS/summary.txt
-MODELS=${FKV_MODEL_DIR:-/tmp/fkv-8b}
-mkdir -p "$LOGS" "$MODELS"
-if [[ -d ${FKV_DEBS:-.gl} ]] && ! ldconfig -p | grep -q libvulkan.so.1; then
-  for f in "${FKV_DEBS:-.gl}"/*.deb; do dpkg -x "$f" /; done
-  ldconfig
-fi
-export VK_DRIVER_FILES=${VK_DRIVER_FILES:-/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json}
-export FKV_VULKAN_VALIDATE=0
 export LD_LIBRARY_PATH=/usr/local/cuda/lib64:/usr/local/cuda/lib:${LD_LIBRARY_PATH:-}
 nvidia-smi --query-gpu=name,driver_version --format=csv,noheader >> "$S" 2>&1
 
