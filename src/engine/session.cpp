@@ -77,13 +77,20 @@ void Session::check_tokens(std::span<const int32_t> tokens) const {
             "token id " + std::to_string(id) + " is outside the vocabulary (" + std::to_string(vocab) + ")");
 }
 
+void Session::forward(std::span<const int32_t> tokens, bool all_logits, float* out) {
+  const size_t vocab = size_t(model_.hparams().vocab);
+  for (size_t start = 0; start < tokens.size(); start += size_t(max_batch_)) {
+    const size_t n = std::min(tokens.size() - start, size_t(max_batch_));
+    const bool last = start + n == tokens.size();
+    float* chunk_out = !out || !(all_logits || last) ? nullptr : all_logits ? out + start * vocab : out;
+    forward_chunk(tokens.subspan(start, n), all_logits, chunk_out, last);
+  }
+}
+
 int32_t Session::eval_argmax(std::span<const int32_t> tokens) {
   check_tokens(tokens);
   const int vocab = model_.hparams().vocab;
-  for (size_t start = 0; start < tokens.size(); start += size_t(max_batch_)) {
-    const size_t n = std::min(tokens.size() - start, size_t(max_batch_));
-    forward_chunk(tokens.subspan(start, n), false, nullptr, start + n == tokens.size());
-  }
+  forward(tokens, false, nullptr);
   if (const std::optional<int32_t> id = backend_.argmax(*logits_, vocab)) return *id;
   logits_host_.resize(size_t(vocab));
   backend_.download(*logits_, 0, logits_host_.data(), size_t(vocab) * sizeof(float));
@@ -96,12 +103,7 @@ const std::vector<float>& Session::eval(std::span<const int32_t> tokens, bool al
   // Every value is written by the read-back below (resize, not assign: a token's 0.5 MB memset is time the
   // GPU waits for).
   logits_host_.resize(all_logits ? tokens.size() * size_t(vocab) : size_t(vocab));
-  for (size_t start = 0; start < tokens.size(); start += size_t(max_batch_)) {
-    const size_t n = std::min(tokens.size() - start, size_t(max_batch_));
-    const bool want = all_logits || start + n == tokens.size();
-    float* out = !want ? nullptr : all_logits ? logits_host_.data() + start * vocab : logits_host_.data();
-    forward_chunk(tokens.subspan(start, n), all_logits, out);
-  }
+  forward(tokens, all_logits, logits_host_.data());
   return logits_host_;
 }
 

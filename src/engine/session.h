@@ -55,9 +55,12 @@ class Session {
 
  private:
   void check_tokens(std::span<const int32_t> tokens) const;
+  // Runs tokens in chunks of at most max_batch_. out: every token's logits ([n, vocab], all_logits) or the
+  // last token's; null: the last token's logits stay in logits_ only.
+  void forward(std::span<const int32_t> tokens, bool all_logits, float* out);
   // last_on_device: the last token's logits are left in logits_ even when logits_out is null.
   void forward_chunk(std::span<const int32_t> tokens, bool all_logits, float* logits_out,
-                     bool last_on_device = false);
+                     bool last_on_device);
   void report_hidden(int layer, int n);
   void report_kv(int layer, int n, int pos0);
 
