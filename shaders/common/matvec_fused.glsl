@@ -16,6 +16,9 @@
 //     expressions of rope_kv_store.comp. One dispatch and one barrier fewer per layer.
 //   ROPE_STORE 2: the same rotation of q's and k's pairs without the cache store (a split KV cache, whose
 //     append stores K and V itself); bindings 9 and 10 are not touched.
+//   NORM_SCALE 1 (the norm fold: x is an RMSNorm's output before its scale, written by
+//     matvec_add_norm.comp): every row total is multiplied by the scale that accumulator slot p.norm_slot
+//     gives (common/norm_sum.glsl) before anything else is done with it; W . (s x) = s (W . x).
 // The per-row arithmetic (slot order, reduction) is the same as matvec.glsl's, so results agree with the
 // separate dispatches.
 #extension GL_GOOGLE_include_directive : require
@@ -31,6 +34,7 @@ layout(constant_id = 3) const uint R = 2u;     // rows per workgroup (SWIGLU: R 
 layout(constant_id = 4) const uint U = 4u;     // slots per thread loaded together
 layout(constant_id = 5) const uint SWIGLU = 0u;
 layout(constant_id = 6) const uint ROPE_STORE = 0u;
+layout(constant_id = 7) const uint NORM_SCALE = 0u;
 
 // Each matrix's words, also as 16 bytes at a time; `w` is the first (common/dequant.glsl reads `w`).
 layout(std430, binding = 0) readonly buffer Weights0 { uint w[]; };
@@ -48,6 +52,8 @@ layout(std430, binding = 7) readonly buffer Table { vec2 cs[]; };  // [positions
 layout(std430, binding = 8) readonly buffer Position { uint pos0; };
 layout(std430, binding = 9) writeonly buffer CacheK { uint cache_k[]; };
 layout(std430, binding = 10) writeonly buffer CacheV { uint cache_v[]; };
+// NORM_SCALE only: the norm fold's accumulator slots.
+layout(std430, binding = 11) readonly buffer NormSum2 { uvec2 norm_sum2[]; };
 
 layout(push_constant) uniform Params {
   uint cols;
@@ -60,11 +66,16 @@ layout(push_constant) uniform Params {
   uint k_base;        // word offset in binding 9 of cache row `cache_origin`
   uint v_base;        // word offset in binding 10 of cache row `cache_origin`
   uint cache_origin;
+  // NORM_SCALE:
+  uint norm_slot;
+  float norm_eps;
 } p;
 
 #include "common/grid.glsl"
 #include "common/dequant.glsl"
 #include "common/half.glsl"
+#define NORM_SUM2 norm_sum2
+#include "common/norm_sum.glsl"
 
 #define MV_RED_ROWS R
 #include "common/matvec_ops.glsl"
@@ -107,6 +118,8 @@ void main() {
   const uint tid = gl_LocalInvocationID.x;
   const uint g = linear_workgroup();
   const uint slots = p.cols / 8u, rbytes = row_bytes(p.cols);
+  // NORM_SCALE: the accumulator's words are loaded now and turned into the scale after the products.
+  if (NORM_SCALE != 0u && tid < R) norm_sum_load(p.norm_slot);
   if (SWIGLU != 0u) {
     const uint row0 = g * H;
     float acc[R];
@@ -114,8 +127,9 @@ void main() {
     accumulate_gate_up(row0, p.rows0 - 1u, rbytes, slots, 0u, acc);
     [[unroll]] for (uint r = 0u; r < R; ++r) stash(r, acc[r]);
     reduce_rows();
+    const float ns = NORM_SCALE != 0u && tid < R ? norm_sum_scale(p.cols, p.norm_eps) : 1.0;
     if (tid < H && row0 + tid < p.rows0) {
-      const float gate = row_total(tid), up = row_total(H + tid);
+      const float gate = row_total(tid) * ns, up = row_total(H + tid) * ns;
       o1[row0 + tid] = up;
       o0[row0 + tid] = gate / (1.0 + exp(-gate)) * up;
     }
@@ -135,10 +149,11 @@ void main() {
   }
   [[unroll]] for (uint r = 0u; r < R; ++r) stash(r, acc[r]);
   reduce_rows();
+  const float ns = NORM_SCALE != 0u && tid < R ? norm_sum_scale(p.cols, p.norm_eps) : 1.0;
   if (ROPE_STORE != 0u) {
     if (tid < R / 2u && row0 + 2u * tid < rows) {
       const uint e = row0 + 2u * tid, j = e / 2u;  // j: the pair's index in its tensor (one token)
-      float a = row_total(2u * tid), b = row_total(2u * tid + 1u);
+      float a = row_total(2u * tid) * ns, b = row_total(2u * tid + 1u) * ns;
       if (t != 2u) {
         const vec2 c = cs[p.table_base + (pos0 - p.origin) * p.pairs + j % p.pairs];
         const float ra = a * c.x - b * c.y, rb = a * c.y + b * c.x;
@@ -163,7 +178,7 @@ void main() {
     return;
   }
   if (tid < R && row0 + tid < rows) {
-    const float v = row_total(tid);
+    const float v = row_total(tid) * ns;
     if (t == 0u) {
       o0[row0 + tid] = v;
     } else if (t == 1u) {

@@ -32,7 +32,12 @@ constexpr uint32_t kMatmulTokens = 16;    // tokens per workgroup, GPU prefill o
 constexpr uint32_t kTiledMinTokens = 17;  // from here on GPU prefill uses the 64 x 64 tiled kernel
 constexpr uint32_t kMaxGroupsX = 65535;
 constexpr int kRopeRowsAhead = 1024;  // RoPE table rows appended at a time
-constexpr uint32_t kFusedBindings = 11;  // matvec_fused.comp: weights, x, outputs, RoPE table, position, caches
+// matvec_fused.comp: weights, x, outputs, RoPE table, position, caches, the norm fold's sums
+constexpr uint32_t kFusedBindings = 12;
+// The norm fold's accumulator slots (common/norm_sum.glsl: two 64-bit totals each); a step's folds take
+// slots 0, 1, ... (two a layer), and the first zeroes them all.
+constexpr uint32_t kNormSlots = 256;
+constexpr size_t kNormSumBytes = size_t(kNormSlots) * 16;
 // The WTYPE specialization constant of Q4_0 repacked by upload_weight (model/quant.h Q4_0x8): past every
 // ggml type id; shaders/common/dequant.glsl T_Q4_0X8.
 constexpr uint32_t kTypeQ4_0x8 = 256 + uint32_t(GgmlType::Q4_0);
@@ -66,6 +71,9 @@ class VulkanBackend : public Backend {
   const ReplayStats& replay_stats() const { return rec_.replay_stats(); }
   void set_replay(bool on) { rec_.set_replay(on); }
   CommandRecorder& recorder() { return rec_; }
+  // Whether decode folds residual adds and norms into matvecs (fold_norm; vulkan_norm_fold()).
+  bool norm_fold_on() const { return fuse_ && norm_fold_ && ctx_->int64_atomics() && !cpu_device_; }
+
   void set_fusion(bool on) {
     rec_.flush();  // records what is held
     fuse_ = on;
@@ -103,6 +111,14 @@ class VulkanBackend : public Backend {
     check_range(src, offset, bytes, "download");
     rec_.download(vk(src), offset, dst, bytes);
   }
+  // A step's norm folds take accumulator slots from 0 again (fold_norm), so that a replayed step's commands
+  // are the same at every position.
+  void begin_step(int pos0, int n) override {
+    (void)pos0;
+    (void)n;
+    norm_slot_ = 0;
+  }
+
   // argmax.comp, one workgroup of up to 1024 invocations; FKV_VULKAN_ARGMAX=0 leaves it to the host (for
   // comparisons).
   std::optional<int32_t> argmax(const DeviceBuffer& x, int64_t n) override {
@@ -260,6 +276,9 @@ class VulkanBackend : public Backend {
     const Binding xb = window(x, 0, size_t(w.cols) * 4, false);
     const Binding ob = window(out, 0, size_t(w.rows) * 4, true);
     const Command::Ref wr = ref_of(wb), xr = ref_of(xb), orf = ref_of(ob);
+    // Held alone or with others, this product's rows get written: a norm fold's output there is no longer
+    // needed (fold_norm).
+    rec_.overwrite_pending(orf, size_t(w.rows) * 4);
     HeldMatvec& h = held_mv_;
     if (held_matvecs() > 0 && h.count < 3 && h.wtype == wtype && h.cols == w.cols && same_ref(h.x, xr)) {
       // Joins when no held product writes what this one reads or writes, nor reads what it writes.
@@ -311,9 +330,11 @@ class VulkanBackend : public Backend {
   Command fused_matvec_command(bool swiglu, const Binding& live, uint32_t rope = 0) {
     const HeldMatvec& h = held_mv_;
     const uint32_t r = matvec_rows(h.type), unroll = matvec_unroll(h.type), wg = matvec_wg();
-    const Pipeline& p =
-        pipelines_.get(ctx_->subgroup_arithmetic() ? "matvec_fused_subgroup" : "matvec_fused",
-                       {wg, h.wtype, wg, r, unroll, swiglu ? 1u : 0u, rope}, kFusedBindings);
+    // x is the norm fold's output (fuse_with_held_add): the products apply the norm's scale.
+    const bool scaled = rec_.pending_is(h.x) && norm_sums_;
+    const Pipeline& p = pipelines_.get(ctx_->subgroup_arithmetic() ? "matvec_fused_subgroup" : "matvec_fused",
+                                       {wg, h.wtype, wg, r, unroll, swiglu ? 1u : 0u, rope, scaled ? 1u : 0u},
+                                       kFusedBindings);
     // Unused target slots repeat the last target; no workgroup reaches them.
     uint32_t groups[3], first[3] = {0, 0, 0}, total = 0;
     for (int t = 0; t < 3; ++t) {
@@ -338,6 +359,13 @@ class VulkanBackend : public Backend {
     }
     c.refs[3] = h.x;
     for (uint32_t b = 7; b < kFusedBindings; ++b) c.refs[b] = h.x;  // the RoPE bindings, untouched here
+    if (scaled) {
+      c.refs[11] = ref_of(window(*norm_sums_, 0, kNormSumBytes, false));
+      const uint32_t norm[] = {pending_norm_.slot, u32(pending_norm_.eps)};
+      std::memcpy(c.push + 12 * 4, norm, sizeof(norm));
+      c.push_bytes = 14 * 4;
+      c.applies_pending = true;
+    }
     return c;
   }
 
@@ -605,7 +633,14 @@ class VulkanBackend : public Backend {
     // An add is held back: when the next op is the RMSNorm of its sum (the residual stream of a layer),
     // both run as one dispatch (add_rms_norm.comp).
     if (op == 0 && fuse_) {
-      rec_.hold(c);
+      // The residual add of a held decode matvec's product (o, down) is held with it: the norm of its sum may
+      // fold all three (fuse_with_held_add).
+      if (norm_fold_on() && held_matvecs() == 1 && held_mv_.rows[0] == count &&
+          same_range(held_mv_.out[0], c.refs[1]) && same_range(c.refs[0], c.refs[2]) &&
+          c.refs[0].handle != held_mv_.x.handle)
+        rec_.hold_also(c);
+      else
+        rec_.hold(c);
       held_add_count_ = count;
     } else {
       rec_.record(c);
@@ -716,7 +751,7 @@ class VulkanBackend : public Backend {
     Command c = fused_matvec_command(false, live, mode);
     const uint32_t extra[] = {h.pairs, h.table[0], h.table[1], cache[0], cache[1], cache[2]};
     std::memcpy(c.push + 6 * 4, extra, sizeof(extra));
-    c.push_bytes = 12 * 4;
+    c.push_bytes = std::max<uint32_t>(c.push_bytes, 12 * 4);
     c.refs[7] = rope_k.refs[1];
     c.refs[8] = rope_k.refs[2];
     c.refs[9] = k_cache;
@@ -776,6 +811,10 @@ class VulkanBackend : public Backend {
                           const uint32_t (&pc)[2], DeviceBuffer& out) {
     const Command* add = rec_.held();
     if (!add || add->pipeline != &pipelines_.get("elementwise", {kWorkgroup, 0u}, 3)) return false;
+    if (rec_.held_before()) {  // a matvec's product held with the add (elementwise())
+      if (fold_norm(x, w, n, dim, pc, out)) return true;
+      rec_.record_first_held();
+    }
     const VulkanBuffer &xv = vk(x), &ov = vk(out);
     const Command::Ref a = add->refs[0], b = add->refs[1], sum = add->refs[2];
     const bool sum_is_x = sum.handle == xv.handle() && sum.serial == xv.serial() && sum.offset == 0 &&
@@ -797,6 +836,68 @@ class VulkanBackend : public Backend {
     rec_.drop_held();
     rec_.record(c);
     return true;
+  }
+
+  // The norm fold: a decode matvec's product (o, down; held), the residual add of it (held with it) and the
+  // RMSNorm of the sum, as one dispatch of matvec_add_norm.comp and a scale applied by the readers. The
+  // dispatch writes the sum and h * norm weight and adds the squares of the sum into an accumulator slot;
+  // the fused matvecs that read the norm's output multiply their products by the scale the slot gives
+  // (fused_matvec_command), and any other reader gets norm_scale.comp first (CommandRecorder::set_pending).
+  // One dispatch and one barrier fewer than the matvec and add_rms_norm.comp: their ramp and tail, ~5 us a
+  // norm on an H100. Needs 64-bit buffer atomics; FKV_VULKAN_NORM_FOLD=0 turns it off. True when recorded.
+  bool fold_norm(const DeviceBuffer& x, const DeviceBuffer& w, int n, int dim, const uint32_t (&pc)[2],
+                 DeviceBuffer& out) {
+    const HeldMatvec h = held_mv_;
+    const Command mv = *rec_.held_before();
+    const Command::Ref add_a = rec_.held()->refs[0];
+    const size_t bytes = size_t(dim) * 4;
+    const Binding xb = window(x, 0, bytes, true), ob = window(out, 0, bytes, true);
+    // The sum is x (the add's first operand and output) and the norm writes over the product.
+    if (!norm_fold_on() || n != 1 || h.count != 1 || h.rows[0] != dim || mv.pipeline != h.pipeline ||
+        !same_range(add_a, ref_of(window(x, 0, bytes, false))) || !same_range(h.out[0], ref_of(ob)))
+      return false;
+    const std::string name = ctx_->subgroup_arithmetic() ? "matvec_add_norm_subgroup" : "matvec_add_norm";
+    const Pipeline& p = pipelines_.get(
+        name, {matvec_wg(), h.wtype, matvec_wg(), matvec_rows(h.type), matvec_unroll(h.type)}, 6);
+    if (norm_slot_ == kNormSlots) {  // more folds than slots since the step began: start over
+      rec_.resolve_pending();
+      norm_slot_ = 0;
+    }
+    const uint32_t slot = norm_slot_++;
+    rec_.drop_held();  // recorded below as one dispatch
+    const VulkanBuffer& sums = norm_sums();
+    const Binding sb = window(sums, 0, kNormSumBytes, true);
+    uint32_t push[8];
+    std::memcpy(push, mv.push, 7 * 4);
+    push[7] = slot;
+    Command c = rec_.make_dispatch(p, {ob, ob, ob, xb, window(w, 0, bytes, false), sb}, push, sizeof(push),
+                                   mv.groups[0], mv.groups[1], mv.groups[2]);
+    c.refs[0] = h.w[0];
+    c.refs[1] = h.x;
+    if (slot == 0) rec_.copy(*norm_zeros_, 0, sums, 0, kNormSumBytes);
+    rec_.record(c);
+    // The fix-up for other readers: x *= scale in place.
+    const Pipeline& fp = pipelines_.get("norm_scale", {kWorkgroup}, 2);
+    const uint32_t fpc[] = {uint32_t(dim), slot, pc[1]};
+    const Command fix =
+        rec_.make_dispatch(fp, {ob, window(sums, 0, kNormSumBytes, false)}, fpc, sizeof(fpc),
+                           uint32_t(std::min<int64_t>((dim + kWorkgroup - 1) / kWorkgroup, 64)), 1, 1);
+    rec_.set_pending(ref_of(ob), bytes, fix);
+    pending_norm_ = PendingNorm{slot, std::bit_cast<float>(pc[1])};
+    return true;
+  }
+
+  // The norm fold's accumulator slots, and as many zeros to clear them with at a step's first fold.
+  const VulkanBuffer& norm_sums() {
+    if (!norm_sums_) {
+      const size_t size = kNormSumBytes;
+      norm_sums_ = std::make_shared<VulkanBuffer>(ctx_, size, MemoryKind::kDevice, "norm fold sums");
+      norm_zeros_ = std::make_shared<VulkanBuffer>(ctx_, size, MemoryKind::kDevice, "norm fold zeros");
+      const std::vector<uint8_t> zeros(size, 0);
+      rec_.upload(*norm_zeros_, 0, zeros.data(), size);
+      rec_.upload(*norm_sums_, 0, zeros.data(), size);
+    }
+    return *norm_sums_;
   }
 
   // cos/sin of every (position, pair) angle from position 0 on, computed like the CPU reference so that
@@ -845,6 +946,15 @@ class VulkanBackend : public Backend {
   std::vector<float> rope_key_;
   int rope_rows_ = 0;           // rows of rope_table_ filled for rope_key_
   int64_t held_add_count_ = 0;  // values of the add CommandRecorder holds
+  // The norm fold (fold_norm): its accumulators, the next slot of the step, the pending norm's slot and eps.
+  std::shared_ptr<VulkanBuffer> norm_sums_, norm_zeros_;
+  uint32_t norm_slot_ = 0;
+  struct PendingNorm {
+    uint32_t slot = 0;
+    float eps = 0;
+  } pending_norm_;
+  // FKV_VULKAN_NORM_FOLD=0 keeps the decode matvec, the residual add and the RMSNorm apart (for timing).
+  bool norm_fold_ = env_switch("FKV_VULKAN_NORM_FOLD", true);
   struct HeldRope {
     int n = 0, heads = 0;
     uint32_t pairs = 0;
@@ -904,6 +1014,11 @@ VulkanReplayInfo vulkan_replay_info(const Backend& backend) {
 
 void vulkan_set_attention_target(Backend& backend, uint32_t target) {
   if (auto* b = dynamic_cast<VulkanBackend*>(&backend)) b->set_attention_target(target);
+}
+
+bool vulkan_norm_fold(const Backend& backend) {
+  const auto* b = dynamic_cast<const VulkanBackend*>(&backend);
+  return b && b->norm_fold_on();
 }
 
 void vulkan_set_fusion(Backend& backend, bool on) {

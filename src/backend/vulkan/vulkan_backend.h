@@ -36,6 +36,11 @@ void vulkan_set_replay(Backend& backend, bool on);
 // matvecs of one x, with a SwiGLU of gate and up folded in) on or off, after recording what is held;
 // FKV_VULKAN_FUSE=0 starts it off. For comparing the two in one program.
 void vulkan_set_fusion(Backend& backend, bool on);
+// Whether a Vulkan backend's decode folds each residual add and the RMSNorm after it into the matvec before
+// them (matvec_add_norm.comp; fusion on, FKV_VULKAN_NORM_FOLD not 0, a GPU or FKV_VULKAN_GPU_KERNELS, 64-bit
+// buffer atomics): o and down then carry the add and the norm's sum of squares, and the matvecs that read
+// the norm apply its scale. False for other backends.
+bool vulkan_norm_fold(const Backend& backend);
 // Sets how many chunk workgroups a Vulkan backend's attention aims for in all (vulkan_attention_plan.h);
 // 0 restores the default (FKV_VULKAN_ATTN_GROUPS, else by device type). No-op for other backends. For tests
 // that run the GPU's split on lavapipe.

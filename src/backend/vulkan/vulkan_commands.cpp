@@ -232,7 +232,58 @@ void CommandRecorder::set_position(uint32_t pos) {
 }
 
 void CommandRecorder::submit(const Command& c) {
+  guard_pending(c);
   if (!replay_->offer(c)) execute(c);
+}
+
+namespace {
+bool overlaps(const Command::Ref& a, const Command::Ref& b) {
+  return a.handle == b.handle && a.serial == b.serial && a.offset < b.offset + b.range &&
+         b.offset < a.offset + a.range;
+}
+bool same_range(const Command::Ref& a, const Command::Ref& b) {
+  return a.handle == b.handle && a.serial == b.serial && a.offset == b.offset && a.range == b.range;
+}
+}  // namespace
+
+// A copy-like command that only names [offset, offset + bytes) of b (for guard_pending).
+Command CommandRecorder::touching(const VulkanBuffer& b, VkDeviceSize offset, VkDeviceSize bytes,
+                                  bool write) {
+  Command c;
+  c.kind = Command::Kind::kCopy;
+  c.n_refs = 1;
+  c.refs[0] = ref(b, offset, bytes, write);
+  return c;
+}
+
+void CommandRecorder::set_pending(const Command::Ref& range, VkDeviceSize bytes, const Command& fixup) {
+  resolve_pending();
+  pending_ = Pending{range, bytes, fixup};
+}
+
+bool CommandRecorder::pending_is(const Command::Ref& r) const {
+  return pending_ && same_range(pending_->range, r);
+}
+
+void CommandRecorder::overwrite_pending(const Command::Ref& r, VkDeviceSize bytes) {
+  if (pending_is(r) && bytes >= pending_->bytes) pending_.reset();
+}
+
+void CommandRecorder::resolve_pending() {
+  if (!pending_) return;
+  const Command fixup = pending_->fixup;
+  pending_.reset();
+  submit(fixup);
+}
+
+void CommandRecorder::guard_pending(const Command& c) {
+  if (!pending_) return;
+  bool reads = false, writes = false;
+  for (uint32_t i = 0; i < c.n_refs; ++i)
+    if (overlaps(c.refs[i], pending_->range)) (c.refs[i].write ? writes : reads) = true;
+  if (!reads && !writes) return;
+  if (c.applies_pending && !writes) return;
+  resolve_pending();
 }
 
 void CommandRecorder::execute(const Command& c) {
@@ -266,6 +317,7 @@ void CommandRecorder::upload(const VulkanBuffer& dst, VkDeviceSize offset, const
   if (!staging_)
     staging_ = std::make_unique<VulkanBuffer>(ctx_, kStagingBytes, MemoryKind::kUpload, "staging ring");
   release_held();
+  guard_pending(touching(dst, offset, bytes, true));
   replay_->host_write();
   const uint8_t* p = static_cast<const uint8_t*>(src);
   while (bytes > 0) {
@@ -290,6 +342,7 @@ void CommandRecorder::download(const VulkanBuffer& src, VkDeviceSize offset, voi
     readback_ =
         std::make_unique<VulkanBuffer>(ctx_, kReadbackBytes, MemoryKind::kReadback, "readback buffer");
   release_held();
+  guard_pending(touching(src, offset, bytes, false));
   replay_->end_step();
   uint8_t* out = static_cast<uint8_t*>(dst);
   while (bytes > 0) {

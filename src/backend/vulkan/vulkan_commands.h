@@ -79,6 +79,19 @@ class CommandRecorder {
   // Submits what is recorded and waits for it; the end of a step for the decode replay.
   void flush();
 
+  // A buffer range whose first `bytes` still lack a scale (the norm fold's output: vulkan_backend.cpp), and
+  // the command that applies it in place. A later command that touches the range gets `fixup` recorded
+  // before it, unless it only reads it and applies the scale itself (Command::applies_pending); download(),
+  // upload() and copies the same. One range at a time: setting another records the fix-up of the one before.
+  void set_pending(const Command::Ref& range, VkDeviceSize bytes, const Command& fixup);
+  // Whether r is the pending range (same buffer, offset and size).
+  bool pending_is(const Command::Ref& r) const;
+  // Forgets the pending range without its fix-up when r is that range and a command the caller holds or
+  // records next writes its first `bytes` whole, at least the pending ones, without reading them.
+  void overwrite_pending(const Command::Ref& r, VkDeviceSize bytes);
+  // Records the fix-up now, if a range is pending.
+  void resolve_pending();
+
   // The position register (one uint32 at offset 0) and its update, recorded in stream order; nothing is
   // recorded when it already holds pos.
   const VulkanBuffer& position_buffer() const { return *position_; }
@@ -111,6 +124,8 @@ class CommandRecorder {
   void release_held();
   void drain();                    // submits and waits for everything, without ending the step
   void submit(const Command& c);   // through the decode replay
+  void guard_pending(const Command& c);  // the pending range's fix-up first, when c needs it
+  static Command touching(const VulkanBuffer& b, VkDeviceSize offset, VkDeviceSize bytes, bool write);
   void execute(const Command& c);  // records c now
   static Command::Ref ref(const VulkanBuffer& b, VkDeviceSize offset, VkDeviceSize range, bool write);
   VkDescriptorSet allocate_set(const Pipeline& p);
@@ -132,6 +147,12 @@ class CommandRecorder {
   std::unique_ptr<DecodeReplay> replay_;
   bool replay_wanted_ = false;  // set_replay's last word: replay resumes with it when profiling stops
   std::vector<Command> held_;   // at most three
+  struct Pending {
+    Command::Ref range;
+    VkDeviceSize bytes;
+    Command fixup;
+  };
+  std::optional<Pending> pending_;
   std::unique_ptr<GpuProfiler> profiler_;  // while profiling
   FenceWait step_wait_;                    // a download's wait for the step before it
 };

@@ -48,6 +48,10 @@ class VulkanContext {
   // properties); FKV_VULKAN_SUBGROUP=0 turns it off to run the shared-memory fallbacks.
   bool subgroup_arithmetic() const { return subgroup_arithmetic_; }
 
+  // 64-bit integer atomics on storage buffers (shaderInt64 and VK_KHR_shader_atomic_int64's
+  // shaderBufferInt64Atomics), enabled when the device has them.
+  bool int64_atomics() const { return int64_atomics_; }
+
   // VK_KHR_push_descriptor when the device has it (nullptr otherwise: descriptor sets from a pool).
   PFN_vkCmdPushDescriptorSetKHR push_descriptor_fn() const { return push_descriptor_; }
 
@@ -77,6 +81,7 @@ class VulkanContext {
   PFN_vkGetPipelineExecutablePropertiesKHR executable_properties_ = nullptr;
   PFN_vkGetPipelineExecutableStatisticsKHR executable_statistics_ = nullptr;
   bool subgroup_arithmetic_ = false;
+  bool int64_atomics_ = false;
   std::mutex garbage_mutex_;
   std::vector<std::pair<VkBuffer, VkDeviceMemory>> garbage_;
 };

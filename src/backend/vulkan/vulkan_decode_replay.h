@@ -51,6 +51,9 @@ struct Command {
   uint32_t push_bytes = 0;
   uint8_t push[kPushConstantBytes] = {};
   uint32_t position = 0;  // kSetPosition
+  // Reads the range whose contents still lack a scale (CommandRecorder::set_pending) and applies the scale
+  // itself.
+  bool applies_pending = false;
 
   bool same_as(const Command& o) const;
 };
