@@ -14,13 +14,13 @@ namespace fkv::test {
 namespace {
 
 // The backends that run the GPU's decode matvec: on lavapipe with FKV_VULKAN_GPU_KERNELS, with and without
-// subgroupAdd.
+// subgroupAdd, and with the fold turned off (the matvec, add_rms_norm.comp and plain readers).
 std::vector<std::pair<std::string, Backend*>> gpu_kernel_backends(Backend* shared) {
   std::vector<std::pair<std::string, Backend*>> out;
-  for (const char* subgroup : {"1", "0"}) {
-    std::vector<std::string> vars = {std::string("FKV_VULKAN_SUBGROUP=") + subgroup};
+  for (const char* setting : {"FKV_VULKAN_SUBGROUP=1", "FKV_VULKAN_SUBGROUP=0", "FKV_VULKAN_NORM_FOLD=0"}) {
+    std::vector<std::string> vars = {setting};
     if (is_lavapipe(*shared)) vars.push_back("FKV_VULKAN_GPU_KERNELS=1");
-    out.emplace_back(std::string("subgroup ") + subgroup, &EnvBackends::get(vars));
+    out.emplace_back(setting, &EnvBackends::get(vars));
   }
   return out;
 }
@@ -120,7 +120,7 @@ TEST_F(VulkanTest, NormFoldMatchesCpuForEveryReader) {
         EXPECT_LT(max_rel_error(f.copied, ref.normed), 1e-4) << what << ": copy of the norm";
         EXPECT_LT(max_rel_error(f.added, ref.added), 1e-4) << what << ": norm + norm";
         EXPECT_LT(max_rel_error(f.normed, ref.normed), 1e-4) << what << ": the norm downloaded";
-        std::printf("[ norm fold ] %-34s gate %.1e, norm %.1e\n", what.c_str(),
+        std::printf("[ norm fold ] %-44s gate %.1e, norm %.1e\n", what.c_str(),
                     max_rel_error(f.gate, ref.gate), max_rel_error(f.normed, ref.normed));
         if (vulkan_norm_fold(*be)) {
           // o + add + norm one dispatch; gate/up + SwiGLU one (scaled); the copy's reader gets the scale
