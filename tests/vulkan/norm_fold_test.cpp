@@ -173,5 +173,51 @@ TEST_F(VulkanTest, NormFoldSlotsStartOverPastTheLast) {
   EXPECT_LT(max_rel_error(got, want), 1e-4);
 }
 
+// A fold whose output is never read and whose buffers are freed (a session ended after a step): the next
+// fold must not record the first one's fix-up on the freed buffer (validation would report it; the
+// fixture expects no validation message).
+TEST_F(VulkanTest, NormFoldOutputFreedUnreadIsForgotten) {
+  Backend& be = *gpu_kernel_backends(vk)[0].second;
+  constexpr int64_t dim = 64;
+  const auto w_bytes = random_weight(GgmlType::F16, dim, dim, 5);
+  BufferPtr wb = be.alloc(w_bytes.size(), "w");
+  const Weight w{wb.get(), GgmlType::F16, dim, dim};
+  be.upload_weight(w, w_bytes.data(), w_bytes.size());
+  BufferPtr nw = upload_floats(be, std::vector<float>(dim, 1.0f), "norm weight");
+  BufferPtr a = upload_floats(be, random_floats(dim, 1), "a");
+  auto fold = [&](DeviceBuffer& x, DeviceBuffer& xb) {
+    be.matmul(w, *a, 1, xb);
+    be.add(x, xb, dim, x);
+    be.rms_norm(x, *nw, 1, dim, 1e-5f, xb);
+  };
+  {
+    BufferPtr x = upload_floats(be, random_floats(dim, 2), "x"),
+              xb = upload_floats(be, random_floats(dim, 3), "xb");
+    fold(*x, *xb);
+    be.synchronize();
+  }
+  be.synchronize();  // the freed buffers are destroyed here
+  BufferPtr x = upload_floats(be, random_floats(dim, 4), "x2"),
+            xb = upload_floats(be, random_floats(dim, 5), "xb2");
+  fold(*x, *xb);
+  BufferPtr y = be.alloc(dim * 4, "y");
+  be.matmul(w, *xb, 1, *y);
+  const auto got = read_back(be, *y, dim);
+
+  const auto cpu_be = create_cpu_backend(1);
+  BufferPtr cw = cpu_be->alloc(w_bytes.size(), "w");
+  const Weight cwt{cw.get(), GgmlType::F16, dim, dim};
+  cpu_be->upload_weight(cwt, w_bytes.data(), w_bytes.size());
+  BufferPtr cnw = upload_floats(*cpu_be, std::vector<float>(dim, 1.0f), "norm weight");
+  BufferPtr ca = upload_floats(*cpu_be, random_floats(dim, 1), "a");
+  BufferPtr cx = upload_floats(*cpu_be, random_floats(dim, 4), "x2"), cxb = cpu_be->alloc(dim * 4, "xb2");
+  cpu_be->matmul(cwt, *ca, 1, *cxb);
+  cpu_be->add(*cx, *cxb, dim, *cx);
+  cpu_be->rms_norm(*cx, *cnw, 1, dim, 1e-5f, *cxb);
+  BufferPtr cy = cpu_be->alloc(dim * 4, "y");
+  cpu_be->matmul(cwt, *cxb, 1, *cy);
+  EXPECT_LT(max_rel_error(got, read_back(*cpu_be, *cy, dim)), 1e-4);
+}
+
 }  // namespace
 }  // namespace fkv::test

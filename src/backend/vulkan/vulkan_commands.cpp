@@ -388,6 +388,8 @@ void CommandRecorder::drain() {
              "recycling descriptor sets");
   hazards_.clear();
   staging_head_ = 0;
+  // A pending range in a freed buffer has no reader left; its fix-up must not outlive the buffer.
+  if (pending_ && ctx_->retired(pending_->range.handle)) pending_.reset();
   ctx_->collect_garbage();
 }
 

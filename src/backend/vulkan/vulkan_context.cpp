@@ -357,6 +357,13 @@ void VulkanContext::retire(VkBuffer buffer, VkDeviceMemory memory) {
   garbage_.emplace_back(buffer, memory);
 }
 
+bool VulkanContext::retired(VkBuffer buffer) {
+  std::lock_guard<std::mutex> lock(garbage_mutex_);
+  for (const auto& [b, memory] : garbage_)
+    if (b == buffer) return true;
+  return false;
+}
+
 void VulkanContext::collect_garbage() {
   std::lock_guard<std::mutex> lock(garbage_mutex_);
   for (auto& [buffer, memory] : garbage_) {

@@ -63,6 +63,8 @@ class VulkanContext {
 
   // Buffers released while the GPU may still use them: destroyed by collect_garbage() after a fence wait.
   void retire(VkBuffer buffer, VkDeviceMemory memory);
+  // Whether `buffer` was released and awaits collect_garbage().
+  bool retired(VkBuffer buffer);
   void collect_garbage();
 
  private:
