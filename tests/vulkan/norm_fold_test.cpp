@@ -43,7 +43,8 @@ struct Folded {
   uint64_t dispatches = 0, add_norm = 0, norm_scale = 0, add_rms_norm = 0;
 };
 
-constexpr int64_t kDim = 288, kIn = 320, kFfn = 97;
+// W_o's rows of 512 are repacked by upload_weight (Q4_0x8); gate's and up's of 288 are not.
+constexpr int64_t kDim = 288, kIn = 512, kFfn = 97;
 
 // On `be`: xb = W_o a (xb poisoned first), x += xb, xb = rmsnorm(x) * w, then gate and up of xb with SwiGLU
 // (the fused consumer), then a copy of xb, an add of xb to itself and a download of xb (other readers).
