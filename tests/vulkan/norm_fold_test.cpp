@@ -174,6 +174,27 @@ TEST_F(VulkanTest, NormFoldSlotsStartOverPastTheLast) {
   EXPECT_LT(max_rel_error(got, want), 1e-4);
 }
 
+// The product written into the residual itself (x = W a; x = x + x; x = norm(x)): not the fold's shape (it
+// reads the old residual after the product), so it runs unfolded and matches the CPU.
+TEST_F(VulkanTest, NormFoldLeavesAProductIntoTheResidualApart) {
+  Backend& be = *gpu_kernel_backends(vk)[0].second;
+  constexpr int64_t dim = 64;
+  const auto w_bytes = random_weight(GgmlType::F16, dim, dim, 6);
+  auto run = [&](Backend& b) {
+    BufferPtr wb = b.alloc(w_bytes.size(), "w");
+    const Weight w{wb.get(), GgmlType::F16, dim, dim};
+    b.upload_weight(w, w_bytes.data(), w_bytes.size());
+    BufferPtr a = upload_floats(b, random_floats(dim, 1), "a"),
+              x = upload_floats(b, random_floats(dim, 2), "x");
+    BufferPtr nw = upload_floats(b, random_floats(dim, 3), "norm weight");
+    b.matmul(w, *a, 1, *x);
+    b.add(*x, *x, dim, *x);
+    b.rms_norm(*x, *nw, 1, dim, 1e-5f, *x);
+    return read_back(b, *x, dim);
+  };
+  EXPECT_LT(max_rel_error(run(be), run(*cpu)), 1e-4);
+}
+
 // A fold whose output is never read and whose buffers are freed (a session ended after a step): the next
 // fold must not record the first one's fix-up on the freed buffer (validation would report it; the
 // fixture expects no validation message).

@@ -852,9 +852,11 @@ class VulkanBackend : public Backend {
     const Command::Ref add_a = rec_.held()->refs[0];
     const size_t bytes = size_t(dim) * 4;
     const Binding xb = window(x, 0, bytes, true), ob = window(out, 0, bytes, true);
-    // The sum is x (the add's first operand and output) and the norm writes over the product.
+    // The sum is x (the add's first operand and output) and the norm writes over the product, in another
+    // buffer (the fold reads x's old values after the product).
     if (!norm_fold_on() || n != 1 || h.count != 1 || h.rows[0] != dim || mv.pipeline != h.pipeline ||
-        !same_range(add_a, ref_of(window(x, 0, bytes, false))) || !same_range(h.out[0], ref_of(ob)))
+        !same_range(add_a, ref_of(window(x, 0, bytes, false))) || !same_range(h.out[0], ref_of(ob)) ||
+        vk(x).handle() == vk(out).handle())
       return false;
     const std::string name = ctx_->subgroup_arithmetic() ? "matvec_add_norm_subgroup" : "matvec_add_norm";
     const Pipeline& p = pipelines_.get(
