@@ -40,6 +40,56 @@ TEST_F(VulkanTest, SmolLM2LogitsMatchCpu) {
   compare(path, tokens, tokens.size() - 8, *vk, *cpu);
 }
 
+// The norm fold on the default model: the GPU's decode configuration (fused decode matvecs; on lavapipe
+// with FKV_VULKAN_GPU_KERNELS) with and without the fold, 4 decode steps after a prefill of 12, with an f32
+// cache: the fold changes only the rounding of the normed rows, so the logits stay within the fp32 bar
+// (1e-4; 1.2e-6 on lavapipe) of the unfolded ones, with the same greedy token at every position, and the
+// CPU's. (With the default f16 cache the same ~1e-7 differences flip roundings of K and V and reach 2.3e-4 at
+// the logits, as any change of summation order would; the GPU kernels' own distance to the CPU is the
+// unfolded path's and is checked by the tests above.)
+TEST_F(VulkanTest, SmolLM2NormFoldMatchesUnfolded) {
+  const std::string path = default_model_path();
+  ASSERT_TRUE(std::filesystem::exists(path)) << path << " missing: run tools/fetch-default-model.sh";
+  std::vector<std::string> on = {}, off = {"FKV_VULKAN_NORM_FOLD=0"};
+  if (is_lavapipe(*vk)) {
+    on.push_back("FKV_VULKAN_GPU_KERNELS=1");
+    off.push_back("FKV_VULKAN_GPU_KERNELS=1");
+  }
+  Backend& folded = on.empty() ? *vk : EnvBackends::get(on);
+  Backend& unfolded = EnvBackends::get(off);
+  EXPECT_TRUE(vulkan_norm_fold(folded)) << "the device has no 64-bit buffer atomics: the fold is not tested";
+  EXPECT_FALSE(vulkan_norm_fold(unfolded));
+  const std::vector<int32_t> tokens = golden_smollm2_tokens(16);
+  ASSERT_GE(tokens.size(), 16u);
+  auto file = GgufFile::open(path);
+  auto m_on = LlamaModel::load(*file, folded), m_off = LlamaModel::load(*file, unfolded);
+  auto m_cpu = LlamaModel::load(*file, *cpu);
+  SessionOptions so;
+  so.kv.type = KvType::kF32;
+  const std::vector<float> a = logits_per_position(*m_on, so, tokens, 12),
+                           b = logits_per_position(*m_off, so, tokens, 12),
+                           c = logits_per_position(*m_cpu, so, tokens, 12);
+  const size_t vocab = size_t(m_on->hparams().vocab);
+  ASSERT_EQ(a.size(), tokens.size() * vocab);
+  ASSERT_EQ(b.size(), a.size());
+  double worst = 0;
+  for (size_t p = 0; p < tokens.size(); ++p) {
+    const auto at = [&](const std::vector<float>& v) {
+      return std::vector<float>(v.begin() + p * vocab, v.begin() + (p + 1) * vocab);
+    };
+    const std::vector<float> ra = at(a), rb = at(b), rc = at(c);
+    worst = std::max(worst, max_rel_error(ra, rb));
+    const auto top = [](const std::vector<float>& v) {
+      return std::max_element(v.begin(), v.end()) - v.begin();
+    };
+    EXPECT_EQ(top(ra), top(rb)) << "position " << p;
+    EXPECT_EQ(top(ra), top(rc)) << "position " << p;
+  }
+  std::printf("[ norm fold ] SmolLM2, %zu positions: folded vs unfolded worst rel error %.1e\n",
+              tokens.size(), worst);
+  EXPECT_LT(worst, 1e-4);
+}
+
 TEST_F(VulkanTest, Stories260kLogitsMatchCpu) {
   // Odd shapes: head_dim 8, GQA 2:1, dims that are not multiples of any workgroup.
   const std::string out = (std::filesystem::temp_directory_path() /
