@@ -3,9 +3,9 @@
 // (query, head) with their log-sum-exp weights into sums[qh] = [-, l, acc[D], h_c[N], h_s[N]]): adds the
 // middle's compressed V dims, out_j = (acc_j + a_j/N Σ_n w_n (C_j[n] h_c[n] + S_j[n] h_s[n]) + b_j h_c[0]) / l
 // (Σ_m P_m = h_c[0], w_0 = 1/2), and writes the other dims as acc_j / l. Workgroup = (block of CPB compressed
-// dims of the head's KV group, query head): LANES invocations per dim (a spec constant) on neighbouring frequencies
-// (coalesced coefficient rows, 4 loads in flight each), h staged in shared memory; block 0 also writes the
-// dims that are not compressed. Without SPEC_V one block per head writes acc / l.
+// dims of the head's KV group, query head): LANES invocations per dim (a spec constant) on neighbouring
+// frequencies (coalesced coefficient rows, 4 loads in flight each), h staged in shared memory; block 0 also
+// writes the dims that are not compressed. Without SPEC_V one block per head writes acc / l.
 // INLINE_SUM: step 1 in this pass: each workgroup sums its head's partials (split_merge_sum.comp's
 // arithmetic) into shared memory before the above, so that one dispatch and its barrier-separated phase
 // replace two. Every block of a head repeats the sum: the host picks it when the partials are few.

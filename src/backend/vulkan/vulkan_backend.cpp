@@ -892,12 +892,12 @@ class VulkanBackend : public Backend {
   // The norm fold's accumulator slots, and as many zeros to clear them with at a step's first fold.
   const VulkanBuffer& norm_sums() {
     if (!norm_sums_) {
-      const size_t size = kNormSumBytes;
-      norm_sums_ = std::make_shared<VulkanBuffer>(ctx_, size, MemoryKind::kDevice, "norm fold sums");
-      norm_zeros_ = std::make_shared<VulkanBuffer>(ctx_, size, MemoryKind::kDevice, "norm fold zeros");
-      const std::vector<uint8_t> zeros(size, 0);
-      rec_.upload(*norm_zeros_, 0, zeros.data(), size);
-      rec_.upload(*norm_sums_, 0, zeros.data(), size);
+      norm_sums_ = std::make_shared<VulkanBuffer>(ctx_, kNormSumBytes, MemoryKind::kDevice, "norm fold sums");
+      norm_zeros_ =
+          std::make_shared<VulkanBuffer>(ctx_, kNormSumBytes, MemoryKind::kDevice, "norm fold zeros");
+      const std::vector<uint8_t> zeros(kNormSumBytes, 0);
+      rec_.upload(*norm_zeros_, 0, zeros.data(), kNormSumBytes);
+      rec_.upload(*norm_sums_, 0, zeros.data(), kNormSumBytes);
     }
     return *norm_sums_;
   }

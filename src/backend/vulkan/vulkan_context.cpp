@@ -279,28 +279,25 @@ VulkanContext::VulkanContext(int device) {
     // 64-bit integer atomics on buffers (VK_KHR_shader_atomic_int64 and shaderInt64): the decode matvec that
     // folds the residual add and the RMSNorm's sum of squares adds its partial sums as fixed-point integers,
     // so that the total is the same whatever order workgroups finish in (vulkan_backend.cpp "norm fold").
+    if (has_device_extension(physical_, VK_KHR_SHADER_ATOMIC_INT64_EXTENSION_NAME)) {
+      VkPhysicalDeviceShaderAtomicInt64FeaturesKHR has64{};
+      has64.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SHADER_ATOMIC_INT64_FEATURES_KHR;
+      VkPhysicalDeviceFeatures2 has{};
+      has.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_FEATURES_2;
+      has.pNext = &has64;
+      vkGetPhysicalDeviceFeatures2(physical_, &has);
+      int64_atomics_ = has.features.shaderInt64 == VK_TRUE && has64.shaderBufferInt64Atomics == VK_TRUE;
+    }
+    // Only these two features are enabled (no other core feature changes).
     VkPhysicalDeviceShaderAtomicInt64FeaturesKHR atomic64{};
     atomic64.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SHADER_ATOMIC_INT64_FEATURES_KHR;
+    atomic64.shaderBufferInt64Atomics = VK_TRUE;
+    atomic64.pNext = stats ? &exec_features : nullptr;
     VkPhysicalDeviceFeatures2 features2{};
     features2.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_FEATURES_2;
-    if (has_device_extension(physical_, VK_KHR_SHADER_ATOMIC_INT64_EXTENSION_NAME)) {
-      features2.pNext = &atomic64;
-      vkGetPhysicalDeviceFeatures2(physical_, &features2);
-      int64_atomics_ =
-          features2.features.shaderInt64 == VK_TRUE && atomic64.shaderBufferInt64Atomics == VK_TRUE;
-    }
-    if (int64_atomics_) {
-      device_ext.push_back(VK_KHR_SHADER_ATOMIC_INT64_EXTENSION_NAME);
-      VkPhysicalDeviceFeatures2 enable{};
-      enable.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_FEATURES_2;
-      enable.features.shaderInt64 = VK_TRUE;
-      features2 = enable;
-      atomic64 = VkPhysicalDeviceShaderAtomicInt64FeaturesKHR{};
-      atomic64.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SHADER_ATOMIC_INT64_FEATURES_KHR;
-      atomic64.shaderBufferInt64Atomics = VK_TRUE;
-      features2.pNext = &atomic64;
-      atomic64.pNext = stats ? &exec_features : nullptr;
-    }
+    features2.features.shaderInt64 = VK_TRUE;
+    features2.pNext = &atomic64;
+    if (int64_atomics_) device_ext.push_back(VK_KHR_SHADER_ATOMIC_INT64_EXTENSION_NAME);
     VkDeviceCreateInfo dci{};
     dci.sType = VK_STRUCTURE_TYPE_DEVICE_CREATE_INFO;
     if (int64_atomics_)
