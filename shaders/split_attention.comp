@@ -86,6 +86,7 @@ layout(push_constant) uniform Params {
 
 #include "common/grid.glsl"
 #include "common/f16_round.glsl"
+#include "common/kept_k_layout.glsl"
 
 const uint TR = WG;                              // rows per tile
 const uint RG = 32u;                             // row groups of the spectral score
@@ -121,8 +122,18 @@ uint tid, g, gbase, kc0, nkg, vc0, nkv;
     }                                                  \
     return uintBitsToFloat(arr[e]);                    \
   }
-TYPED(kk_at, kk)
 TYPED(vk_at, vk)
+// Kept K element e of middle row r: K's kept rows are stored by columns (common/kept_k_layout.glsl), kcols
+// of kcol_len rows (set once by main).
+uint kcols = 1u, kcol_len = 1u;
+float kk_at(uint r, uint e) {
+  const uint w = kept_k_word_at(r, KV_F16 ? e >> 1 : e, p.period, kcols, kcol_len);
+  if (KV_F16) {
+    const vec2 v = unpackHalf2x16(kk[w]);
+    return (e & 1u) == 0u ? v.x : v.y;
+  }
+  return uintBitsToFloat(kk[w]);
+}
 
 float pget(uint j, uint h) {
   const uint x = j * GP + h;
@@ -182,7 +193,7 @@ void load8(uint part, uint r, uint u, bool is_k, out vec4 a, out vec4 b) {
 float mid_at(uint r, uint d, bool is_k) {
   if (is_k) {
     const int mp = kmap[d];
-    return mp >= 0 ? kk_at(r * p.nk_k + uint(mp)) : kp[r * p.nc_k + uint(-mp - 1)];
+    return mp >= 0 ? kk_at(r, uint(mp)) : kp[r * p.nc_k + uint(-mp - 1)];
   }
   const int mp = vmap[d];
   return mp >= 0 ? vk_at(r * p.nk_v + uint(mp)) : vp[r * p.nc_v + uint(-mp - 1)];
@@ -205,7 +216,7 @@ void stage(uint part, uint r0, uint j0, uint ts, uint DX, uint DP, bool is_k, bo
   } else if (fitted_mid) {
     for (uint x = tid; x < ts * DX; x += WG) {
       const uint j = x / DX, e = x % DX, r = r0 + j0 + j;
-      st[j * DP + e] = is_k ? kk_at(r * p.nk_k + kc0 + e) : vk_at(r * p.nk_v + vc0 + e);
+      st[j * DP + e] = is_k ? kk_at(r, kc0 + e) : vk_at(r * p.nk_v + vc0 + e);
     }
   } else {
     for (uint x = tid; x < ts * DX; x += WG) {
@@ -452,6 +463,8 @@ void build_map(uint qbase, bool is_k) {
 
 void main() {
   tid = gl_LocalInvocationID.x;
+  kcols = kept_k_columns(p.period, p.n_freq);
+  kcol_len = p.period / kcols;
   const uint c = gl_WorkGroupID.x, i = gl_WorkGroupID.z;
   g = gl_WorkGroupID.y;
   const uint N = p.n_freq, GS = 2u * N + 4u;

@@ -62,6 +62,7 @@ layout(push_constant) uniform Params {
 
 #include "common/grid.glsl"
 #include "common/f16_round.glsl"
+#include "common/kept_k_layout.glsl"
 
 const uint OPT = (G * D + WG - 1u) / WG;  // output values per thread
 const uint NPT = (NF + WG - 1u) / WG;     // frequencies per thread (SPEC_V)
@@ -89,10 +90,20 @@ shared vec4 gsh[SPEC_K ? G2 * NB : 1u];
   }
 TYPED(ks_at, ks)
 TYPED(kw_at, kw)
-TYPED(kk_at, kk)
 TYPED(vs_at, vs)
 TYPED(vw_at, vw)
 TYPED(vk_at, vk)
+// Kept K element e of middle row r: K's kept rows are stored by columns (common/kept_k_layout.glsl), kcols
+// of kcol_len rows (set once by main).
+uint kcols = 1u, kcol_len = 1u;
+float kk_at(uint r, uint e) {
+  const uint w = kept_k_word_at(r, KV_F16 ? e >> 1 : e, p.period, kcols, kcol_len);
+  if (KV_F16) {
+    const vec2 v = unpackHalf2x16(kk[w]);
+    return (e & 1u) == 0u ? v.x : v.y;
+  }
+  return uintBitsToFloat(kk[w]);
+}
 
 float chunk_round(float x) { return KV_F16 ? f16_round(x) : x; }
 
@@ -103,7 +114,7 @@ float k_at(uint part, uint r, uint d, uint g) {
   if (part == 2u) return kw_at(((p.win_begin + r - p.sink) % p.ring) * row_len + g * D + d);
   if (part == 3u) return chunk_round(ck[r * row_len + g * D + d]);
   const int mp = kmap[d];
-  if (mp >= 0) return kk_at(r * p.nk_k + uint(mp));
+  if (mp >= 0) return kk_at(r, uint(mp));
   if (p.fitted != 0u) return 0.0;
   return kp[r * p.nc_k + uint(-mp - 1)];
 }
@@ -142,6 +153,8 @@ void build_map(uint g, bool is_k) {
 
 void main() {
   const uint tid = gl_LocalInvocationID.x;
+  kcols = kept_k_columns(p.period, p.n_freq);
+  kcol_len = p.period / kcols;
   const uint c = gl_WorkGroupID.x, g = gl_WorkGroupID.y, i = gl_WorkGroupID.z;
   const uint N = p.n_freq, GS = 2u * N + 4u;
   const uint head0 = g * G;
@@ -187,7 +200,7 @@ void main() {
           // A fitted middle: only the kept dims are stored (head g's columns are contiguous).
           const uint kc0 = uint(kd[g]), nkg = uint(kd[g + 1u]) - kc0;
           for (uint e = 0u; e < nkg; ++e) {
-            const float kv = kk_at(r * p.nk_k + kc0 + e);
+            const float kv = kk_at(r, kc0 + e);
             const uint d = klist[e];
             [[unroll]] for (uint hh = 0u; hh < G; ++hh) s[hh] += q_s[hh * D + d] * kv;
           }

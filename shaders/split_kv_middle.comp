@@ -2,8 +2,9 @@
 // Split KV cache append, the positions that leave the window (pos_first .., `count` of them, oldest first)
 // enter the middle at m = pos - sink. Their values are what the cache held: from the window ring when the
 // position was stored before this chunk, else from the chunk rounded to the cache type.
-//  mode 0: kept dims into `kept` rows (cache type; f16 words may straddle rows, so an invocation writes a
-//          whole word and keeps the half that belongs to another row);
+//  mode 0: kept dims into `kept` rows (cache type; V's row after row, where f16 words may straddle rows, so
+//          an invocation writes a whole word and keeps the half that belongs to another row; K's by columns,
+//          common/kept_k_layout.glsl, a word an invocation);
 //  mode 1: compressed dims (fp32) into `comp` [count, n_comp] and, for m < fit, into `pending` row m;
 //  mode 2: decode after the fit (count 1, no refit at this row): mode 0's kept words, then one invocation per
 //          (compressed dim c, frequency f) adds the value's projection to coef (fourier_accumulate's
@@ -15,6 +16,7 @@
 
 layout(local_size_x_id = 0) in;
 layout(constant_id = 1) const bool KV_F16 = true;
+layout(constant_id = 2) const bool COLUMNS = false;  // the kept rows are K's, stored by columns
 
 layout(std430, binding = 0) readonly buffer Window { uint win[]; };
 layout(std430, binding = 1) readonly buffer Chunk { float chunk[]; };
@@ -38,8 +40,8 @@ layout(push_constant) uniform Params {
   uint n_comp;
   uint fit;
   uint mode;
-  uint period;  // mode 2
-  uint n_freq;  // mode 2
+  uint period;  // T
+  uint n_freq;  // N
 } p;
 
 #include "common/grid.glsl"
@@ -58,6 +60,8 @@ uint pos_first = 0u;  // the first position leaving the window
 #define SKE_ELEMENT element
 #define SKE_KEPT_VALUE kept_value
 #define SKE_STORE_KEPT store_kept
+#define SKE_STORE_KEPT_WORD store_kept_word
+#define SKE_COLUMNS COLUMNS
 #define SKE_DECODE_ITEM decode_item
 #include "common/split_kv_enter.glsl"
 
@@ -68,8 +72,13 @@ void main() {
   pos_first = pos_reg + p.first_rel;
   const uint m0 = pos_first - p.sink;
   if (p.mode == 2u) {
-    const uint total = split_kv_decode_items(m0, p.n_keep, p.n_comp);
+    const uint total = split_kv_decode_items(m0, p.n_keep, p.n_comp, COLUMNS);
     for (uint g = first; g < total; g += stride) decode_item(g, m0, p.n_keep, p.n_comp);
+    return;
+  }
+  if (p.mode == 0u && COLUMNS) {
+    const uint words = kept_k_row_words(p.n_keep, KV_F16), total = p.count * words;
+    for (uint u = first; u < total; u += stride) store_kept_word(m0 + u / words, u % words, p.n_keep, p.n_comp);
     return;
   }
   if (p.mode == 0u) {

@@ -53,6 +53,8 @@ uint pos_first = 0u;  // the position leaving the window
 #define SKE_ELEMENT element_k
 #define SKE_KEPT_VALUE kept_value_k
 #define SKE_STORE_KEPT store_kept_k
+#define SKE_STORE_KEPT_WORD store_kept_word_k
+#define SKE_COLUMNS true
 #define SKE_DECODE_ITEM decode_item_k
 #include "common/split_kv_enter.glsl"
 
@@ -66,6 +68,8 @@ uint pos_first = 0u;  // the position leaving the window
 #define SKE_ELEMENT element_v
 #define SKE_KEPT_VALUE kept_value_v
 #define SKE_STORE_KEPT store_kept_v
+#define SKE_STORE_KEPT_WORD store_kept_word_v
+#define SKE_COLUMNS false
 #define SKE_DECODE_ITEM decode_item_v
 #include "common/split_kv_enter.glsl"
 
@@ -74,8 +78,8 @@ void main() {
   pos0 = pos_reg;
   pos_first = pos_reg + p.first_rel;
   const uint m0 = pos_first - p.sink;
-  const uint items_k = split_kv_decode_items(m0, p.n_keep_k, p.n_comp_k);
-  const uint total = items_k + split_kv_decode_items(m0, p.n_keep_v, p.n_comp_v);
+  const uint items_k = split_kv_decode_items(m0, p.n_keep_k, p.n_comp_k, true);
+  const uint total = items_k + split_kv_decode_items(m0, p.n_keep_v, p.n_comp_v, false);
   for (uint g = linear_workgroup() * gl_WorkGroupSize.x + gl_LocalInvocationID.x; g < total; g += stride) {
     if (g < items_k)
       decode_item_k(g, m0, p.n_keep_k, p.n_comp_k);

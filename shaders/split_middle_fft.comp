@@ -12,8 +12,9 @@
 // P_a + i·P_b and separates X_a[n] = (Y[n] + conj Y[-n]) / 2, X_b[n] = (Y[n] − conj Y[-n]) / 2i. Half the
 // transforms and shared memory of one per head, and the scores and P of a head pair are one vec2.
 // Workgroup (x = query·kv_heads + KV head, block y of VB columns) takes the G query heads of one KV head
-// (x varies fastest, so the KV heads' workgroups of one column block run together and read whole kept rows
-// between them: the rows are R apart, and one head's segment alone wastes most of each DRAM access);
+// (x varies fastest, so the KV heads' workgroups of one column block run together and read whole kept V
+// rows between them: the rows are R apart, and one head's segment alone wastes most of each DRAM access;
+// K's kept words are stored by columns, so a column's rows are contiguous in each word plane);
 // its rows {v + R·u : v0 <= v < v0 + VB, m < M} form one chunk slot of the partials (the merge needs no
 // contiguous rows). Steps: Z in bit-reversed order, DIT FFT in shared memory (radix 4, natural order out)
 // -> scaled scores with the kept K dims' exact dot (odd workgroups: that dot before Z) and the constant
@@ -38,7 +39,10 @@ layout(constant_id = 9) const uint VU = 16u;      // kept V rows in flight per i
 layout(constant_id = 10) const bool STAGGER = true;  // odd workgroups dot the kept K rows before the FFT
 
 layout(std430, binding = 0) readonly buffer Q { float q[]; };          // [n, heads, D]
-layout(std430, binding = 1) readonly buffer KK { uvec4 kk4[]; };       // kept K rows [T, nk_k], typed, by 16 bytes
+// Kept K words by columns (common/kept_k_layout.glsl), read 1, 2 or 4 rows' words at a time.
+layout(std430, binding = 1) readonly buffer KK { uint kk[]; };
+layout(std430, binding = 1) readonly buffer KK2 { uvec2 kk2[]; };
+layout(std430, binding = 1) readonly buffer KK4 { uvec4 kk4[]; };
 layout(std430, binding = 2) readonly buffer KD { int kd[]; };          // K dims table
 layout(std430, binding = 3) readonly buffer VK { uint vk[]; };         // kept V rows [T, nk_v], typed
 layout(std430, binding = 4) readonly buffer VD { int vd[]; };          // V dims table
@@ -70,22 +74,18 @@ const uint RL = 16u;             // lanes of the two-level reductions
 const uint ZU = 4u;              // Z entries loaded together
 const uint HU = VB < 8u ? VB : 8u;  // column twiddles of h loaded together
 const uint RPT = (PR + WG - 1u) / WG;  // score rows per invocation
-// The kept K rows are read as the aligned 16-byte blocks that hold a row's segment (KW words per block):
-// at most KQ blocks, the segment starting up to KW - 1 words into the first. q sits in qk_s at QP + the
-// segment's element index, zeros around, so a block's elements outside the segment add nothing.
-const uint KW = 4u;
-const uint KQ = ((KV_F16 ? (D + 2u) / 2u : D) + 2u * KW - 2u) / KW;
-const uint QP = 8u;                                    // >= the most elements a block holds before the segment
-const uint QS = QP + (KV_F16 ? 2u : 1u) * KW * KQ;     // qk_s entries (of QV vec4s each)
-// Loads in flight per invocation: the kept rows are strided (R rows apart), so the pass waits on rounds of
-// loads; each round carries many (8 words per round instead of 32: 4% slower on the H100).
-const uint KR = RPT >= 4u ? 4u : RPT;        // (spec-constant arithmetic has no min / max)
-const uint KU = KL >= KR * KW ? KL / (KR * KW) : 1u;  // kept K blocks per round, per row
+// q sits in qk_s at QP + the element's index in the KV head's kept K segment, zeros around: a kept K word
+// may start one element before the segment or end one after it (f16), and those elements add nothing.
+const uint QP = 1u;
+const uint QS = QP + D + 1u;  // qk_s entries (of QV vec4s each)
+// Kept K words in flight per invocation: KW words of each of its RPT rows per round (the pass waits on
+// rounds of loads, so each carries many; 8 words a round instead of 32 was 4% slower on the H100).
+const uint KW = KL >= RPT ? KL / RPT : 1u;
 
 shared vec2 buf[NB];             // [head pair][column][N]: head 2·pair in .x, 2·pair + 1 in .y
 shared vec2 tw[N / 2u];          // e^{2πi k/N}
 const uint QV = (G + 3u) / 4u;   // vec4s of q per kept dim: heads 4·j .. 4·j + 3 (zeros past G)
-shared vec4 qk_s[QS * QV];       // q at the KV head's kept K dims, at (QP + dim)·QV, zeros around
+shared vec4 qk_s[QS * QV];       // q at the KV head's kept K dims, at (QP + index)·QV, zeros around
 shared float red2[G * RL];
 shared float stat_s[2u * G];     // per head: max, then l
 shared float red[G * WG];
@@ -207,63 +207,64 @@ void reduce_heads(uint tid, uint off, bool is_max) {
   barrier();
 }
 
-// Step 2's kept K dims: the exact dots of the workgroup's rows r = tid + k·WG = u·VB + column (neighbouring
-// invocations read neighbouring kept rows), one read of each kept K row for all G heads, KU blocks of all
-// RPT rows per round, into ks (the G heads' dots, four a vec4) and kok (the row is in the middle).
+// Step 2's kept K dims: the exact dots of the workgroup's rows r = tid·RPT + k (k < RPT; row r is entry r of
+// a head pair's FFT block: column r / N, u = r % N), one read of each kept K word for all G heads. K's kept
+// words are stored by columns (common/kept_k_layout.glsl), so an invocation's RPT rows are neighbours in
+// every word plane (one 16-byte load at RPT 4) and a subgroup reads whole runs of a plane; each q entry is
+// read from shared memory once for the RPT rows. Results go to ks (the G heads' dots, four a vec4) and kok
+// (the row is in the middle). Elements outside the segment (another head's, a row's padding half) are
+// replaced by zeros, not only weighted by q's zeros: 0 times an Inf or NaN there would spoil the score.
 vec4 ks[RPT * QV];
 bool kok[RPT];
 void kept_k_dots(uint tid, uint v0, uint R, uint M, uint kc0, uint nkk) {
-  // The rows are R apart, so every invocation's load is a request of its own: 16-byte blocks take a
-  // quarter of the requests of 32-bit words (word loads: 24 us a layer at 32K on the H100). Element e of
-  // block b of a row is element KW·(EW·b) + e − lead of its segment (EW elements a word), whose q is at
-  // qk_s[QP + that]. An invocation's rows share their column and lie (WG / VB)·R rows apart, a multiple of 8
-  // rows (the host keeps VB a power of two <= WG / 8: vulkan_fft_plan.h), so their segments start at the
-  // same element of a block (the same lead and block count): each q entry is read from shared memory once
-  // for all RPT rows (a quarter of the reads at RPT 4; 98 registers instead of 113 on the H100). Elements
-  // outside the segment (other heads' dims, the next row: unwritten after the middle's last row) are
-  // replaced by zeros, not only weighted by q's zeros: 0 times an Inf or NaN there would spoil the score.
-  const uint EW = KV_F16 ? 2u : 1u;
-  const uint v = v0 + tid % VB;
-  uint q0[RPT];  // each row's first block
+  const uint EW = KV_F16 ? 2u : 1u, T = p.period;
+  const uint r0 = tid * RPT, v = v0 + (r0 >> LOG_N), u0 = r0 & (N - 1u);
+  const uint base = v * N + u0;  // the first row's word in plane 0 (R = T / N: kept_k_word)
   [[unroll]] for (uint k = 0u; k < RPT; ++k) {
-    const uint r = tid + k * WG, m = v + R * (r / VB);
-    kok[k] = r < PR && v < R && m < M;
-    q0[k] = (m * p.nk_k + kc0) / (EW * KW);
+    kok[k] = r0 + k < PR && v < R && v + R * (u0 + k) < M;
     [[unroll]] for (uint j = 0u; j < QV; ++j) ks[k * QV + j] = vec4(0.0);
   }
-  const uint e0 = (v + R * (tid / VB)) * p.nk_k + kc0;  // row 0's first element; all RPT rows share its lead
-  const uint lead = e0 % (EW * KW);                     // elements before the segment in its first block
-  const uint qn = nkk > 0u ? (e0 + nkk - 1u) / (EW * KW) - e0 / (EW * KW) + 1u : 0u;  // blocks a row
-  for (uint b0 = 0u; b0 < qn; b0 += KU) {
-    uvec4 kx[RPT * KU];
-    [[unroll]] for (uint k = 0u; k < RPT; ++k)
-      [[unroll]] for (uint j = 0u; j < KU; ++j)
-        kx[k * KU + j] = b0 + j < qn && kok[k] ? kk4[q0[k] + b0 + j] : uvec4(0u);
-    [[unroll]] for (uint j = 0u; j < KU; ++j) {
-      if (b0 + j < qn) {
-        const uint qi = QP + EW * KW * (b0 + j) - lead;
-        [[unroll]] for (uint c = 0u; c < KW; ++c) {
-          const uint e = qi - QP + EW * c;  // the word's first element in the segment (wraps below 0)
-          if (KV_F16) {
-            const bool okx = e < nkk, oky = e + 1u < nkk;
-            vec4 qa[QV], qb[QV];
-            [[unroll]] for (uint h = 0u; h < QV; ++h) {
-              qa[h] = qk_s[(qi + 2u * c) * QV + h];
-              qb[h] = qk_s[(qi + 2u * c + 1u) * QV + h];
-            }
-            [[unroll]] for (uint k = 0u; k < RPT; ++k) {
-              const vec2 hv = unpackHalf2x16(kx[k * KU + j][c]);
-              const float hx = okx ? hv.x : 0.0, hy = oky ? hv.y : 0.0;
-              [[unroll]] for (uint h = 0u; h < QV; ++h) ks[k * QV + h] += qa[h] * hx + qb[h] * hy;
-            }
-          } else {
-            const bool ok = e < nkk;
-            vec4 qa[QV];
-            [[unroll]] for (uint h = 0u; h < QV; ++h) qa[h] = qk_s[(qi + c) * QV + h];
-            [[unroll]] for (uint k = 0u; k < RPT; ++k) {
-              const float x = ok ? uintBitsToFloat(kx[k * KU + j][c]) : 0.0;
-              [[unroll]] for (uint h = 0u; h < QV; ++h) ks[k * QV + h] += qa[h] * x;
-            }
+  const bool any = kok[0];  // rows past the middle's end come after those in it
+  const uint w0 = kc0 / EW, w1 = nkk > 0u ? (kc0 + nkk - 1u) / EW + 1u : w0;  // the segment's words
+  for (uint wb = w0; wb < w1; wb += KW) {
+    uint kx[RPT * KW];  // word j of the round for row k at k·KW + j
+    [[unroll]] for (uint j = 0u; j < KW; ++j) {
+      const bool ld = any && wb + j < w1;
+      const uint at = (wb + j) * T + base;
+      if (RPT % 4u == 0u) {
+        [[unroll]] for (uint k = 0u; k < RPT; k += 4u) {
+          const uvec4 x = ld ? kk4[(at + k) >> 2] : uvec4(0u);
+          [[unroll]] for (uint c = 0u; c < 4u; ++c) kx[(k + c) * KW + j] = kok[k + c] ? x[c] : 0u;
+        }
+      } else if (RPT == 2u) {
+        const uvec2 x = ld ? kk2[at >> 1] : uvec2(0u);
+        [[unroll]] for (uint k = 0u; k < RPT; ++k) kx[k * KW + j] = kok[k] ? x[k] : 0u;
+      } else {
+        kx[j] = ld ? kk[at] : 0u;
+      }
+    }
+    [[unroll]] for (uint j = 0u; j < KW; ++j) {
+      if (wb + j < w1) {
+        const uint e = EW * (wb + j) - kc0;  // the word's first element in the segment (wraps below 0)
+        const uint qi = QP + e;
+        if (KV_F16) {
+          const bool okx = e < nkk, oky = e + 1u < nkk;
+          vec4 qa[QV], qb[QV];
+          [[unroll]] for (uint h = 0u; h < QV; ++h) {
+            qa[h] = qk_s[qi * QV + h];
+            qb[h] = qk_s[(qi + 1u) * QV + h];
+          }
+          [[unroll]] for (uint k = 0u; k < RPT; ++k) {
+            const vec2 hv = unpackHalf2x16(kx[k * KW + j]);
+            const float hx = okx ? hv.x : 0.0, hy = oky ? hv.y : 0.0;
+            [[unroll]] for (uint h = 0u; h < QV; ++h) ks[k * QV + h] += qa[h] * hx + qb[h] * hy;
+          }
+        } else {
+          vec4 qa[QV];
+          [[unroll]] for (uint h = 0u; h < QV; ++h) qa[h] = qk_s[qi * QV + h];
+          [[unroll]] for (uint k = 0u; k < RPT; ++k) {
+            const float x = uintBitsToFloat(kx[k * KW + j]);
+            [[unroll]] for (uint h = 0u; h < QV; ++h) ks[k * QV + h] += qa[h] * x;
           }
         }
       }
@@ -346,10 +347,10 @@ void main() {
   // spectral part and the constant; kNegBig outside the middle.
   {
     [[unroll]] for (uint k = 0u; k < RPT; ++k) {
-      const uint r = tid + k * WG, vl = r % VB, u = r / VB;
+      const uint r = tid * RPT + k;  // kept_k_dots's rows
       if (r < PR)
         [[unroll]] for (uint hp = 0u; hp < GP; ++hp) {
-          const uint i = hp * PR + vl * N + u;
+          const uint i = hp * PR + r;
           const vec2 spec = SPEC_K ? buf[i] : vec2(0.0);
           vec2 sc = vec2(kNegBig);
           [[unroll]] for (uint e = 0u; e < 2u; ++e) {

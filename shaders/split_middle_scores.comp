@@ -22,7 +22,7 @@ layout(constant_id = 4) const bool KV_F16 = true;
 layout(constant_id = 5) const bool SPEC_K = true;  // K has compressed dims (else only the kept dot)
 
 layout(std430, binding = 0) readonly buffer Q { float q[]; };        // [n, heads, D]
-layout(std430, binding = 1) readonly buffer KK { uint kk[]; };       // kept K rows [T, nk_k], typed
+layout(std430, binding = 1) readonly buffer KK { uint kk[]; };       // kept K words by columns, typed
 layout(std430, binding = 2) readonly buffer KD { int kd[]; };        // K dims table
 layout(std430, binding = 3) readonly buffer GV { float gv[]; };      // [n·heads, 2N + 4]
 layout(std430, binding = 4) readonly buffer Table { vec2 basis[]; };  // [T] (cos, sin)
@@ -54,12 +54,18 @@ shared vec4 bs[NBF * TR / 2u];   // [f][row pair]: cos, sin of rows 2j, 2j+1; al
 shared vec4 gs[NBF * HB / 2u];   // [f][head pair]: g_c, g_s of heads 2j, 2j+1
 shared float qk_s[HB * KC];      // q at the chunk's kept dims, per head of the group
 
-float kk_at(uint e) {
+#include "common/kept_k_layout.glsl"
+
+// Kept K element e of middle row r: K's kept rows are stored by columns (common/kept_k_layout.glsl), kcols
+// of kcol_len rows (set once by main).
+uint kcols = 1u, kcol_len = 1u;
+float kk_at(uint r, uint e) {
+  const uint w = kept_k_word_at(r, KV_F16 ? e >> 1 : e, p.period, kcols, kcol_len);
   if (KV_F16) {
-    const vec2 v = unpackHalf2x16(kk[e >> 1]);
+    const vec2 v = unpackHalf2x16(kk[w]);
     return (e & 1u) == 0u ? v.x : v.y;
   }
-  return uintBitsToFloat(kk[e]);
+  return uintBitsToFloat(kk[w]);
 }
 
 float st_get(uint i) { return bs[i >> 2][i & 3u]; }
@@ -67,6 +73,8 @@ void st_set(uint i, float v) { bs[i >> 2][i & 3u] = v; }
 
 void main() {
   const uint tid = gl_LocalInvocationID.x;
+  kcols = kept_k_columns(p.period, p.n_freq);
+  kcol_len = p.period / kcols;
   const uint M = p.middle_len, T = p.period, N = p.n_freq, GS = 2u * N + 4u;
   const uint m0 = gl_WorkGroupID.x * TR, qh0 = gl_WorkGroupID.y * HB;
   const uint rows = min(TR, M - m0);
@@ -89,7 +97,7 @@ void main() {
       barrier();  // the stage is free
       for (uint x = tid; x < rows * KC; x += WG) {
         const uint r = x / KC, e = x % KC;  // a constant divisor
-        if (e < kc) st_set(x, kk_at((m0 + r) * p.nk_k + c0 + e0 + e));
+        if (e < kc) st_set(x, kk_at(m0 + r, c0 + e0 + e));
       }
       for (uint x = tid; x < gk * KC; x += WG) {
         const uint hl = x / KC, e = x % KC;

@@ -1,21 +1,25 @@
 // A position's entry into a split cache's middle (split_kv_middle.comp, split_kv_middle_pair.comp), the
 // parts that read one K-or-V part's buffers; included once per part. Before including, define the part's
 // arrays SKE_WIN (window ring, typed words), SKE_CHUNK (the chunk, fp32), SKE_DIMS (dims table), SKE_KEPT
-// (kept rows, typed words), SKE_COEF and SKE_NORM (fp32), and the names of the functions defined here:
-// SKE_CACHE_VALUE, SKE_ELEMENT, SKE_KEPT_VALUE, SKE_STORE_KEPT, SKE_DECODE_ITEM. They are undefined at the
-// end. The includer declares `p` (sink, ring, n_kv, head_dim, period, n_freq), `basis`, KV_F16 and the
-// globals pos0 (the chunk's first position: earlier positions are in the ring) and pos_first.
+// (kept rows, typed words), SKE_COEF and SKE_NORM (fp32), SKE_COLUMNS (a bool: the kept rows are K's, stored
+// by columns as common/kept_k_layout.glsl says; else row after row, [T, n_keep]), and the names of the
+// functions defined here: SKE_CACHE_VALUE, SKE_ELEMENT, SKE_KEPT_VALUE, SKE_STORE_KEPT, SKE_STORE_KEPT_WORD,
+// SKE_DECODE_ITEM. They are undefined at the end. The includer declares `p` (sink, ring, n_kv, head_dim,
+// period, n_freq), `basis`, KV_F16 and the globals pos0 (the chunk's first position: earlier positions are
+// in the ring) and pos_first.
 
 #ifndef SPLIT_KV_ENTER_ONCE
 #define SPLIT_KV_ENTER_ONCE
-// The kept words of middle row m0 (f16 words may straddle rows), then a decode entry's items: those words,
-// then one per (compressed dim, frequency).
-uint split_kv_kept_words(uint m0, uint n_keep) {
+#include "common/kept_k_layout.glsl"
+// The kept words of middle row m0 (row after row, f16 words may straddle rows; by columns, whole words of
+// the row), then a decode entry's items: those words, then one per (compressed dim, frequency).
+uint split_kv_kept_words(uint m0, uint n_keep, bool columns) {
+  if (columns) return kept_k_row_words(n_keep, KV_F16);
   const uint e0 = m0 * n_keep, e1 = (m0 + 1u) * n_keep;
   return KV_F16 ? (e1 + 1u) / 2u - e0 / 2u : e1 - e0;
 }
-uint split_kv_decode_items(uint m0, uint n_keep, uint n_comp) {
-  return split_kv_kept_words(m0, n_keep) + n_comp * p.n_freq;
+uint split_kv_decode_items(uint m0, uint n_keep, uint n_comp, bool columns) {
+  return split_kv_kept_words(m0, n_keep, columns) + n_comp * p.n_freq;
 }
 #endif
 
@@ -60,15 +64,32 @@ void SKE_STORE_KEPT(uint u, uint e0, uint e1, uint n_keep, uint n_comp) {
   }
 }
 
+// Word w of middle row m by columns (SKE_COLUMNS), written whole from the cache's values: elements 2w and
+// 2w + 1 of the row (f16; a half past its n_keep elements is 0) or element w (f32).
+void SKE_STORE_KEPT_WORD(uint m, uint w, uint n_keep, uint n_comp) {
+  const uint at = kept_k_word(m, w, p.period, kept_k_columns(p.period, p.n_freq));
+  if (KV_F16) {
+    const uint e = 2u * w;
+    const uint lo = to_half(SKE_KEPT_VALUE(m * n_keep + e, n_keep, n_comp));
+    const uint hi = e + 1u < n_keep ? to_half(SKE_KEPT_VALUE(m * n_keep + e + 1u, n_keep, n_comp)) : 0u;
+    SKE_KEPT[at] = lo | (hi << 16);
+  } else {
+    SKE_KEPT[at] = floatBitsToUint(SKE_KEPT_VALUE(m * n_keep + w, n_keep, n_comp));
+  }
+}
+
 // Item g of a decode step's entry of position pos_first (middle row m0) after the fit: kept word g for g
 // below the row's kept words (f16 words may straddle rows: the other row's half is kept), else one
 // (compressed dim c, frequency f): the value's projection added to the coefficients (fourier_accumulate's
 // arithmetic) and, for f = 0, to the running sum / min / max.
 void SKE_DECODE_ITEM(uint g, uint m0, uint n_keep, uint n_comp) {
   const uint e0 = m0 * n_keep, e1 = (m0 + 1u) * n_keep;
-  const uint kept_items = split_kv_kept_words(m0, n_keep);
+  const uint kept_items = split_kv_kept_words(m0, n_keep, SKE_COLUMNS);
   if (g < kept_items) {
-    SKE_STORE_KEPT((KV_F16 ? e0 / 2u : e0) + g, e0, e1, n_keep, n_comp);
+    if (SKE_COLUMNS)
+      SKE_STORE_KEPT_WORD(m0, g, n_keep, n_comp);
+    else
+      SKE_STORE_KEPT((KV_F16 ? e0 / 2u : e0) + g, e0, e1, n_keep, n_comp);
     return;
   }
   const uint cf = g - kept_items, c = cf / p.n_freq, f = cf % p.n_freq;
@@ -99,4 +120,6 @@ void SKE_DECODE_ITEM(uint g, uint m0, uint n_keep, uint n_comp) {
 #undef SKE_ELEMENT
 #undef SKE_KEPT_VALUE
 #undef SKE_STORE_KEPT
+#undef SKE_STORE_KEPT_WORD
+#undef SKE_COLUMNS
 #undef SKE_DECODE_ITEM

@@ -47,10 +47,19 @@ struct SplitKvDims {
   }
 };
 
+// Elements a kept row takes in SplitKvPart::kept's allocation: n_keep rounded up to even, so that a backend
+// may store a row as whole 32-bit words of f16 pairs.
+constexpr int split_kept_row_elements(int n_keep) {
+  return (n_keep + 1) / 2 * 2;
+}
+
 struct SplitKvPart {
   DeviceBuffer* sink = nullptr;    // [S, n_kv_heads * head_dim] in `type`
   DeviceBuffer* window = nullptr;  // [W, n_kv_heads * head_dim] in `type` (ring)
-  DeviceBuffer* kept = nullptr;    // [T, n_keep] in `type`: middle position m's kept dims, head after head
+  // T rows of n_keep kept dims in `type` (middle position m's kept dims, head after head), room for
+  // T · split_kept_row_elements(n_keep) elements. [T, n_keep] on the CPU and CUDA; the Vulkan backend stores
+  // K's by columns (backend/vulkan/vulkan_kept_layout.h), which only its own kernels read and write.
+  DeviceBuffer* kept = nullptr;
   DeviceBuffer* pending =
       nullptr;                   // fp32 [fit_tokens, n_comp]: compressed dims of middle rows before the fit
   DeviceBuffer* coef = nullptr;  // fp32 [n_comp, 2N]: C_c[0..N) then S_c[0..N) per compressed dim c

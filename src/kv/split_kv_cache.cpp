@@ -75,8 +75,9 @@ SplitKvCache::SplitKvCache(Backend& backend, const SplitKvConfig& c) : backend_(
               "split KV cache: dim layout of layer " + std::to_string(l) + " is not for " +
                   std::to_string(n_kv) + " KV heads");
       const int nk = P.dims.n_keep(), nc = P.dims.n_comp();
-      P.kept =
-          alloc(size_t(middle_) * nk * kv_type_bytes(c.type), std::string("KV middle (") + name + tag).get();
+      P.kept = alloc(size_t(middle_) * split_kept_row_elements(nk) * kv_type_bytes(c.type),
+                     std::string("KV middle (") + name + tag)
+                   .get();
       P.pending =
           alloc(size_t(L.fit_tokens) * nc * sizeof(float), std::string("Fourier pending rows (") + name + tag)
               .get();

@@ -6,13 +6,15 @@
 // Vulkan outputs start poisoned (NaN) so that anything a shader fails to write shows up.
 #include <chrono>
 #include <cstdlib>
+#include <cstring>
 #include <functional>
 #include <map>
 #include <memory>
-#include <tuple>
 #include <numeric>
 #include <string>
+#include <tuple>
 
+#include "backend/vulkan/vulkan_kept_layout.h"
 #include "util/half.h"
 #include "vulkan_test_util.h"
 
@@ -78,7 +80,7 @@ struct TestCache {
       if (c.middle <= 0) continue;
       P.dims = make_dims(c.n_kv_heads, c.head_dim, c.keep, 100 + part);
       const size_t nk = size_t(P.dims.n_keep()), nc = size_t(P.dims.n_comp());
-      P.kept = alloc(be, size_t(c.middle) * nk * tb, poison);
+      P.kept = alloc(be, size_t(c.middle) * size_t(split_kept_row_elements(int(nk))) * tb, poison);
       P.pending = alloc(be, size_t(L.fit_tokens) * nc * 4, poison);
       P.coef = alloc(be, nc * 2 * c.n_freq * 4, poison);
       P.norm = alloc(be, nc * kSplitNormStride * 4, poison);
@@ -104,6 +106,48 @@ std::vector<float> read_typed(Backend& be, const DeviceBuffer* b, KvType type, s
 
 std::vector<float> read_f32(Backend& be, const DeviceBuffer* b, size_t first, size_t count) {
   return read_typed(be, b, KvType::kF32, first, count);
+}
+
+// The first M kept K rows of a Vulkan cache, row after row ([M, n_keep], as the CPU stores them): Vulkan
+// stores K's kept rows by columns (vulkan_kept_layout.h).
+std::vector<float> read_vulkan_kept_k(Backend& be, const SplitKvLayer& L, int M) {
+  const bool f16 = L.type == KvType::kF16;
+  const uint32_t nk = uint32_t(L.k.dims.n_keep()), T = uint32_t(L.middle);
+  const uint32_t R = kept_k_columns(T, uint32_t(L.n_freq));
+  if (M == 0 || nk == 0) return {};
+  std::vector<uint32_t> words(L.k.kept->size() / 4);
+  be.download(*L.k.kept, 0, words.data(), words.size() * 4);
+  std::vector<float> out;
+  for (uint32_t m = 0; m < uint32_t(M); ++m)
+    for (uint32_t e = 0; e < nk; ++e) {
+      const uint32_t w = words[kept_k_word(m, f16 ? e / 2 : e, T, R)];
+      float x;
+      if (f16)
+        x = half_to_float(uint16_t(e % 2 == 0 ? w & 0xFFFFu : w >> 16));
+      else
+        std::memcpy(&x, &w, 4);
+      out.push_back(x);
+    }
+  return out;
+}
+
+// The CPU cache's kept K rows ([T, n_keep]) into a Vulkan cache's by columns (vulkan_kept_layout.h).
+void upload_vulkan_kept_k(Backend& be, const SplitKvLayer& L, Backend& cpu_be, const SplitKvLayer& cpu_L) {
+  const bool f16 = L.type == KvType::kF16;
+  const uint32_t nk = uint32_t(L.k.dims.n_keep()), T = uint32_t(L.middle);
+  const uint32_t R = kept_k_columns(T, uint32_t(L.n_freq)), tb = f16 ? 2 : 4;
+  if (nk == 0) return;
+  std::vector<uint8_t> rows(size_t(T) * nk * tb);
+  if (!rows.empty()) cpu_be.download(*cpu_L.k.kept, 0, rows.data(), rows.size());
+  std::vector<uint32_t> words(L.k.kept->size() / 4, 0);
+  for (uint32_t m = 0; m < T; ++m)
+    for (uint32_t e = 0; e < nk; ++e) {
+      uint32_t x = 0;
+      std::memcpy(&x, &rows[(size_t(m) * nk + e) * tb], tb);
+      uint32_t& w = words[kept_k_word(m, f16 ? e / 2 : e, T, R)];
+      w = f16 ? (e % 2 == 0 ? (w & 0xFFFF0000u) | x : (w & 0xFFFFu) | (x << 16)) : x;
+    }
+  if (!words.empty()) be.upload(*L.k.kept, 0, words.data(), words.size() * 4);
 }
 
 // Smooth drift plus noise along positions, so that the middle has something to represent.
@@ -146,7 +190,7 @@ class SplitKvTest : public VulkanTest {
       }
       if (L.middle == 0) continue;
       const int M = L.middle_len(t), nk = pb.dims.n_keep(), nc = pb.dims.n_comp();
-      EXPECT_EQ(read_typed(g, pa.kept, c.type, 0, size_t(M) * nk),
+      EXPECT_EQ(part == 0 ? read_vulkan_kept_k(g, a.L, M) : read_typed(g, pa.kept, c.type, 0, size_t(M) * nk),
                 read_typed(*cpu, pb.kept, c.type, 0, size_t(M) * nk));
       const size_t pend = size_t(std::min(M, L.fit_tokens)) * nc;
       EXPECT_EQ(read_f32(g, pa.pending, 0, pend), read_f32(*cpu, pb.pending, 0, pend));
@@ -317,6 +361,7 @@ class SplitAttentionTest : public SplitKvTest, public ::testing::WithParamInterf
       cpu->download(*st.tc->owned[i], 0, bytes.data(), bytes.size());
       vk->upload(*st.tv->owned[i], 0, bytes.data(), bytes.size());
     }
+    if (c.middle > 0) upload_vulkan_kept_k(*vk, st.tv->L, *cpu, st.tc->L);
     std::tie(st.qv, st.qc) = both(random_floats(size_t(a.n) * c.n_heads * c.head_dim, 31), "q");
     std::tie(st.kv, st.kc) = both(kv_rows(a.fill, a.n, row, 32), "k");
     std::tie(st.vv, st.vc) = both(kv_rows(a.fill, a.n, row, 33), "v");
@@ -590,21 +635,21 @@ TEST_P(SplitMiddleFftTest, MergeLanesAgree) {
 
 // {heads, kv heads, d, S, W, T, N, fit, keep, type}, fill, n; T a multiple of N, every middle fitted.
 const AttnCase kMiddleFftCases[] = {
-    {{4, 1, 64, 4, 16, 64, 2, 1, 0.2, KvType::kF32}, 21, 1},          // middle 1, N 2
+    {{4, 1, 64, 4, 16, 64, 2, 1, 0.2, KvType::kF32}, 21, 1},  // middle 1, N 2
     // One KV head, 13 kept dims: the last row's 16-byte K blocks reach into the unwritten (NaN-poisoned)
     // rows, which must not count (lavapipe may fold NaN times zero to zero; a GPU keeping NaN fails here).
     {{4, 1, 64, 4, 16, 256, 64, 64, 0.2, KvType::kF32}, 221, 1},
     {{4, 1, 64, 4, 16, 256, 64, 64, 0.2, KvType::kF16}, 221, 1},
-    {{9, 3, 64, 4, 32, 512, 64, 64, 0.2, KvType::kF32}, 293, 1},      // G 3, middle 257, half the columns
-    {{16, 2, 128, 4, 32, 640, 128, 256, 0.2, KvType::kF16}, 293, 1},  // G 8, d 128
-    {{4, 4, 64, 4, 64, 5120, 16, 256, 0.0, KvType::kF32}, 5068, 1},   // middle 5000, all compressed
-    {{8, 2, 128, 4, 64, 5120, 256, 256, 0.2, KvType::kF16}, 5100, 1}, // middle 5032, odd kept counts
-    {{8, 4, 64, 4, 16, 2048, 1024, 256, 0.2, KvType::kF32}, 620, 1},  // N 1024, G 2
-    {{8, 2, 64, 4, 32, 1024, 512, 256, 0.2, KvType::kF32}, 600, 2},   // N 512, two queries
-    {{8, 2, 128, 4, 32, 640, 64, 64, 0.9, KvType::kF16}, 400, 1},     // 115 of 128 dims kept
-    {{8, 2, 64, 4, 32, 1024, 64, 64, 0.5, KvType::kF16}, 900, 8},     // 8 queries
-    {{32, 8, 128, 4, 64, 2048, 512, 256, 0.24, KvType::kF16}, 1500, 1},   // 8B shape
-    {{32, 8, 128, 4, 1020, 3072, 128, 256, 0.24, KvType::kF16}, 3500, 1}, // 8B shape, real window
+    {{9, 3, 64, 4, 32, 512, 64, 64, 0.2, KvType::kF32}, 293, 1},         // G 3, middle 257, half the columns
+    {{16, 2, 128, 4, 32, 640, 128, 256, 0.2, KvType::kF16}, 293, 1},     // G 8, d 128
+    {{4, 4, 64, 4, 64, 5120, 16, 256, 0.0, KvType::kF32}, 5068, 1},      // middle 5000, all compressed
+    {{8, 2, 128, 4, 64, 5120, 256, 256, 0.2, KvType::kF16}, 5100, 1},    // middle 5032, odd kept counts
+    {{8, 4, 64, 4, 16, 2048, 1024, 256, 0.2, KvType::kF32}, 620, 1},     // N 1024, G 2
+    {{8, 2, 64, 4, 32, 1024, 512, 256, 0.2, KvType::kF32}, 600, 2},      // N 512, two queries
+    {{8, 2, 128, 4, 32, 640, 64, 64, 0.9, KvType::kF16}, 400, 1},        // 115 of 128 dims kept
+    {{8, 2, 64, 4, 32, 1024, 64, 64, 0.5, KvType::kF16}, 900, 8},        // 8 queries
+    {{32, 8, 128, 4, 64, 2048, 512, 256, 0.24, KvType::kF16}, 1500, 1},  // 8B shape
+    {{32, 8, 128, 4, 1020, 3072, 128, 256, 0.24, KvType::kF16}, 3500, 1},  // 8B shape, real window
 };
 
 INSTANTIATE_TEST_SUITE_P(Shapes, SplitMiddleFftTest, ::testing::ValuesIn(kMiddleFftCases),

@@ -9,9 +9,9 @@
 
 namespace fkv {
 
-// The most columns one workgroup takes: a power of two <= workgroup / 8, so that an invocation's score rows
-// (tid + k·workgroup) share their column and lie a multiple of 8 rows apart, whose kept K segments then
-// start at the same element of a 16-byte block (split_middle_fft.comp kept_k_dots reads q once for them).
+// The most columns one workgroup takes: a power of two <= workgroup / 8, so that an invocation's RPT score
+// rows (tid·RPT + k, RPT = columns·N / workgroup <= N / 8) lie in one column, neighbours in K's kept word
+// planes (split_middle_fft.comp kept_k_dots: one load of them a word, q read once for them).
 constexpr uint32_t fft_max_columns(uint32_t workgroup) {
   return std::bit_floor(std::max(workgroup / 8, 1u));
 }

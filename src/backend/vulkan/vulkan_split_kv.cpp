@@ -9,6 +9,7 @@
 
 #include "backend/vulkan/vulkan_env.h"
 #include "backend/vulkan/vulkan_fft_plan.h"
+#include "backend/vulkan/vulkan_kept_layout.h"
 #include "fourier/fourier_basis.h"
 #include "util/error.h"
 
@@ -242,7 +243,8 @@ void VulkanSplitKv::enter_middle(const SplitKvLayer& c, const SplitKvPart& part,
   const SplitKvDims& dims = part.dims;
   const int nk = dims.n_keep(), nc = dims.n_comp(), m0 = e0 - c.sink;
   const bool f16 = c.type == KvType::kF16;
-  const Pipeline& p = pipelines_.get("split_kv_middle", {kWorkgroup, f16 ? 1u : 0u}, 10);
+  const bool columns = &part == &c.k;  // K's kept rows are stored by columns (vulkan_kept_layout.h)
+  const Pipeline& p = pipelines_.get("split_kv_middle", {kWorkgroup, f16 ? 1u : 0u, columns ? 1u : 0u}, 10);
   uint32_t pc[] = {uint32_t(cnt),
                    uint32_t(e0 - pos0),  // from the position register (pos0)
                    uint32_t(c.sink),
@@ -280,7 +282,11 @@ void VulkanSplitKv::enter_middle(const SplitKvLayer& c, const SplitKvPart& part,
   }
   if (nk > 0) {
     const size_t first = size_t(m0) * nk, last = size_t(m0 + cnt) * nk;
-    grid_dispatch(p, b, pc, sizeof(pc), f16 ? (last + 1) / 2 - first / 2 : last - first, kWorkgroup);
+    grid_dispatch(p, b, pc, sizeof(pc),
+                  columns ? size_t(cnt) * kept_k_row_words(uint32_t(nk), f16)
+                  : f16   ? (last + 1) / 2 - first / 2
+                          : last - first,
+                  kWorkgroup);
   }
   if (nc == 0) return;
   check_period(c.middle, c.n_freq);
