@@ -606,9 +606,10 @@ TEST_P(SplitMiddleFftTest, MatchesCpuAndTheDirectPasses) {
   State st = build(a);
   ASSERT_TRUE(st.tc->L.fitted(a.fill)) << "the case must have a fitted middle";
   expect_switch_agrees(a, st, "FKV_VULKAN_MIDDLE_FFT", "FFT pass", "direct passes",
-                       [](bool fft, std::map<std::string, uint64_t>& calls) {
+                       [&](bool fft, std::map<std::string, uint64_t>& calls) {
                          EXPECT_EQ(calls["split_middle_fft"], fft ? 1u : 0u);
-                         EXPECT_EQ(calls["split_middle_values"], fft ? 0u : 1u);
+                         // The direct passes take up to 8 queries; split_attention.comp more.
+                         EXPECT_EQ(calls["split_middle_values"], fft || a.n > 8 ? 0u : 1u);
                          EXPECT_EQ(calls["split_attention_merge"], 1u);
                        });
 }
@@ -648,6 +649,8 @@ const AttnCase kMiddleFftCases[] = {
     {{8, 2, 64, 4, 32, 1024, 512, 256, 0.2, KvType::kF32}, 600, 2},      // N 512, two queries
     {{8, 2, 128, 4, 32, 640, 64, 64, 0.9, KvType::kF16}, 400, 1},        // 115 of 128 dims kept
     {{8, 2, 64, 4, 32, 1024, 64, 64, 0.5, KvType::kF16}, 900, 8},        // 8 queries
+    {{8, 2, 64, 4, 32, 1024, 64, 64, 0.5, KvType::kF16}, 900, 16},       // a prefill chunk of 16 queries
+    {{16, 4, 64, 4, 32, 2048, 128, 128, 0.3, KvType::kF32}, 1200, 33},   // 33 queries, G 4
     {{32, 8, 128, 4, 64, 2048, 512, 256, 0.24, KvType::kF16}, 1500, 1},  // 8B shape
     {{32, 8, 128, 4, 1020, 3072, 128, 256, 0.24, KvType::kF16}, 3500, 1},  // 8B shape, real window
 };

@@ -30,6 +30,10 @@ constexpr uint32_t kMaxGroupsX = 65535;
 constexpr uint32_t kTiledSharedBytes = 32 * 1024;  // split_attention.comp uses at most ~31.5 KiB
 // The decode middle pass (split_middle_scores.comp, split_middle_values.comp; shared memory < 26 KiB).
 constexpr int kMiddlePassQueries = 8;      // calls of up to this many queries over a fitted middle
+// split_middle_fft.comp takes calls of up to this many queries (prefill chunks included).
+constexpr uint32_t kFftPassQueries = 64;
+// ... as long as their partials take at most this much (a scratch buffer kept for later calls).
+constexpr size_t kFftPartialsBytes = size_t(256) << 20;
 constexpr uint32_t kMiddleHeads = 32;      // query heads per workgroup (a power of two >= 4)
 constexpr uint32_t kMiddleFreqs = 64;      // frequencies per values workgroup (a power of two, 16..256)
 constexpr uint32_t kMiddleScoreRows = 64;  // rows per scores workgroup (TR of split_middle_scores.comp)
@@ -350,15 +354,81 @@ void VulkanSplitKv::attention(const DeviceBuffer& q, const DeviceBuffer& k, cons
   bool fitted = c.fitted(pos0) && M > 0;
   const int nk_k = M > 0 ? c.k.dims.n_keep() : 0, nc_k = M > 0 ? c.k.dims.n_comp() : 0;
   const int nk_v = M > 0 ? c.v.dims.n_keep() : 0, nc_v = M > 0 ? c.v.dims.n_comp() : 0;
+  // split_attention.comp (tiled: coalesced staged rows, register-blocked spectral sums) takes the usual
+  // shapes; split_attention_rows.comp (one invocation per row) the rest. FKV_VULKAN_SPLIT_ROWS=1 forces the
+  // latter (for comparisons).
+  static const bool force_rows = std::getenv("FKV_VULKAN_SPLIT_ROWS") != nullptr &&
+                                 std::string(std::getenv("FKV_VULKAN_SPLIT_ROWS")) == "1";
+  const bool tiled = !force_rows && G <= 8 && D % 8 == 0 && D <= 128 &&
+                     ctx_->properties().limits.maxComputeSharedMemorySize >= kTiledSharedBytes;
+
+  // The decode middle pass (a fitted middle, up to kMiddlePassQueries queries): split_middle_scores.comp
+  // scores every middle row for all query heads at once, split_middle_values.comp turns them into softmax
+  // partials (one chunk slot per range of rows) with the V side's h; split_attention.comp then covers sink,
+  // window and the call's rows only. FKV_VULKAN_MIDDLE_PASS=0 keeps the middle inside split_attention.comp.
+  // Read on every call: the tests switch it between calls of one backend.
+  const bool middle_pass_on = env_switch("FKV_VULKAN_MIDDLE_PASS", true);
+  // The FFT form of the middle pass (split_middle_fft.comp, one pass instead of scores + values) when the
+  // period is a multiple of a power-of-two N (SplitKvCache makes it so). FKV_VULKAN_MIDDLE_FFT=0 keeps the
+  // two direct passes; FKV_VULKAN_FFT_ENTRIES tunes the workgroup's share (columns x heads x N).
+  static const uint32_t fft_entries = env_count("FKV_VULKAN_FFT_ENTRIES", kFftEntries);
+  static const bool fft_entries_set = env_count("FKV_VULKAN_FFT_ENTRIES", 0) > 0;
+  static const uint32_t fft_wg = [] {
+    uint32_t wg = 64;  // a power of two in [64, 1024]
+    while (wg < 1024 && wg < env_count("FKV_VULKAN_FFT_WG", kFftWorkgroup)) wg *= 2;
+    return wg;
+  }();
+  // At most 128 loads in flight (register arrays of the shader; a larger count would only fail to compile).
+  static const uint32_t fft_kloads = std::min(env_count("FKV_VULKAN_FFT_KLOADS", kFftLoads), 128u);
+  static const uint32_t fft_vloads = std::min(env_count("FKV_VULKAN_FFT_VLOADS", kFftLoads), 128u);
+  // Odd workgroups read their kept K rows before the DIT FFT (split_middle_fft.comp); 0 turns it off.
+  static const uint32_t fft_stagger = env_switch("FKV_VULKAN_FFT_STAGGER", true) ? 1 : 0;
+  // The FFT pass also takes prefill chunks of up to kFftPassQueries queries (FKV_VULKAN_FFT_QUERIES), where
+  // split_attention.comp would evaluate the spectral sums row by row.
+  static const uint32_t fft_queries = env_count("FKV_VULKAN_FFT_QUERIES", kFftPassQueries);
+  const uint32_t N = uint32_t(std::max(c.n_freq, 1));
+  const size_t shared_limit = ctx_->properties().limits.maxComputeSharedMemorySize;
+  const uint32_t fft_cols = std::min(uint32_t(c.middle) / N, uint32_t(M));  // columns with rows
+  // VB of the FFT pass for a fitted middle with compressed K (sk) or V (sv) dims; 0: the pass does not take
+  // the call.
+  auto fft_plan = [&](bool sk, bool sv) -> uint32_t {
+    const bool middle_fitted = middle_pass_on && fitted && tiled;
+    uint32_t vb = middle_fitted && uint32_t(n) <= fft_queries && (sk || sv) &&
+                          env_switch("FKV_VULKAN_MIDDLE_FFT", true) &&
+                          fft_wg <= ctx_->properties().limits.maxComputeWorkGroupSize[0] &&
+                          fft_wg <= ctx_->properties().limits.maxComputeWorkGroupInvocations
+                      ? fft_columns(G, N, uint32_t(c.middle), D, fft_entries, fft_wg, shared_limit)
+                      : 0;
+    // Fewer, wider workgroups (more columns each) pay while at least 256 remain: each writes G partials (ps
+    // floats: m, l, acc[D], h_c[N], h_s[N]) that split_merge_sum.comp reads back, and sets up q and the
+    // twiddles once. H100, Q4_0 8B: defaults (N 512) 32K +5% and 64K +10% with 2 columns (82fe361); W 256 N
+    // 128 at 32K 145.4-145.7 against 140.8-141.9 t/s with 8 columns instead of 4 (256 workgroups), while 16
+    // (128 workgroups) were 10% slower, and at 8K (64 workgroups) 2 columns were 2-8% slower than 1 (N 512)
+    // and 8 than 4 (N 128). FKV_VULKAN_FFT_ENTRIES, when set, decides alone.
+    if (vb && !fft_entries_set)
+      vb = fft_columns_widened(vb, fft_cols, uint32_t(n) * uint32_t(s.n_kv_heads), G, N, uint32_t(c.middle),
+                               D, fft_wg, shared_limit);
+    // A call of many queries whose partials (ps floats: m, l, acc[D], h) would take more than
+    // kFftPartialsBytes leaves the middle to the other passes.
+    const size_t ps = D + 2 + (sv ? 2 * size_t(N) : 0);
+    if (vb && size_t(n) * H * ((fft_cols + vb - 1) / vb) * ps * 4 >
+                  std::min<size_t>(kFftPartialsBytes, ctx_->max_binding()))
+      vb = 0;
+    return vb;
+  };
+  // A prefill chunk that the FFT pass takes keeps the middle fitted (no rebuild below).
+  const uint32_t fft_vb_fitted = fft_plan(fitted && nc_k > 0, fitted && nc_v > 0);
   // A fitted middle's compressed dims cost 4N per row and query head in the frequency domain, 2N per row
-  // and compressed dim to rebuild once for the whole call: rebuilding wins for prefill chunks. The rebuilt
-  // rows [M, n_comp] (x̂, fp32) then take the place of `pending` and the middle is read as exact rows.
+  // and compressed dim to rebuild once for the whole call: rebuilding wins for prefill chunks that the FFT
+  // pass does not take (its cost per head is T log N, not M·N: at the 8B shape at 32K it took 64-token
+  // chunks 17 times faster than the rebuild, docs/PERFORMANCE.md "Prefill chunks through the FFT pass"). The
+  // rebuilt rows [M, n_comp] (x̂, fp32) then take the place of `pending` and the middle is read as exact rows.
   const DeviceBuffer *pending_k = M > 0 ? c.k.pending : nullptr, *pending_v = M > 0 ? c.v.pending : nullptr;
   if (fitted && nc_k + nc_v > 0) {
     const bool fits = size_t(M) * std::max(nc_k, nc_v) * 4 <= ctx_->max_binding();
     const bool rebuild =
         fits && (path == SplitAttentionPath::kReference || path == SplitAttentionPath::kFused ||
-                 (path == SplitAttentionPath::kAuto && nc_k + nc_v < 2 * n * s.n_heads));
+                 (path == SplitAttentionPath::kAuto && !fft_vb_fitted && nc_k + nc_v < 2 * n * s.n_heads));
     if (rebuild) {
       check_period(c.middle, c.n_freq);
       if (nc_k > 0) {
@@ -373,7 +443,6 @@ void VulkanSplitKv::attention(const DeviceBuffer& q, const DeviceBuffer& k, cons
     }
   }
   const bool spec_k = fitted && nc_k > 0, spec_v = fitted && nc_v > 0;
-  const uint32_t N = uint32_t(std::max(c.n_freq, 1));
   if (spec_k || spec_v) check_period(c.middle, c.n_freq);
   const bool f16 = c.type == KvType::kF16;
 
@@ -392,20 +461,6 @@ void VulkanSplitKv::attention(const DeviceBuffer& q, const DeviceBuffer& k, cons
                   pc, sizeof(pc), gx, (N + kPrepFreqs - 1) / kPrepFreqs, gz);
   };
 
-  // split_attention.comp (tiled: coalesced staged rows, register-blocked spectral sums) takes the usual
-  // shapes; split_attention_rows.comp (one invocation per row) the rest. FKV_VULKAN_SPLIT_ROWS=1 forces the
-  // latter (for comparisons).
-  static const bool force_rows = std::getenv("FKV_VULKAN_SPLIT_ROWS") != nullptr &&
-                                 std::string(std::getenv("FKV_VULKAN_SPLIT_ROWS")) == "1";
-  const bool tiled = !force_rows && G <= 8 && D % 8 == 0 && D <= 128 &&
-                     ctx_->properties().limits.maxComputeSharedMemorySize >= kTiledSharedBytes;
-
-  // The decode middle pass (a fitted middle, up to kMiddlePassQueries queries): split_middle_scores.comp
-  // scores every middle row for all query heads at once, split_middle_values.comp turns them into softmax
-  // partials (one chunk slot per range of rows) with the V side's h; split_attention.comp then covers sink,
-  // window and the call's rows only. FKV_VULKAN_MIDDLE_PASS=0 keeps the middle inside split_attention.comp.
-  // Read on every call: the tests switch it between calls of one backend.
-  const bool middle_pass_on = env_switch("FKV_VULKAN_MIDDLE_PASS", true);
   const uint32_t count = uint32_t(n) * H;
   // Powers of two, so that the shaders' per-invocation shares (basis entries, scores) come out whole.
   auto pow2_at_least = [](uint32_t x, uint32_t lo) {
@@ -416,45 +471,16 @@ void VulkanSplitKv::attention(const DeviceBuffer& q, const DeviceBuffer& k, cons
   const uint32_t hblocks = (count + HB - 1) / HB;
   const uint32_t FB = spec_v ? std::min(kMiddleFreqs, pow2_at_least(N, 16)) : 16;
   const uint32_t fblocks = spec_v ? (N + FB - 1) / FB : 1;
-  const bool middle_pass = middle_pass_on && fitted && n <= kMiddlePassQueries && tiled &&
-                           size_t(count) * M * 4 <= ctx_->max_binding() &&
-                           (uint32_t(M) + kMiddleScoreRows - 1) / kMiddleScoreRows <= kMaxGroupsX &&
-                           hblocks <= kMaxGroupsX;
-  // The FFT form of the middle pass (split_middle_fft.comp, one pass instead of scores + values) when the
-  // period is a multiple of a power-of-two N (SplitKvCache makes it so). FKV_VULKAN_MIDDLE_FFT=0 keeps the
-  // two direct passes; FKV_VULKAN_FFT_ENTRIES tunes the workgroup's share (columns x heads x N).
-  static const uint32_t fft_entries = env_count("FKV_VULKAN_FFT_ENTRIES", kFftEntries);
-  static const bool fft_entries_set = env_count("FKV_VULKAN_FFT_ENTRIES", 0) > 0;
-  static const uint32_t fft_wg = [] {
-    uint32_t wg = 64;  // a power of two in [64, 1024]
-    while (wg < 1024 && wg < env_count("FKV_VULKAN_FFT_WG", kFftWorkgroup)) wg *= 2;
-    return wg;
-  }();
-  // At most 128 loads in flight (register arrays of the shader; a larger count would only fail to compile).
-  static const uint32_t fft_kloads = std::min(env_count("FKV_VULKAN_FFT_KLOADS", kFftLoads), 128u);
-  static const uint32_t fft_vloads = std::min(env_count("FKV_VULKAN_FFT_VLOADS", kFftLoads), 128u);
-  // Odd workgroups read their kept K rows before the DIT FFT (split_middle_fft.comp); 0 turns it off.
-  static const uint32_t fft_stagger = env_switch("FKV_VULKAN_FFT_STAGGER", true) ? 1 : 0;
+  const bool direct_middle = middle_pass_on && fitted && tiled && n <= kMiddlePassQueries &&
+                             size_t(count) * M * 4 <= ctx_->max_binding() &&
+                             (uint32_t(M) + kMiddleScoreRows - 1) / kMiddleScoreRows <= kMaxGroupsX &&
+                             hblocks <= kMaxGroupsX;
   const size_t ps = D + 2 + (spec_v ? 2 * size_t(N) : 0);  // floats of one partial: m, l, acc[D], h
-  const size_t shared_limit = ctx_->properties().limits.maxComputeSharedMemorySize;
-  uint32_t fft_vb = middle_pass && (spec_k || spec_v) && env_switch("FKV_VULKAN_MIDDLE_FFT", true) &&
-                            fft_wg <= ctx_->properties().limits.maxComputeWorkGroupSize[0] &&
-                            fft_wg <= ctx_->properties().limits.maxComputeWorkGroupInvocations
-                        ? fft_columns(G, N, uint32_t(c.middle), D, fft_entries, fft_wg, shared_limit)
-                        : 0;
-  const uint32_t fft_cols = std::min(uint32_t(c.middle) / N, uint32_t(M));  // columns with rows
-  // Fewer, wider workgroups (more columns each) pay while at least 256 remain: each writes G partials (ps
-  // floats: m, l, acc[D], h_c[N], h_s[N]) that split_merge_sum.comp reads back, and sets up q and the
-  // twiddles once. H100, Q4_0 8B: defaults (N 512) 32K +5% and 64K +10% with 2 columns (82fe361); W 256 N 128
-  // at 32K 145.4-145.7 against 140.8-141.9 t/s with 8 columns instead of 4 (256 workgroups), while 16 (128
-  // workgroups) were 10% slower, and at 8K (64 workgroups) 2 columns were 2-8% slower than 1 (N 512) and 8
-  // than 4 (N 128). FKV_VULKAN_FFT_ENTRIES, when set, decides alone.
-  if (fft_vb && !fft_entries_set)
-    fft_vb = fft_columns_widened(fft_vb, fft_cols, uint32_t(n) * uint32_t(s.n_kv_heads), G, N,
-                                 uint32_t(c.middle), D, fft_wg, shared_limit);
+  const uint32_t fft_vb = fitted ? fft_vb_fitted : 0;      // after a rebuild the middle is read as exact rows
   const uint32_t fft_blocks = fft_vb ? (fft_cols + fft_vb - 1) / fft_vb : 0;
   require(fft_blocks <= kMaxGroupsX, ErrorCode::kUnsupported,
           "split attention: the FFT middle pass needs more than 65535 column blocks (T / N too large)");
+  const bool middle_pass = fft_vb > 0 || direct_middle;
   uint32_t mid_rows = 0;  // R: middle rows per chunk slot of the middle pass
   if (middle_pass && !fft_vb) {
     // Enough workgroups (ranges x head blocks x frequency blocks) to fill the device; FKV_VULKAN_MIDDLE_ROWS
