@@ -9,8 +9,10 @@
 //  1. exact K scores: the tile's rows are staged in shared memory (st, fp32, odd row stride) TS rows at a
 //     time, neighbouring invocations loading neighbouring 16-byte words (sink, window: 8 values per load;
 //     chunk rows: two vec4) or neighbouring values (the middle's kept dims and pending values, which are
-//     narrow rows); then NQ invocations per row dot it with the G query vectors (broadcast reads) and their
-//     partials are summed. A fitted middle stages only head g's kept K dims, against q at those dims (qk_s).
+//     narrow rows; K's kept rows are stored by columns, common/kept_k_layout.glsl, so their rows are N
+//     words apart in a plane); then NQ invocations per row dot it with the G query vectors (broadcast
+//     reads) and their partials are summed. A fitted middle stages only head g's kept K dims, against q at
+//     those dims (qk_s).
 //  2. spectral K (fitted middle): Σ_n g_c[n] cos(2π n m/T) + g_s[n] sin(2π n m/T) + Σ_j q_j b_j with g
 //     from split_attention_prep.comp. Register blocking: invocation (slice f, row group rr) holds RB rows
 //     (rr + 32 k) and the G heads' sums, and walks its slice's blocks of 32 frequencies; per frequency one

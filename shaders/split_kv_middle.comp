@@ -78,7 +78,8 @@ void main() {
   }
   if (p.mode == 0u && COLUMNS) {
     const uint words = kept_k_row_words(p.n_keep, KV_F16), total = p.count * words;
-    for (uint u = first; u < total; u += stride) store_kept_word(m0 + u / words, u % words, p.n_keep, p.n_comp);
+    for (uint u = first; u < total; u += stride)
+      store_kept_word(m0 + u / words, u % words, p.n_keep, p.n_comp);
     return;
   }
   if (p.mode == 0u) {

@@ -79,7 +79,8 @@ void SKE_STORE_KEPT_WORD(uint m, uint w, uint n_keep, uint n_comp) {
 }
 
 // Item g of a decode step's entry of position pos_first (middle row m0) after the fit: kept word g for g
-// below the row's kept words (f16 words may straddle rows: the other row's half is kept), else one
+// below the row's kept words (row after row, f16 words may straddle rows: the other row's half is kept; by
+// columns, the row's own word), else one
 // (compressed dim c, frequency f): the value's projection added to the coefficients (fourier_accumulate's
 // arithmetic) and, for f = 0, to the running sum / min / max.
 void SKE_DECODE_ITEM(uint g, uint m0, uint n_keep, uint n_comp) {
