@@ -10,7 +10,8 @@
 #
 #   FKV_PREBUILT=carry FKV_AB_VARIANTS="- FKV_VULKAN_MERGE_LANES=16" tools/gpu-ab.sh
 #
-#   FKV_AB_VARIANTS  variants, space-separated; each "-" (no switch) or VAR=VALUE[,VAR=VALUE...] (default "-")
+#   FKV_AB_VARIANTS  variants, space-separated; each "-" (no switch) or VAR=VALUE[,VAR=VALUE...] (default "-");
+#                    FKV_AB_BIN=DIR in a variant runs DIR's fkv-bench (a build of another commit, carried too)
 #   FKV_AB_TYPES     weight types (default "q4_0 f16")
 #   FKV_AB_ROUNDS    rounds over the variants (default 3)
 #   FKV_AB_ARGS      fkv-bench's arguments after --model and --backend (default: fourier W 256 N 128 at 32K,
@@ -32,10 +33,11 @@ echo "args: $ARGS" >> "$S"
 # Runs fkv-bench with a variant's switches set; extra arguments follow ARGS.
 run() {  # type variant [fkv-bench args...]
   local t=$1 v=$2; shift 2
-  local envs=()
+  local envs=() bin=$BIN e
   [[ $v != - ]] && IFS=, read -r -a envs <<< "$v"
+  for e in "${envs[@]}"; do [[ $e == FKV_AB_BIN=* ]] && bin=${e#FKV_AB_BIN=}; done
   # shellcheck disable=SC2086  # ARGS is a list of arguments
-  env "${envs[@]}" timeout "${FKV_BENCH_TIMEOUT:-120}" "$BIN/fkv-bench" --model "$MODELS/$t.gguf" \
+  env "${envs[@]}" timeout "${FKV_BENCH_TIMEOUT:-120}" "$bin/fkv-bench" --model "$MODELS/$t.gguf" \
     --backend vulkan $ARGS "$@" > /tmp/fkv-ab.txt 2> /tmp/fkv-ab.err
 }
 
