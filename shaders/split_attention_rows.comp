@@ -93,17 +93,7 @@ TYPED(kw_at, kw)
 TYPED(vs_at, vs)
 TYPED(vw_at, vw)
 TYPED(vk_at, vk)
-// Kept K element e of middle row r: K's kept rows are stored by columns (common/kept_k_layout.glsl), kcols
-// of kcol_len rows (set once by main).
-uint kcols = 1u, kcol_len = 1u;
-float kk_at(uint r, uint e) {
-  const uint w = kept_k_word_at(r, KV_F16 ? e >> 1 : e, p.period, kcols, kcol_len);
-  if (KV_F16) {
-    const vec2 v = unpackHalf2x16(kk[w]);
-    return (e & 1u) == 0u ? v.x : v.y;
-  }
-  return uintBitsToFloat(kk[w]);
-}
+KEPT_K_READER(kk)  // kk_at(r, e): K is stored by columns (common/kept_k_layout.glsl)
 
 float chunk_round(float x) { return KV_F16 ? f16_round(x) : x; }
 
@@ -153,8 +143,7 @@ void build_map(uint g, bool is_k) {
 
 void main() {
   const uint tid = gl_LocalInvocationID.x;
-  kcols = kept_k_columns(p.period, p.n_freq);
-  kcol_len = p.period / kcols;
+  kept_k_reader_init();
   const uint c = gl_WorkGroupID.x, g = gl_WorkGroupID.y, i = gl_WorkGroupID.z;
   const uint N = p.n_freq, GS = 2u * N + 4u;
   const uint head0 = g * G;

@@ -56,25 +56,14 @@ shared float qk_s[HB * KC];      // q at the chunk's kept dims, per head of the 
 
 #include "common/kept_k_layout.glsl"
 
-// Kept K element e of middle row r: K's kept rows are stored by columns (common/kept_k_layout.glsl), kcols
-// of kcol_len rows (set once by main).
-uint kcols = 1u, kcol_len = 1u;
-float kk_at(uint r, uint e) {
-  const uint w = kept_k_word_at(r, KV_F16 ? e >> 1 : e, p.period, kcols, kcol_len);
-  if (KV_F16) {
-    const vec2 v = unpackHalf2x16(kk[w]);
-    return (e & 1u) == 0u ? v.x : v.y;
-  }
-  return uintBitsToFloat(kk[w]);
-}
+KEPT_K_READER(kk)  // kk_at(r, e): K is stored by columns (common/kept_k_layout.glsl)
 
 float st_get(uint i) { return bs[i >> 2][i & 3u]; }
 void st_set(uint i, float v) { bs[i >> 2][i & 3u] = v; }
 
 void main() {
   const uint tid = gl_LocalInvocationID.x;
-  kcols = kept_k_columns(p.period, p.n_freq);
-  kcol_len = p.period / kcols;
+  kept_k_reader_init();
   const uint M = p.middle_len, T = p.period, N = p.n_freq, GS = 2u * N + 4u;
   const uint m0 = gl_WorkGroupID.x * TR, qh0 = gl_WorkGroupID.y * HB;
   const uint rows = min(TR, M - m0);

@@ -25,4 +25,23 @@ uint kept_k_word(uint m, uint w, uint period, uint columns) {
   return kept_k_word_at(m, w, period, columns, period / columns);
 }
 
+// The readers' element lookup: KEPT_K_READER(arr), in a shader whose kept K words are the array `arr`, whose
+// push constants `p` hold period and n_freq and which defines KV_F16, defines float kk_at(uint r, uint e)
+// (kept element e of middle row r) and kept_k_reader_init(), which main calls before the first read so that
+// a read costs one integer division (the column count and length are computed once).
+#define KEPT_K_READER(arr)                                                           \
+  uint kcols = 1u, kcol_len = 1u;                                                    \
+  void kept_k_reader_init() {                                                        \
+    kcols = kept_k_columns(p.period, p.n_freq);                                      \
+    kcol_len = p.period / kcols;                                                     \
+  }                                                                                  \
+  float kk_at(uint r, uint e) {                                                      \
+    const uint w = kept_k_word_at(r, KV_F16 ? e >> 1 : e, p.period, kcols, kcol_len); \
+    if (KV_F16) {                                                                    \
+      const vec2 v = unpackHalf2x16(arr[w]);                                         \
+      return (e & 1u) == 0u ? v.x : v.y;                                             \
+    }                                                                                \
+    return uintBitsToFloat(arr[w]);                                                  \
+  }
+
 #endif
